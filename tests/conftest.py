@@ -1,0 +1,60 @@
+"""Test session set-up.
+
+Airflow reads its configuration at import time, so AIRFLOW_HOME (a temp dir), the DAGs
+folder and the metadata DB are set here before anything imports airflow. Fixtures that
+start real servers live in tests/fixtures_*.py, registered below.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="icbridge-airflow-"))
+os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}"
+os.environ.setdefault("ICBRIDGE_ARTIFACTS_DIR", str(_AIRFLOW_HOME / "artifacts"))
+
+pytest_plugins = ["tests.fixtures_servers", "tests.fixtures_soap"]
+
+ON_CI = bool(os.environ.get("CI"))
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip (locally) or fail (in CI) when a service the test needs is not reachable."""
+    if port_open(host, port):
+        return
+    message = f"{name} is not reachable at {host}:{port}"
+    if ON_CI:
+        pytest.fail(f"{message}, and CI is set: CI must run this test")
+    pytest.skip(f"{message}; set up {name} or run in CI to include this test")
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """A migrated Airflow metadata DB for this pytest session (needed by dag.test())."""
+    from airflow.utils import db
+
+    db.resetdb()
+    return _AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO

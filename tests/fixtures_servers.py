@@ -1,0 +1,1 @@
+"""Server fixtures (FTPS, SFTP): owned by the transfer work."""

@@ -1,0 +1,1 @@
+"""SOAP fixtures (IC simulator): owned by the SOAP work."""
