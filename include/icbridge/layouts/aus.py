@@ -1,0 +1,167 @@
+"""The AUS "IC Daily Export" TXT: column table as data, file name rule, framing and trailer.
+
+See ../shared/specs/aus-ic-daily-export.md. The reader does the file-level work (name,
+encoding, header, trailer control totals); per-bill rules live in icbridge.mapping.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from functools import cache
+from importlib import resources
+
+FILE_NAME = re.compile(r"^(?P<bid>\d+)_(?P<stamp>\d{14}|\d{8})_(?P<bill_type>[A-Z0-9]{1,8})\.(?i:txt)$")
+MONEY = re.compile(r"-?\d+(?:\.\d{1,2})?")
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+class FileRejected(Exception):  # noqa: N818 - the domain word is "rejected"
+    """A file-level rejection: nothing of the file is uploaded. Names file, line and rule."""
+
+    def __init__(self, file: str, rule: str, message: str, line: int | None = None) -> None:
+        self.file, self.rule, self.message, self.line = file, rule, message, line
+        where = f"{file} line {line}" if line else file
+        super().__init__(f"{where}: {message} (rule: {rule})")
+
+
+class IncompleteFile(FileRejected):
+    """The trailer is missing or does not add up: the file may still be being written."""
+
+
+@dataclass(frozen=True)
+class AusColumn:
+    name: str
+    type: str
+    required: bool
+    level: str  # bill | line | meter
+    bif_target: str
+
+
+@cache
+def columns() -> tuple[AusColumn, ...]:
+    """The AUS column table (aus_columns.csv)."""
+    text = resources.files("icbridge.layouts").joinpath("aus_columns.csv").read_text("utf-8")
+    return tuple(
+        AusColumn(r["column"], r["type"], r["required"] == "Y", r["level"], r["bif_target"])
+        for r in csv.DictReader(io.StringIO(text))
+    )
+
+
+@dataclass(frozen=True)
+class AusFileName:
+    bid: str
+    stamp: datetime
+    bill_type: str
+
+
+def parse_file_name(name: str) -> AusFileName | None:
+    """`{BID}_{STAMP}_{BillType}.TXT`, or None when the name does not follow the convention."""
+    m = FILE_NAME.match(name)
+    if not m:
+        return None
+    stamp = m.group("stamp")
+    try:
+        when = datetime.strptime(stamp, "%Y%m%d%H%M%S" if len(stamp) == 14 else "%Y%m%d")
+    except ValueError:
+        return None
+    return AusFileName(m.group("bid"), when, m.group("bill_type"))
+
+
+@dataclass
+class AusFile:
+    """A decoded AUS file: header index, raw data lines (with physical line numbers), trailer."""
+
+    name: str
+    index: dict[str, int]  # canonical column name -> position
+    n_fields: int
+    lines: list[str]
+    line_numbers: Sequence[int]  # physical line number of each entry of `lines`
+    trailer: tuple[int, int, Decimal]
+    unknown_columns: list[str] = field(default_factory=list)
+
+
+def decode(data: bytes, name: str) -> str:
+    """Windows-1252, or UTF-8 when the file starts with a UTF-8 BOM."""
+    encoding, body = ("utf-8", data[3:]) if data.startswith(UTF8_BOM) else ("cp1252", data)
+    try:
+        return body.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = body[: exc.start].count(b"\n") + 1
+        raise FileRejected(
+            name, "encoding", f"byte 0x{body[exc.start]:02x} is not valid {encoding}", line
+        ) from None
+
+
+def read_aus(data: bytes, name: str, aliases: Mapping[str, str] | None = None) -> AusFile:
+    """Decode and frame an AUS file; raise FileRejected for any file-level rule.
+
+    `aliases` maps our column name to the biller's own header name, so a biller whose
+    export names a column differently is onboarded by configuration.
+    """
+    text = decode(data, name).replace("\r\n", "\n")
+    raw = text.split("\n")
+    if any(not ln.strip() for ln in raw[:-1]) or raw[-1].strip():
+        # empty lines to skip, or no final newline: number the kept lines one by one
+        kept = [(i, ln.rstrip("\r")) for i, ln in enumerate(raw, start=1) if ln.strip()]
+        lines, numbers = [ln for _, ln in kept], [i for i, _ in kept]
+    else:  # the common case: every line holds data, line N is raw[N - 1]
+        lines, numbers = raw[:-1], range(1, len(raw))
+    if not lines:
+        raise IncompleteFile(name, "trailer", "file is empty: no header and no trailer", 1)
+    index, unknown = _header_index(lines[0], name, numbers[0], aliases or {})
+    trailer_no, trailer_line = numbers[-1], lines[-1]
+    if len(lines) < 2 or not trailer_line.upper().startswith("TRAILER|"):
+        raise IncompleteFile(
+            name, "trailer", "missing trailer: the file may still be being written or was cut off", trailer_no
+        )
+    trailer = _parse_trailer(trailer_line, name, trailer_no)
+    return AusFile(
+        name=name,
+        index=index,
+        n_fields=len(lines[0].split("|")),
+        lines=lines[1:-1],
+        line_numbers=numbers[1:-1],
+        trailer=trailer,
+        unknown_columns=unknown,
+    )
+
+
+def _header_index(
+    header: str, name: str, line: int, aliases: Mapping[str, str]
+) -> tuple[dict[str, int], list[str]]:
+    wanted = {aliases.get(c.name, c.name).strip().lower(): c.name for c in columns()}
+    index: dict[str, int] = {}
+    unknown: list[str] = []
+    for pos, raw_col in enumerate(header.split("|")):
+        col = raw_col.strip()
+        canonical = wanted.get(col.lower())
+        if canonical is None:
+            unknown.append(col)
+        elif canonical in index:
+            raise FileRejected(name, "header", f"column {col!r} appears twice in the header", line)
+        else:
+            index[canonical] = pos
+    missing = [c.name for c in columns() if c.required and c.name not in index]
+    if missing:
+        raise FileRejected(name, "missing required column", f"header lacks {', '.join(missing)}", line)
+    return index, unknown
+
+
+def _parse_trailer(line_text: str, name: str, line: int) -> tuple[int, int, Decimal]:
+    parts = [p.strip() for p in line_text.split("|")]
+    if len(parts) != 4 or not parts[1].isdigit() or not parts[2].isdigit() or not MONEY.fullmatch(parts[3]):
+        raise IncompleteFile(
+            name, "trailer", "malformed trailer: expected TRAILER|detail_lines|bills|total_amount_due", line
+        )
+    try:
+        total = Decimal(parts[3])
+    except InvalidOperation:  # pragma: no cover - the regex admits only decimals
+        raise IncompleteFile(name, "trailer", "trailer total is not a decimal", line) from None
+    return int(parts[1]), int(parts[2]), total
+

@@ -1,0 +1,354 @@
+"""A small reusable SOAP 1.1/1.2 server for the simulators (IC now; inHance and AUS later).
+
+Why not spyne: it does not import on Python 3.12+ and emits its own WSDL rather than the
+ASMX contract. Here the hand-written WSDLs are served as they are (only the soap:address
+rewritten to this server), requests are parsed with lxml with entities, DTDs and the network
+off, and each operation is a plain Python handler ``dict -> dict``. Answers have the ASMX
+shape ``<MethodResponse><MethodResult>…`` and errors are SOAP faults, so zeep sees what it
+would see from IIS.
+
+Handlers receive the request element's children as a dict of strings (nested elements as
+dicts, repeated ones as lists, ``xsi:nil`` as None, absent elements missing) and return the
+content of ``<MethodResult>`` as a dict, in the WSDL's sequence order (zeep is strict):
+None values are left out (a null reference in .NET), :data:`NIL` writes ``xsi:nil``, lists
+hold one-key dicts ``{"Item": {...}}`` (an ASMX ArrayOfItem). Returning None leaves
+``<MethodResult>`` out. Raise :class:`SoapFault` for a deliberate fault.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import logging
+import socketserver
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from lxml import etree
+
+__all__ = ["NIL", "Handler", "SoapFault", "SoapServer", "SoapService", "WsgiApp", "safe_parser"]
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any]], Mapping[str, Any] | None]
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
+SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+XSD = "http://www.w3.org/2001/XMLSchema"
+WSDL = "http://schemas.xmlsoap.org/wsdl/"
+WSDL_SOAP11 = "http://schemas.xmlsoap.org/wsdl/soap/"
+WSDL_SOAP12 = "http://schemas.xmlsoap.org/wsdl/soap12/"
+CONTENT_TYPES = {SOAP11: "text/xml; charset=utf-8", SOAP12: "application/soap+xml; charset=utf-8"}
+
+
+class _Nil:
+    def __repr__(self) -> str:
+        return "NIL"
+
+
+NIL: Any = _Nil()
+"""Handler value that writes ``xsi:nil="true"`` (a null Nullable<T> in .NET)."""
+
+
+class SoapFault(Exception):
+    """Raised by a handler to answer a SOAP fault. code: "Client" (caller's fault) or "Server"."""
+
+    def __init__(self, message: str, code: str = "Client") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def safe_parser() -> etree.XMLParser:
+    """lxml parser for untrusted XML: no entities, no DTD loading, no network, no huge trees."""
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+    )
+
+
+@dataclass
+class SoapService:
+    """One .asmx endpoint: its path, WSDL and handlers by operation name."""
+
+    path: str
+    namespace: str
+    wsdl: etree._ElementTree
+    handlers: dict[str, Handler]
+    operations: frozenset[str] = field(default_factory=frozenset)
+
+
+def _text(value: Any) -> str:
+    """Python value -> xsd lexical form."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    return str(value)
+
+
+def _render(parent: etree._Element, ns: str, name: str, value: Any) -> None:
+    if value is None:
+        return
+    child = etree.SubElement(parent, f"{{{ns}}}{name}")
+    if value is NIL:
+        child.set(f"{{{XSI}}}nil", "true")
+    elif isinstance(value, Mapping):
+        for key, sub in value.items():
+            _render(child, ns, key, sub)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            if not isinstance(item, Mapping) or len(item) != 1:
+                raise TypeError(f"{name}: list items must be one-key dicts {{'Item': value}}, got {item!r}")
+            ((tag, sub),) = item.items()
+            _render(child, ns, tag, sub)
+    else:
+        child.text = _text(value)
+
+
+def _to_python(element: etree._Element) -> dict[str, Any]:
+    """Request element -> dict of strings (see the module docstring)."""
+    out: dict[str, Any] = {}
+    for child in element:
+        if not isinstance(child.tag, str):
+            continue
+        name = etree.QName(child).localname
+        if child.get(f"{{{XSI}}}nil") in ("true", "1"):
+            value: Any = None
+        elif len(child):
+            value = _to_python(child)
+        else:
+            value = child.text or ""
+        if name in out:  # a repeated element: values are never lists otherwise
+            if not isinstance(out[name], list):
+                out[name] = [out[name]]
+            out[name].append(value)
+        else:
+            out[name] = value
+    return out
+
+
+class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a handler still sleeping at stop() must not block shutdown
+
+
+class _QuietHandler(WSGIRequestHandler):
+    timeout = 60  # a stalled client must not hold a thread forever
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("soapserver: " + format, *args)
+
+
+class SoapServer:
+    """Threaded WSGI server on 127.0.0.1 (port 0 = any free port) hosting SOAP services."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, max_request_bytes: int = 64 << 20) -> None:
+        self.host = host
+        self.port = port
+        self.max_request_bytes = max_request_bytes
+        self.services: dict[str, SoapService] = {}
+        self.mounts: dict[str, WsgiApp] = {}
+        self.calls: list[tuple[str, str]] = []  # (path, operation), for tests
+        self._lock = threading.Lock()
+        self._httpd: _ThreadingWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # registration ---------------------------------------------------------------------------
+
+    def add_service(self, path: str, wsdl: Path | bytes, handlers: Mapping[str, Handler]) -> SoapService:
+        """Serve ``wsdl`` at ``path`` (``GET path?WSDL``) and its operations by ``handlers``."""
+        data = wsdl if isinstance(wsdl, bytes) else Path(wsdl).read_bytes()
+        tree = etree.ElementTree(etree.fromstring(data, safe_parser()))
+        root = tree.getroot()
+        namespace = root.get("targetNamespace") or ""
+        operations = frozenset(op.get("name") for op in root.iterfind(f"{{{WSDL}}}portType/{{{WSDL}}}operation"))
+        unknown = set(handlers) - operations
+        if unknown:
+            raise ValueError(f"handlers for operations not in the WSDL: {sorted(unknown)}")
+        service = SoapService(_norm(path), namespace, tree, dict(handlers), operations)
+        self.services[_key(path)] = service
+        return service
+
+    def mount(self, path: str, app: WsgiApp) -> None:
+        """Serve a raw WSGI app at exactly ``path`` (tests: hostile or slow responses)."""
+        self.mounts[_key(path)] = app
+
+    # lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> SoapServer:
+        if self._httpd is not None:
+            return self
+        httpd = make_server(
+            self.host, self.port, self._app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
+        )
+        self._httpd = httpd
+        self.port = httpd.server_address[1]
+        self._thread = threading.Thread(
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},  # stop() waits up to one poll interval
+            name=f"soapserver:{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        httpd.shutdown()
+        httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> SoapServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT`` (the server must be started)."""
+        if self._httpd is None:
+            raise RuntimeError("SoapServer is not started")
+        return f"http://{self.host}:{self.port}"
+
+    def service_url(self, path: str) -> str:
+        return self.url + _norm(path)
+
+    # WSGI -----------------------------------------------------------------------------------
+
+    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = _key(environ.get("PATH_INFO") or "/")
+        mounted = self.mounts.get(path)
+        if mounted is not None:
+            return mounted(environ, start_response)
+        service = self.services.get(path)
+        if service is None:
+            return _plain(start_response, "404 Not Found", "not found")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method == "GET":
+            if environ.get("QUERY_STRING", "").lower() == "wsdl":
+                body = self._wsdl_for(service)
+                start_response("200 OK", [("Content-Type", "text/xml; charset=utf-8")])
+                return [body]
+            return _plain(start_response, "404 Not Found", "use ?WSDL")
+        if method != "POST":
+            return _plain(start_response, "405 Method Not Allowed", "POST or GET ?WSDL")
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or "")
+        except ValueError:
+            return _plain(start_response, "411 Length Required", "Content-Length required")
+        if length > self.max_request_bytes:
+            return _plain(start_response, "413 Payload Too Large", "request too large")
+        status, soap_ns, body = self._dispatch(service, environ["wsgi.input"].read(length))
+        start_response(status, [("Content-Type", CONTENT_TYPES[soap_ns])])
+        return [body]
+
+    def _wsdl_for(self, service: SoapService) -> bytes:
+        tree = copy.deepcopy(service.wsdl)
+        location = self.service_url(service.path)
+        for ns in (WSDL_SOAP11, WSDL_SOAP12):
+            for address in tree.iterfind(f"{{{WSDL}}}service/{{{WSDL}}}port/{{{ns}}}address"):
+                address.set("location", location)
+        return etree.tostring(tree, xml_declaration=True, encoding="utf-8")
+
+    def _dispatch(self, service: SoapService, data: bytes) -> tuple[str, str, bytes]:
+        soap_ns = SOAP11
+        try:
+            try:
+                root = etree.fromstring(data, safe_parser())
+            except etree.XMLSyntaxError as exc:
+                raise SoapFault(f"Invalid XML in the request: {exc}") from None
+            if root.getroottree().docinfo.doctype:
+                raise SoapFault("DTD is prohibited in SOAP messages")
+            qname = etree.QName(root)
+            if qname.namespace in (SOAP11, SOAP12):
+                soap_ns = qname.namespace
+            if qname.localname != "Envelope" or qname.namespace not in (SOAP11, SOAP12):
+                raise SoapFault("The request is not a SOAP 1.1 or 1.2 Envelope")
+            body = root.find(f"{{{soap_ns}}}Body")
+            request = next((c for c in body if isinstance(c.tag, str)), None) if body is not None else None
+            if request is None:
+                raise SoapFault("The SOAP Body is empty")
+            req_q = etree.QName(request)
+            handler = service.handlers.get(req_q.localname) if req_q.namespace == service.namespace else None
+            if handler is None:
+                raise SoapFault(f"Server did not recognize the request element {{{req_q.namespace}}}{req_q.localname}")
+            with self._lock:
+                self.calls.append((service.path, req_q.localname))
+            try:
+                result = handler(_to_python(request))
+            except SoapFault:
+                raise
+            except Exception as exc:
+                log.exception("soapserver: handler %s failed", req_q.localname)
+                raise SoapFault(f"Server was unable to process request. ---> {exc}", "Server") from exc
+            return "200 OK", soap_ns, _envelope(soap_ns, service.namespace, req_q.localname, result)
+        except SoapFault as fault:
+            return "500 Internal Server Error", soap_ns, _fault(soap_ns, fault)
+
+
+def _norm(path: str) -> str:
+    return "/" + path.strip("/")
+
+
+def _key(path: str) -> str:
+    """Lookup key: IIS paths are case-insensitive."""
+    return _norm(path).lower()
+
+
+def _plain(start_response: Callable[..., Any], status: str, text: str) -> list[bytes]:
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
+    return [text.encode()]
+
+
+def _envelope_root(soap_ns: str) -> tuple[etree._Element, etree._Element]:
+    env = etree.Element(f"{{{soap_ns}}}Envelope", nsmap={"soap": soap_ns, "xsi": XSI, "xsd": XSD})
+    return env, etree.SubElement(env, f"{{{soap_ns}}}Body")
+
+
+def _envelope(soap_ns: str, ns: str, operation: str, result: Mapping[str, Any] | None) -> bytes:
+    env, body = _envelope_root(soap_ns)
+    response = etree.SubElement(body, f"{{{ns}}}{operation}Response", nsmap={None: ns})
+    if result is not None:
+        _render(response, ns, f"{operation}Result", dict(result))
+    return etree.tostring(env, xml_declaration=True, encoding="utf-8")
+
+
+def _fault(soap_ns: str, fault: SoapFault) -> bytes:
+    env, body = _envelope_root(soap_ns)
+    node = etree.SubElement(body, f"{{{soap_ns}}}Fault")
+    if soap_ns == SOAP11:
+        etree.SubElement(node, "faultcode").text = f"soap:{'Server' if fault.code == 'Server' else 'Client'}"
+        etree.SubElement(node, "faultstring").text = fault.message
+        etree.SubElement(node, "detail")
+    else:
+        code = etree.SubElement(node, f"{{{soap_ns}}}Code")
+        value = "soap:Receiver" if fault.code == "Server" else "soap:Sender"
+        etree.SubElement(code, f"{{{soap_ns}}}Value").text = value
+        reason = etree.SubElement(node, f"{{{soap_ns}}}Reason")
+        text = etree.SubElement(reason, f"{{{soap_ns}}}Text")
+        text.set("{http://www.w3.org/XML/1998/namespace}lang", "en")
+        text.text = fault.message
+        etree.SubElement(node, f"{{{soap_ns}}}Detail")
+    return etree.tostring(env, xml_declaration=True, encoding="utf-8")

@@ -1,0 +1,89 @@
+"""What the transfer logic needs from a remote folder, whatever the protocol.
+
+Billers deliver over FTPS or SFTP; flows should not care which. ``RemoteFolder`` is the
+small surface they use. It lives in the core (no Airflow import) so flows can be tested
+against any object with these methods; ``icbridge.hooks.transfer`` adapts the Airflow hooks
+to it. Remote paths are POSIX strings (``/outbox/AUS_20260101.txt``); relative paths are
+resolved against the login directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+__all__ = ["RemoteFolder", "atomic_local_file", "parse_list_line"]
+
+
+@runtime_checkable
+class RemoteFolder(Protocol):
+    """A remote directory tree reachable over one open connection."""
+
+    def list_names(self, directory: str) -> list[str]:
+        """Sorted plain file names (no directories, no paths) directly in ``directory``."""
+        ...
+
+    def download(self, remote_path: str, local_path: Path) -> None:
+        """Copy a remote file to ``local_path``; a partial file never appears under that name."""
+        ...
+
+    def upload(self, local_path: Path, remote_path: str) -> None:
+        """Copy a local file to ``remote_path`` (replacing it if it exists)."""
+        ...
+
+    def rename(self, src: str, dst: str) -> None:
+        """Rename/move a remote file. ``dst`` should not exist (SFTP refuses, FTP replaces)."""
+        ...
+
+    def makedirs(self, directory: str) -> None:
+        """Create ``directory`` and missing parents; an existing directory is fine."""
+        ...
+
+    def size(self, remote_path: str) -> int:
+        """Size of a remote file in bytes."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection; safe to call twice."""
+        ...
+
+
+@contextlib.contextmanager
+def atomic_local_file(local_path: Path) -> Iterator[Path]:
+    """Yield a temp path beside ``local_path``; move it into place only on success.
+
+    A download cut off half-way must not leave a truncated billing file that a later step
+    would pick up as complete.
+    """
+    local_path = Path(local_path)
+    local_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = local_path.with_name(f".{local_path.name}.part")
+    try:
+        yield partial
+        os.replace(partial, local_path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def parse_list_line(line: str) -> tuple[str, bool] | None:
+    """``(name, is_plain_file)`` from one ``LIST`` line (Unix ``ls -l`` or DOS/IIS style).
+
+    Used when the server has no ``MLSD`` (vsftpd has none). Symlinks and other special
+    entries count as not plain files. Returns None for lines that are neither format
+    (e.g. ``total 12``).
+    """
+    if not line.strip():
+        return None
+    first = line[0]
+    if first in "-dlbcps":
+        parts = line.split(None, 8)
+        if len(parts) < 9:
+            return None
+        return parts[8], first == "-"
+    parts = line.split(None, 3)  # 01-31-26  10:00AM  <DIR>  name  |  01-31-26  10:00AM  1234  name
+    if len(parts) == 4 and parts[0][:1].isdigit():
+        return parts[3], parts[2].upper() != "<DIR>"
+    return None
