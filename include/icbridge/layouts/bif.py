@@ -272,7 +272,7 @@ def check_bif(data: bytes, name: str = "BIF", max_problems: int = 50) -> list[st
     invoices = 0
     total = Decimal(0)
     expect = "FH"  # what may come next: FH, then IH; after IH a CR; after CR an ID or IH
-    line = 0
+    line = ih_line = 0
     for line, rec in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
         if not rec or rec == [""]:
             problems.add(line, "framing", "empty line")
@@ -294,8 +294,9 @@ def check_bif(data: bytes, name: str = "BIF", max_problems: int = 50) -> list[st
             if expect == "FH":
                 problems.add(line, "row order", "IH before the FH row")
             elif expect == "CR":
-                problems.add(line - 1, "row order", "IH not followed by its CR row")
+                problems.add(ih_line, "row order", "IH not followed by its CR row")
             invoices += 1
+            ih_line = line
             expect = "CR"
             amount = rec[total_index]
             if _AMOUNT.fullmatch(amount):
@@ -305,7 +306,10 @@ def check_bif(data: bytes, name: str = "BIF", max_problems: int = 50) -> list[st
                 problems.add(line, "row order", "CR row without an IH row just before it")
             expect = "ID|IH"
         else:  # ID
-            if expect != "ID|IH":
+            if expect == "CR":  # name the IH that lacks its CR, once, not each of its ID rows
+                problems.add(ih_line, "row order", "IH not followed by its CR row")
+                expect = "ID|IH"
+            elif expect != "ID|IH":
                 problems.add(line, "row order", "ID row before its invoice's IH and CR rows")
         if not spec.row_ok(rec):
             for i, f in spec.required:
@@ -316,7 +320,7 @@ def check_bif(data: bytes, name: str = "BIF", max_problems: int = 50) -> list[st
                 if value and not _format_ok(f.format, value):
                     problems.add(line, f.format, f"{row_type} {f.name} {value!r} is not a valid {f.format}")
     if expect == "CR":
-        problems.add(line, "row order", "last IH has no CR row")
+        problems.add(ih_line, "row order", "last IH has no CR row")
     if fh is None:
         problems.add(None, "row order", "no FH row")
     else:

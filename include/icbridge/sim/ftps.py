@@ -18,6 +18,7 @@ import ipaddress
 import logging
 import secrets
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
@@ -50,9 +51,13 @@ def _quiet_pyftpdlib() -> None:
         logger.addHandler(logging.NullHandler())
 
 
-def _check_loopback(host: str) -> None:
-    """Test servers must never listen beyond the machine (PITFALLS: 127.0.0.1 only)."""
-    if host == "localhost":
+def _check_loopback(host: str, allow_any_host: bool = False) -> None:
+    """Test servers must never listen beyond the machine (PITFALLS: 127.0.0.1 only).
+
+    ``allow_any_host=True`` is the one way around it, for the simulator container of the
+    compose deployment, which must be reachable by the other containers of its network.
+    """
+    if allow_any_host or host == "localhost":
         return
     try:
         loopback = ipaddress.ip_address(host).is_loopback
@@ -124,6 +129,10 @@ class FTPSServer:
 
     Explicit TLS (``AUTH TLS``) by default, or implicit TLS; TLS is required on the control
     and the data channel. Use as a context manager, or call ``start()``/``stop()``.
+
+    ``user`` logs in to ``root``; ``extra_users`` maps more user names to ``(password, home)``
+    (one home per biller in the demo stack). A host other than loopback is refused unless
+    ``allow_any_host=True`` is passed explicitly.
     """
 
     def __init__(
@@ -136,10 +145,16 @@ class FTPSServer:
         require_session_reuse: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,
+        *,
+        extra_users: Mapping[str, tuple[str, Path]] | None = None,
+        allow_any_host: bool = False,
     ) -> None:
-        _check_loopback(host)
+        _check_loopback(host, allow_any_host)
         self.root = Path(root)
         self.user = user
+        self.extra_users = {name: (password, Path(home)) for name, (password, home) in (extra_users or {}).items()}
+        if user in self.extra_users:
+            raise ValueError(f"user {user!r} is given twice")
         self.implicit = implicit
         self.require_session_reuse = require_session_reuse
         self.host = host
@@ -154,6 +169,8 @@ class FTPSServer:
         """A handler subclass per server: pyftpdlib keeps TLS settings on the class."""
         authorizer = DummyAuthorizer()
         authorizer.add_user(self.user, self._password, str(self.root), perm="elradfmwMT")
+        for name, (password, home) in self.extra_users.items():
+            authorizer.add_user(name, password, str(home), perm="elradfmwMT")
         attrs: dict[str, Any] = {
             "authorizer": authorizer,
             "certfile": str(self._pki.server_cert),
@@ -179,6 +196,8 @@ class FTPSServer:
         if self._server is not None:
             raise RuntimeError("FTPSServer already started")
         self.root.mkdir(parents=True, exist_ok=True)
+        for _, home in self.extra_users.values():
+            home.mkdir(parents=True, exist_ok=True)
         _quiet_pyftpdlib()
         # Own IOLoop: the default is a process-wide singleton shared by every server.
         self._server = FTPServer((self.host, self._requested_port), self._handler_class(), ioloop=IOLoop())

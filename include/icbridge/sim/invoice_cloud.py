@@ -176,6 +176,7 @@ class InvoiceCloudSimulator:
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.db_path, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
+        self._refusals: dict[str, str] = {}
         with self._lock, self._db:
             self._db.executescript(_SCHEMA)
         handlers = {
@@ -345,6 +346,11 @@ class InvoiceCloudSimulator:
                 (biller_guid, account_number, change_type, new_value, _stamp(changed_at or datetime.now(UTC))),
             )
 
+    def refuse_once(self, file_name: str, message: str = "Simulated refusal") -> None:
+        """Fault injection: the next UploadInvoiceFile of `file_name` answers Success=false."""
+        with self._lock:
+            self._refusals[file_name] = message
+
     def uploads(self, biller_guid: str | None = None) -> list[dict[str, Any]]:
         """Every UploadInvoiceFile the simulator accepted or refused (bad credentials aside)."""
         sql = "SELECT * FROM uploads" + (" WHERE biller = ?" if biller_guid else "") + " ORDER BY id"
@@ -504,6 +510,10 @@ class InvoiceCloudSimulator:
             problems.append("FileContent is not valid base64")
         if not name:
             problems.append("FileName is required")
+        with self._lock:
+            refusal = self._refusals.pop(name, None)
+        if refusal:
+            problems.append(refusal)
         if not data and not problems:
             problems.append("FileContent is empty")
         bif = None

@@ -8,7 +8,6 @@ against a server whose host key they know (``host_key_public``).
 from __future__ import annotations
 
 import asyncio
-import functools
 import ipaddress
 import secrets
 import threading
@@ -23,9 +22,13 @@ __all__ = ["SFTPServer"]
 _STOP_TIMEOUT = 5.0
 
 
-def _check_loopback(host: str) -> None:
-    """Test servers must never listen beyond the machine (PITFALLS: 127.0.0.1 only)."""
-    if host == "localhost":
+def _check_loopback(host: str, allow_any_host: bool = False) -> None:
+    """Test servers must never listen beyond the machine (PITFALLS: 127.0.0.1 only).
+
+    ``allow_any_host=True`` is the one way around it, for the simulator container of the
+    compose deployment, which must be reachable by the other containers of its network.
+    """
+    if allow_any_host or host == "localhost":
         return
     try:
         loopback = ipaddress.ip_address(host).is_loopback
@@ -81,6 +84,8 @@ class SFTPServer:
 
     ``host_key_path``: an existing OpenSSH private key is loaded; a missing path gets a new
     ed25519 key written to it (stable across restarts); ``None`` keeps a fresh key in memory.
+    ``homes``: a chroot per user (default: ``root`` for every user). A host other than
+    loopback is refused unless ``allow_any_host=True`` is passed explicitly.
     """
 
     def __init__(
@@ -91,9 +96,13 @@ class SFTPServer:
         host_key_path: Path | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        *,
+        homes: Mapping[str, Path] | None = None,
+        allow_any_host: bool = False,
     ) -> None:
-        _check_loopback(host)
+        _check_loopback(host, allow_any_host)
         self.root = Path(root)
+        self.homes = {user: Path(home) for user, home in (homes or {}).items()}
         self.host = host
         self._requested_port = port
         self._users = dict(users)
@@ -134,6 +143,8 @@ class SFTPServer:
         if self._loop is not None:
             raise RuntimeError("SFTPServer already started")
         self.root.mkdir(parents=True, exist_ok=True)
+        for home in self.homes.values():
+            home.mkdir(parents=True, exist_ok=True)
         loop = asyncio.new_event_loop()
         self._loop = loop
         self._thread = threading.Thread(target=self._run, args=(loop,), name="sftp-sim", daemon=True)
@@ -162,13 +173,18 @@ class SFTPServer:
             self.host,
             self._requested_port,
             server_host_keys=[self._host_key],
-            sftp_factory=functools.partial(asyncssh.SFTPServer, chroot=str(self.root).encode()),
+            sftp_factory=self._sftp_session,
             allow_scp=False,
             agent_forwarding=False,
             x11_forwarding=False,
             login_timeout=30,
         )
         self._port = self._acceptor.get_port()
+
+    def _sftp_session(self, chan: asyncssh.SSHServerChannel) -> asyncssh.SFTPServer:
+        """An SFTP session chrooted to the logged-in user's home (``root`` by default)."""
+        home = self.homes.get(chan.get_extra_info("username"), self.root)
+        return asyncssh.SFTPServer(chan, chroot=str(home).encode())
 
     async def _shutdown(self) -> None:
         if self._acceptor is not None:

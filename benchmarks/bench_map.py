@@ -1,0 +1,359 @@
+"""Benchmark AUS -> BIF mapping (map + pre-upload check + write) against a pandas baseline.
+
+    python benchmarks/bench_map.py [--bills 250000] [--workdir DIR] [--keep] [--json]
+
+Generates (or reuses, if the workdir already holds one with the same bill count) the file
+123_20261101_UB.TXT, then measures, each in a fresh Python subprocess so that peak memory
+is per measurement:
+
+  baseline  pandas.read_csv(path, sep='|', dtype=str, encoding='cp1252') + DataFrame.to_csv
+  ours      path.read_bytes() + map_aus(...) with default workers (forks one per core)
+  serial    the same with workers=1, for reference
+
+For each: wall time of the operation (timed inside the subprocess, after imports), the
+subprocess's whole wall time (interpreter start + imports + operation), bills/s, CPU time
+of the process tree, and peak memory two ways:
+
+  tree RSS    sampled from outside with psutil every ~50 ms: RSS of the process plus all of
+              its descendants (the forked workers). Pages a forked worker shares copy-on-write
+              with its parent are counted in both, so this is an upper bound of the real
+              footprint; a spike shorter than the sampling period can be missed.
+  parent max  ru_maxrss of the measured process itself (exact kernel high-water mark, but
+              blind to the workers); "worker max" is RUSAGE_CHILDREN's ru_maxrss, the
+              largest single worker's high-water mark.
+
+Targets (set for 250,000 bills): ours wall <= 1.0x baseline wall; peak tree RSS < 1.5 GB.
+The script exits 0 whatever the outcome: it is a report, PASS/MISS is printed per target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from datetime import date
+from pathlib import Path
+
+FILE_NAME = "123_20261101_UB.TXT"
+BID = "123"
+SEED = 7
+DEFAULT_WORKDIR = Path("/tmp/icbridge-bench")
+SAMPLE_S = 0.05
+TIME_TARGET = 1.0  # ours / baseline wall
+RSS_TARGET = 1.5e9  # bytes, for 250,000 bills
+RSS_TARGET_BILLS = 250_000
+MODES = ("baseline", "ours", "serial")
+LABELS = {
+    "baseline": "baseline pandas read_csv+to_csv",
+    "ours": "ours map_aus (default workers)",
+    "serial": "ours map_aus (workers=1)",
+}
+
+
+# --------------------------------------------------------------------------- measured side
+
+
+def _measure(mode: str, path: Path, out: Path) -> None:
+    """Runs in the fresh subprocess: import, then time the operation; print one JSON line."""
+    if mode == "baseline":
+        import pandas as pd
+
+        start = time.perf_counter()
+        df = pd.read_csv(path, sep="|", dtype=str, encoding="cp1252")
+        df.to_csv(out / "baseline.csv", index=False)
+        elapsed = time.perf_counter() - start
+        extra = {"rows": len(df), "columns": len(df.columns), "pandas": pd.__version__}
+    else:
+        from icbridge.mapping.aus_to_bif import InvoiceSettings, map_aus
+
+        settings = InvoiceSettings(
+            bid=BID,
+            biller_guid="11111111-2222-3333-4444-555555555555",
+            invoice_format_guid="5D1C3E2A-7B4F-4C8E-9A61-0F2B3C4D5E6F",
+            invoice_type_id="1",
+        )
+        workers = None if mode == "ours" else 1
+        start = time.perf_counter()
+        data = path.read_bytes()
+        result = map_aus(data, path.name, settings, out, date(2026, 11, 1), workers=workers)
+        elapsed = time.perf_counter() - start
+        extra = {
+            "bills_read": result.bills_read,
+            "accepted": result.accepted,
+            "rejected": len(result.rejects),
+            "bif_parts": len(result.bifs),
+            "bif_bytes": sum(p.path.stat().st_size for p in result.bifs),
+        }
+    self_ru = resource.getrusage(resource.RUSAGE_SELF)
+    kids_ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(
+        json.dumps(
+            {
+                "elapsed": elapsed,
+                "maxrss_parent": self_ru.ru_maxrss * 1024,  # Linux: KiB
+                "maxrss_worker": kids_ru.ru_maxrss * 1024,
+                "cpu_parent": self_ru.ru_utime + self_ru.ru_stime,
+                "cpu_workers": kids_ru.ru_utime + kids_ru.ru_stime,
+                **extra,
+            }
+        ),
+        flush=True,
+    )
+
+
+# --------------------------------------------------------------------------- measuring side
+
+
+def _tree_rss(proc) -> int:
+    import psutil
+
+    total = 0
+    try:
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += p.memory_info().rss
+    return total
+
+
+def _busy_cpu() -> float:
+    """Machine-wide busy CPU seconds so far (all cores; idle and iowait excluded)."""
+    import psutil
+
+    t = psutil.cpu_times()
+    return sum(getattr(t, k, 0.0) for k in ("user", "nice", "system", "irq", "softirq", "steal"))
+
+
+def run_one(mode: str, path: Path, workdir: Path, keep: bool) -> dict:
+    import psutil
+
+    out = workdir / f"out-{mode}"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--measure", mode, str(path), str(out)]
+    busy_before = _busy_cpu()
+    start = time.perf_counter()
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    proc = psutil.Process(child.pid)
+    peak = {"rss": 0, "samples": 0, "max_procs": 1}
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak["rss"] = max(peak["rss"], _tree_rss(proc))
+            with contextlib.suppress(psutil.NoSuchProcess):
+                peak["max_procs"] = max(peak["max_procs"], 1 + len(proc.children(recursive=True)))
+            peak["samples"] += 1
+            done.wait(SAMPLE_S)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, _ = child.communicate()
+    proc_wall = time.perf_counter() - start
+    busy = _busy_cpu() - busy_before
+    done.set()
+    sampler.join()
+    if not keep:
+        shutil.rmtree(out, ignore_errors=True)
+    if child.returncode != 0:
+        raise SystemExit(f"{mode}: measuring subprocess failed with exit code {child.returncode}")
+    measured = json.loads(stdout.strip().splitlines()[-1])
+    # CPU the rest of the machine used meanwhile (other users of the VM, this script's
+    # sampler): a disturbance indicator, as a share of all cores over the subprocess's life.
+    other = max(0.0, busy - measured["cpu_parent"] - measured["cpu_workers"])
+    return {
+        "other_cpu_pct": 100 * other / (proc_wall * (os.cpu_count() or 1)),
+        "mode": mode,
+        "wall": measured.pop("elapsed"),
+        "proc_wall": proc_wall,
+        "peak_tree_rss": peak["rss"],
+        "rss_samples": peak["samples"],
+        "max_procs": peak["max_procs"],
+        **measured,
+    }
+
+
+def trailer_bills(path: Path) -> int | None:
+    """Bill count from the file's trailer (TRAILER|lines|bills|total), or None."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, path.stat().st_size - 256))
+            last = f.read().rstrip(b"\r\n").rsplit(b"\n", 1)[-1].decode("cp1252").strip()
+        kind, _lines, bills, _total = last.split("|")
+        return int(bills) if kind == "TRAILER" else None
+    except (OSError, ValueError):
+        return None
+
+
+def ensure_file(workdir: Path, bills: int) -> tuple[Path, bool, float | None]:
+    path = workdir / FILE_NAME
+    if path.exists() and trailer_bills(path) == bills:
+        return path, True, None
+    from icbridge.sim.aus_files import write_file
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    write_file(path, bills, bid=BID, seed=SEED)
+    return path, False, time.perf_counter() - start
+
+
+def machine() -> dict:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import pandas as pd
+    import psutil
+
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "mem_total": psutil.virtual_memory().total,
+        "python": platform.python_version(),
+        "pandas": pd.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def fmt_mb(n: int) -> str:
+    return f"{n / 1e6:,.0f} MB"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--measure"]:
+        _measure(argv[1], Path(argv[2]), Path(argv[3]))
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bills", type=int, default=250_000, help="bills in the file (default 250000)")
+    ap.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help=f"default {DEFAULT_WORKDIR}")
+    ap.add_argument("--keep", action="store_true", help="keep the input file and the outputs")
+    ap.add_argument("--json", action="store_true", help="print machine-readable results only")
+    ap.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of " + ",".join(MODES))
+    args = ap.parse_args(argv)
+    modes = [m for m in args.modes.split(",") if m]
+    if unknown := set(modes) - set(MODES):
+        ap.error(f"unknown mode(s): {', '.join(sorted(unknown))}")
+
+    def say(*a) -> None:
+        if not args.json:
+            print(*a, flush=True)
+
+    info = machine()
+    say(
+        f"machine: {info['nproc']} cores, {info['cpu']}, {info['mem_total'] / 2**30:.1f} GiB RAM, "
+        f"Python {info['python']}, pandas {info['pandas']}"
+    )
+    path, reused, gen_s = ensure_file(args.workdir, args.bills)
+    size = path.stat().st_size
+    say(
+        f"input: {path} ({size:,} bytes, {args.bills:,} bills) "
+        + ("reused" if reused else f"generated in {gen_s:.1f} s")
+    )
+    load_before = os.getloadavg()
+    say(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
+    results = {}
+    try:
+        for mode in modes:
+            say(f"measuring {mode} ...")
+            results[mode] = run_one(mode, path, args.workdir, args.keep)
+    finally:
+        if not args.keep:
+            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                args.workdir.rmdir()
+    load_after = os.getloadavg()
+
+    for r in results.values():
+        r["bills_per_s"] = args.bills / r["wall"]
+        r["cpu_total"] = r["cpu_parent"] + r["cpu_workers"]
+
+    verdicts = {}
+    base, ours = results.get("baseline"), results.get("ours")
+    ratio = ours["wall"] / base["wall"] if base and ours else None
+    if ratio is not None:
+        verdicts["time"] = {
+            "ratio": ratio,
+            "target": TIME_TARGET,
+            "result": "PASS" if ratio <= TIME_TARGET else "MISS",
+        }
+        verdicts["rss_ratio"] = ours["peak_tree_rss"] / base["peak_tree_rss"]
+    if ours:
+        verdicts["rss"] = {
+            "peak_tree_rss": ours["peak_tree_rss"],
+            "target": RSS_TARGET,
+            "target_bills": RSS_TARGET_BILLS,
+            "result": "PASS" if ours["peak_tree_rss"] < RSS_TARGET else "MISS",
+        }
+
+    report = {
+        "bills": args.bills,
+        "file": str(path),
+        "file_bytes": size,
+        "reused": reused,
+        "generate_s": gen_s,
+        "machine": info,
+        "load_before": load_before,
+        "load_after": load_after,
+        "results": results,
+        "verdicts": verdicts,
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+
+    print()
+    print(f"{args.bills:,} bills, {size / 1e6:,.0f} MB input")
+    head = (
+        f"{'measurement':<34}{'wall s':>8}{'bills/s':>10}{'proc s':>8}{'CPU s':>8}"
+        f"{'peak RSS tree':>15}{'parent max':>12}{'worker max':>12}{'procs':>6}{'other%':>7}"
+    )
+    print(head)
+    print("-" * len(head))
+    for mode, r in results.items():
+        print(
+            f"{LABELS[mode]:<34}{r['wall']:>8.2f}{r['bills_per_s']:>10,.0f}{r['proc_wall']:>8.2f}"
+            f"{r['cpu_total']:>8.1f}{fmt_mb(r['peak_tree_rss']):>15}{fmt_mb(r['maxrss_parent']):>12}"
+            f"{fmt_mb(r['maxrss_worker']) if r['maxrss_worker'] else '-':>12}{r['max_procs']:>6}"
+            f"{r['other_cpu_pct']:>7.0f}"
+        )
+    print()
+    print(
+        "wall = the operation timed inside the subprocess (after imports); proc = whole subprocess;\n"
+        "CPU = user+sys of the process and its workers; peak RSS tree = psutil, every 50 ms, process +\n"
+        "children (copy-on-write pages shared after fork are counted per process: an upper bound);\n"
+        "parent max / worker max = ru_maxrss of the process / of its largest worker. MB = 10^6 bytes.\n"
+        "other% = CPU used by everything else on the machine meanwhile, % of all cores: if it is\n"
+        "not near 0 the figures are disturbed (re-run)."
+    )
+    print(f"load average before: {load_before[0]:.2f}, after: {load_after[0]:.2f} (1-min)")
+    if "time" in verdicts:
+        v = verdicts["time"]
+        print(f"time:   ours/baseline = {v['ratio']:.2f}x  (target <= {TIME_TARGET:.1f}x)  {v['result']}")
+        print(f"memory: ours/baseline peak RSS tree = {verdicts['rss_ratio']:.2f}x")
+    if "rss" in verdicts:
+        v = verdicts["rss"]
+        note = "" if args.bills == RSS_TARGET_BILLS else f"  (target is set for {RSS_TARGET_BILLS:,} bills)"
+        print(
+            f"memory: ours peak RSS tree = {fmt_mb(v['peak_tree_rss'])}  (target < {fmt_mb(RSS_TARGET)})  "
+            f"{v['result']}{note}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,179 @@
+"""Command line: map an AUS file to BIF(s) and check BIFs, without Airflow.
+
+    python -m icbridge map-aus 123_20261101_UB.TXT --biller include/billers/demo_aus.yaml --out out/
+    python -m icbridge check-bif out/123_20261101_UB.BIF
+
+Exit codes: 0 success; 1 a checked BIF fails; 2 the input file is rejected (file-level
+rule), the biller file is broken, or the command line is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import date, datetime
+from pathlib import Path
+
+NO_GUID = "00000000-0000-0000-0000-000000000000"
+GUID_ENV = "ICBRIDGE_BILLER_GUID"
+REJECTS_FILE = "rejects.csv"
+SUMMARY_FILE = "summary.json"
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="icbridge", description="Invoice Cloud bridge tools (no Airflow needed).")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    m = commands.add_parser(
+        "map-aus",
+        help="map an AUS IC Daily Export TXT to BIF file(s)",
+        description="Map an AUS IC Daily Export TXT to BIF file(s), rejects.csv and summary.json in --out.",
+    )
+    m.add_argument("input", type=Path, metavar="INPUT.TXT", help="the AUS file; its name must be {BID}_{STAMP}_{TYPE}.TXT")
+    m.add_argument("--biller", type=Path, required=True, metavar="BILLER.yaml", help="the biller configuration")
+    m.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the BIF(s), rejects and summary")
+    m.add_argument(
+        "--biller-guid",
+        metavar="GUID",
+        help=f"FH BillerGuid (a secret: normally from the IC connection); default: env {GUID_ENV}",
+    )
+    m.add_argument(
+        "--date",
+        type=_iso_date,
+        metavar="YYYY-MM-DD",
+        help="FH FileCreationDate (default: today in the biller's time zone)",
+    )
+    m.add_argument("--workers", type=int, default=None, help=argparse.SUPPRESS)
+    m.set_defaults(run=_map_aus)
+
+    c = commands.add_parser(
+        "check-bif", help="run the pre-upload checks on BIF file(s)", description="Run the pre-upload BIF checks."
+    )
+    c.add_argument("files", type=Path, nargs="+", metavar="FILE.BIF")
+    c.set_defaults(run=_check_bif)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return args.run(args)
+
+
+def _error(message: str) -> int:
+    """One line on stderr (a multi-line message is joined), exit code 2."""
+    print(" | ".join(line for line in str(message).splitlines() if line.strip()), file=sys.stderr)
+    return 2
+
+
+def _map_aus(args: argparse.Namespace) -> int:
+    from icbridge.config.biller import GUID, BillerConfigError, load_biller
+    from icbridge.layouts.aus import FileRejected
+    from icbridge.mapping.aus_to_bif import map_aus
+
+    try:
+        config = load_biller(args.biller)
+    except OSError as exc:
+        return _error(f"{args.biller}: cannot read the biller file: {exc.strerror or exc}")
+    except BillerConfigError as exc:
+        print(str(exc), file=sys.stderr)  # one line per broken field, each naming file and field
+        return 2
+
+    guid = args.biller_guid or os.environ.get(GUID_ENV, "").strip()
+    inspection_only = not guid
+    if inspection_only:
+        guid = NO_GUID
+    elif not GUID.match(guid):
+        return _error(f"biller GUID {guid!r} is not a GUID like 1918BF19-973B-4930-800E-2005C652C62A")
+    try:
+        settings = config.invoice_settings(guid)
+    except ValueError as exc:
+        return _error(f"{args.biller}: invoices: {exc}")
+    creation_date = args.date or datetime.now(config.tz).date()
+
+    try:
+        data = args.input.read_bytes()
+    except OSError as exc:
+        return _error(f"{args.input}: cannot read: {exc.strerror or exc}")
+
+    try:
+        result = map_aus(data, args.input.name, settings, args.out, creation_date, workers=args.workers)
+    except FileRejected as exc:
+        # map_aus leaves no BIF behind; we write no rejects.csv / summary.json either, so
+        # whatever a previous run left in the folder is not rewritten or mixed with this one
+        return _error(str(exc))
+
+    _write_atomic(args.out / REJECTS_FILE, _rejects_csv(result.rejects))
+    _write_atomic(args.out / SUMMARY_FILE, json.dumps(result.summary(), indent=2) + "\n")
+
+    summary = result.summary()
+    print(
+        f"{summary['source']}: {summary['bills_read']} bills read, {summary['accepted']} accepted, "
+        f"{summary['rejected']} rejected"
+    )
+    for part in summary["bifs"]:
+        print(f"  {args.out / part['name']}: {part['invoices']} invoices, total {part['total']}")
+    if not summary["bifs"]:
+        print("  no invoices: no BIF written")
+    for reason, count in sorted(summary["warnings"].items()):
+        print(f"  warning: {reason}: {count}")
+    if summary["unknown_columns"]:
+        print(f"  unknown columns ignored: {', '.join(summary['unknown_columns'])}")
+    print(f"  rejects: {args.out / REJECTS_FILE}; summary: {args.out / SUMMARY_FILE}")
+    if inspection_only and result.bifs:
+        print(
+            f"warning: no biller GUID given (--biller-guid or {GUID_ENV}): FH BillerGuid is {NO_GUID}; "
+            "the BIF is for inspection, not upload",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _rejects_csv(rejects) -> str:
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(["lines", "account", "bill_number", "reason"])
+    for r in rejects:
+        writer.writerow([" ".join(str(n) for n in r.lines), r.account, r.bill, r.reason])
+    return buf.getvalue()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _check_bif(args: argparse.Namespace) -> int:
+    from icbridge.layouts.bif import check_bif, read_bif
+
+    failed = 0
+    for path in args.files:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            print(f"FAIL {path}: cannot read: {exc.strerror or exc}")
+            failed += 1
+            continue
+        problems = check_bif(data, path.name)
+        if problems:
+            failed += 1
+            print(f"FAIL {path.name}")
+            for problem in problems:
+                print(f"  {problem}")
+            continue
+        fh = read_bif(data).header
+        print(f"OK {path.name} ({fh['InvoiceCount']} invoices, total {fh['TotalInvoiceAmount']})")
+    return 1 if failed else 0

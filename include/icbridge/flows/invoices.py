@@ -1,0 +1,196 @@
+"""The AUS invoice flow, without Airflow: find files, download, map, check, upload, archive.
+
+The Airflow operators call these with real hooks (icbridge.operators.invoices); tests and
+the CLI can call them with any RemoteFolder and uploader.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from icbridge.config.biller import BillerConfig
+from icbridge.layouts.aus import FileRejected, IncompleteFile, parse_file_name
+from icbridge.mapping.aus_to_bif import MapResult, map_aus
+from icbridge.masking import mask_account
+from icbridge.state.db import InDoubt, Ledger
+from icbridge.transfer.remote import RemoteFolder
+
+log = logging.getLogger(__name__)
+
+
+class NotSent(Exception):  # noqa: N818
+    """The upload call failed before the request reached IC (safe to retry)."""
+
+
+class UploadRefused(Exception):  # noqa: N818
+    """IC answered Success=false: the file is wrong, a retry would not help."""
+
+
+@dataclass(frozen=True)
+class UploadAnswer:
+    success: bool
+    message: str = ""
+    file_id: str | None = None
+    accepted: int | None = None
+
+
+Uploader = Callable[[str, bytes], UploadAnswer]
+
+
+@dataclass
+class Discovery:
+    files: list[str]
+    ignored: list[tuple[str, str]] = field(default_factory=list)
+
+
+def find_files(folder: RemoteFolder, biller: BillerConfig) -> Discovery:
+    """The biller's files in its inbox, oldest stamp first; every other name ignored with a reason."""
+    inv = biller.invoices
+    found, ignored = [], []
+    for name in folder.list_names(inv.transfer.inbox):
+        parsed = parse_file_name(name)
+        if parsed is None:
+            ignored.append((name, "name does not follow {BID}_{STAMP}_{BillType}.TXT"))
+        elif parsed.bid != biller.bid:
+            ignored.append((name, f"BID {parsed.bid} is not this biller's ({biller.bid})"))
+        elif inv.bill_types and parsed.bill_type not in inv.bill_types:
+            ignored.append((name, f"bill type {parsed.bill_type} not in {inv.bill_types}"))
+        else:
+            found.append((parsed.stamp, name))
+    return Discovery([name for _, name in sorted(found)], ignored)
+
+
+@dataclass
+class FileOutcome:
+    file_name: str
+    status: str  # uploaded | skipped (already uploaded) | empty
+    summary: dict
+    uploaded_parts: list[str] = field(default_factory=list)
+    skipped_parts: list[str] = field(default_factory=list)
+    archived_to: str | None = None
+    artifacts: str | None = None
+
+
+def process_file(
+    *,
+    file_name: str,
+    folder: RemoteFolder,
+    uploader: Uploader,
+    ledger: Ledger,
+    biller: BillerConfig,
+    biller_guid: str,
+    workdir: Path,
+    artifacts_dir: Path,
+    run_id: str,
+    today: date,
+    force: bool = False,
+) -> FileOutcome:
+    """Download, map, check, upload each part once, archive. Raises FileRejected (with the
+    rule), IncompleteFile (trailer missing: retry later), InDoubt, UploadRefused or NotSent."""
+    transfer = biller.invoices.transfer
+    remote_path = f"{transfer.inbox.rstrip('/')}/{file_name}"
+    local = workdir / file_name
+    folder.download(remote_path, local)
+    data = local.read_bytes()
+    sha256 = hashlib.sha256(data).hexdigest()
+    record = ledger.begin_file(biller.biller_id, file_name, sha256, len(data), run_id, force)
+    if record.status == "uploaded":
+        log.info("%s (sha256 %s…) was uploaded before: not uploading again", file_name, sha256[:12])
+        archived = archive(folder, transfer, file_name, sha256)
+        ledger.finish_file(record, "uploaded", archived_to=archived)
+        return FileOutcome(file_name, "skipped", {"reason": "already uploaded"}, archived_to=archived)
+
+    out_dir = workdir / "bif"
+    try:
+        result = map_aus(data, file_name, biller.invoice_settings(biller_guid), out_dir, today)
+    except IncompleteFile:
+        raise  # not recorded as rejected: the same name may complete later
+    except FileRejected as exc:
+        ledger.finish_file(record, "rejected", reason=str(exc))
+        raise
+    run_artifacts = write_artifacts(result, artifacts_dir)
+    log_summary(result)
+
+    outcome = FileOutcome(file_name, "uploaded", result.summary(), artifacts=str(run_artifacts))
+    for index, part in enumerate(result.bifs, start=1):
+        status = ledger.part_status(record, index)
+        if status == "uploaded":
+            log.info("part %s already uploaded: skipped", part.name)
+            outcome.skipped_parts.append(part.name)
+            continue
+        if status == "sending" and not force:
+            raise InDoubt(
+                f"{file_name}: part {part.name} was sent in an earlier attempt and no answer came back; it may be "
+                "in IC. Check IC, then settle it: `python -m icbridge ledger settle --biller "
+                f"{biller.biller_id} --file {file_name} --part {part.name} --as uploaded|resend`, "
+                "or re-run with force=true"
+            )
+        ledger.mark_sending(record, index, part.name, part.sha256, part.invoices, f"{part.total:.2f}", run_id)
+        try:
+            answer = uploader(part.name, part.path.read_bytes())
+        except NotSent as exc:
+            ledger.mark_part(record, index, "not_sent", message=str(exc))
+            raise
+        if not answer.success:
+            ledger.mark_part(record, index, "refused", message=answer.message)
+            raise UploadRefused(f"{file_name}: IC refused {part.name}: {answer.message}")
+        ledger.mark_part(record, index, "uploaded", ic_file_id=answer.file_id, message=answer.message or None)
+        log.info("uploaded %s: %d invoices, total %.2f, IC FileID %s", part.name, part.invoices, part.total,
+                 answer.file_id)
+        outcome.uploaded_parts.append(part.name)
+
+    outcome.archived_to = archive(folder, transfer, file_name, sha256)
+    if not result.bifs:
+        outcome.status = "empty"
+    ledger.finish_file(record, "uploaded", summary=outcome.summary, archived_to=outcome.archived_to)
+    return outcome
+
+
+def archive(folder: RemoteFolder, transfer, file_name: str, sha256: str) -> str | None:
+    """Move the processed file to the archive folder (a second copy of a name gets its hash)."""
+    source = f"{transfer.inbox.rstrip('/')}/{file_name}"
+    if file_name not in folder.list_names(transfer.inbox):
+        return None  # archived by an earlier attempt
+    target_dir = transfer.archive_dir()
+    folder.makedirs(target_dir)
+    target = f"{target_dir}/{file_name}"
+    if file_name in folder.list_names(target_dir):
+        stem, dot, ext = file_name.rpartition(".")
+        target = f"{target_dir}/{stem}.{sha256[:12]}{dot}{ext}"
+    folder.rename(source, target)
+    return target
+
+
+def write_artifacts(result: MapResult, artifacts_dir: Path) -> Path:
+    """summary.json and rejects.csv of one source file, kept with the run."""
+    target = artifacts_dir / Path(result.source).stem
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "summary.json").write_text(json.dumps({**result.summary(), "warnings_kept": result.warnings},
+                                                    indent=2), encoding="utf-8")
+    with (target / "rejects.csv").open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["lines", "account", "bill_number", "reason"])
+        for r in result.rejects:
+            writer.writerow([" ".join(map(str, r.lines)), r.account, r.bill, r.reason])
+    return target
+
+
+def log_summary(result: MapResult) -> None:
+    """The run's summary and rejects in the task log, account numbers masked."""
+    s = result.summary()
+    log.info("%s: %d bills read, %d accepted, %d rejected, warnings %s", s["source"], s["bills_read"],
+             s["accepted"], s["rejected"], s["warnings"] or "none")
+    for part in s["bifs"]:
+        log.info("  BIF %s: %d invoices, total %s", part["name"], part["invoices"], part["total"])
+    for r in result.rejects[:50]:
+        log.warning("  rejected bill %s (account %s, lines %s): %s", r.bill, mask_account(r.account),
+                    ",".join(map(str, r.lines)), r.reason)
+    if len(result.rejects) > 50:
+        log.warning("  … and %d more rejected bills (see rejects.csv)", len(result.rejects) - 50)

@@ -1,0 +1,132 @@
+"""Operators of the `<biller>__invoices` DAG: thin shells over icbridge.flows.invoices."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from icbridge.config.biller import BillerConfig, default_billers_dir, load_biller
+from icbridge.flows.invoices import NotSent, UploadAnswer, UploadRefused, find_files, process_file
+from icbridge.hooks.invoice_cloud import InvoiceCloudHook
+from icbridge.hooks.state import get_ledger
+from icbridge.hooks.transfer import open_remote_folder
+from icbridge.layouts.aus import FileRejected, IncompleteFile
+from icbridge.state.db import InDoubt
+
+
+def artifacts_root() -> Path:
+    """ICBRIDGE_ARTIFACTS_DIR, else $AIRFLOW_HOME/icbridge/artifacts."""
+    configured = os.environ.get("ICBRIDGE_ARTIFACTS_DIR")
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "icbridge" / "artifacts"
+
+
+class _BillerOperator(BaseOperator):
+    """Base: resolves the biller's configuration at run time (YAML, validated)."""
+
+    template_fields = ("biller_id",)
+
+    def __init__(self, *, biller_id: str, billers_dir: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.biller_id = biller_id
+        self.billers_dir = billers_dir
+
+    def biller(self) -> BillerConfig:
+        folder = Path(self.billers_dir) if self.billers_dir else default_billers_dir()
+        return load_biller(folder / f"{self.biller_id}.yaml")
+
+
+class FindAusFilesOperator(_BillerOperator):
+    """Lists the biller's new AUS files in its inbox (by the naming convention and BID)."""
+
+    ui_color = "#e8f1fb"
+
+    def execute(self, context: Any) -> list[str]:
+        biller = self.biller()
+        transfer = biller.invoices.transfer
+        with open_remote_folder(transfer.protocol, transfer.conn_id) as folder:
+            found = find_files(folder, biller)
+        for name, reason in found.ignored:
+            self.log.warning("ignored %s in %s: %s", name, transfer.inbox, reason)
+        self.log.info("%d file(s) to process: %s", len(found.files), ", ".join(found.files) or "none")
+        return found.files
+
+
+class UploadAusFileOperator(_BillerOperator):
+    """Download one AUS file, map and check it, upload each BIF part once, archive the file.
+
+    Retries are safe: parts already uploaded are skipped (state DB). A file-level rejection,
+    an IC refusal or an in-doubt part fails the task at once (no retry: it needs a person);
+    a file whose trailer is missing is retried (it may still be being written).
+    """
+
+    template_fields = ("biller_id", "file_name", "force")
+    ui_color = "#fdf1e1"
+
+    def __init__(self, *, file_name: str, force: bool | str = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.file_name = file_name
+        self.force = force
+
+    def execute(self, context: Any) -> dict:
+        biller = self.biller()
+        force = str(self.force).lower() in ("true", "1", "yes")
+        ic_hook = InvoiceCloudHook(ic_conn_id=biller.ic_conn_id)
+        client = ic_hook.get_conn()
+
+        def upload(name: str, content: bytes) -> UploadAnswer:
+            try:
+                result = client.upload_invoice_file(name, content)
+            except requests.exceptions.ConnectTimeout as exc:
+                raise NotSent(f"IC not reached: {exc}") from exc
+            except requests.exceptions.ReadTimeout:
+                raise  # sent, no answer: in doubt
+            except requests.exceptions.ConnectionError as exc:
+                if "Connection refused" in str(exc) or "Name or service not known" in str(exc):
+                    raise NotSent(f"IC not reached: {exc}") from exc
+                raise
+            return UploadAnswer(result.success, result.error_message, result.file_id, result.invoices_accepted)
+
+        run_id = context["run_id"]
+        artifacts = artifacts_root() / self.dag_id / run_id.replace(":", "_").replace("+", "_")
+        ledger = get_ledger()
+        transfer = biller.invoices.transfer
+        try:
+            with (
+                tempfile.TemporaryDirectory(prefix=f"icb-{biller.biller_id}-") as workdir,
+                open_remote_folder(transfer.protocol, transfer.conn_id) as folder,
+            ):
+                outcome = process_file(
+                    file_name=self.file_name,
+                    folder=folder,
+                    uploader=upload,
+                    ledger=ledger,
+                    biller=biller,
+                    biller_guid=ic_hook.biller_guid,
+                    workdir=Path(workdir),
+                    artifacts_dir=artifacts,
+                    run_id=run_id,
+                    today=datetime.now(biller.tz).date(),
+                    force=force,
+                )
+        except IncompleteFile as exc:
+            raise AirflowException(f"{exc} — will retry") from exc
+        except (FileRejected, UploadRefused, InDoubt) as exc:
+            raise AirflowFailException(str(exc)) from exc
+        except requests.exceptions.ReadTimeout as exc:
+            raise AirflowFailException(
+                f"{self.file_name}: IC did not answer in time; the part is in doubt (see docs/operations.md)"
+            ) from exc
+        finally:
+            ledger.dispose()
+        self.log.info("artifacts (summary.json, rejects.csv): %s", outcome.artifacts)
+        return dataclasses.asdict(outcome)

@@ -1,0 +1,438 @@
+"""The whole simulated outside world of the demo: Invoice Cloud, FTPS and SFTP, in one object.
+
+``SimStack`` starts one SOAP server with the Invoice Cloud simulator, one FTPS server
+(explicit TLS, certificate from a CA generated in ``state_dir/pki``) and one SFTP server
+(password and key auth, host key kept in ``state_dir``), all on ``host`` (127.0.0.1 unless
+the wildcard address is passed explicitly, for the simulator container of docker-compose).
+
+Every biller YAML in ``billers_dir`` gets, at the first start, a biller GUID and web-service
+key in the IC simulator and a user (password, and for SFTP a client key) on the server of
+its transfer protocol, whose home holds its inbox. Those secrets are generated here
+(uuid4 / secrets) and kept in ``state_dir/secrets.json`` (mode 0600) so a restart keeps
+them; they are never in the repository. ``connections()`` / ``env()`` give the Airflow
+connections (``AIRFLOW_CONN_<ID>`` JSON) that point at the running servers.
+
+Layout of ``state_dir`` (mode 0700)::
+
+    secrets.json            GUIDs, keys, passwords, SFTP client keys (0600)
+    ic_sim.sqlite           the IC simulator's state (uploads, invoices, ...)
+    pki/                    ca.pem (the FTPS connection's ca_file), server.pem, server.key
+    sftp_host_ed25519       the SFTP host key (0600)
+    ftps/<biller_id>/...    FTPS home of each FTPS biller (inbox inside)
+    sftp/<biller_id>/...    SFTP home (chroot) of each SFTP biller
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import logging
+import os
+import secrets
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import asyncssh
+from cryptography import x509
+
+import icbridge
+from icbridge.config.biller import BillerConfig, load_billers
+from icbridge.sim.ftps import FTPSServer
+from icbridge.sim.invoice_cloud import InvoiceCloudSimulator
+from icbridge.sim.sftp import SFTPServer
+from icbridge.sim.soapserver import SoapServer
+from icbridge.sim.tls import Pki, make_test_pki
+
+__all__ = ["BILLERS_DIR_ENV", "BillerAccess", "SimStack", "default_billers_dir", "env_var_name"]
+
+BILLERS_DIR_ENV = "ICBRIDGE_BILLERS_DIR"
+WILDCARD_HOSTS = ("0.0.0.0", "::")  # noqa: S104  # accepted only when passed explicitly
+FTPS_ADMIN = "sim-admin"
+SECRETS_FILE = "secrets.json"
+_PKI_MIN_VALIDITY = dt.timedelta(days=2)
+
+log = logging.getLogger(__name__)
+
+
+def default_billers_dir() -> Path:
+    """``$ICBRIDGE_BILLERS_DIR``, else the repository's include/billers (next to the package)."""
+    configured = os.environ.get(BILLERS_DIR_ENV)
+    if configured:
+        return Path(configured)
+    return Path(icbridge.__file__).resolve().parent.parent / "billers"
+
+
+def env_var_name(conn_id: str) -> str:
+    """The variable Airflow reads a connection from: ``AIRFLOW_CONN_<CONN_ID>``."""
+    return f"AIRFLOW_CONN_{conn_id.upper()}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class BillerAccess:
+    """What the stack set up for one biller (secrets included: do not log it)."""
+
+    biller: BillerConfig
+    biller_guid: str
+    web_service_key: str
+    protocol: str | None  # "ftps" | "sftp" | None (no invoices section)
+    user: str | None
+    password: str | None
+    client_key: str | None  # SFTP only: OpenSSH private key the server also accepts
+    home: Path | None  # the user's home (FTPS) or chroot (SFTP) on disk
+    inbox: Path | None  # the inbox on disk, inside home
+
+    @property
+    def biller_id(self) -> str:
+        return self.biller.biller_id
+
+
+class _Secrets:
+    """``state_dir/secrets.json``: created 0600, rewritten atomically, tightened if loosened."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, Any] = {"billers": {}}
+        if path.is_file():
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+            self.data = json.loads(path.read_text(encoding="utf-8"))
+            self.data.setdefault("billers", {})
+        self.changed = False
+
+    def biller(self, biller_id: str, protocol: str | None) -> dict[str, str]:
+        entry = self.data["billers"].setdefault(biller_id, {})
+        wanted: dict[str, Any] = {
+            "biller_guid": lambda: str(uuid.uuid4()).upper(),
+            "web_service_key": lambda: secrets.token_urlsafe(24),
+        }
+        if protocol is not None:
+            wanted["transfer_password"] = lambda: secrets.token_urlsafe(24)
+        if protocol == "sftp":
+            wanted["client_key"] = lambda: asyncssh.generate_private_key("ssh-ed25519").export_private_key().decode()
+        for name, make in wanted.items():
+            if not entry.get(name):
+                entry[name] = make()
+                self.changed = True
+        return entry
+
+    def value(self, name: str) -> str:
+        if not self.data.get(name):
+            self.data[name] = secrets.token_urlsafe(24)
+            self.changed = True
+        return str(self.data[name])
+
+    def save(self) -> None:
+        if not self.changed:
+            return
+        partial = self.path.with_name(f".{self.path.name}.partial")
+        partial.unlink(missing_ok=True)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(self.data, out, indent=2, sort_keys=True)
+            out.write("\n")
+        os.replace(partial, self.path)
+        self.changed = False
+
+
+def _ensure_pki(directory: Path) -> Pki:
+    """The test PKI, remade when its certificates expire within two days (they live 30)."""
+    pki = Pki(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    if pki.ca_cert.is_file() and pki.server_cert.is_file():
+        limit = dt.datetime.now(dt.UTC) + _PKI_MIN_VALIDITY
+        for cert_path in (pki.ca_cert, pki.server_cert):
+            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            if cert.not_valid_after_utc < limit:
+                for path in (pki.ca_cert, pki.server_cert, pki.server_key):
+                    path.unlink(missing_ok=True)
+                break
+    return make_test_pki(directory)
+
+
+class SimStack:
+    """IC simulator + FTPS + SFTP for every biller of ``billers_dir``; see the module docstring.
+
+    ``host``: where the servers listen, a loopback address unless ``"0.0.0.0"`` (or ``"::"``)
+    is passed explicitly. ``public_host``: the host name written into the connections (what
+    clients dial): ``host`` by default, 127.0.0.1 for a wildcard host. The certificate of the
+    FTPS server names only 127.0.0.1 and localhost. Ports are free ones unless given.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        host: str = "127.0.0.1",
+        billers_dir: Path | None = None,
+        *,
+        public_host: str | None = None,
+        soap_port: int = 0,
+        ftps_port: int = 0,
+        sftp_port: int = 0,
+    ) -> None:
+        if host not in WILDCARD_HOSTS and not _is_loopback(host):
+            raise ValueError(f"refusing to serve the simulators on {host!r}: use 127.0.0.1, or 0.0.0.0 in a container")
+        self.state_dir = Path(state_dir).resolve()
+        self.host = host
+        self.public_host = public_host or ("127.0.0.1" if host in WILDCARD_HOSTS else host)
+        self.billers_dir = Path(billers_dir) if billers_dir is not None else default_billers_dir()
+        self._ports = {"soap": soap_port, "ftps": ftps_port, "sftp": sftp_port}
+        self._soap: SoapServer | None = None
+        self._ic: InvoiceCloudSimulator | None = None
+        self._ftps: FTPSServer | None = None
+        self._sftp: SFTPServer | None = None
+        self._pki: Pki | None = None
+        self._access: dict[str, BillerAccess] = {}
+        self.skipped: dict[Path, str] = {}  # biller files that failed to load, with the reason
+
+    # lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> SimStack:
+        if self._soap is not None:
+            raise RuntimeError("SimStack already started")
+        loaded = load_billers(self.billers_dir)
+        self.skipped = dict(loaded.errors)
+        for path, message in loaded.errors.items():
+            log.warning("sim stack: skipping biller file %s: %s", path, message)
+        self._check_conn_ids(loaded.billers)
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.chmod(0o700)
+        store = _Secrets(self.state_dir / SECRETS_FILE)
+        ftps_root, sftp_root = self.state_dir / "ftps", self.state_dir / "sftp"
+        access: dict[str, BillerAccess] = {}
+        for biller in loaded.billers:
+            transfer = biller.invoices.transfer if biller.invoices is not None else None
+            protocol = transfer.protocol if transfer is not None else None
+            entry = store.biller(biller.biller_id, protocol)
+            home = inbox = None
+            if transfer is not None:
+                home = (ftps_root if protocol == "ftps" else sftp_root) / biller.biller_id
+                inbox = home / transfer.inbox.strip("/")
+            access[biller.biller_id] = BillerAccess(
+                biller=biller,
+                biller_guid=entry["biller_guid"],
+                web_service_key=entry["web_service_key"],
+                protocol=protocol,
+                user=biller.biller_id if protocol else None,
+                password=entry.get("transfer_password"),
+                client_key=entry.get("client_key"),
+                home=home,
+                inbox=inbox,
+            )
+        admin_password = store.value("ftps_admin_password")
+        store.save()
+        self._access = access
+
+        try:
+            self._start_servers(ftps_root, sftp_root, admin_password)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _check_conn_ids(self, billers: list[BillerConfig]) -> None:
+        seen: dict[str, str] = {}
+        for biller in billers:
+            ids = [biller.ic_conn_id]
+            if biller.invoices is not None:
+                ids.append(biller.invoices.transfer.conn_id)
+            for conn_id in ids:
+                other = seen.setdefault(conn_id, biller.biller_id)
+                if other != biller.biller_id or ids.count(conn_id) > 1:
+                    raise ValueError(f"connection id {conn_id!r} is used twice (biller {other}, {biller.biller_id})")
+
+    def _start_servers(self, ftps_root: Path, sftp_root: Path, admin_password: str) -> None:
+        any_host = self.host in WILDCARD_HOSTS
+        self._soap = SoapServer(self.host, self._ports["soap"])
+        self._ic = InvoiceCloudSimulator(self.state_dir / "ic_sim.sqlite", self._soap)
+        for item in self._access.values():
+            self._ic.add_biller(item.biller_guid, item.web_service_key, item.biller.bid)
+        self._soap.start()
+
+        for item in self._access.values():
+            if item.inbox is not None:
+                item.inbox.mkdir(parents=True, exist_ok=True)
+
+        self._pki = _ensure_pki(self.state_dir / "pki")
+        ftps_users = {
+            i.user: (i.password, i.home)
+            for i in self._access.values()
+            if i.protocol == "ftps" and i.user and i.password and i.home
+        }
+        self._ftps = FTPSServer(
+            ftps_root,
+            FTPS_ADMIN,
+            admin_password,
+            self._pki,
+            host=self.host,
+            port=self._ports["ftps"],
+            extra_users=ftps_users,
+            allow_any_host=any_host,
+        ).start()
+
+        sftp = [i for i in self._access.values() if i.protocol == "sftp" and i.user and i.password and i.home]
+        authorized = {
+            i.user: [asyncssh.import_private_key(i.client_key).export_public_key().decode().strip()]
+            for i in sftp
+            if i.client_key
+        }
+        self._sftp = SFTPServer(
+            sftp_root,
+            {i.user: i.password for i in sftp},
+            authorized_keys=authorized,
+            host_key_path=self.state_dir / "sftp_host_ed25519",
+            host=self.host,
+            port=self._ports["sftp"],
+            homes={i.user: i.home for i in sftp},
+            allow_any_host=any_host,
+        ).start()
+
+    def stop(self) -> None:
+        """Stop every server and close the simulator's DB; safe to call twice."""
+        errors: list[BaseException] = []
+        for server in (self._ftps, self._sftp, self._soap):
+            if server is None:
+                continue
+            try:
+                server.stop()
+            except Exception as exc:  # stop the others anyway
+                errors.append(exc)
+        if self._ic is not None:
+            self._ic.stop()
+        self._ftps = self._sftp = self._soap = self._ic = None
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> SimStack:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # what clients need ----------------------------------------------------------------------
+
+    def _running(self) -> tuple[SoapServer, InvoiceCloudSimulator, FTPSServer, SFTPServer, Pki]:
+        if self._soap is None or self._ic is None or self._ftps is None or self._sftp is None or self._pki is None:
+            raise RuntimeError("SimStack is not started")
+        return self._soap, self._ic, self._ftps, self._sftp, self._pki
+
+    @property
+    def ic(self) -> InvoiceCloudSimulator:
+        return self._running()[1]
+
+    @property
+    def ftps(self) -> FTPSServer:
+        return self._running()[2]
+
+    @property
+    def sftp(self) -> SFTPServer:
+        return self._running()[3]
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA certificate that signed the FTPS server's certificate."""
+        return self._running()[4].ca_cert
+
+    @property
+    def ic_base_url(self) -> str:
+        soap, ic, *_ = self._running()
+        return f"http://{self.public_host}:{soap.port}{ic.base_path}"
+
+    @property
+    def billers(self) -> dict[str, BillerAccess]:
+        """biller_id -> what was set up for it (secrets included)."""
+        return dict(self._access)
+
+    def access(self, biller_id: str) -> BillerAccess:
+        try:
+            return self._access[biller_id]
+        except KeyError:
+            raise KeyError(f"unknown biller {biller_id!r}; have {', '.join(sorted(self._access))}") from None
+
+    def addresses(self) -> dict[str, str]:
+        """What listens where, for people: IC base URL, FTPS and SFTP host:port."""
+        soap, _, ftps, sftp, _ = self._running()
+        return {
+            "invoice_cloud": self.ic_base_url,
+            "ftps": f"{self.public_host}:{ftps.port} (explicit TLS, listening on {self.host})",
+            "sftp": f"{self.public_host}:{sftp.port} (listening on {self.host})",
+        }
+
+    def connections(self) -> dict[str, dict[str, Any]]:
+        """conn_id -> the JSON fields of its ``AIRFLOW_CONN_<ID>`` (the IC and transfer connections)."""
+        _, _, ftps, sftp, pki = self._running()
+        conns: dict[str, dict[str, Any]] = {}
+        for item in self._access.values():
+            biller = item.biller
+            conns[biller.ic_conn_id] = {
+                "conn_type": "invoice_cloud",
+                "host": self.ic_base_url,
+                "login": item.biller_guid,
+                "password": item.web_service_key,
+                "extra": {"timeout": 60, "verify": True},
+            }
+            if biller.invoices is None:
+                continue
+            conn_id = biller.invoices.transfer.conn_id
+            if item.protocol == "ftps":
+                conns[conn_id] = {
+                    "conn_type": "icb_ftps",
+                    "host": self.public_host,
+                    "port": ftps.port,
+                    "login": item.user,
+                    "password": item.password,
+                    "extra": {"ca_file": str(pki.ca_cert), "timeout": 30},
+                }
+            else:
+                conns[conn_id] = {
+                    "conn_type": "sftp",
+                    "host": self.public_host,
+                    "port": sftp.port,
+                    "login": item.user,
+                    "password": item.password,
+                    "extra": {"host_key": sftp.host_key_public, "look_for_keys": "false", "conn_timeout": 30},
+                }
+        return conns
+
+    def env(self) -> dict[str, str]:
+        """``AIRFLOW_CONN_<CONN_ID>`` -> JSON, for the environment of Airflow's processes."""
+        return {env_var_name(conn_id): json.dumps(fields) for conn_id, fields in self.connections().items()}
+
+    # files ----------------------------------------------------------------------------------
+
+    def inbox(self, biller_id: str) -> Path:
+        """The biller's inbox on disk (inside its FTPS/SFTP home)."""
+        inbox = self.access(biller_id).inbox
+        if inbox is None:
+            raise ValueError(f"biller {biller_id!r} has no invoices transfer")
+        return inbox
+
+    def drop_file(self, biller_id: str, local_path: Path, name: str | None = None) -> Path:
+        """Put a copy of ``local_path`` into the biller's inbox, as its CIS would; returns the path.
+
+        Copied beside the inbox first and renamed in, so a poll never sees half a file.
+        """
+        inbox = self.inbox(biller_id)
+        target = inbox / (name or Path(local_path).name)
+        partial = inbox.parent / f".{target.name}.partial"
+        shutil.copyfile(local_path, partial)
+        os.replace(partial, target)
+        return target

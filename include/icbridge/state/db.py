@@ -1,0 +1,300 @@
+"""The state database: what was uploaded, so nothing is uploaded twice.
+
+SQLAlchemy Core on a SQLite file by default, PostgreSQL when ICBRIDGE_STATE_DB_URL (or the
+Airflow connection the hooks resolve) says so. Tables are plain so ops and analysts can
+query them with SQL.
+
+Idempotency: a source file is keyed by (biller, file name, sha256). Its BIF parts are
+uploaded one by one, each recorded `sending` before the call and `uploaded` / `refused`
+after it, so a retry skips the parts already uploaded. A part left `sending` (the call went
+out and no answer came back) is *in doubt*: it is never re-sent blindly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    select,
+    update,
+)
+
+metadata = MetaData()
+
+source_files = Table(
+    "icb_source_files",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("biller_id", String(64), nullable=False),
+    Column("file_name", String(255), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size", Integer, nullable=False),
+    # processing | uploaded | rejected
+    Column("status", String(16), nullable=False),
+    Column("generation", Integer, nullable=False, default=1),  # +1 on each forced re-upload
+    Column("reason", Text),
+    Column("summary", JSON),
+    Column("archived_to", String(512)),
+    Column("first_seen_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("run_id", String(255)),
+    UniqueConstraint("biller_id", "file_name", "sha256", name="uq_icb_source_file"),
+)
+
+invoice_uploads = Table(
+    "icb_invoice_uploads",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source_file_id", Integer, ForeignKey("icb_source_files.id"), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("part_index", Integer, nullable=False),
+    Column("part_name", String(255), nullable=False),
+    Column("part_sha256", String(64), nullable=False),
+    Column("invoices", Integer, nullable=False),
+    Column("total", String(32), nullable=False),
+    # sending | uploaded | refused | not_sent
+    Column("status", String(16), nullable=False),
+    Column("ic_file_id", String(128)),
+    Column("message", Text),
+    Column("run_id", String(255)),
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+    Column("answered_at", DateTime(timezone=True)),
+    UniqueConstraint("source_file_id", "generation", "part_index", name="uq_icb_upload_part"),
+)
+
+STATE_URL_ENV = "ICBRIDGE_STATE_DB_URL"
+
+
+def default_state_url() -> str:
+    """ICBRIDGE_STATE_DB_URL, else a SQLite file under ICBRIDGE_HOME (default $AIRFLOW_HOME/icbridge)."""
+    url = os.environ.get(STATE_URL_ENV)
+    if url:
+        return url
+    home = Path(os.environ.get("ICBRIDGE_HOME") or Path(os.environ.get("AIRFLOW_HOME", "~/airflow")) / "icbridge")
+    home = home.expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home / 'state.db'}"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # WAL: readers don't block the writer
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    id: int
+    biller_id: str
+    file_name: str
+    sha256: str
+    status: str
+    generation: int
+
+
+class InDoubt(Exception):  # noqa: N818 - the ops word
+    """A part was sent and no answer came back: it may or may not be in IC."""
+
+
+class Ledger:
+    """Upload ledger over the state DB. Every method is one short transaction."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url or default_state_url()
+        self.engine = make_engine(self.url)
+        metadata.create_all(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # source files -----------------------------------------------------------------------
+    def begin_file(self, biller_id: str, file_name: str, sha256: str, size: int, run_id: str, force: bool) -> SourceFile:
+        """The file's record, created on first sight. With `force`, an uploaded file starts a
+        new generation, so every part is uploaded again (and recorded again)."""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(source_files).where(
+                    source_files.c.biller_id == biller_id,
+                    source_files.c.file_name == file_name,
+                    source_files.c.sha256 == sha256,
+                )
+            ).first()
+            if row is None:
+                stamp = now()
+                result = conn.execute(
+                    source_files.insert().values(
+                        biller_id=biller_id,
+                        file_name=file_name,
+                        sha256=sha256,
+                        size=size,
+                        status="processing",
+                        generation=1,
+                        first_seen_at=stamp,
+                        updated_at=stamp,
+                        run_id=run_id,
+                    )
+                )
+                return SourceFile(result.inserted_primary_key[0], biller_id, file_name, sha256, "processing", 1)
+            if force and row.status in ("uploaded", "rejected"):
+                generation = row.generation + 1 if row.status == "uploaded" else row.generation
+                conn.execute(
+                    update(source_files)
+                    .where(source_files.c.id == row.id)
+                    .values(status="processing", generation=generation, updated_at=now(), run_id=run_id, reason=None)
+                )
+                return SourceFile(row.id, biller_id, file_name, sha256, "processing", generation)
+            return SourceFile(row.id, biller_id, file_name, sha256, row.status, row.generation)
+
+    def finish_file(self, file: SourceFile, status: str, *, reason: str | None = None, summary: dict | None = None,
+                    archived_to: str | None = None) -> None:
+        values = {"status": status, "updated_at": now(), "reason": reason}
+        if summary is not None:
+            values["summary"] = json.loads(json.dumps(summary, default=str))
+        if archived_to is not None:
+            values["archived_to"] = archived_to
+        with self.engine.begin() as conn:
+            conn.execute(update(source_files).where(source_files.c.id == file.id).values(**values))
+
+    # parts ------------------------------------------------------------------------------
+    def part_status(self, file: SourceFile, part_index: int) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(invoice_uploads.c.status).where(
+                    invoice_uploads.c.source_file_id == file.id,
+                    invoice_uploads.c.generation == file.generation,
+                    invoice_uploads.c.part_index == part_index,
+                )
+            ).scalar()
+
+    def mark_sending(self, file: SourceFile, part_index: int, part_name: str, part_sha256: str, invoices: int,
+                     total: str, run_id: str) -> None:
+        """Record the attempt *before* the call, so a crash mid-call leaves a trace (in doubt)."""
+        values = {
+            "part_name": part_name,
+            "part_sha256": part_sha256,
+            "invoices": invoices,
+            "total": total,
+            "status": "sending",
+            "run_id": run_id,
+            "sent_at": now(),
+            "answered_at": None,
+            "message": None,
+            "ic_file_id": None,
+        }
+        key = (
+            invoice_uploads.c.source_file_id == file.id,
+            invoice_uploads.c.generation == file.generation,
+            invoice_uploads.c.part_index == part_index,
+        )
+        with self.engine.begin() as conn:
+            if conn.execute(select(invoice_uploads.c.id).where(*key)).first():
+                conn.execute(update(invoice_uploads).where(*key).values(**values))
+            else:
+                conn.execute(
+                    invoice_uploads.insert().values(
+                        source_file_id=file.id, generation=file.generation, part_index=part_index, **values
+                    )
+                )
+
+    def mark_part(self, file: SourceFile, part_index: int, status: str, *, ic_file_id: str | None = None,
+                  message: str | None = None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(invoice_uploads)
+                .where(
+                    invoice_uploads.c.source_file_id == file.id,
+                    invoice_uploads.c.generation == file.generation,
+                    invoice_uploads.c.part_index == part_index,
+                )
+                .values(status=status, ic_file_id=ic_file_id, message=message, answered_at=now())
+            )
+
+    def settle(self, biller_id: str, file_name: str, part_name: str, outcome: str) -> int:
+        """Ops settle an in-doubt part: `uploaded` (IC has it) or `resend` (IC does not).
+        Returns the number of parts changed."""
+        if outcome not in ("uploaded", "resend"):
+            raise ValueError("outcome must be 'uploaded' or 'resend'")
+        status = "uploaded" if outcome == "uploaded" else "not_sent"
+        with self.engine.begin() as conn:
+            ids = conn.execute(
+                select(invoice_uploads.c.id)
+                .join(source_files, source_files.c.id == invoice_uploads.c.source_file_id)
+                .where(
+                    source_files.c.biller_id == biller_id,
+                    source_files.c.file_name == file_name,
+                    invoice_uploads.c.part_name == part_name,
+                    invoice_uploads.c.status == "sending",
+                    invoice_uploads.c.generation == source_files.c.generation,
+                )
+            ).scalars().all()
+            if ids:
+                conn.execute(
+                    update(invoice_uploads)
+                    .where(invoice_uploads.c.id.in_(ids))
+                    .values(status=status, message=f"settled by ops as {outcome}", answered_at=now())
+                )
+            return len(ids)
+
+    # reading ----------------------------------------------------------------------------
+    def uploads(self, biller_id: str | None = None) -> list[dict]:
+        """Every part upload with its source file, oldest first (for ops and tests)."""
+        query = (
+            select(
+                source_files.c.biller_id,
+                source_files.c.file_name,
+                source_files.c.sha256,
+                source_files.c.status.label("file_status"),
+                invoice_uploads.c.generation,
+                invoice_uploads.c.part_index,
+                invoice_uploads.c.part_name,
+                invoice_uploads.c.invoices,
+                invoice_uploads.c.total,
+                invoice_uploads.c.status,
+                invoice_uploads.c.ic_file_id,
+                invoice_uploads.c.message,
+                invoice_uploads.c.run_id,
+            )
+            .join(source_files, source_files.c.id == invoice_uploads.c.source_file_id)
+            .order_by(invoice_uploads.c.id)
+        )
+        if biller_id:
+            query = query.where(source_files.c.biller_id == biller_id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def files(self, biller_id: str | None = None) -> list[dict]:
+        query = select(source_files).order_by(source_files.c.id)
+        if biller_id:
+            query = query.where(source_files.c.biller_id == biller_id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Creates .venv (Python 3.11) and installs the pinned requirements and the project.
+# Idempotent: re-running after a requirements change brings the venv up to date.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.icbridge-installed
+want=$(cat requirements.txt constraints/constraints-3.11.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -r requirements.txt -c constraints/constraints-3.11.txt
+  .venv/bin/python -m pip install --quiet --no-deps -e .
+  echo "$want" > "$stamp"
+fi

@@ -1,0 +1,188 @@
+"""The `<biller>__invoices` DAG run by Airflow (dag.test()) against real FTPS/SFTP servers
+and the IC simulator over HTTP: what IC received, what was archived, what the ledger says."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from icbridge.sim.aus_files import make_rows, render
+from icbridge.state.db import Ledger
+from tests.conftest import REPO
+from tests.fixtures_servers import ftps_conn_fields, sftp_conn_fields
+
+pytestmark = pytest.mark.usefixtures("airflow_db")
+_dates = iter(datetime(2026, 3, 1, tzinfo=UTC) + timedelta(hours=h) for h in range(10_000))
+
+
+def _load_dag_module():
+    spec = importlib.util.spec_from_file_location("icb_dags_billers", REPO / "dags" / "billers.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["icb_dags_billers"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch, ic_sim, set_airflow_conn, request):
+    """A biller over FTPS or SFTP (param), the IC simulator, a state DB, and its DAG."""
+    protocol = getattr(request, "param", "ftps")
+    if protocol == "ftps":
+        running = request.getfixturevalue("ftps_server")
+        pki = request.getfixturevalue("pki")
+        set_airflow_conn("t_transfer", **ftps_conn_fields(running, pki))
+    else:
+        running = request.getfixturevalue("sftp_server")
+        set_airflow_conn("t_transfer", **sftp_conn_fields(running))
+    set_airflow_conn(
+        "t_ic", conn_type="invoice_cloud", host=ic_sim.base_url, login=ic_sim.biller_guid,
+        password=ic_sim.web_service_key, extra={"timeout": 10},
+    )
+    inbox = running.root / "outbound"
+    inbox.mkdir()
+    billers = tmp_path / "billers"
+    billers.mkdir()
+    monkeypatch.setenv("ICBRIDGE_BILLERS_DIR", str(billers))  # dag.test() re-parses the dags folder
+    state = tmp_path / "state.db"
+    monkeypatch.setenv("ICBRIDGE_STATE_DB_URL", f"sqlite:///{state}")
+    monkeypatch.setenv("ICBRIDGE_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+
+    class World:
+        sim = ic_sim.sim
+        guid = ic_sim.biller_guid
+        bid = ic_sim.bid
+        artifacts = tmp_path / "artifacts"
+
+        def __init__(self) -> None:
+            self.inbox = inbox
+            self.archive = inbox / "archive"
+            self.configure()
+
+        def configure(self, **invoices) -> None:
+            config = {
+                "biller_id": "t_aus", "bid": ic_sim.bid, "name": "Test Utility", "cis": "aus",
+                "ic_conn_id": "t_ic", "retries": 0,
+                "invoices": {
+                    "transfer": {"protocol": protocol, "conn_id": "t_transfer", "inbox": "/outbound"},
+                    "invoice_format_guid": "5D1C3E2A-7B4F-4C8E-9A61-0F2B3C4D5E6F",
+                    "invoice_type_id": "1",
+                    **invoices,
+                },
+            }
+            (billers / "t_aus.yaml").write_text(yaml.safe_dump(config))
+            from icbridge.config.biller import load_biller
+
+            self.dag = _load_dag_module().build_invoices_dag(load_biller(billers / "t_aus.yaml"), billers)
+
+        def drop(self, name: str, content: bytes) -> None:
+            (self.inbox / name).write_bytes(content)
+
+        def run(self, **conf):
+            return self.dag.test(logical_date=next(_dates), run_conf=conf or None)
+
+        def uploads(self) -> list[dict]:
+            return self.sim.uploads(self.guid)
+
+        def ledger(self) -> list[dict]:
+            ledger = Ledger(f"sqlite:///{state}")
+            try:
+                return ledger.uploads()
+            finally:
+                ledger.dispose()
+
+    return World()
+
+
+def _file(bid: str, bills: int = 12, seed: int = 3, **kw) -> bytes:
+    return render(make_rows(bills, bid=bid, seed=seed), **kw).encode("cp1252")
+
+
+def _bad_dates(bid: str, bills: int, bad: int) -> bytes:
+    rows = make_rows(bills, bid=bid, seed=5)
+    accounts = list(dict.fromkeys(r["AccountNumber"] for r in rows))[:bad]
+    for r in rows:
+        if r["AccountNumber"] in accounts:
+            r["BillDate"] = "02/30/2026"
+    return render(rows).encode("cp1252")
+
+
+def _states(dag_run) -> dict[str, str]:
+    return {f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in dag_run.get_task_instances()}
+
+
+@pytest.mark.parametrize("world", ["ftps", "sftp"], indirect=True)
+def test_uploads_a_file_once_and_archives_it(world):
+    name = f"{world.bid}_20261101_UB.TXT"
+    world.drop(name, _file(world.bid, bills=12))
+    dag_run = world.run()
+    assert str(dag_run.state) == "success", _states(dag_run)
+    uploads = world.uploads()
+    assert [(u["file_name"], u["success"], u["invoices"]) for u in uploads] == [(f"{world.bid}_20261101_UB.BIF", 1, 12)]
+    assert len(world.sim.invoices(world.guid)) == 12
+    assert not (world.inbox / name).exists() and (world.archive / name).exists()
+    assert [r["status"] for r in world.ledger()] == ["uploaded"]
+    summary = world.artifacts / world.dag.dag_id
+    assert list(summary.glob("*/*/summary.json")) and list(summary.glob("*/*/rejects.csv"))
+
+
+def test_rerun_with_same_file_does_not_upload_again_unless_forced(world):
+    name = f"{world.bid}_20261102_UB.TXT"
+    content = _file(world.bid)
+    world.drop(name, content)
+    assert str(world.run().state) == "success"
+    world.drop(name, content)  # the CIS sends the very same file again
+    assert str(world.run().state) == "success"
+    assert len(world.uploads()) == 1
+    assert not (world.inbox / name).exists()
+    assert len(list(world.archive.iterdir())) == 2  # the second copy archived beside the first
+    world.drop(name, content)
+    assert str(world.run(force=True).state) == "success"
+    assert len(world.uploads()) == 2
+
+
+def test_retry_after_part_two_fails_does_not_resend_part_one(world):
+    world.configure(max_invoices_per_file=5)
+    name = f"{world.bid}_20261103_UB.TXT"
+    world.drop(name, _file(world.bid, bills=12))  # 3 parts: 5 + 5 + 2
+    stem = name[:-4]
+    world.sim.refuse_once(f"{stem}_02.BIF", "Simulated outage")
+    assert str(world.run().state) == "failed"
+    assert [(u["file_name"], u["success"]) for u in world.uploads()] == [(f"{stem}_01.BIF", 1), (f"{stem}_02.BIF", 0)]
+    assert (world.inbox / name).exists(), "a file not fully uploaded stays in the inbox"
+    assert str(world.run().state) == "success"
+    sent = [(u["file_name"], u["success"]) for u in world.uploads()]
+    assert sent == [(f"{stem}_01.BIF", 1), (f"{stem}_02.BIF", 0), (f"{stem}_02.BIF", 1), (f"{stem}_03.BIF", 1)]
+    assert len(world.sim.invoices(world.guid)) == 12
+
+
+@pytest.mark.parametrize(
+    ("label", "make", "rule"),
+    [
+        ("truncated", lambda bid: _file(bid)[:-200], "trailer"),
+        ("other biller's BID", lambda bid: _file(bid).replace(f"\r\n{bid}|".encode(), b"\r\n999|", 1), "BID"),
+        ("too many rejects", lambda bid: _bad_dates(bid, bills=10, bad=3), "reject threshold"),
+    ],
+)
+def test_bad_files_upload_nothing_and_name_the_rule(world, caplog, label, make, rule):
+    name = f"{world.bid}_20261104_UB.TXT"
+    world.drop(name, make(world.bid))
+    dag_run = world.run()
+    assert str(dag_run.state) == "failed", label
+    assert world.uploads() == []
+    assert (world.inbox / name).exists()
+    assert f"(rule: {rule}" in caplog.text
+
+
+def test_other_files_in_the_inbox_are_ignored(world, caplog, capfd):
+    world.drop("999_20261101_UB.TXT", _file("999"))
+    world.drop("notes.txt", b"hello")
+    dag_run = world.run()
+    assert str(dag_run.state) == "success"
+    assert world.uploads() == []
+    logged = caplog.text + capfd.readouterr().out
+    assert "ignored 999_20261101_UB.TXT" in logged and "ignored notes.txt" in logged
