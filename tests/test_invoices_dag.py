@@ -4,15 +4,15 @@ and the IC simulator over HTTP: what IC received, what was archived, what the le
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import yaml
-
 from icbridge.sim.aus_files import make_rows, render
 from icbridge.state.db import Ledger
+
 from tests.conftest import REPO
 from tests.fixtures_servers import ftps_conn_fields, sftp_conn_fields
 
@@ -186,3 +186,27 @@ def test_other_files_in_the_inbox_are_ignored(world, caplog, capfd):
     assert world.uploads() == []
     logged = caplog.text + capfd.readouterr().out
     assert "ignored 999_20261101_UB.TXT" in logged and "ignored notes.txt" in logged
+
+
+def test_upload_answered_after_timeout_is_in_doubt_until_ops_settle_it(world, set_airflow_conn, ic_sim, capfd):
+    set_airflow_conn(
+        "t_ic", conn_type="invoice_cloud", host=ic_sim.base_url, login=ic_sim.biller_guid,
+        password=ic_sim.web_service_key, extra={"timeout": 1},
+    )
+    name = f"{world.bid}_20261105_UB.TXT"
+    part = f"{world.bid}_20261105_UB.BIF"
+    world.drop(name, _file(world.bid))
+    world.sim.answer_late_once(part, 2.5)
+    assert str(world.run().state) == "failed"
+    assert [u["success"] for u in world.uploads()] == [1]  # IC has it; we could not know
+    assert [r["status"] for r in world.ledger()] == ["sending"]
+    assert str(world.run().state) == "failed", "an in-doubt part is never re-sent blindly"
+    assert "ledger settle" in capfd.readouterr().out
+    assert len(world.uploads()) == 1
+    from icbridge.state.db import Ledger
+
+    ledger = Ledger(os.environ["ICBRIDGE_STATE_DB_URL"])
+    assert ledger.settle("t_aus", name, part, "uploaded") == 1
+    ledger.dispose()
+    assert str(world.run().state) == "success"
+    assert len(world.uploads()) == 1 and not (world.inbox / name).exists()

@@ -12,7 +12,7 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -53,7 +53,7 @@ def _listening(port: int) -> bool:
         return False
 
 
-def _wait_for(condition, timeout: float = 5.0) -> bool:  # noqa: ANN001
+def _wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():

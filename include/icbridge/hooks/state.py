@@ -13,8 +13,8 @@ STATE_CONN_ID = "icbridge_state"
 def state_db_url() -> str:
     if os.environ.get(STATE_URL_ENV):
         return os.environ[STATE_URL_ENV]
-    from airflow.sdk.exceptions import AirflowNotFoundException
     from airflow.sdk.bases.hook import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:
         conn = BaseHook.get_connection(STATE_CONN_ID)

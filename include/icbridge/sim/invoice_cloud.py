@@ -37,6 +37,7 @@ import hashlib
 import hmac
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -177,6 +178,7 @@ class InvoiceCloudSimulator:
         self._db = sqlite3.connect(self.db_path, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._refusals: dict[str, str] = {}
+        self._late_answers: dict[str, float] = {}
         with self._lock, self._db:
             self._db.executescript(_SCHEMA)
         handlers = {
@@ -350,6 +352,11 @@ class InvoiceCloudSimulator:
         """Fault injection: the next UploadInvoiceFile of `file_name` answers Success=false."""
         with self._lock:
             self._refusals[file_name] = message
+
+    def answer_late_once(self, file_name: str, seconds: float) -> None:
+        """Fault injection: store the next upload of `file_name`, then answer only after `seconds`."""
+        with self._lock:
+            self._late_answers[file_name] = seconds
 
     def uploads(self, biller_guid: str | None = None) -> list[dict[str, Any]]:
         """Every UploadInvoiceFile the simulator accepted or refused (bad credentials aside)."""
@@ -551,6 +558,10 @@ class InvoiceCloudSimulator:
             for inv, cr in entries:
                 self._store_invoice(db, biller, inv, file_id)
                 self._upsert_customer_from_cr(db, biller, inv, cr)
+        with self._lock:
+            late = self._late_answers.pop(name, 0.0)
+        if late:
+            time.sleep(late)  # stored, but the answer reaches the client after its timeout
         if problems:
             return self._upload_result(False, message, None, 0, count)
         return self._upload_result(True, "", file_id, len(entries), 0)

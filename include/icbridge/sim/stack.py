@@ -40,31 +40,21 @@ from typing import Any
 import asyncssh
 from cryptography import x509
 
-import icbridge
-from icbridge.config.biller import BillerConfig, load_billers
+from icbridge.config.biller import BillerConfig, default_billers_dir, load_billers
 from icbridge.sim.ftps import FTPSServer
 from icbridge.sim.invoice_cloud import InvoiceCloudSimulator
 from icbridge.sim.sftp import SFTPServer
 from icbridge.sim.soapserver import SoapServer
 from icbridge.sim.tls import Pki, make_test_pki
 
-__all__ = ["BILLERS_DIR_ENV", "BillerAccess", "SimStack", "default_billers_dir", "env_var_name"]
+__all__ = ["BillerAccess", "SimStack", "default_billers_dir", "env_var_name"]
 
-BILLERS_DIR_ENV = "ICBRIDGE_BILLERS_DIR"
 WILDCARD_HOSTS = ("0.0.0.0", "::")  # noqa: S104  # accepted only when passed explicitly
 FTPS_ADMIN = "sim-admin"
 SECRETS_FILE = "secrets.json"
 _PKI_MIN_VALIDITY = dt.timedelta(days=2)
 
 log = logging.getLogger(__name__)
-
-
-def default_billers_dir() -> Path:
-    """``$ICBRIDGE_BILLERS_DIR``, else the repository's include/billers (next to the package)."""
-    configured = os.environ.get(BILLERS_DIR_ENV)
-    if configured:
-        return Path(configured)
-    return Path(icbridge.__file__).resolve().parent.parent / "billers"
 
 
 def env_var_name(conn_id: str) -> str:

@@ -138,7 +138,9 @@ class Ledger:
         self.engine.dispose()
 
     # source files -----------------------------------------------------------------------
-    def begin_file(self, biller_id: str, file_name: str, sha256: str, size: int, run_id: str, force: bool) -> SourceFile:
+    def begin_file(
+        self, biller_id: str, file_name: str, sha256: str, size: int, run_id: str, force: bool
+    ) -> SourceFile:
         """The file's record, created on first sight. With `force`, an uploaded file starts a
         new generation, so every part is uploaded again (and recorded again)."""
         with self.engine.begin() as conn:

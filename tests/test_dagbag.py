@@ -1,0 +1,72 @@
+"""The DAG folder as Airflow parses it: no import errors, conventions on every DAG, and a
+broken biller file shown (file and field) without taking the other billers down."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def _dagbag(monkeypatch, billers_dir: Path | None = None):
+    from airflow.dag_processing.dagbag import DagBag
+
+    if billers_dir is not None:
+        monkeypatch.setenv("ICBRIDGE_BILLERS_DIR", str(billers_dir))
+    return DagBag(dag_folder=str(REPO / "dags"))
+
+
+def test_no_import_errors_and_conventions_on_every_dag(monkeypatch):
+    bag = _dagbag(monkeypatch)
+    assert bag.import_errors == {}
+    assert {"demo_aus__invoices", "demo_aus_sftp__invoices"} <= set(bag.dags)
+    for dag_id, dag in bag.dags.items():
+        assert dag.doc_md, dag_id
+        assert any(t.startswith("biller:") for t in dag.tags), dag_id
+        assert any(t.startswith("cis:") for t in dag.tags) and any(t.startswith("flow:") for t in dag.tags)
+        for task in dag.tasks:
+            assert task.owner == "data-engineering", (dag_id, task.task_id)
+            assert task.retries >= 1, (dag_id, task.task_id)
+            assert task.retry_exponential_backoff, (dag_id, task.task_id)
+            assert task.on_failure_callback, (dag_id, task.task_id)
+    inv = bag.dags["demo_aus__invoices"]
+    assert inv.schedule == "0 */3 * * *"
+    assert inv.params["force"] is False
+    assert not inv.catchup
+
+
+def test_broken_biller_file_is_visible_and_others_still_load(monkeypatch, tmp_path):
+    billers = tmp_path / "billers"
+    shutil.copytree(REPO / "include" / "billers", billers)
+    broken = (billers / "demo_aus.yaml").read_text().replace("max_invoices_per_file: 50000",
+                                                               "max_invoices_per_file: lots")
+    (billers / "broken_one.yaml").write_text(broken.replace("biller_id: demo_aus", "biller_id: broken_one"))
+    bag = _dagbag(monkeypatch, billers)
+    assert bag.import_errors == {}
+    assert "demo_aus__invoices" in bag.dags and "demo_aus_sftp__invoices" in bag.dags
+    error_dag = bag.dags["broken_one__config_error"]
+    assert "broken_one.yaml" in error_dag.description
+    assert "invoices.max_invoices_per_file" in error_dag.doc_md
+    assert "config-error" in error_dag.tags
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (("timezone: America/New_York", "timezone: Mars/Olympus"), "timezone"),
+        (("bid: \"123\"", "bid: \"12A\""), "bid"),
+        (("protocol: ftps", "protocol: ftp"), "invoices.transfer.protocol"),
+        (("owner: data-engineering", "owner: data-engineering\nweb_service_key: abc"), "web_service_key"),
+    ],
+)
+def test_config_errors_name_the_file_and_the_field(tmp_path, change, field):
+    from icbridge.config.biller import BillerConfigError, load_biller
+
+    path = tmp_path / "demo_aus.yaml"
+    path.write_text((REPO / "include" / "billers" / "demo_aus.yaml").read_text().replace(*change))
+    with pytest.raises(BillerConfigError) as err:
+        load_biller(path)
+    assert str(path) in str(err.value) and field in str(err.value)

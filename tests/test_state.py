@@ -1,0 +1,98 @@
+"""The upload ledger on a real SQLite file and on PostgreSQL (skipped locally without one;
+required in CI)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from icbridge.state.db import Ledger, metadata
+from tests.conftest import require_service
+
+PG_URL = os.environ.get("ICBRIDGE_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger(request, tmp_path):
+    if request.param == "sqlite":
+        led = Ledger(f"sqlite:///{tmp_path / 'state.db'}")
+        yield led
+        led.dispose()
+        return
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    schema = f"icb_test_{uuid.uuid4().hex[:10]}"
+    from sqlalchemy import create_engine
+
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    led = Ledger(f"{PG_URL}?options=-csearch_path%3D{schema}")
+    try:
+        yield led
+    finally:
+        led.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def _upload(led: Ledger, record, index: int, status: str = "uploaded") -> None:
+    led.mark_sending(record, index, f"F_{index:02d}.BIF", "ab" * 32, 10, "100.00", "run-1")
+    if status != "sending":
+        led.mark_part(record, index, status, ic_file_id=f"id-{index}")
+
+
+def test_tables_are_created_and_plain(ledger):
+    with ledger.engine.connect() as conn:
+        names = set(metadata.tables)
+        for name in names:
+            conn.execute(text(f"SELECT count(*) FROM {name}")).scalar()
+    assert names == {"icb_source_files", "icb_invoice_uploads"}
+
+
+def test_file_is_known_by_name_and_checksum(ledger):
+    first = ledger.begin_file("b1", "123_20261101_UB.TXT", "a" * 64, 10, "run-1", force=False)
+    assert first.status == "processing" and first.generation == 1
+    again = ledger.begin_file("b1", "123_20261101_UB.TXT", "a" * 64, 10, "run-2", force=False)
+    assert again.id == first.id
+    other_bytes = ledger.begin_file("b1", "123_20261101_UB.TXT", "b" * 64, 10, "run-3", force=False)
+    other_biller = ledger.begin_file("b2", "123_20261101_UB.TXT", "a" * 64, 10, "run-3", force=False)
+    assert len({first.id, other_bytes.id, other_biller.id}) == 3
+
+
+def test_parts_uploaded_are_remembered_across_attempts(ledger):
+    record = ledger.begin_file("b1", "F.TXT", "a" * 64, 10, "run-1", force=False)
+    _upload(ledger, record, 1)
+    _upload(ledger, record, 2, status="refused")
+    retry = ledger.begin_file("b1", "F.TXT", "a" * 64, 10, "run-1", force=False)
+    assert ledger.part_status(retry, 1) == "uploaded"
+    assert ledger.part_status(retry, 2) == "refused"
+    assert ledger.part_status(retry, 3) is None
+
+
+def test_uploaded_file_is_not_reopened_unless_forced(ledger):
+    record = ledger.begin_file("b1", "F.TXT", "a" * 64, 10, "run-1", force=False)
+    _upload(ledger, record, 1)
+    ledger.finish_file(record, "uploaded", summary={"bills_read": 10})
+    assert ledger.begin_file("b1", "F.TXT", "a" * 64, 10, "run-2", force=False).status == "uploaded"
+    forced = ledger.begin_file("b1", "F.TXT", "a" * 64, 10, "run-3", force=True)
+    assert (forced.status, forced.generation) == ("processing", 2)
+    assert ledger.part_status(forced, 1) is None  # a new generation uploads every part again
+    _upload(ledger, forced, 1)
+    assert [(u["generation"], u["status"]) for u in ledger.uploads("b1")] == [(1, "uploaded"), (2, "uploaded")]
+
+
+def test_in_doubt_part_is_settled_by_ops(ledger):
+    record = ledger.begin_file("b1", "F.TXT", "a" * 64, 10, "run-1", force=False)
+    _upload(ledger, record, 1, status="sending")
+    assert ledger.settle("b1", "F.TXT", "F_01.BIF", "uploaded") == 1
+    assert ledger.part_status(record, 1) == "uploaded"
+    _upload(ledger, record, 2, status="sending")
+    assert ledger.settle("b1", "F.TXT", "F_02.BIF", "resend") == 1
+    assert ledger.part_status(record, 2) == "not_sent"
+    assert ledger.settle("b1", "F.TXT", "F_02.BIF", "resend") == 0  # nothing in doubt any more
+    with pytest.raises(ValueError):
+        ledger.settle("b1", "F.TXT", "F_02.BIF", "maybe")
