@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from airflow.sdk import DAG, Param
+
 from icbridge.config.biller import BillerConfig, default_billers_dir, load_billers
 from icbridge.operators.callbacks import notify_failure
 from icbridge.operators.invoices import FindAusFilesOperator, UploadAusFileOperator

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+
 from icbridge.sim.ftps import FTPSServer
 from icbridge.sim.sftp import SFTPServer
 from icbridge.sim.tls import Pki, make_test_pki

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from icbridge.sim.invoice_cloud import InvoiceCloudSimulator
 from icbridge.sim.soapserver import SoapServer
 from icbridge.soap.invoice_cloud import InvoiceCloudClient

@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+
 from icbridge.layouts.bif import ROW_TYPES, BifWriter, check_bif, clean_text, encode_row, read_bif, registry
 
 SPEC_FIELDS = Path(__file__).resolve().parents[2] / "shared" / "specs" / "bif_fields.csv"

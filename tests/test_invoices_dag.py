@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
+
 from icbridge.sim.aus_files import make_rows, render
 from icbridge.state.db import Ledger
-
 from tests.conftest import REPO
 from tests.fixtures_servers import ftps_conn_fields, sftp_conn_fields
 

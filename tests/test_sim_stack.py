@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from icbridge.hooks.invoice_cloud import InvoiceCloudHook
 from icbridge.hooks.transfer import open_remote_folder
 from icbridge.sim.ftps import FTPSServer

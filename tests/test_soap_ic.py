@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import requests
 import zeep.exceptions
+
 from icbridge.layouts.bif import check_bif, encode_row, registry
 from icbridge.sim.invoice_cloud import INVALID_CREDENTIALS
 from icbridge.sim.soapserver import SoapFault, SoapServer
@@ -29,7 +30,6 @@ from icbridge.soap.invoice_cloud import (
     InvoiceCloudError,
     OperationResult,
 )
-
 from tests.fixtures_soap import IcSim
 
 IC_NS = "https://www.invoicecloud.com/portal/webservices/{}/"
@@ -728,6 +728,7 @@ def test_client_hides_credentials(ic_sim: IcSim, caplog: pytest.LogCaptureFixtur
 
 def test_hook_test_connection_and_client(ic_sim: IcSim, ic_conn_id: str) -> None:
     from airflow.sdk.log import _secrets_masker
+
     from icbridge.hooks.invoice_cloud import InvoiceCloudHook
 
     ic_sim.sim.add_invoice(ic_sim.biller_guid, "A1", "INV1", "5.00")

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import paramiko
 import pytest
+
 from icbridge.hooks.ftps import IcbFTPSHook, parse_bool
 from icbridge.hooks.transfer import open_remote_folder
 from icbridge.sim.ftps import SESSION_REUSE_REPLY
 from icbridge.sim.tls import Pki, make_test_pki
 from icbridge.transfer.remote import RemoteFolder, parse_list_line
-
 from tests.fixtures_servers import (
     RunningFTPS,
     RunningSFTP,

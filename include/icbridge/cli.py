@@ -41,7 +41,9 @@ def _parser() -> argparse.ArgumentParser:
         help="map an AUS IC Daily Export TXT to BIF file(s)",
         description="Map an AUS IC Daily Export TXT to BIF file(s), rejects.csv and summary.json in --out.",
     )
-    m.add_argument("input", type=Path, metavar="INPUT.TXT", help="the AUS file; its name must be {BID}_{STAMP}_{TYPE}.TXT")
+    m.add_argument(
+        "input", type=Path, metavar="INPUT.TXT", help="the AUS file; its name must be {BID}_{STAMP}_{TYPE}.TXT"
+    )
     m.add_argument("--biller", type=Path, required=True, metavar="BILLER.yaml", help="the biller configuration")
     m.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the BIF(s), rejects and summary")
     m.add_argument(
@@ -63,7 +65,57 @@ def _parser() -> argparse.ArgumentParser:
     )
     c.add_argument("files", type=Path, nargs="+", metavar="FILE.BIF")
     c.set_defaults(run=_check_bif)
+
+    led = commands.add_parser(
+        "ledger", help="read or settle the upload ledger (state DB)",
+        description="The upload ledger. The state DB is ICBRIDGE_STATE_DB_URL, else $AIRFLOW_HOME/icbridge/state.db.",
+    )
+    led.add_argument("--db", help="SQLAlchemy URL of the state DB (default: as the DAGs resolve it)")
+    ledger_commands = led.add_subparsers(dest="ledger_command", required=True, metavar="ACTION")
+    show = ledger_commands.add_parser("show", help="the latest part uploads")
+    show.add_argument("--biller")
+    show.add_argument("--limit", type=int, default=20)
+    show.set_defaults(run=_ledger_show)
+    settle = ledger_commands.add_parser("settle", help="settle an in-doubt part (sent, never answered)")
+    settle.add_argument("--biller", required=True)
+    settle.add_argument("--file", required=True, help="source file name (.TXT)")
+    settle.add_argument("--part", required=True, help="BIF part name (.BIF)")
+    settle.add_argument("--as", dest="outcome", required=True, choices=["uploaded", "resend"],
+                        help="uploaded: IC has it (skip it); resend: IC does not (send it again)")
+    settle.set_defaults(run=_ledger_settle)
     return parser
+
+
+def _ledger(args: argparse.Namespace):
+    from icbridge.state.db import Ledger
+
+    return Ledger(args.db)
+
+
+def _ledger_show(args: argparse.Namespace) -> int:
+    ledger = _ledger(args)
+    try:
+        rows = ledger.uploads(args.biller)[-args.limit :]
+    finally:
+        ledger.dispose()
+    for r in rows:
+        print(f"{r['biller_id']}  {r['file_name']}  gen {r['generation']}  {r['part_name']}  {r['status']}"
+              f"  invoices {r['invoices']}  total {r['total']}  IC FileID {r['ic_file_id'] or '-'}")
+    if not rows:
+        print("no uploads recorded")
+    return 0
+
+
+def _ledger_settle(args: argparse.Namespace) -> int:
+    ledger = _ledger(args)
+    try:
+        changed = ledger.settle(args.biller, args.file, args.part, args.outcome)
+    finally:
+        ledger.dispose()
+    if not changed:
+        return _error(f"no in-doubt part {args.part} of {args.file} for biller {args.biller}")
+    print(f"settled {args.part} of {args.file} as {args.outcome}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -168,6 +168,10 @@ def airflow_env(
             "AIRFLOW__API__PORT": str(port),
             # Also where task processes find the Execution API (default http://localhost:8080).
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+            # The scheduler's and triggerer's log servers (Airflow binds them on every interface,
+            # with no host setting): free ports, so two demos or a local Airflow do not collide.
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "ICBRIDGE_STATE_DB_URL": state_db_url or f"sqlite:///{home / 'state.db'}",
             "ICBRIDGE_ARTIFACTS_DIR": str(home / "artifacts"),
             "PYTHONUNBUFFERED": "1",
@@ -251,9 +255,12 @@ def read_admin_password(airflow_home: Path, deadline: float) -> str:
     path = airflow_home / PASSWORD_FILE
     while True:
         try:
-            return str(json.loads(path.read_text())[ADMIN])
+            password = str(json.loads(path.read_text())[ADMIN])
         except (OSError, ValueError, KeyError):
             pass
+        else:
+            path.chmod(0o600)  # Airflow writes it with the umask's mode
+            return password
         try:
             time.sleep(min(0.5, _remaining(deadline)))
         except TimeoutError:
@@ -276,8 +283,38 @@ def wait_for_dag(api: Api, dag_id: str, airflow: Airflow, deadline: float) -> No
             ) from None
 
 
+def _when(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def unpause(api: Api, dag_id: str, deadline: float) -> None:
+    """Unpause, and let the scheduled runs that are due (or running) finish first.
+
+    With ``catchup=False`` the scheduler starts one run for the latest interval as soon as
+    the DAG is unpaused (or, in a reused home, as soon as it starts). Left alone it would
+    race the demo's run for the file, and usually win, as its logical date is earlier; so
+    the file is dropped only once no scheduled run is due or running.
+    """
+    dag = api.call("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+    due_at = _when(dag.get("next_dagrun_run_after"))
+    expected = _when(dag.get("next_dagrun_logical_date")) if due_at and due_at <= datetime.now(UTC) else None
+    if expected is not None:
+        say(f"unpaused {dag_id}; its scheduled run for {expected.isoformat()} goes first (on an empty inbox)")
+    while True:
+        runs = api.call(
+            "GET", f"/api/v2/dags/{dag_id}/dagRuns", params={"run_type": "scheduled", "order_by": "-id", "limit": 20}
+        )["dag_runs"]
+        running = [run for run in runs if run["state"] not in TERMINAL_RUN_STATES]
+        created = expected is None or any((_when(run.get("logical_date")) or expected) >= expected for run in runs)
+        if created and not running:
+            return
+        try:
+            time.sleep(min(1.0, _remaining(deadline)))
+        except TimeoutError:
+            raise DemoError(f"the scheduled run of {dag_id} did not finish in time") from None
+
+
 def trigger(api: Api, dag_id: str) -> str:
-    api.call("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
     now = datetime.now(UTC)
     run_id = f"demo__{now:%Y%m%dT%H%M%S}"
     body = {"dag_run_id": run_id, "logical_date": now.isoformat(), "conf": {}}
@@ -361,6 +398,7 @@ def run_demo(args: argparse.Namespace) -> int:
         password = read_admin_password(airflow_home, deadline)
         api.login(ADMIN, password)
         wait_for_dag(api, DEMO_DAG, airflow, deadline)
+        unpause(api, DEMO_DAG, deadline)
 
         with tempfile.TemporaryDirectory() as tmp:
             name = f"{stack.access(DEMO_BILLER).biller.bid}_{datetime.now():%Y%m%d%H%M%S}_UB.TXT"

@@ -372,13 +372,14 @@ def map_aus(
     mapper = _Mapper(af, settings)
     p = mapper.plan
     key_width = max(p.acct_i, p.bill_i, p.bid_i, p.amount_i) + 1
+    key_min = max(p.acct_i, p.bill_i, p.bid_i) + 1  # fields needed to tell a line's bill
     groups: dict[tuple[str, str], list[int]] = {}
     total = Decimal(0)
     orphan_rejects: list[Reject] = []
     acct_i, bill_i, bid_i, amount_i = p.acct_i, p.bill_i, p.bid_i, p.amount_i
     for i, line in enumerate(af.lines):
         fields = line.split("|", key_width)
-        if len(fields) < key_width:
+        if len(fields) < key_min:  # a short line that still names its bill joins it (and rejects it)
             orphan_rejects.append(
                 Reject([af.line_numbers[i]], "", "", f"line has {len(fields)} fields, the header has {p.n_fields}")
             )
@@ -390,12 +391,14 @@ def map_aus(
         members = groups.get(key)
         if members is None:
             groups[key] = [i]
-            amount = parse_money(fields[amount_i].strip())
+            raw_amount = fields[amount_i] if amount_i < len(fields) else None
+            amount = parse_money(raw_amount.strip()) if raw_amount is not None else None
             if amount is None:
+                what = f"AmountDue {raw_amount!r} does not parse" if raw_amount is not None else "AmountDue is missing"
                 raise FileRejected(
                     name,
                     "trailer",
-                    f"AmountDue {fields[amount_i]!r} does not parse, so the trailer total cannot be checked",
+                    f"{what}, so the trailer total cannot be checked",
                     af.line_numbers[i],
                 )
             total += Decimal(amount)
