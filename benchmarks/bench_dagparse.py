@@ -44,10 +44,15 @@ def main() -> int:
             text = template.replace("biller_id: demo_aus", f"biller_id: {biller_id}")
             text = text.replace('bid: "123"', f'bid: "{1000 + n}"').replace("demo_aus_", f"{biller_id}_")
             (billers / f"{biller_id}.yaml").write_text(text)
-        env = dict(os.environ, ICBRIDGE_BILLERS_DIR=str(billers), AIRFLOW_HOME=str(Path(tmp) / "airflow"),
-                   AIRFLOW__CORE__LOAD_EXAMPLES="False")
-        out = subprocess.run([sys.executable, "-c", CHILD, str(REPO / "dags")], env=env, check=True,
-                             capture_output=True, text=True).stdout
+        env = dict(
+            os.environ,
+            ICBRIDGE_BILLERS_DIR=str(billers),
+            AIRFLOW_HOME=str(Path(tmp) / "airflow"),
+            AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, str(REPO / "dags")], env=env, check=True, capture_output=True, text=True
+        ).stdout
     result = json.loads(out.strip().splitlines()[-1])
     fill = result["fill_dagbag_s"]
     print(f"billers: {args.billers}  DAGs: {result['dags']}  import errors: {result['import_errors']}")

@@ -1,6 +1,7 @@
 """Benchmark AUS -> BIF mapping (map + pre-upload check + write) against a pandas baseline.
 
     python benchmarks/bench_map.py [--bills 250000] [--workdir DIR] [--keep] [--json]
+                                   [--settle S] [--retries N] [--save FILE] [--modes ...]
 
 Generates (or reuses, if the workdir already holds one with the same bill count) the file
 123_20261101_UB.TXT, then measures, each in a fresh Python subprocess so that peak memory
@@ -21,6 +22,10 @@ of the process tree, and peak memory two ways:
   parent max  ru_maxrss of the measured process itself (exact kernel high-water mark, but
               blind to the workers); "worker max" is RUSAGE_CHILDREN's ru_maxrss, the
               largest single worker's high-water mark.
+
+The VM may be shared: "other%" is the CPU everything else on the machine used during a
+measurement (% of all cores); above 10% the figures are disturbed. --settle S waits (up to S
+seconds) for an idle machine before each measurement, --retries N re-measures a disturbed one.
 
 Targets (set for 250,000 bills): ours wall <= 1.0x baseline wall; peak tree RSS < 1.5 GB.
 The script exits 0 whatever the outcome: it is a report, PASS/MISS is printed per target.
@@ -50,6 +55,7 @@ SAMPLE_S = 0.05
 TIME_TARGET = 1.0  # ours / baseline wall
 RSS_TARGET = 1.5e9  # bytes, for 250,000 bills
 RSS_TARGET_BILLS = 250_000
+DISTURBED_PCT = 10.0  # other processes' CPU, % of all cores, above which a measurement is disturbed
 MODES = ("baseline", "ours", "serial")
 LABELS = {
     "baseline": "baseline pandas read_csv+to_csv",
@@ -132,6 +138,18 @@ def _busy_cpu() -> float:
 
     t = psutil.cpu_times()
     return sum(getattr(t, k, 0.0) for k in ("user", "nice", "system", "irq", "softirq", "steal"))
+
+
+def wait_idle(limit: float) -> bool:
+    """Wait up to `limit` seconds until the whole machine used < 10% CPU over 3 s."""
+    import psutil
+
+    deadline = time.monotonic() + limit
+    while True:
+        if psutil.cpu_percent(interval=3) < 10:
+            return True
+        if time.monotonic() >= deadline:
+            return False
 
 
 def run_one(mode: str, path: Path, workdir: Path, keep: bool) -> dict:
@@ -243,6 +261,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help=f"default {DEFAULT_WORKDIR}")
     ap.add_argument("--keep", action="store_true", help="keep the input file and the outputs")
     ap.add_argument("--json", action="store_true", help="print machine-readable results only")
+    ap.add_argument(
+        "--settle",
+        type=float,
+        default=0,
+        metavar="S",
+        help="before each measurement wait up to S seconds for the machine to be idle (default 0: don't)",
+    )
+    ap.add_argument(
+        "--retries",
+        type=int,
+        default=0,
+        help=f"re-measure up to N times when other processes used > {DISTURBED_PCT:g}%% of the CPU; "
+        "the least disturbed attempt is reported (default 0)",
+    )
+    ap.add_argument("--save", type=Path, metavar="FILE", help="also write the JSON results to FILE")
     ap.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of " + ",".join(MODES))
     args = ap.parse_args(argv)
     modes = [m for m in args.modes.split(",") if m]
@@ -269,8 +302,22 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     try:
         for mode in modes:
-            say(f"measuring {mode} ...")
-            results[mode] = run_one(mode, path, args.workdir, args.keep)
+            attempts = []
+            for attempt in range(1 + args.retries):
+                if args.settle:
+                    idle = wait_idle(args.settle)
+                    say(f"  machine {'idle' if idle else 'still busy'} before {mode}")
+                say(f"measuring {mode} ..." + (f" (attempt {attempt + 1})" if attempt else ""))
+                r = run_one(mode, path, args.workdir, args.keep)
+                attempts.append(r)
+                if r["other_cpu_pct"] <= DISTURBED_PCT:
+                    break
+                say(f"  disturbed: other processes used {r['other_cpu_pct']:.0f}% of the CPU meanwhile")
+            best = min(attempts, key=lambda r: r["other_cpu_pct"])
+            best["attempts"] = len(attempts)
+            best["attempt_walls"] = [round(r["wall"], 2) for r in attempts]
+            best["attempt_other_pct"] = [round(r["other_cpu_pct"]) for r in attempts]
+            results[mode] = best
     finally:
         if not args.keep:
             path.unlink(missing_ok=True)
@@ -312,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "verdicts": verdicts,
     }
+    if args.save:
+        args.save.write_text(json.dumps(report, indent=2))
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -340,6 +389,12 @@ def main(argv: list[str] | None = None) -> int:
         "other% = CPU used by everything else on the machine meanwhile, % of all cores: if it is\n"
         "not near 0 the figures are disturbed (re-run)."
     )
+    for mode, r in results.items():
+        if r["attempts"] > 1:
+            print(
+                f"{mode}: {r['attempts']} attempts, wall {r['attempt_walls']} s, "
+                f"other% {r['attempt_other_pct']}; the least disturbed is shown"
+            )
     print(f"load average before: {load_before[0]:.2f}, after: {load_after[0]:.2f} (1-min)")
     if "time" in verdicts:
         v = verdicts["time"]

@@ -377,8 +377,9 @@ def _interrupt(signum: int, _frame: object) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     started = time.monotonic()
     home = args.home.resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    home.chmod(0o700)
+    if not home.exists():  # secrets (connections, admin password) live below: private by default
+        home.mkdir(parents=True)
+        home.chmod(0o700)
     airflow_home = home / "airflow"
     stack = SimStack(home / "sim").start()
     airflow: Airflow | None = None

@@ -45,7 +45,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="127.0.0.1",
         help="listen address: loopback (default 127.0.0.1), or 0.0.0.0 inside a container only",
     )
-    parser.add_argument("--state-dir", type=Path, default=Path(".sim"), help="state folder (default: .sim)")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(".demo/sim"),
+        help="state folder, secrets included (default: .demo/sim, git-ignored in the repo root)",
+    )
     parser.add_argument("--env-file", type=Path, help="write the AIRFLOW_CONN_* variables here (mode 0600)")
     parser.add_argument(
         "--billers-dir", type=Path, help="biller YAML folder (default: $ICBRIDGE_BILLERS_DIR or include/billers)"

@@ -14,13 +14,11 @@ connection issued, and ``SSL_session_reused`` tells whether it did.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import secrets
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any, ClassVar
 
 from OpenSSL import SSL
@@ -31,6 +29,7 @@ from pyftpdlib.handlers.ftps.data import TLS_DTPHandler
 from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import FTPServer
 
+from icbridge.sim.net import Lifecycle, check_loopback
 from icbridge.sim.tls import Pki
 
 __all__ = ["SESSION_REUSE_REPLY", "FTPSServer"]
@@ -49,22 +48,6 @@ def _quiet_pyftpdlib() -> None:
     logger = logging.getLogger("pyftpdlib")
     if not logger.handlers:
         logger.addHandler(logging.NullHandler())
-
-
-def _check_loopback(host: str, allow_any_host: bool = False) -> None:
-    """Test servers must never listen beyond the machine (PITFALLS: 127.0.0.1 only).
-
-    ``allow_any_host=True`` is the one way around it, for the simulator container of the
-    compose deployment, which must be reachable by the other containers of its network.
-    """
-    if allow_any_host or host == "localhost":
-        return
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise ValueError(f"refusing to bind the test server to non-loopback address {host!r}")
 
 
 def _session_reused(conn: SSL.Connection) -> bool:
@@ -124,7 +107,7 @@ class _IcbTLSHandler(TLS_FTPHandler):
             super().handle()
 
 
-class FTPSServer:
+class FTPSServer(Lifecycle):
     """A pyftpdlib FTPS server on loopback, served from a background thread.
 
     Explicit TLS (``AUTH TLS``) by default, or implicit TLS; TLS is required on the control
@@ -149,7 +132,7 @@ class FTPSServer:
         extra_users: Mapping[str, tuple[str, Path]] | None = None,
         allow_any_host: bool = False,
     ) -> None:
-        _check_loopback(host, allow_any_host)
+        check_loopback(host, allow_any_host)
         self.root = Path(root)
         self.user = user
         self.extra_users = {name: (password, Path(home)) for name, (password, home) in (extra_users or {}).items()}
@@ -231,13 +214,3 @@ class FTPSServer:
         self._thread = None
         self._server = None
 
-    def __enter__(self) -> FTPSServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -8,34 +8,18 @@ against a server whose host key they know (``host_key_public``).
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import secrets
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 
 import asyncssh
+
+from icbridge.sim.net import Lifecycle, check_loopback
 
 __all__ = ["SFTPServer"]
 
 _STOP_TIMEOUT = 5.0
-
-
-def _check_loopback(host: str, allow_any_host: bool = False) -> None:
-    """Test servers must never listen beyond the machine (PITFALLS: 127.0.0.1 only).
-
-    ``allow_any_host=True`` is the one way around it, for the simulator container of the
-    compose deployment, which must be reachable by the other containers of its network.
-    """
-    if allow_any_host or host == "localhost":
-        return
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise ValueError(f"refusing to bind the test server to non-loopback address {host!r}")
 
 
 class _AuthServer(asyncssh.SSHServer):
@@ -79,7 +63,7 @@ class _AuthServer(asyncssh.SSHServer):
         return True
 
 
-class SFTPServer:
+class SFTPServer(Lifecycle):
     """asyncssh SFTP server chrooted to ``root``; its event loop runs in its own thread.
 
     ``host_key_path``: an existing OpenSSH private key is loaded; a missing path gets a new
@@ -100,7 +84,7 @@ class SFTPServer:
         homes: Mapping[str, Path] | None = None,
         allow_any_host: bool = False,
     ) -> None:
-        _check_loopback(host, allow_any_host)
+        check_loopback(host, allow_any_host)
         self.root = Path(root)
         self.homes = {user: Path(home) for user, home in (homes or {}).items()}
         self.host = host
@@ -222,13 +206,3 @@ class SFTPServer:
             self._port = None
             self._live.clear()
 
-    def __enter__(self) -> SFTPServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -25,7 +25,6 @@ Layout of ``state_dir`` (mode 0700)::
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import json
 import logging
 import os
@@ -34,7 +33,6 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import asyncssh
@@ -43,6 +41,7 @@ from cryptography import x509
 from icbridge.config.biller import BillerConfig, default_billers_dir, load_billers
 from icbridge.sim.ftps import FTPSServer
 from icbridge.sim.invoice_cloud import InvoiceCloudSimulator
+from icbridge.sim.net import Lifecycle, is_loopback
 from icbridge.sim.sftp import SFTPServer
 from icbridge.sim.soapserver import SoapServer
 from icbridge.sim.tls import Pki, make_test_pki
@@ -60,15 +59,6 @@ log = logging.getLogger(__name__)
 def env_var_name(conn_id: str) -> str:
     """The variable Airflow reads a connection from: ``AIRFLOW_CONN_<CONN_ID>``."""
     return f"AIRFLOW_CONN_{conn_id.upper()}"
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -152,7 +142,7 @@ def _ensure_pki(directory: Path) -> Pki:
     return make_test_pki(directory)
 
 
-class SimStack:
+class SimStack(Lifecycle):
     """IC simulator + FTPS + SFTP for every biller of ``billers_dir``; see the module docstring.
 
     ``host``: where the servers listen, a loopback address unless ``"0.0.0.0"`` (or ``"::"``)
@@ -172,7 +162,7 @@ class SimStack:
         ftps_port: int = 0,
         sftp_port: int = 0,
     ) -> None:
-        if host not in WILDCARD_HOSTS and not _is_loopback(host):
+        if host not in WILDCARD_HOSTS and not is_loopback(host):
             raise ValueError(f"refusing to serve the simulators on {host!r}: use 127.0.0.1, or 0.0.0.0 in a container")
         self.state_dir = Path(state_dir).resolve()
         self.host = host
@@ -198,8 +188,9 @@ class SimStack:
             log.warning("sim stack: skipping biller file %s: %s", path, message)
         self._check_conn_ids(loaded.billers)
 
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.state_dir.chmod(0o700)
+        if not self.state_dir.exists():  # a folder of the user's own keeps its mode
+            self.state_dir.mkdir(parents=True)
+            self.state_dir.chmod(0o700)
         store = _Secrets(self.state_dir / SECRETS_FILE)
         ftps_root, sftp_root = self.state_dir / "ftps", self.state_dir / "sftp"
         access: dict[str, BillerAccess] = {}
@@ -306,16 +297,6 @@ class SimStack:
         if errors:
             raise errors[0]
 
-    def __enter__(self) -> SimStack:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # what clients need ----------------------------------------------------------------------
 
