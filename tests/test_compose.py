@@ -47,7 +47,10 @@ MOUNTS = {
     "./config": "/opt/airflow/config",
 }
 # 0.0.0.0 inside the simulator's container only: the compose file publishes none of its ports.
-SIM_COMMAND = ["python", "-m", "icbridge.sim", "--host", "0.0.0.0", "--state-dir", "/opt/airflow/sim-state"]  # noqa: S104
+SIM_COMMAND = [
+    "python", "-m", "icbridge.sim", "--host", "0.0.0.0", "--state-dir", "/opt/airflow/sim-state",  # noqa: S104
+    "--public-host", "icbridge-sim", "--env-file", "/opt/airflow/sim-state/connections.env",
+]
 
 # The only secret-looking literals allowed: the official file's local-development defaults.
 ALLOWED_SECRET_VALUES = {"", "airflow", "airflow_jwt_secret"}
@@ -265,6 +268,7 @@ def check_sim(c: Compose) -> None:
     assert command == SIM_COMMAND, command
     assert sim.get("image") == c.common["image"], "the simulator runs from the icbridge image"
     assert "env_file" not in sim, "the simulator must not get the real secrets in .env"
+    assert "icbridge-sim-state:/opt/airflow/sim-state:ro" in c.common["volumes"], "workers need the sim's CA"
     for port in sim.get("ports", []) or []:
         published = port if isinstance(port, dict) else {"host_ip": str(port).rsplit(":", 2)[0]}
         assert str(published.get("host_ip", "")) == "127.0.0.1", f"simulator port published: {port}"

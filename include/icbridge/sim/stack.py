@@ -128,18 +128,22 @@ class _Secrets:
         self.changed = False
 
 
-def _ensure_pki(directory: Path) -> Pki:
-    """The test PKI, remade when its certificates expire within two days (they live 30)."""
+def _ensure_pki(directory: Path, dns_names: tuple[str, ...] = ()) -> Pki:
+    """The test PKI, remade when its certificates expire within two days (they live 30) or
+    the server certificate does not name every host clients dial."""
     pki = Pki(directory / "ca.pem", directory / "server.pem", directory / "server.key")
     if pki.ca_cert.is_file() and pki.server_cert.is_file():
         limit = dt.datetime.now(dt.UTC) + _PKI_MIN_VALIDITY
+        server = x509.load_pem_x509_certificate(pki.server_cert.read_bytes())
+        named = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        stale = not set(dns_names) <= set(named.get_values_for_type(x509.DNSName))
         for cert_path in (pki.ca_cert, pki.server_cert):
             cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-            if cert.not_valid_after_utc < limit:
-                for path in (pki.ca_cert, pki.server_cert, pki.server_key):
-                    path.unlink(missing_ok=True)
-                break
-    return make_test_pki(directory)
+            stale = stale or cert.not_valid_after_utc < limit
+        if stale:
+            for path in (pki.ca_cert, pki.server_cert, pki.server_key):
+                path.unlink(missing_ok=True)
+    return make_test_pki(directory, dns_names)
 
 
 class SimStack(Lifecycle):
@@ -247,7 +251,8 @@ class SimStack(Lifecycle):
             if item.inbox is not None:
                 item.inbox.mkdir(parents=True, exist_ok=True)
 
-        self._pki = _ensure_pki(self.state_dir / "pki")
+        public = () if is_loopback(self.public_host) else (self.public_host,)
+        self._pki = _ensure_pki(self.state_dir / "pki", public)
         ftps_users = {
             i.user: (i.password, i.home)
             for i in self._access.values()

@@ -49,12 +49,13 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
-def make_test_pki(directory: Path) -> Pki:
+def make_test_pki(directory: Path, dns_names: tuple[str, ...] = ()) -> Pki:
     """Create (or reuse, when all three files exist) a CA and a 127.0.0.1/localhost server cert.
 
     ECDSA P-256 keeps generation in the millisecond range, so a session fixture costs nothing.
     The server certificate carries both an IP and a DNS SAN so clients can verify the hostname
-    whether they dial ``127.0.0.1`` or ``localhost``.
+    whether they dial ``127.0.0.1`` or ``localhost``; `dns_names` adds more (e.g. the
+    simulator's service name in the compose network).
     """
     directory = Path(directory)
     pki = Pki(
@@ -108,7 +109,11 @@ def make_test_pki(directory: Path) -> Pki:
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+                [
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.DNSName("localhost"),
+                    *(x509.DNSName(n) for n in dns_names if n != "localhost"),
+                ]
             ),
             critical=False,
         )
