@@ -52,6 +52,7 @@ BID = "123"
 SEED = 7
 DEFAULT_WORKDIR = Path("/tmp/icbridge-bench")
 SAMPLE_S = 0.05
+PSS_EVERY = 10  # with --pss: PSS every 10th sample (~0.5 s)
 TIME_TARGET = 1.0  # ours / baseline wall
 RSS_TARGET = 1.5e9  # bytes, for 250,000 bills
 RSS_TARGET_BILLS = 250_000
@@ -118,18 +119,65 @@ def _measure(mode: str, path: Path, out: Path) -> None:
 # --------------------------------------------------------------------------- measuring side
 
 
-def _tree_rss(proc) -> int:
-    import psutil
+def _descendants(pid: int) -> list[int]:
+    """Pids of pid's descendants, from /proc/PID/task/TID/children (cheap: no scan of every
+    process, so sampling every 50 ms costs little CPU); psutil's scan where that is missing."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+            kids = []
+            for tid in tasks:
+                with contextlib.suppress(OSError), open(f"/proc/{parent}/task/{tid}/children") as f:
+                    kids.extend(int(k) for k in f.read().split())
+        except FileNotFoundError:
+            continue  # the process has gone
+        except OSError:
+            import psutil
 
-    total = 0
-    try:
-        procs = [proc, *proc.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0
-    for p in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            total += p.memory_info().rss
-    return total
+            with contextlib.suppress(psutil.NoSuchProcess):
+                return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+            return found
+        found.extend(kids)
+        todo.extend(kids)
+    return found
+
+
+class _TreeSampler:
+    """Peak of the summed RSS (psutil) of a process and all its descendants."""
+
+    def __init__(self, pid: int, pss_every: int = 0) -> None:
+        self.pid = pid
+        self.pss_every = pss_every
+        self.procs: dict[int, object] = {}
+        self.peak_rss = 0
+        self.peak_pss = 0
+        self.max_procs = 1
+        self.samples = 0
+
+    def _mem(self, pid: int, full: bool) -> int:
+        import psutil
+
+        try:
+            proc = self.procs.get(pid)
+            if proc is None:
+                proc = self.procs[pid] = psutil.Process(pid)
+            return proc.memory_full_info().pss if full else proc.memory_info().rss
+        except psutil.NoSuchProcess:
+            self.procs.pop(pid, None)
+            return 0
+
+    def sample(self) -> None:
+        pids = [self.pid, *_descendants(self.pid)]
+        self.peak_rss = max(self.peak_rss, sum(self._mem(pid, False) for pid in pids))
+        if self.pss_every and self.samples % self.pss_every == 0:
+            # PSS shares each copy-on-write page among the processes that map it, so the sum
+            # is the tree's real footprint; reading it walks the page tables (~20 ms per
+            # 800 MB process), hence the slower cadence.
+            self.peak_pss = max(self.peak_pss, sum(self._mem(pid, True) for pid in pids))
+        self.max_procs = max(self.max_procs, len(pids))
+        self.samples += 1
 
 
 def _busy_cpu() -> float:
@@ -152,26 +200,21 @@ def wait_idle(limit: float) -> bool:
             return False
 
 
-def run_one(mode: str, path: Path, workdir: Path, keep: bool) -> dict:
-    import psutil
-
+def run_one(mode: str, path: Path, workdir: Path, keep: bool, pss: bool = False) -> dict:
     out = workdir / f"out-{mode}"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--measure", mode, str(path), str(out)]
     busy_before = _busy_cpu()
+    own_before = time.process_time()
     start = time.perf_counter()
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    proc = psutil.Process(child.pid)
-    peak = {"rss": 0, "samples": 0, "max_procs": 1}
+    tree = _TreeSampler(child.pid, PSS_EVERY if pss else 0)
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
-            peak["rss"] = max(peak["rss"], _tree_rss(proc))
-            with contextlib.suppress(psutil.NoSuchProcess):
-                peak["max_procs"] = max(peak["max_procs"], 1 + len(proc.children(recursive=True)))
-            peak["samples"] += 1
+            tree.sample()
             done.wait(SAMPLE_S)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -179,6 +222,7 @@ def run_one(mode: str, path: Path, workdir: Path, keep: bool) -> dict:
     stdout, _ = child.communicate()
     proc_wall = time.perf_counter() - start
     busy = _busy_cpu() - busy_before
+    own = time.process_time() - own_before  # this process: the sampler thread, mostly
     done.set()
     sampler.join()
     if not keep:
@@ -186,17 +230,19 @@ def run_one(mode: str, path: Path, workdir: Path, keep: bool) -> dict:
     if child.returncode != 0:
         raise SystemExit(f"{mode}: measuring subprocess failed with exit code {child.returncode}")
     measured = json.loads(stdout.strip().splitlines()[-1])
-    # CPU the rest of the machine used meanwhile (other users of the VM, this script's
-    # sampler): a disturbance indicator, as a share of all cores over the subprocess's life.
-    other = max(0.0, busy - measured["cpu_parent"] - measured["cpu_workers"])
+    # CPU the rest of the machine used meanwhile (other users of the VM; neither the measured
+    # tree nor this script's sampler): a disturbance indicator, % of all cores over its life.
+    other = max(0.0, busy - measured["cpu_parent"] - measured["cpu_workers"] - own)
     return {
         "other_cpu_pct": 100 * other / (proc_wall * (os.cpu_count() or 1)),
         "mode": mode,
         "wall": measured.pop("elapsed"),
         "proc_wall": proc_wall,
-        "peak_tree_rss": peak["rss"],
-        "rss_samples": peak["samples"],
-        "max_procs": peak["max_procs"],
+        "peak_tree_rss": tree.peak_rss,
+        "rss_samples": tree.samples,
+        "max_procs": tree.max_procs,
+        "sampler_cpu": own,
+        "peak_tree_pss": tree.peak_pss if pss else None,
         **measured,
     }
 
@@ -275,6 +321,11 @@ def main(argv: list[str] | None = None) -> int:
         help=f"re-measure up to N times when other processes used > {DISTURBED_PCT:g}%% of the CPU; "
         "the least disturbed attempt is reported (default 0)",
     )
+    ap.add_argument(
+        "--pss",
+        action="store_true",
+        help="also sample the tree's PSS (real footprint after fork) every ~0.5 s; costs some CPU",
+    )
     ap.add_argument("--save", type=Path, metavar="FILE", help="also write the JSON results to FILE")
     ap.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of " + ",".join(MODES))
     args = ap.parse_args(argv)
@@ -308,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
                     idle = wait_idle(args.settle)
                     say(f"  machine {'idle' if idle else 'still busy'} before {mode}")
                 say(f"measuring {mode} ..." + (f" (attempt {attempt + 1})" if attempt else ""))
-                r = run_one(mode, path, args.workdir, args.keep)
+                r = run_one(mode, path, args.workdir, args.keep, args.pss)
                 attempts.append(r)
                 if r["other_cpu_pct"] <= DISTURBED_PCT:
                     break
@@ -395,6 +446,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{mode}: {r['attempts']} attempts, wall {r['attempt_walls']} s, "
                 f"other% {r['attempt_other_pct']}; the least disturbed is shown"
             )
+    if args.pss:
+        for mode, r in results.items():
+            print(f"{mode}: peak PSS tree (sampled every ~0.5 s) {fmt_mb(r['peak_tree_pss'])}")
     print(f"load average before: {load_before[0]:.2f}, after: {load_after[0]:.2f} (1-min)")
     if "time" in verdicts:
         v = verdicts["time"]

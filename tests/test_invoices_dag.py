@@ -7,6 +7,7 @@ import importlib.util
 import os
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import yaml
@@ -210,3 +211,25 @@ def test_upload_answered_after_timeout_is_in_doubt_until_ops_settle_it(world, se
     ledger.dispose()
     assert str(world.run().state) == "success"
     assert len(world.uploads()) == 1 and not (world.inbox / name).exists()
+
+
+def test_file_taken_by_a_concurrent_run_is_skipped_not_failed(world, tmp_path):
+    """Two runs list the same file; the first archives it; the second must not fail."""
+    from icbridge.config.biller import load_biller
+    from icbridge.flows.invoices import process_file
+    from icbridge.hooks.transfer import open_remote_folder
+
+    name = f"{world.bid}_20261106_UB.TXT"
+    world.drop(name, _file(world.bid))
+    assert str(world.run().state) == "success"  # archived
+    ledger = Ledger(os.environ["ICBRIDGE_STATE_DB_URL"])
+    biller = load_biller(Path(os.environ["ICBRIDGE_BILLERS_DIR"]) / "t_aus.yaml")
+    with open_remote_folder(biller.invoices.transfer.protocol, "t_transfer") as folder:
+        outcome = process_file(
+            file_name=name, folder=folder, uploader=lambda *_: pytest.fail("must not upload"), ledger=ledger,
+            biller=biller, biller_guid=world.guid, workdir=tmp_path, artifacts_dir=tmp_path / "a",
+            run_id="late-run", today=datetime(2026, 11, 6).date(),
+        )
+    ledger.dispose()
+    assert outcome.status == "skipped"
+    assert len(world.uploads()) == 1

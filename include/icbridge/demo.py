@@ -181,12 +181,19 @@ def airflow_env(
     return env, dropped
 
 
-def start_airflow(env: dict[str, str], airflow_home: Path, port: int) -> Airflow:
+def start_airflow(
+    env: dict[str, str],
+    airflow_home: Path,
+    port: int,
+    command: Sequence[str] = ("standalone",),
+    log_name: str = "standalone.log",
+) -> Airflow:
+    """``airflow standalone`` (or another ``airflow`` sub-command) in a session of its own."""
     airflow_home.mkdir(parents=True, exist_ok=True)
-    log_path = airflow_home / "standalone.log"
+    log_path = airflow_home / log_name
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "airflow"), "standalone"],
+            [str(Path(sys.executable).parent / "airflow"), *command],
             cwd=airflow_home,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -97,7 +97,14 @@ def process_file(
     transfer = biller.invoices.transfer
     remote_path = f"{transfer.inbox.rstrip('/')}/{file_name}"
     local = workdir / file_name
-    folder.download(remote_path, local)
+    try:
+        folder.download(remote_path, local)
+    except Exception:
+        if file_name in folder.list_names(transfer.inbox):
+            raise
+        # a concurrent run (e.g. a backfill running several at once) took and archived it
+        log.info("%s is no longer in the inbox (processed by another run): skipped", file_name)
+        return FileOutcome(file_name, "skipped", {"reason": "no longer in the inbox"})
     data = local.read_bytes()
     sha256 = hashlib.sha256(data).hexdigest()
     record = ledger.begin_file(biller.biller_id, file_name, sha256, len(data), run_id, force)
