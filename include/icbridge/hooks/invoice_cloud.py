@@ -20,22 +20,8 @@ from typing import Any
 from airflow.sdk.bases.hook import BaseHook
 from airflow.sdk.log import mask_secret
 
+from icbridge.hooks.ftps import parse_bool
 from icbridge.soap.invoice_cloud import InvoiceCloudClient
-
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
-
-
-def _flag(value: Any, name: str) -> bool:
-    """A boolean extra that may arrive as JSON true/false or as text from the UI."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError(f"extra {name!r} must be true or false, got {value!r}")
 
 
 class InvoiceCloudHook(BaseHook):
@@ -96,7 +82,7 @@ class InvoiceCloudHook(BaseHook):
             conn.password,
             timeout=float(extra.get("timeout", 60)),
             ca_file=extra.get("ca_file") or None,
-            verify=_flag(extra.get("verify", True), "verify"),
+            verify=parse_bool(extra.get("verify"), True, "verify"),
         )
         return self._client
 
