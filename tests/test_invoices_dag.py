@@ -3,9 +3,7 @@ and the IC simulator over HTTP: what IC received, what was archived, what the le
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,19 +12,11 @@ import yaml
 
 from icbridge.sim.aus_files import make_rows, render
 from icbridge.state.db import Ledger
-from tests.conftest import REPO
 from tests.fixtures_servers import ftps_conn_fields, sftp_conn_fields
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 _dates = iter(datetime(2026, 3, 1, tzinfo=UTC) + timedelta(hours=h) for h in range(10_000))
 
-
-def _load_dag_module():
-    spec = importlib.util.spec_from_file_location("icb_dags_billers", REPO / "dags" / "billers.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["icb_dags_billers"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -77,8 +67,9 @@ def world(tmp_path, monkeypatch, ic_sim, set_airflow_conn, request):
             }
             (billers / "t_aus.yaml").write_text(yaml.safe_dump(config))
             from icbridge.config.biller import load_biller
+            from icbridge.dagbuild import invoices as invoices_dag
 
-            self.dag = _load_dag_module().build_invoices_dag(load_biller(billers / "t_aus.yaml"), billers)
+            self.dag = invoices_dag.build(load_biller(billers / "t_aus.yaml"), billers)
 
         def drop(self, name: str, content: bytes) -> None:
             (self.inbox / name).write_bytes(content)

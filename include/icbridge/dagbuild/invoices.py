@@ -1,0 +1,66 @@
+"""`<biller>__invoices`: AUS daily export TXT -> BIF -> UploadInvoiceFile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from airflow.sdk import DAG, Param
+
+from icbridge.config.biller import BillerConfig
+from icbridge.dagbuild.common import default_args, start_date, tags
+from icbridge.operators.invoices import FindAusFilesOperator, UploadAusFileOperator
+
+INVOICES_DOC = """
+### {name} (BID {bid}): AUS invoices → Invoice Cloud
+
+Every run: list `{inbox}` on the biller's {protocol} server, and for each new
+`{bid}_{{STAMP}}_{{BillType}}.TXT`: download, map to BIF (rules: aus-ic-daily-export.md),
+check, upload each part with `UploadInvoiceFile`, move the file to `{archive}`.
+
+* **Idempotent**: a file (name + sha256) uploaded once is never uploaded again by a retry,
+  re-run or backfill; set the `force` param to re-upload on purpose.
+* **Rejects**: `summary.json` and `rejects.csv` of each file are in the task log and under
+  `$ICBRIDGE_ARTIFACTS_DIR/<dag>/<run>/`.
+* Config: `include/billers/{biller_id}.yaml`. Connections: `{ic_conn_id}` (IC),
+  `{transfer_conn_id}` ({protocol}). Runbook: docs/operations.md.
+"""
+
+
+def build(biller: BillerConfig, billers_dir: Path) -> DAG | None:
+    inv = biller.invoices
+    if inv is None or biller.cis != "aus":
+        return None
+    with DAG(
+        dag_id=f"{biller.biller_id}__invoices",
+        description=f"{biller.name}: AUS daily export → BIF → Invoice Cloud",
+        doc_md=INVOICES_DOC.format(
+            name=biller.name,
+            bid=biller.bid,
+            biller_id=biller.biller_id,
+            inbox=inv.transfer.inbox,
+            archive=inv.transfer.archive_dir(),
+            protocol=inv.transfer.protocol.upper(),
+            ic_conn_id=biller.ic_conn_id,
+            transfer_conn_id=inv.transfer.conn_id,
+        ),
+        schedule=inv.schedule,
+        start_date=start_date(biller),
+        catchup=False,
+        max_active_runs=1,
+        tags=tags(biller, "invoices"),
+        default_args=default_args(biller),
+        params={
+            "force": Param(False, type="boolean", description="Upload again files that were uploaded before"),
+        },
+        render_template_as_native_obj=True,
+    ) as dag:
+        common = {"biller_id": biller.biller_id, "billers_dir": str(billers_dir)}
+        files = FindAusFilesOperator(task_id="find_files", **common)
+        UploadAusFileOperator.partial(
+            task_id="upload_file",
+            force="{{ params.force }}",
+            max_active_tis_per_dagrun=4,
+            map_index_template="{{ task.file_name }}",
+            **common,
+        ).expand(file_name=files.output)
+    return dag
