@@ -16,3 +16,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --no-deps -e .
   echo "$want" > "$stamp"
 fi
+# Headless Debian chromium + chromedriver for tests/test_balance_all_browser.py (never a downloaded
+# browser). Installed only where we may (root) and want to (CI, or ICBRIDGE_INSTALL_BROWSER=1);
+# elsewhere the browser test skips when they are missing.
+if { [ -n "${CI:-}" ] || [ -n "${ICBRIDGE_INSTALL_BROWSER:-}" ]; } && [ "$(id -u)" = 0 ] \
+  && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; } && command -v apt-get >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi

@@ -80,7 +80,8 @@ def test_starts_and_stops_without_leftovers(tmp_path: Path, billers_dir: Path) -
 
 def test_connections_cover_every_biller_and_reach_live_servers(stack: SimStack) -> None:
     conns = stack.connections()
-    assert set(conns) == {"demo_aus_ic", "demo_aus_ftps", "demo_aus_sftp_ic", "demo_aus_sftp_sftp"}
+    assert set(conns) == {"demo_aus_ic", "demo_aus_ftps", "demo_aus_cis", "demo_aus_sftp_ic", "demo_aus_sftp_sftp"}
+    assert conns["demo_aus_cis"]["conn_type"] == "aus_cis"
     assert conns["demo_aus_ftps"]["conn_type"] == "icb_ftps"
     assert conns["demo_aus_ftps"]["extra"]["ca_file"] == str(stack.ca_file)
     assert conns["demo_aus_sftp_sftp"]["extra"]["host_key"] == stack.sftp.host_key_public
@@ -152,7 +153,7 @@ def test_secrets_persist_across_restart(tmp_path: Path, billers_dir: Path, monke
     with SimStack(state, billers_dir=billers_dir) as second:
         conns2 = second.connections()
         for conn_id, fields in conns1.items():
-            assert conns2[conn_id]["login"] == fields["login"]
+            assert conns2[conn_id].get("login") == fields.get("login")  # CIS connections have no login
             assert conns2[conn_id]["password"] == fields["password"]
         assert second.ca_file.read_bytes() == ca1
         assert second.sftp.host_key_public == host_key1

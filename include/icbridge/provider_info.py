@@ -20,5 +20,13 @@ def get_provider_info() -> dict:
                 "connection-type": "icb_ftps",
                 "hook-class-name": "icbridge.hooks.ftps.IcbFTPSHook",
             },
+            {
+                "connection-type": "inhance",
+                "hook-class-name": "icbridge.hooks.inhance.InhanceHook",
+            },
+            {
+                "connection-type": "aus_cis",
+                "hook-class-name": "icbridge.hooks.aus.AusHook",
+            },
         ],
     }

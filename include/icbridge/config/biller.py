@@ -11,11 +11,11 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from icbridge.mapping.aus_to_bif import InvoiceSettings
 
@@ -74,6 +74,96 @@ class InvoicesConfig(_Strict):
         return value
 
 
+class PaymentExportConfig(_Strict):
+    """The `<biller>__payment_export` flow (cis: logis): the daily CloudPay Payment Export File.
+
+    ``schedule`` is a cron in the biller's time zone; any schedule exports the last business
+    day closed (23:59 local) at or before the run's logical date. ``delivery``: ``sftp`` or
+    ``ftps`` (``conn_id`` = transfer connection, file put in ``folder``) or ``email``
+    (``conn_id`` = SMTP connection, sent to ``email_to``). See docs/payment-export.md.
+    """
+
+    schedule: str = "59 23 * * *"
+    delivery: Literal["sftp", "ftps", "email"]
+    conn_id: ConnId
+    folder: str = "/"
+    email_to: list[Annotated[str, Field(pattern=r"^[^@\s,;]+@[^@\s,;]+\.[A-Za-z]{2,}$")]] = Field(default_factory=list)
+    email_from: str | None = None  # default: the SMTP connection's from_email
+    empty_day_file: bool = True
+    channel: str = "CloudPay"
+    payment_types: dict[str, Literal["CC", "ACH", "CASH", "CHECK"]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _recipients(self) -> PaymentExportConfig:
+        if self.delivery == "email" and not self.email_to:
+            raise ValueError("delivery 'email' needs email_to (one address or more)")
+        if self.delivery != "email" and self.email_to:
+            raise ValueError(f"email_to is only for delivery 'email', not {self.delivery!r}")
+        return self
+
+    def transfer(self) -> TransferConfig | None:
+        """The FTP-family endpoint as a TransferConfig (inbox = delivery folder); None for email."""
+        if self.delivery == "email":
+            return None
+        return TransferConfig(protocol=self.delivery, conn_id=self.conn_id, inbox=self.folder)
+
+
+class CisServiceConfig(_Strict):
+    """How we reach the biller's CIS web services (inHance iCloud.asmx or AUS); see docs/cis-services.md.
+
+    ``conn_id`` is the default endpoint (host = URL, password = key). ``method_conn_ids`` names
+    one connection per method whose URL/password differ (inHance advanced settings 8, 11+13,
+    14+16, 17+19; SetEmail follows SetPaperless unless named). Rule settings: rtdr_version
+    (1: Balance -> BalanceDue; 2: also FutureBalance -> TotalAmountDue), rtdr_updates_email
+    (INT-8748) and paypal_payment_type (setting 116) are inHance-only.
+    """
+
+    conn_id: ConnId
+    method_conn_ids: dict[str, ConnId] = Field(default_factory=dict)
+    rtdr_version: Literal[1, 2] = 1
+    rtdr_updates_email: bool = False
+    paypal_payment_type: Annotated[str, Field(min_length=1, max_length=50)] = "Credit Card"
+    calls_in_flight: int = Field(8, ge=1, le=64)
+    calls_per_second: float = Field(20.0, gt=0, le=1000)
+    timeout_seconds: float = Field(30.0, gt=0, le=600)
+
+    INHANCE_ONLY: ClassVar[tuple[str, ...]] = ("rtdr_version", "rtdr_updates_email", "paypal_payment_type")
+
+    def check_for(self, cis: str) -> None:
+        """Cross-checks that need the biller's ``cis``; ValueError names the field."""
+        if cis == "logis":
+            raise ValueError("cis logis has no web services; remove cis_service")
+        if cis != "inhance":
+            given = [name for name in self.INHANCE_ONLY if name in self.model_fields_set]
+            if given:
+                raise ValueError(f"{', '.join(given)}: only for cis inhance (this biller is {cis})")
+        if cis == "inhance":
+            from icbridge.soap.inhance import METHODS
+        else:
+            from icbridge.soap.aus import METHODS
+        unknown = sorted(set(self.method_conn_ids) - set(METHODS))
+        if unknown:
+            known = ", ".join(METHODS)
+            raise ValueError(f"method_conn_ids: unknown {cis} method(s) {', '.join(unknown)}; known: {known}")
+
+    def conn_ids(self) -> list[str]:
+        """Every connection id this section names (default first), without repeats."""
+        return list(dict.fromkeys([self.conn_id, *self.method_conn_ids.values()]))
+
+
+class BalanceAllConfig(_Strict):
+    """The weekly `<biller>__balance_all` reconciliation (spec balance-all.md). The CIS call bounds
+    (calls_in_flight, calls_per_second, timeout_seconds) are the biller's ``cis_service`` ones."""
+
+    schedule: str = "0 6 * * 0"  # Sundays 06:00 in the biller's time zone
+    corrections_allowed: bool = False
+    error_threshold_pct: float = Field(2.0, ge=0, le=100)
+    page_size: int = Field(500, ge=1, le=1000)  # ListOpenInvoices page size
+    attempts: int = Field(3, ge=1, le=10)  # per CIS call, for timeouts and transport faults
+    backoff_seconds: float = Field(1.0, ge=0, le=60)
+    backoff_max_seconds: float = Field(30.0, ge=0, le=600)
+
+
 class BillerConfig(_Strict):
     biller_id: Annotated[str, Field(pattern=SLUG)]
     bid: Annotated[str, Field(pattern=r"^\d{1,10}$")]
@@ -85,6 +175,27 @@ class BillerConfig(_Strict):
     retries: int = Field(3, ge=0, le=20)
     alert_emails: list[str] = Field(default_factory=list)
     invoices: InvoicesConfig | None = None
+    cis_service: CisServiceConfig | None = None
+    payment_export: PaymentExportConfig | None = None
+    balance_all: BalanceAllConfig | None = None
+
+    @field_validator("balance_all")
+    @classmethod
+    def _balance_all_needs_a_cis_service(
+        cls, value: BalanceAllConfig | None, info: ValidationInfo
+    ) -> BalanceAllConfig | None:
+        if value is not None and info.data.get("cis") not in ("inhance", "aus"):
+            raise ValueError(f"Balance All needs an inHance or AUS CIS (this biller is {info.data.get('cis')})")
+        if value is not None and "cis_service" in info.data and info.data["cis_service"] is None:
+            raise ValueError("Balance All asks the CIS for balances: add a cis_service section")
+        return value
+
+    @field_validator("cis_service")
+    @classmethod
+    def _cis_service_fits_cis(cls, value: CisServiceConfig | None, info: ValidationInfo) -> CisServiceConfig | None:
+        if value is not None and "cis" in info.data:
+            value.check_for(info.data["cis"])
+        return value
 
     @field_validator("timezone")
     @classmethod

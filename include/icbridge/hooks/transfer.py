@@ -72,6 +72,9 @@ class FTPSRemoteFolder(_ClosingMixin):
     def rename(self, src: str, dst: str) -> None:
         self.hook.rename(src, dst)
 
+    def delete(self, remote_path: str) -> None:
+        self._ftp.delete(remote_path)
+
     def makedirs(self, directory: str) -> None:
         parts = [p for p in directory.split("/") if p]
         prefix = "/" if directory.startswith("/") else ""
@@ -132,6 +135,9 @@ class SFTPRemoteFolder(_ClosingMixin):
 
     def rename(self, src: str, dst: str) -> None:
         self._sftp.rename(src, dst)
+
+    def delete(self, remote_path: str) -> None:
+        self._sftp.remove(remote_path)
 
     def makedirs(self, directory: str) -> None:
         self.hook.create_directory(directory, mode=0o755)

@@ -18,6 +18,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from icbridge.sim.demo_data import seed_demo
+from icbridge.sim.demo_payments import seed_logis_payments
 from icbridge.sim.stack import SimStack
 
 
@@ -53,6 +55,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--env-file", type=Path, help="write the AIRFLOW_CONN_* variables here (mode 0600)")
     parser.add_argument(
+        "--no-demo-data", action="store_true", help="do not seed the CIS simulators and IC with the demo accounts"
+    )
+    parser.add_argument(
         "--billers-dir", type=Path, help="biller YAML folder (default: $ICBRIDGE_BILLERS_DIR or include/billers)"
     )
     parser.add_argument(
@@ -84,6 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         stack.start()
         try:
+            if not args.no_demo_data:
+                for biller_id, counts in seed_demo(stack).items():
+                    print(f"demo data     {biller_id}: {counts}")
+                for biller_id, count in seed_logis_payments(stack).items():
+                    print(f"demo data     {biller_id}: {count} CloudPay payments (payment export)")
             for name, address in stack.addresses().items():
                 print(f"{name:14} {address}")
             print(f"{'FTPS CA':14} {stack.ca_file}")
@@ -93,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 conns = [item.biller.ic_conn_id]
                 if item.biller.invoices is not None:
                     conns.append(item.biller.invoices.transfer.conn_id)
+                if item.biller.cis_service is not None:
+                    conns.extend(item.biller.cis_service.conn_ids())
+                if item.biller.payment_export is not None:
+                    conns.append(item.biller.payment_export.conn_id)
                 where = f", inbox {item.inbox}" if item.inbox else ""
                 print(f"biller {biller_id}: connections {', '.join(conns)}{where}")
             if args.env_file:

@@ -65,6 +65,14 @@ class _ReuseCheckingDTPHandler(TLS_DTPHandler):
             self._resp = ()  # no 226/426 on top of the 522
             self.close()
 
+    def handle_read_event(self) -> None:  # DTPHandler aliases handle_read_event = handle_read
+        super().handle_read_event()
+        faults = self.cmd_channel.upload_faults
+        if self.receive and faults and self.tot_bytes_received > faults[0]:
+            faults.pop(0)  # one-shot: the upload dies here, as when a link drops
+            _log.info("FTPS simulator: dropping the connection after %d bytes", self.tot_bytes_received)
+            self.cmd_channel.close()
+
 
 class _IcbTLSHandler(TLS_FTPHandler):
     """Control channel: one TLS context per connection, optional implicit TLS."""
@@ -74,6 +82,7 @@ class _IcbTLSHandler(TLS_FTPHandler):
     dtp_handler = _ReuseCheckingDTPHandler
     implicit_tls: ClassVar[bool] = False
     require_session_reuse: ClassVar[bool] = True
+    upload_faults: ClassVar[list[int] | tuple[()]] = ()  # per server: FTPSServer.drop_next_upload
     _banner_sent = False
 
     @classmethod
@@ -147,6 +156,7 @@ class FTPSServer(Lifecycle):
         self._server: FTPServer | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._upload_faults: list[int] = []  # see drop_next_upload()
 
     def _handler_class(self) -> type[_IcbTLSHandler]:
         """A handler subclass per server: pyftpdlib keeps TLS settings on the class."""
@@ -164,8 +174,14 @@ class FTPSServer(Lifecycle):
             "banner": "icbridge FTPS simulator ready.",
             "passive_ports": None,
             "timeout": 60,
+            "upload_faults": self._upload_faults,
         }
         return type(f"_IcbTLSHandler_{id(self):x}", (_IcbTLSHandler,), attrs)
+
+    def drop_next_upload(self, after_bytes: int) -> None:
+        """Fault injection: the next upload that passes ``after_bytes`` loses its data and
+        control connections (the partial file stays on disk), as on a dropped link."""
+        self._upload_faults.append(after_bytes)
 
     @property
     def port(self) -> int:

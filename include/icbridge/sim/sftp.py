@@ -63,6 +63,22 @@ class _AuthServer(asyncssh.SSHServer):
         return True
 
 
+class _FaultySFTPSession(asyncssh.SFTPServer):
+    """An SFTP session that can drop the connection mid-upload (SFTPServer.drop_next_upload)."""
+
+    def __init__(self, chan: asyncssh.SSHServerChannel, chroot: bytes, upload_faults: list[int]) -> None:
+        super().__init__(chan, chroot=chroot)
+        self._upload_faults = upload_faults
+
+    def write(self, file_obj: object, offset: int, data: bytes) -> int:  # type: ignore[override]
+        faults = self._upload_faults
+        if faults and offset + len(data) > faults[0]:
+            faults.pop(0)  # one-shot: the link drops before this chunk is written
+            self.connection.abort()
+            raise asyncssh.SFTPConnectionLost("simulated connection drop")
+        return super().write(file_obj, offset, data)  # type: ignore[return-value]
+
+
 class SFTPServer(Lifecycle):
     """asyncssh SFTP server chrooted to ``root``; its event loop runs in its own thread.
 
@@ -97,6 +113,7 @@ class SFTPServer(Lifecycle):
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._live: set[asyncssh.SSHServerConnection] = set()
         self._port: int | None = None
+        self._upload_faults: list[int] = []  # see drop_next_upload()
 
     @staticmethod
     def _load_host_key(path: Path | None) -> asyncssh.SSHKey:
@@ -108,6 +125,11 @@ class SFTPServer(Lifecycle):
             Path(path).touch(mode=0o600)
             key.write_private_key(str(path))
         return key
+
+    def drop_next_upload(self, after_bytes: int) -> None:
+        """Fault injection: the next upload that passes ``after_bytes`` loses its connection
+        (what was written so far stays on disk), as on a dropped link."""
+        self._upload_faults.append(after_bytes)
 
     @property
     def port(self) -> int:
@@ -168,7 +190,7 @@ class SFTPServer(Lifecycle):
     def _sftp_session(self, chan: asyncssh.SSHServerChannel) -> asyncssh.SFTPServer:
         """An SFTP session chrooted to the logged-in user's home (``root`` by default)."""
         home = self.homes.get(chan.get_extra_info("username"), self.root)
-        return asyncssh.SFTPServer(chan, chroot=str(home).encode())
+        return _FaultySFTPSession(chan, str(home).encode(), self._upload_faults)
 
     async def _shutdown(self) -> None:
         if self._acceptor is not None:

@@ -18,21 +18,34 @@ hold one-key dicts ``{"Item": {...}}`` (an ASMX ArrayOfItem). Returning None lea
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import logging
+import socket
 import socketserver
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from lxml import etree
 
-__all__ = ["NIL", "Handler", "SoapFault", "SoapServer", "SoapService", "WsgiApp", "safe_parser"]
+__all__ = [
+    "NIL",
+    "DropConnection",
+    "Handler",
+    "HttpError",
+    "SoapFault",
+    "SoapServer",
+    "SoapService",
+    "WsgiApp",
+    "safe_parser",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +78,19 @@ class SoapFault(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
+
+
+class HttpError(Exception):
+    """Raised by a handler to answer a bare HTTP error (no SOAP body), e.g. an IIS 500 page."""
+
+    def __init__(self, status: int = 500, text: str = "Internal Server Error") -> None:
+        super().__init__(f"HTTP {status}: {text}")
+        self.status = status
+        self.text = text
+
+
+class DropConnection(Exception):  # noqa: N818 - an instruction to the server, not an error
+    """Raised by a handler to close the client's socket without any answer (fault injection)."""
 
 
 def safe_parser() -> etree.XMLParser:
@@ -154,6 +180,11 @@ class _QuietHandler(WSGIRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("soapserver: " + format, *args)
+
+    def get_environ(self) -> dict[str, Any]:
+        environ = super().get_environ()
+        environ["icbridge.socket"] = self.connection  # for DropConnection
+        return environ
 
 
 class SoapServer:
@@ -260,7 +291,16 @@ class SoapServer:
             return _plain(start_response, "411 Length Required", "Content-Length required")
         if length > self.max_request_bytes:
             return _plain(start_response, "413 Payload Too Large", "request too large")
-        status, soap_ns, body = self._dispatch(service, environ["wsgi.input"].read(length))
+        try:
+            status, soap_ns, body = self._dispatch(service, environ["wsgi.input"].read(length))
+        except HttpError as error:
+            return _plain(start_response, f"{error.status} {HTTPStatus(error.status).phrase}", error.text)
+        except DropConnection:
+            sock = environ.get("icbridge.socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            raise ConnectionAbortedError("dropped on purpose") from None  # wsgiref ends the request quietly
         start_response(status, [("Content-Type", CONTENT_TYPES[soap_ns])])
         return [body]
 
@@ -298,7 +338,7 @@ class SoapServer:
                 self.calls.append((service.path, req_q.localname))
             try:
                 result = handler(_to_python(request))
-            except SoapFault:
+            except (SoapFault, HttpError, DropConnection):
                 raise
             except Exception as exc:
                 log.exception("soapserver: handler %s failed", req_q.localname)

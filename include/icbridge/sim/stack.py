@@ -16,6 +16,8 @@ Layout of ``state_dir`` (mode 0700)::
 
     secrets.json            GUIDs, keys, passwords, SFTP client keys (0600)
     ic_sim.sqlite           the IC simulator's state (uploads, invoices, ...)
+    inhance_sim.sqlite      the inHance and AUS CIS simulators' state (sim/cis_stack.py:
+    aus_sim.sqlite          one endpoint and key per cis_service connection id)
     pki/                    ca.pem (the FTPS connection's ca_file), server.pem, server.key
     sftp_host_ed25519       the SFTP host key (0600)
     ftps/<biller_id>/...    FTPS home of each FTPS biller (inbox inside)
@@ -39,10 +41,14 @@ import asyncssh
 from cryptography import x509
 
 from icbridge.config.biller import BillerConfig, default_billers_dir, load_billers
+from icbridge.sim.aus import AusSimulator
+from icbridge.sim.cis_stack import CisPlan, CisSimulators, plan_cis
 from icbridge.sim.ftps import FTPSServer
+from icbridge.sim.inhance import InhanceSimulator
 from icbridge.sim.invoice_cloud import InvoiceCloudSimulator
 from icbridge.sim.net import Lifecycle, is_loopback
 from icbridge.sim.sftp import SFTPServer
+from icbridge.sim.smtp import SMTPServer
 from icbridge.sim.soapserver import SoapServer
 from icbridge.sim.tls import Pki, make_test_pki
 
@@ -50,10 +56,15 @@ __all__ = ["BillerAccess", "SimStack", "default_billers_dir", "env_var_name"]
 
 WILDCARD_HOSTS = ("0.0.0.0", "::")  # noqa: S104  # accepted only when passed explicitly
 FTPS_ADMIN = "sim-admin"
+SMTP_USER = "icbridge"
 SECRETS_FILE = "secrets.json"
 _PKI_MIN_VALIDITY = dt.timedelta(days=2)
 
 log = logging.getLogger(__name__)
+
+
+def _emails_export(biller: BillerConfig) -> bool:
+    return biller.payment_export is not None and biller.payment_export.delivery == "email"
 
 
 def env_var_name(conn_id: str) -> str:
@@ -178,6 +189,10 @@ class SimStack(Lifecycle):
         self._ftps: FTPSServer | None = None
         self._sftp: SFTPServer | None = None
         self._pki: Pki | None = None
+        self._cis: CisSimulators | None = None
+        self._smtp: SMTPServer | None = None  # only when a biller delivers by email
+        self._smtp_password = ""
+        self._cis_plans: list[CisPlan] = []
         self._access: dict[str, BillerAccess] = {}
         self.skipped: dict[Path, str] = {}  # biller files that failed to load, with the reason
 
@@ -200,6 +215,8 @@ class SimStack(Lifecycle):
         access: dict[str, BillerAccess] = {}
         for biller in loaded.billers:
             transfer = biller.invoices.transfer if biller.invoices is not None else None
+            if transfer is None and biller.payment_export is not None:  # Logis export over FTPS/SFTP
+                transfer = biller.payment_export.transfer()
             protocol = transfer.protocol if transfer is not None else None
             entry = store.biller(biller.biller_id, protocol)
             home = inbox = None
@@ -217,7 +234,10 @@ class SimStack(Lifecycle):
                 home=home,
                 inbox=inbox,
             )
+        self._cis_plans, cis_changed = plan_cis(loaded.billers, store.data)
+        store.changed = store.changed or cis_changed
         admin_password = store.value("ftps_admin_password")
+        self._smtp_password = store.value("smtp_password")
         store.save()
         self._access = access
 
@@ -234,6 +254,10 @@ class SimStack(Lifecycle):
             ids = [biller.ic_conn_id]
             if biller.invoices is not None:
                 ids.append(biller.invoices.transfer.conn_id)
+            if biller.cis_service is not None:
+                ids.extend(biller.cis_service.conn_ids())
+            if biller.payment_export is not None and biller.invoices is None:
+                ids.append(biller.payment_export.conn_id)
             for conn_id in ids:
                 other = seen.setdefault(conn_id, biller.biller_id)
                 if other != biller.biller_id or ids.count(conn_id) > 1:
@@ -245,6 +269,7 @@ class SimStack(Lifecycle):
         self._ic = InvoiceCloudSimulator(self.state_dir / "ic_sim.sqlite", self._soap)
         for item in self._access.values():
             self._ic.add_biller(item.biller_guid, item.web_service_key, item.biller.bid)
+        self._cis = CisSimulators(self.state_dir, self._soap, self._cis_plans)
         self._soap.start()
 
         for item in self._access.values():
@@ -286,10 +311,15 @@ class SimStack(Lifecycle):
             allow_any_host=any_host,
         ).start()
 
+        if any(_emails_export(i.biller) for i in self._access.values()):
+            self._smtp = SMTPServer(
+                self.host, users={SMTP_USER: self._smtp_password}, pki=self._pki, allow_any_host=any_host
+            ).start()
+
     def stop(self) -> None:
         """Stop every server and close the simulator's DB; safe to call twice."""
         errors: list[BaseException] = []
-        for server in (self._ftps, self._sftp, self._soap):
+        for server in (self._ftps, self._sftp, self._soap, self._smtp):
             if server is None:
                 continue
             try:
@@ -298,7 +328,10 @@ class SimStack(Lifecycle):
                 errors.append(exc)
         if self._ic is not None:
             self._ic.stop()
-        self._ftps = self._sftp = self._soap = self._ic = None
+        if self._cis is not None:
+            self._cis.stop()
+            self._cis = None
+        self._ftps = self._sftp = self._soap = self._ic = self._smtp = None
         if errors:
             raise errors[0]
 
@@ -313,6 +346,29 @@ class SimStack(Lifecycle):
     @property
     def ic(self) -> InvoiceCloudSimulator:
         return self._running()[1]
+
+    def _cis_sims(self) -> CisSimulators:
+        self._running()
+        assert self._cis is not None
+        return self._cis
+
+    @property
+    def inhance(self) -> InhanceSimulator:
+        """The inHance simulator (endpoints of every inHance biller with a cis_service)."""
+        return self._cis_sims().inhance
+
+    @property
+    def aus(self) -> AusSimulator:
+        """The AUS CIS simulator (endpoints of every AUS biller with a cis_service)."""
+        return self._cis_sims().aus
+
+    @property
+    def smtp(self) -> SMTPServer:
+        """The SMTP server of the billers that take their payment export by email."""
+        self._running()
+        if self._smtp is None:
+            raise RuntimeError("no biller of this stack delivers by email")
+        return self._smtp
 
     @property
     def ftps(self) -> FTPSServer:
@@ -348,14 +404,16 @@ class SimStack(Lifecycle):
         soap, _, ftps, sftp, _ = self._running()
         return {
             "invoice_cloud": self.ic_base_url,
+            "cis": f"http://{self.public_host}:{soap.port}{{/inhance,/aus}}/<biller_id>/...",
             "ftps": f"{self.public_host}:{ftps.port} (explicit TLS, listening on {self.host})",
             "sftp": f"{self.public_host}:{sftp.port} (listening on {self.host})",
+            **({"smtp": f"{self.public_host}:{self._smtp.port} (STARTTLS)"} if self._smtp is not None else {}),
         }
 
     def connections(self) -> dict[str, dict[str, Any]]:
-        """conn_id -> the JSON fields of its ``AIRFLOW_CONN_<ID>`` (the IC and transfer connections)."""
-        _, _, ftps, sftp, pki = self._running()
-        conns: dict[str, dict[str, Any]] = {}
+        """conn_id -> the JSON fields of its ``AIRFLOW_CONN_<ID>`` (the IC, transfer and CIS connections)."""
+        soap, _, ftps, sftp, pki = self._running()
+        conns: dict[str, dict[str, Any]] = self._cis_sims().connections(f"http://{self.public_host}:{soap.port}")
         for item in self._access.values():
             biller = item.biller
             conns[biller.ic_conn_id] = {
@@ -365,9 +423,24 @@ class SimStack(Lifecycle):
                 "password": item.web_service_key,
                 "extra": {"timeout": 60, "verify": True},
             }
-            if biller.invoices is None:
+            if _emails_export(biller) and self._smtp is not None:
+                conns[biller.payment_export.conn_id] = {  # type: ignore[union-attr]
+                    "conn_type": "smtp",
+                    "host": self.public_host,
+                    "port": self._smtp.port,
+                    "login": SMTP_USER,
+                    "password": self._smtp_password,
+                    "extra": {
+                        "disable_ssl": True,  # STARTTLS, verified against the stack's CA
+                        "ca_file": str(pki.ca_cert),
+                        "from_email": "payments@icbridge.invalid",
+                        "timeout": 30,
+                    },
+                }
+            if item.protocol is None:
                 continue
-            conn_id = biller.invoices.transfer.conn_id
+            transfer = biller.invoices.transfer if biller.invoices is not None else biller.payment_export.transfer()
+            conn_id = transfer.conn_id  # type: ignore[union-attr]
             if item.protocol == "ftps":
                 conns[conn_id] = {
                     "conn_type": "icb_ftps",

@@ -38,6 +38,10 @@ class RemoteFolder(Protocol):
         """Rename/move a remote file. ``dst`` should not exist (SFTP refuses, FTP replaces)."""
         ...
 
+    def delete(self, remote_path: str) -> None:
+        """Remove a remote file (a redelivered export replaces its earlier copy)."""
+        ...
+
     def makedirs(self, directory: str) -> None:
         """Create ``directory`` and missing parents; an existing directory is fine."""
         ...

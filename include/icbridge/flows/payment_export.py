@@ -1,0 +1,269 @@
+"""Logis payment export, Airflow-free: fetch a day's CloudPay payments, build the file,
+deliver it once.
+
+The operator (icbridge.operators.payment_export) wires in the IC client, the state DB and
+a ``Destination`` (FTP family over a ``RemoteFolder``, or email). Idempotency lives here:
+
+* the same payments give the same bytes (icbridge.layouts.logis);
+* a day already ``delivered`` with the same sha256 is not sent again unless ``redeliver``;
+  a day delivered with *other* bytes fails loudly (payments changed after closure: a
+  person decides, and reruns with ``redeliver``);
+* an attempt left ``sending`` (crash or lost answer) is resolved before anything is sent:
+  a destination that can look (FTP family) confirms or rules out the file under its final
+  name; one that cannot (email) stops the run as in doubt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import Protocol
+
+from icbridge.layouts.logis import ExportFile, PaymentLike, build_export, day_window, in_window
+from icbridge.state.db import InDoubt
+from icbridge.state.deliveries import DeliveryLog
+from icbridge.transfer.remote import RemoteFolder
+
+__all__ = [
+    "FLOW",
+    "ContentChanged",
+    "Destination",
+    "InDoubt",
+    "NotDelivered",
+    "Outcome",
+    "RemoteFolderDestination",
+    "deliver",
+    "export_day",
+]
+
+FLOW = "payment_export"
+CLOUDPAY = "CloudPay"
+log = logging.getLogger(__name__)
+
+ListPayments = Callable[[datetime, datetime, str | None], list[PaymentLike]]
+
+
+class NotDelivered(Exception):  # noqa: N818 - the ops word
+    """The attempt certainly did not reach the biller (nothing under the final name)."""
+
+
+class ContentChanged(Exception):  # noqa: N818
+    """The day was delivered, and rebuilding it now gives other bytes."""
+
+
+class Destination(Protocol):
+    """Where a biller takes its file. ``send`` raises NotDelivered when it knows the file did
+    not arrive; any other error leaves the attempt in doubt."""
+
+    method: str
+    description: str  # for the state DB and logs: no secrets, emails masked
+
+    def send(self, name: str, content: bytes) -> None: ...
+
+    def fetch(self, name: str) -> bytes | None:
+        """The file under its final name (None: not there). Raises NotImplementedError when
+        the destination cannot look (email)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    day: date
+    file_name: str | None
+    payments: int
+    sha256: str | None
+    status: str  # delivered | already_delivered | confirmed | no_file
+    message: str
+
+    def as_dict(self) -> dict:
+        return {
+            "day": self.day.isoformat(),
+            "file_name": self.file_name,
+            "payments": self.payments,
+            "sha256": self.sha256,
+            "status": self.status,
+            "message": self.message,
+        }
+
+
+def export_day(
+    list_payments: ListPayments,
+    *,
+    bid: str,
+    day: date,
+    tz: tzinfo,
+    channel: str = CLOUDPAY,
+    extra_types: Mapping[str, str] | None = None,
+) -> ExportFile:
+    """The file for ``day``: ListPayments over the day's window, exactly (start, end].
+
+    ListPayments is FromDate-inclusive, ToDate-exclusive (our contract, see the WSDL) and
+    its resolution is not promised, so we ask for [start, end + 1 s) and keep
+    start < PaymentDate <= end ourselves; the channel is checked here too.
+    """
+    start, end = day_window(day, tz)
+    listed = list_payments(start, end + timedelta(seconds=1), channel)
+    wanted = channel.lower()
+    chosen = [p for p in listed if getattr(p, "channel", channel).lower() == wanted and in_window(p, start, end)]
+    return build_export(chosen, bid=bid, day=day, tz=tz, extra_types=extra_types)
+
+
+def deliver(
+    export: ExportFile,
+    destination: Destination,
+    deliveries: DeliveryLog,
+    *,
+    biller_id: str,
+    run_id: str | None,
+    redeliver: bool = False,
+) -> Outcome:
+    """Send ``export`` unless it is known to be there already; every attempt recorded."""
+
+    def outcome(status: str, message: str) -> Outcome:
+        return Outcome(export.day, export.name, export.payments, export.sha256, status, message)
+
+    last = deliveries.latest(biller_id, FLOW, export.day)
+    if last is not None and not redeliver:
+        if last.status == "sending":
+            confirmed = _resolve_in_doubt(last, destination, deliveries)
+            if confirmed:
+                last = deliveries.latest(biller_id, FLOW, export.day)
+        if last is not None and last.status == "delivered":
+            if last.sha256 != export.sha256:
+                raise ContentChanged(
+                    f"{export.name} was delivered on {last.finished_at} (sha256 {last.sha256[:12]}…, "
+                    f"{last.records} payments) but IC's payments now give other bytes (sha256 "
+                    f"{export.sha256[:12]}…, {export.payments} payments); check with the biller, then "
+                    "run again with redeliver=true to send the new file"
+                )
+            return outcome("already_delivered", f"{export.name} delivered on {last.finished_at}; not sent again")
+
+    attempt = deliveries.begin(
+        biller_id=biller_id,
+        flow=FLOW,
+        day=export.day,
+        file_name=export.name,
+        sha256=export.sha256,
+        size=export.size,
+        records=export.payments,
+        method=destination.method,
+        destination=destination.description,
+        run_id=run_id,
+    )
+    try:
+        destination.send(export.name, export.content)
+    except NotDelivered as exc:
+        deliveries.finish(attempt, "failed", str(exc))
+        raise
+    # Any other error leaves the attempt `sending`: the next try resolves it first.
+    deliveries.finish(attempt, "delivered")
+    return outcome("delivered", f"{export.name} delivered to {destination.description}")
+
+
+def _resolve_in_doubt(last, destination: Destination, deliveries: DeliveryLog) -> bool:
+    """Settle a ``sending`` attempt by looking at the destination; True if confirmed there."""
+    if last.method != destination.method:
+        raise InDoubt(
+            f"{last.file_name}: an attempt by {last.method} ({last.destination}) never finished and the "
+            f"biller now takes {destination.method}; check, then run with redeliver=true or settle it"
+        )
+    try:
+        found = destination.fetch(last.file_name)
+    except NotImplementedError:
+        raise InDoubt(
+            f"{last.file_name}: the {last.method} attempt of run {last.run_id} to {last.destination} may or may "
+            "not have arrived (no answer came back). Ask the biller; if it did not arrive run again with "
+            "redeliver=true (Logis refuses a Reference it has seen), else settle it as delivered "
+            "(docs/payment-export.md)"
+        ) from None
+    if found is None:
+        deliveries.finish(last.id, "failed", "interrupted; not on the server under its final name")
+        log.warning("%s: interrupted attempt %s is not on the server: sending again", last.file_name, last.id)
+        return False
+    if len(found) == last.size and hashlib.sha256(found).hexdigest() == last.sha256:
+        deliveries.finish(last.id, "delivered", "interrupted; confirmed on the server (name, size, sha256)")
+        log.info("%s: interrupted attempt %s confirmed on the server", last.file_name, last.id)
+        return True
+    raise InDoubt(
+        f"{last.file_name}: an interrupted attempt left a file of {len(found)} bytes under the final name that is "
+        "not the one recorded; check it with the biller, then run with redeliver=true"
+    )
+
+
+class RemoteFolderDestination:
+    """FTP-family delivery: upload as ``<name>.part``, check its size, rename, check again.
+
+    The biller's pickup never sees half a file: until the rename, nothing has the final
+    name. A failure before the rename raises NotDelivered (the partial upload is removed
+    when possible); a failure at or after it leaves the attempt in doubt, which ``fetch``
+    settles on the next try.
+    """
+
+    def __init__(self, open_folder: Callable[[], RemoteFolder], method: str, conn_id: str, directory: str) -> None:
+        self._open = open_folder
+        self.method = method
+        self.directory = directory.rstrip("/") or "/"
+        self.description = f"{method}://{conn_id}{self._path('')}"
+
+    def _path(self, name: str) -> str:
+        return f"{self.directory.rstrip('/')}/{name}"
+
+    def send(self, name: str, content: bytes) -> None:
+        final, partial = self._path(name), self._path(f"{name}.part")
+        with tempfile.TemporaryDirectory(prefix="icb-export-") as workdir:
+            local = Path(workdir) / name
+            local.write_bytes(content)
+            try:
+                folder = self._open()
+            except Exception as exc:
+                raise NotDelivered(f"could not connect: {exc}") from exc
+            with _closing(folder):
+                try:
+                    folder.makedirs(self.directory)
+                    folder.upload(local, partial)
+                    size = folder.size(partial)
+                    if size != len(content):
+                        raise OSError(f"{partial}: the server has {size} bytes, {len(content)} were sent")
+                    if name in folder.list_names(self.directory):
+                        folder.delete(final)  # a redelivery replaces the earlier copy
+                except Exception as exc:
+                    _remove_quietly(folder, partial)
+                    raise NotDelivered(f"upload to {partial} failed: {exc}") from exc
+                folder.rename(partial, final)
+                size = folder.size(final)
+                if size != len(content):
+                    raise OSError(f"{final}: the server has {size} bytes after the rename, {len(content)} were sent")
+
+    def fetch(self, name: str) -> bytes | None:
+        with _closing(self._open()) as folder, tempfile.TemporaryDirectory(prefix="icb-export-") as workdir:
+            if name not in folder.list_names(self.directory):
+                return None
+            local = Path(workdir) / name
+            folder.download(self._path(name), local)
+            return local.read_bytes()
+
+
+class _closing:  # noqa: N801 - reads like contextlib.closing
+    def __init__(self, folder: RemoteFolder) -> None:
+        self.folder = folder
+
+    def __enter__(self) -> RemoteFolder:
+        return self.folder
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self.folder.close()
+        except Exception:  # a dropped connection must not hide the real error
+            log.debug("closing the remote folder failed", exc_info=True)
+
+
+def _remove_quietly(folder: RemoteFolder, path: str) -> None:
+    try:
+        folder.delete(path)
+    except Exception:  # the connection may be gone; the next upload replaces the part file
+        log.debug("could not remove %s", path, exc_info=True)

@@ -1,0 +1,442 @@
+"""Common machinery of the Harris CIS simulators (inHance, AUS): endpoints, keys, SQLite state.
+
+Why shared: both vendors' simulators need the same things — one or more endpoints per
+biller, each with its own key (inHance rule 6), accounts, a record of every call received
+(so tests can assert "nothing lost, nothing twice"), payments and customer changes
+applied, and runtime fault injection (:mod:`icbridge.sim.faults`). Each vendor module
+only defines its handlers and result shapes.
+
+Conventions (assumed, documented in docs/cis-services.md): a wrong key is a business
+refusal "Invalid credentials" and nothing is applied; an unknown account is a business
+refusal "Account not found" (AUS ResponseCode 1); refused calls are recorded in
+``received()`` but not in ``payments()`` / ``changes()``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, ClassVar
+
+from icbridge.sim.faults import Faults
+from icbridge.sim.invoice_cloud import _money, _stamp
+from icbridge.sim.soapserver import SoapServer
+
+__all__ = [
+    "ACCOUNT_NOT_FOUND",
+    "INVALID_CREDENTIALS",
+    "CisSimulator",
+    "Endpoint",
+    "Refusal",
+    "make_pdf",
+]
+
+ACCOUNT_NOT_FOUND = "Account not found"
+INVALID_CREDENTIALS = "Invalid credentials"
+# Codes shared with icbridge.soap.aus (inHance has no codes; its simulator reports the message only).
+CODE_NOT_FOUND, CODE_CREDENTIALS, CODE_INVALID, CODE_BILL_NOT_FOUND, CODE_OTHER = 1, 2, 3, 4, 9
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    biller TEXT NOT NULL, account_number TEXT NOT NULL, customer_name TEXT NOT NULL,
+    customer_number TEXT NOT NULL, location_number TEXT NOT NULL, balance TEXT NOT NULL,
+    future_balance TEXT NOT NULL, past_due TEXT NOT NULL, email TEXT NOT NULL, phone TEXT NOT NULL,
+    cash_only INTEGER NOT NULL, paperless INTEGER NOT NULL, autopay INTEGER NOT NULL,
+    PRIMARY KEY (biller, account_number));
+CREATE TABLE IF NOT EXISTS received (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, biller TEXT NOT NULL, endpoint TEXT NOT NULL,
+    method TEXT NOT NULL, account_number TEXT NOT NULL, args TEXT NOT NULL, ok INTEGER NOT NULL,
+    message TEXT NOT NULL, received_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS payments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, biller TEXT NOT NULL, endpoint TEXT NOT NULL,
+    method TEXT NOT NULL, account_number TEXT NOT NULL, payment_date TEXT NOT NULL,
+    amount TEXT NOT NULL, convenience_fee TEXT NOT NULL, payment_type TEXT NOT NULL,
+    reference TEXT NOT NULL, document_number TEXT NOT NULL, received_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS changes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, biller TEXT NOT NULL, endpoint TEXT NOT NULL,
+    method TEXT NOT NULL, account_number TEXT NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL,
+    received_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS bills (
+    biller TEXT NOT NULL, account_number TEXT NOT NULL, bill_number TEXT NOT NULL, content BLOB NOT NULL,
+    PRIMARY KEY (biller, account_number, bill_number));
+"""
+
+_FLAG_FIELDS = ("paperless", "autopay")
+
+
+class Refusal(Exception):  # noqa: N818 - a business answer, not an error
+    """Raised inside a handler's apply step: answer a business refusal (nothing applied)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One served URL path of one biller, with its own key."""
+
+    biller: str
+    name: str
+    path: str
+    key: str
+
+    def __repr__(self) -> str:
+        return f"Endpoint(biller={self.biller!r}, name={self.name!r}, path={self.path!r})"
+
+
+def make_pdf(text: str) -> bytes:
+    """A small valid one-page PDF showing ``text`` (the simulated bill image)."""
+    safe = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+    stream = f"BT /F1 14 Tf 72 720 Td ({safe}) Tj ET".encode("latin-1", "replace")
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
+        b" /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def _now() -> str:
+    return _stamp(datetime.now(UTC))
+
+
+class CisSimulator:
+    """Base of InhanceSimulator / AusSimulator. Subclasses set the class attributes and handlers."""
+
+    WSDL: ClassVar[Path]
+    SERVICE_FILE: ClassVar[str]  # last path segment, e.g. "iCloud.asmx"
+    KEY_FIELDS: ClassVar[tuple[str, ...]]  # request elements holding the key (vendor casing)
+    ACCOUNT_FIELDS: ClassVar[tuple[str, ...]] = ("AccountNumber", "Accountnumber")
+    default_base_path: ClassVar[str]
+
+    def __init__(self, db_path: Path, server: SoapServer | None = None, *, base_path: str | None = None) -> None:
+        self.db_path = Path(db_path)
+        self.base_path = "/" + (base_path or self.default_base_path).strip("/")
+        self._own_server = server is None
+        self.server = server if server is not None else SoapServer()
+        self.faults = Faults()
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.db_path, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._endpoints: dict[tuple[str, str], Endpoint] = {}
+        with self._tx() as db:
+            db.executescript(_SCHEMA)
+
+    # to be defined by the vendor module ----------------------------------------------------
+
+    def handlers(self) -> Mapping[str, Callable[[Endpoint, dict[str, Any]], Mapping[str, Any]]]:
+        raise NotImplementedError
+
+    def result(self, method: str, code: int, message: str, **values: Any) -> dict[str, Any]:
+        """The method's Result in WSDL order; code 0 = success."""
+        raise NotImplementedError
+
+    # lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> CisSimulator:
+        if self._own_server:
+            self.server.start()
+        return self
+
+    def stop(self) -> None:
+        if self._own_server:
+            self.server.stop()
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> CisSimulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._db:
+            yield self._db
+
+    # endpoints ------------------------------------------------------------------------------
+
+    def add_biller(self, biller: str, key: str) -> str:
+        """Serve the biller's default endpoint (``{base_path}/{biller}/{SERVICE_FILE}``); returns its URL."""
+        return self._add(biller, "default", f"{self.base_path}/{biller}/{self.SERVICE_FILE}", key)
+
+    def add_endpoint(self, biller: str, name: str, key: str) -> str:
+        """Serve another endpoint of the biller with its own key (``{base_path}/{biller}/{name}/...``)."""
+        if name == "default":
+            raise ValueError("use add_biller for the default endpoint")
+        return self._add(biller, name, f"{self.base_path}/{biller}/{name}/{self.SERVICE_FILE}", key)
+
+    def _add(self, biller: str, name: str, path: str, key: str) -> str:
+        if not key:
+            raise ValueError("an endpoint needs a key")
+        endpoint = Endpoint(biller, name, path, key)
+        handlers = {
+            method: self.faults.wrap(
+                method,
+                (lambda args, _h=handler, _e=endpoint: _h(_e, args)),
+                (lambda message, _m=method: self.result(_m, CODE_OTHER, message)),
+            )
+            for method, handler in self.handlers().items()
+        }
+        self.server.add_service(path, self.WSDL, handlers)
+        self._endpoints[(biller, name)] = endpoint
+        return self.server.service_url(path) if self._server_started() else path
+
+    def _server_started(self) -> bool:
+        try:
+            _ = self.server.url
+        except RuntimeError:
+            return False
+        return True
+
+    def endpoint_path(self, biller: str, name: str = "default") -> str:
+        return self._endpoints[(biller, name)].path
+
+    def endpoint_url(self, biller: str, name: str = "default") -> str:
+        """Full URL of an endpoint (the server must be started)."""
+        return self.server.service_url(self.endpoint_path(biller, name))
+
+    # seeding and inspection -----------------------------------------------------------------
+
+    def add_account(
+        self,
+        biller: str,
+        account_number: str,
+        *,
+        balance: Decimal | int | str = 0,
+        future_balance: Decimal | int | str | None = None,
+        past_due: Decimal | int | str = 0,
+        email: str = "",
+        phone: str = "",
+        cash_only: bool = False,
+        paperless: bool = False,
+        autopay: bool = False,
+        customer_name: str = "",
+        customer_number: str = "",
+        location_number: str = "",
+    ) -> None:
+        """Create or replace an account (future_balance defaults to balance)."""
+        future = balance if future_balance is None else future_balance
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    biller,
+                    account_number,
+                    customer_name,
+                    customer_number,
+                    location_number,
+                    str(_money(balance)),
+                    str(_money(future)),
+                    str(_money(past_due)),
+                    email,
+                    phone,
+                    int(cash_only),
+                    int(paperless),
+                    int(autopay),
+                ),
+            )
+
+    @staticmethod
+    def _account_dict(r: sqlite3.Row) -> dict[str, Any]:
+        out = {k: r[k] for k in r.keys() if k != "biller"}  # noqa: SIM118 - sqlite3.Row
+        for k in ("balance", "future_balance", "past_due"):
+            out[k] = Decimal(out[k])
+        for k in ("cash_only", "paperless", "autopay"):
+            out[k] = bool(out[k])
+        return out
+
+    def account(self, biller: str, account_number: str) -> dict[str, Any] | None:
+        with self._tx() as db:
+            r = db.execute(
+                "SELECT * FROM accounts WHERE biller = ? AND account_number = ?", (biller, account_number)
+            ).fetchone()
+        return None if r is None else self._account_dict(r)
+
+    def accounts(self, biller: str) -> list[dict[str, Any]]:
+        with self._tx() as db:
+            rows = db.execute("SELECT * FROM accounts WHERE biller = ? ORDER BY account_number", (biller,)).fetchall()
+        return [self._account_dict(r) for r in rows]
+
+    def _select(self, table: str, biller: str | None, method: str | None = None) -> list[sqlite3.Row]:
+        sql, params = f"SELECT * FROM {table} WHERE 1 = 1", []  # table names are ours, never a caller's
+        if biller is not None:
+            sql += " AND biller = ?"
+            params.append(biller)
+        if method is not None:
+            sql += " AND method = ?"
+            params.append(method)
+        with self._tx() as db:
+            return db.execute(sql + " ORDER BY id", params).fetchall()
+
+    def received(self, biller: str | None = None, method: str | None = None) -> list[dict[str, Any]]:
+        """Every call that reached a handler (refused ones too), the key removed from ``args``."""
+        return [
+            {
+                "id": r["id"],
+                "biller": r["biller"],
+                "endpoint": r["endpoint"],
+                "method": r["method"],
+                "account_number": r["account_number"],
+                "args": json.loads(r["args"]),
+                "ok": bool(r["ok"]),
+                "message": r["message"],
+                "received_at": datetime.fromisoformat(r["received_at"]),
+            }
+            for r in self._select("received", biller, method)
+        ]
+
+    def payments(self, biller: str | None = None) -> list[dict[str, Any]]:
+        """Payments the CIS applied (accepted calls only)."""
+        return [
+            {
+                "id": r["id"],
+                "biller": r["biller"],
+                "endpoint": r["endpoint"],
+                "method": r["method"],
+                "account_number": r["account_number"],
+                "payment_date": datetime.fromisoformat(r["payment_date"]),
+                "amount": Decimal(r["amount"]),
+                "convenience_fee": Decimal(r["convenience_fee"]),
+                "payment_type": r["payment_type"],
+                "reference": r["reference"],
+                "document_number": r["document_number"],
+                "received_at": datetime.fromisoformat(r["received_at"]),
+            }
+            for r in self._select("payments", biller)
+        ]
+
+    def changes(self, biller: str | None = None) -> list[dict[str, Any]]:
+        """Customer changes the CIS applied: field "paperless"/"autopay" (bool) or "email" (str)."""
+        return [
+            {
+                "id": r["id"],
+                "biller": r["biller"],
+                "endpoint": r["endpoint"],
+                "method": r["method"],
+                "account_number": r["account_number"],
+                "field": r["field"],
+                "value": r["value"] == "1" if r["field"] in _FLAG_FIELDS else r["value"],
+                "received_at": datetime.fromisoformat(r["received_at"]),
+            }
+            for r in self._select("changes", biller)
+        ]
+
+    # the common handler flow ----------------------------------------------------------------
+
+    def serve(
+        self,
+        endpoint: Endpoint,
+        method: str,
+        args: dict[str, Any],
+        apply: Callable[[sqlite3.Connection, sqlite3.Row | None, str], dict[str, Any]],
+        *,
+        needs_account: bool = True,
+    ) -> dict[str, Any]:
+        """Check the key, find the account, run ``apply`` in one transaction, record the call.
+
+        ``apply(db, account_row, account_number)`` returns the success values or raises
+        :class:`Refusal`; the call is recorded either way (the key never).
+        """
+        account_number = next((str(args[f]).strip() for f in self.ACCOUNT_FIELDS if args.get(f)), "")
+        given = next((args[f] for f in self.KEY_FIELDS if args.get(f) is not None), "")
+        public_args = {k: v for k, v in args.items() if k not in self.KEY_FIELDS}
+        with self._tx() as db:
+            try:
+                if not hmac.compare_digest(str(given).encode(), endpoint.key.encode()):
+                    raise Refusal(CODE_CREDENTIALS, INVALID_CREDENTIALS)
+                row = db.execute(
+                    "SELECT * FROM accounts WHERE biller = ? AND account_number = ?", (endpoint.biller, account_number)
+                ).fetchone()
+                if needs_account and row is None:
+                    raise Refusal(CODE_NOT_FOUND, ACCOUNT_NOT_FOUND)
+                values = apply(db, row, account_number)
+                code, message = 0, ""
+            except Refusal as refusal:
+                values, code, message = {}, refusal.code, refusal.message
+            db.execute(
+                "INSERT INTO received (biller, endpoint, method, account_number, args, ok, message, received_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    endpoint.biller,
+                    endpoint.path,
+                    method,
+                    account_number,
+                    json.dumps(public_args, default=str),
+                    int(code == 0),
+                    message,
+                    _now(),
+                ),
+            )
+        return self.result(method, code, message, **values)
+
+    @staticmethod
+    def record_payment(
+        db: sqlite3.Connection,
+        endpoint: Endpoint,
+        method: str,
+        account_number: str,
+        payment_date: datetime,
+        amount: Decimal,
+        fee: Decimal,
+        payment_type: str,
+        reference: str,
+        document_number: str = "",
+    ) -> int:
+        cursor = db.execute(
+            "INSERT INTO payments (biller, endpoint, method, account_number, payment_date, amount, convenience_fee,"
+            " payment_type, reference, document_number, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                endpoint.biller,
+                endpoint.path,
+                method,
+                account_number,
+                _stamp(payment_date),
+                str(amount),
+                str(fee),
+                payment_type,
+                reference,
+                document_number,
+                _now(),
+            ),
+        )
+        return int(cursor.lastrowid or 0)
+
+    @staticmethod
+    def record_change(
+        db: sqlite3.Connection, endpoint: Endpoint, method: str, account_number: str, field: str, value: bool | str
+    ) -> None:
+        text = ("1" if value else "0") if isinstance(value, bool) else value
+        db.execute(
+            "INSERT INTO changes (biller, endpoint, method, account_number, field, value, received_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (endpoint.biller, endpoint.path, method, account_number, field, text, _now()),
+        )
+        column = {"paperless": "paperless", "autopay": "autopay", "email": "email"}[field]
+        db.execute(
+            f"UPDATE accounts SET {column} = ? WHERE biller = ? AND account_number = ?",
+            (int(value) if isinstance(value, bool) else value, endpoint.biller, account_number),
+        )

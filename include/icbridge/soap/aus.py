@@ -1,0 +1,244 @@
+"""Harris Advanced (AUS, "CIS Infinity") web service as plain Python (seed 004; fields assumed).
+
+Every AUS result carries ResponseCode (0 = success) and ResponseMessage. The non-zero codes
+are this project's assumption, shared with the simulator and docs/cis-services.md:
+1 account not found, 2 invalid credentials, 3 invalid request, 4 bill not found, 9 other.
+
+Error model as for inHance: a non-zero ResponseCode is a result with ``ok=False`` (and
+``code``); a SOAP fault raises :class:`~icbridge.soap.cis.CisFault`; transport problems
+propagate as ``requests`` exceptions. The client takes the same endpoint map as inHance
+(``"default"`` plus optional per-method entries, e.g. a separate PdfViewer URL for
+RetrieveBillPrintImageV2). Credentials never in repr or exceptions; not picklable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import zeep.exceptions
+
+from icbridge.soap.cis import (
+    DEFAULT,
+    CisEndpoint,
+    CisFault,
+    CisHttpError,
+    CisResult,
+    decimal_or_zero,
+    money,
+    resolve_endpoints,
+)
+from icbridge.soap.client import BoundClient, make_client, soap_text
+
+__all__ = [
+    "ACCOUNT_NOT_FOUND",
+    "BILL_NOT_FOUND",
+    "INVALID_CREDENTIALS",
+    "INVALID_REQUEST",
+    "METHODS",
+    "OTHER_ERROR",
+    "SUCCESS",
+    "WSDL",
+    "AccountData",
+    "AusClient",
+    "AusResult",
+    "BillImage",
+    "PendingPaymentResult",
+]
+
+WSDL = Path(__file__).resolve().parent / "wsdl" / "AusCis.wsdl"
+METHODS = (
+    "GetAccountData",
+    "AddPendingPayment",
+    "UpdatePaymentPlan",
+    "UpdateCisLinkTableEBillAndLinkRegistration",
+    "RetrieveBillPrintImageV2",
+)
+SERVICE = "aus"
+
+SUCCESS = 0
+ACCOUNT_NOT_FOUND = 1
+INVALID_CREDENTIALS = 2
+INVALID_REQUEST = 3
+BILL_NOT_FOUND = 4
+OTHER_ERROR = 9
+
+
+@dataclass(frozen=True)
+class AusResult(CisResult):
+    """ResponseCode/ResponseMessage; ``ok`` is ``code == 0``."""
+
+    code: int
+
+    @property
+    def not_found(self) -> bool:
+        return self.code in (ACCOUNT_NOT_FOUND, BILL_NOT_FOUND)
+
+
+@dataclass(frozen=True)
+class AccountData(AusResult):
+    """GetAccountData (RTDR). Amounts None unless ``ok``. ``cash_only`` blocks CC and ACH (rule 7)."""
+
+    account_number: str
+    customer_number: str
+    location_number: str
+    balance: Decimal | None
+    past_due: Decimal | None
+    cash_only: bool
+    email_address: str
+
+
+@dataclass(frozen=True)
+class PendingPaymentResult(AusResult):
+    pending_payment_id: str
+
+
+@dataclass(frozen=True)
+class BillImage(AusResult):
+    """RetrieveBillPrintImageV2. ``ok`` says what the CIS answered; ``is_pdf`` whether it is a PDF."""
+
+    content: bytes
+
+    @property
+    def is_pdf(self) -> bool:
+        return self.content.startswith(b"%PDF-")
+
+    def __repr__(self) -> str:  # never dump a whole PDF into a log line
+        return f"BillImage(ok={self.ok}, code={self.code}, message={self.message!r}, bytes={len(self.content)})"
+
+
+def _head(node: Any) -> tuple[bool, str, int]:
+    code = int(node.ResponseCode) if node.ResponseCode is not None else OTHER_ERROR
+    return code == SUCCESS, soap_text(node.ResponseMessage), code
+
+
+class AusClient:
+    """Client for one AUS biller (one endpoint and key, or one per method)."""
+
+    def __init__(
+        self,
+        endpoints: Mapping[str, CisEndpoint],
+        *,
+        timeout: float = 30,
+        ca_file: str | None = None,
+        verify: bool = True,
+        pool_maxsize: int = 10,
+    ) -> None:
+        self._endpoints = resolve_endpoints(endpoints, METHODS)
+        if not self._endpoints:
+            raise ValueError(f"no AUS endpoint given (need {DEFAULT!r} or one per method)")
+        self.timeout = timeout
+        self._options = {"timeout": timeout, "ca_file": ca_file, "verify": verify, "pool_maxsize": pool_maxsize}
+
+    @classmethod
+    def single(cls, url: str, key: str, **options: Any) -> AusClient:
+        return cls({DEFAULT: CisEndpoint(url, key)}, **options)
+
+    def __repr__(self) -> str:
+        urls = sorted({e.url for e in self._endpoints.values()})
+        return f"AusClient(urls={urls!r})"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("AusClient holds credentials and cannot be pickled")
+
+    def endpoint_url(self, method: str) -> str:
+        return self._endpoint(method).url
+
+    def _endpoint(self, method: str) -> CisEndpoint:
+        try:
+            return self._endpoints[method]
+        except KeyError:
+            if method not in METHODS:
+                raise ValueError(f"unknown AUS method {method!r}") from None
+            raise ValueError(f"no endpoint configured for AUS {method} (and no default)") from None
+
+    def soap_client(self, method: str) -> BoundClient:
+        return make_client(WSDL, self._endpoint(method).url, **self._options)
+
+    def _call(self, method: str, **params: Any) -> Any:
+        endpoint = self._endpoint(method)
+        client = make_client(WSDL, endpoint.url, **self._options)
+        try:
+            return getattr(client.service, method)(**params, WebServiceKey=endpoint.key)
+        except zeep.exceptions.Fault as fault:
+            raise CisFault(SERVICE, method, soap_text(fault.message), fault.code) from None
+        except zeep.exceptions.TransportError as error:
+            raise CisHttpError(SERVICE, method, error.status_code, error.content) from None
+
+    def _simple(self, node: Any) -> AusResult:
+        if node is None:
+            return AusResult(False, "empty response", OTHER_ERROR)
+        return AusResult(*_head(node))
+
+    def get_account_data(self, account_number: str) -> AccountData:
+        """GetAccountData (RTDR): balance, past due, cash-only flag and email of one account."""
+        node = self._call("GetAccountData", AccountNumber=account_number)
+        if node is None:
+            return AccountData(False, "empty response", OTHER_ERROR, "", "", "", None, None, False, "")
+        ok, message, code = _head(node)
+        return AccountData(
+            ok=ok,
+            message=message,
+            code=code,
+            account_number=soap_text(node.AccountNumber),
+            customer_number=soap_text(node.CustomerNumber),
+            location_number=soap_text(node.LocationNumber),
+            balance=decimal_or_zero(node.Balance) if ok else None,
+            past_due=decimal_or_zero(node.PastDue) if ok else None,
+            cash_only=bool(node.CashOnly) if ok else False,
+            email_address=soap_text(node.EmailAddress).strip(),
+        )
+
+    def add_pending_payment(
+        self,
+        account_number: str,
+        payment_date: datetime,
+        payment_amount: Decimal | int | str,
+        payment_type: str,
+        payment_reference: str,
+        convenience_fee: Decimal | int | str = 0,
+    ) -> PendingPaymentResult:
+        """AddPendingPayment (data pump: payments)."""
+        node = self._call(
+            "AddPendingPayment",
+            AccountNumber=account_number,
+            PaymentDate=payment_date,
+            PaymentAmount=money(payment_amount),
+            ConvenienceFee=money(convenience_fee),
+            PaymentType=payment_type,
+            PaymentReference=payment_reference,
+        )
+        if node is None:
+            return PendingPaymentResult(False, "empty response", OTHER_ERROR, "")
+        return PendingPaymentResult(*_head(node), pending_payment_id=soap_text(node.PendingPaymentID))
+
+    def update_payment_plan(self, account_number: str, autopay_enrolled: bool) -> AusResult:
+        """UpdatePaymentPlan (data pump: autopay)."""
+        return self._simple(
+            self._call("UpdatePaymentPlan", AccountNumber=account_number, AutoPayEnrolled=bool(autopay_enrolled))
+        )
+
+    def update_ebill_registration(
+        self, account_number: str, ebill_enrolled: bool, email_address: str | None = None
+    ) -> AusResult:
+        """UpdateCisLinkTableEBillAndLinkRegistration (data pump: paperless); no email leaves the CIS's."""
+        return self._simple(
+            self._call(
+                "UpdateCisLinkTableEBillAndLinkRegistration",
+                AccountNumber=account_number,
+                EBillEnrolled=bool(ebill_enrolled),
+                EmailAddress=email_address or None,
+            )
+        )
+
+    def retrieve_bill_print_image(self, account_number: str, bill_number: str) -> BillImage:
+        """RetrieveBillPrintImageV2: the bill PDF (check ``is_pdf`` before passing it on)."""
+        node = self._call("RetrieveBillPrintImageV2", AccountNumber=account_number, BillNumber=bill_number)
+        if node is None:
+            return BillImage(False, "empty response", OTHER_ERROR, b"")
+        ok, message, code = _head(node)
+        return BillImage(ok, message, code, bytes(node.PdfContent or b""))

@@ -1,0 +1,204 @@
+"""Harris inHance v2 ``iCloud.asmx`` as plain Python (RTDR, payments, paperless, autopay, email).
+
+Why per-method endpoints: each inHance biller gives IC one URL and password per method
+(advanced settings 8, 11+13, 14+16, 17+19; seed 001, rule 6), so the client takes a map
+method -> :class:`~icbridge.soap.cis.CisEndpoint` with a ``"default"`` entry for the rest.
+SetEmail has no setting of its own in the seed: it uses the paperless endpoint (settings
+14/16, the other customer-record data pump) unless it is given its own; see
+docs/cis-services.md.
+
+Error model: ``Success=false`` (unknown account, bad key, refused value) is a result with
+``ok=False``; a SOAP fault raises :class:`~icbridge.soap.cis.CisFault`; transport problems
+propagate as ``requests`` exceptions (``requests.Timeout`` for a timeout). Credentials stay
+inside (not in repr, not in exceptions, not picklable). No Airflow imports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import zeep.exceptions
+
+from icbridge.soap.cis import (
+    DEFAULT,
+    CisEndpoint,
+    CisFault,
+    CisHttpError,
+    CisResult,
+    decimal_or_zero,
+    money,
+    resolve_endpoints,
+)
+from icbridge.soap.client import BoundClient, make_client, soap_text
+
+__all__ = [
+    "EMAIL_FALLBACK",
+    "METHODS",
+    "WSDL",
+    "BalanceCheckResult",
+    "InhanceClient",
+    "InhanceResult",
+]
+
+WSDL = Path(__file__).resolve().parent / "wsdl" / "iCloud.wsdl"
+METHODS = ("BalanceCheck", "MakePaymentExtended", "SetPaperless", "SetAutopay", "SetEmail")
+EMAIL_FALLBACK = {"SetEmail": "SetPaperless"}
+"""SetEmail without its own endpoint uses SetPaperless's (settings 14/16), then the default."""
+
+SERVICE = "inhance"
+
+
+@dataclass(frozen=True)
+class InhanceResult(CisResult):
+    """Success/ErrorMessage of MakePaymentExtended, SetPaperless, SetAutopay, SetEmail."""
+
+
+@dataclass(frozen=True)
+class BalanceCheckResult(CisResult):
+    """BalanceCheck (RTDR). Amounts are None unless ``ok``; phone/email "" when absent."""
+
+    balance: Decimal | None
+    future_balance: Decimal | None
+    phone: str
+    email: str
+
+
+def _on_off(value: bool) -> str:
+    return "On" if value else "Off"
+
+
+class InhanceClient:
+    """Client for one inHance biller: each method posts to its own endpoint with its own key."""
+
+    def __init__(
+        self,
+        endpoints: Mapping[str, CisEndpoint],
+        *,
+        timeout: float = 30,
+        ca_file: str | None = None,
+        verify: bool = True,
+        pool_maxsize: int = 10,
+    ) -> None:
+        self._endpoints = resolve_endpoints(endpoints, METHODS, EMAIL_FALLBACK)
+        if not self._endpoints:
+            raise ValueError(f"no inHance endpoint given (need {DEFAULT!r} or one per method)")
+        self.timeout = timeout
+        self._options = {"timeout": timeout, "ca_file": ca_file, "verify": verify, "pool_maxsize": pool_maxsize}
+
+    @classmethod
+    def single(cls, url: str, key: str, **options: Any) -> InhanceClient:
+        """All methods at one URL with one key (the test URL of seed 001, or a simple biller)."""
+        return cls({DEFAULT: CisEndpoint(url, key)}, **options)
+
+    def __repr__(self) -> str:
+        urls = sorted({e.url for e in self._endpoints.values()})
+        return f"InhanceClient(urls={urls!r})"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("InhanceClient holds credentials and cannot be pickled")
+
+    def endpoint_url(self, method: str) -> str:
+        """The URL ``method`` posts to (for logs and tests; the key is never exposed)."""
+        return self._endpoint(method).url
+
+    def _endpoint(self, method: str) -> CisEndpoint:
+        try:
+            return self._endpoints[method]
+        except KeyError:
+            if method not in METHODS:
+                raise ValueError(f"unknown inHance method {method!r}") from None
+            raise ValueError(f"no endpoint configured for inHance {method} (and no default)") from None
+
+    def soap_client(self, method: str) -> BoundClient:
+        """The (cached) hardened zeep client bound to ``method``'s endpoint."""
+        return make_client(WSDL, self._endpoint(method).url, **self._options)
+
+    def _call(self, method: str, key_field: str, **params: Any) -> Any:
+        endpoint = self._endpoint(method)
+        client = make_client(WSDL, endpoint.url, **self._options)
+        try:
+            return getattr(client.service, method)(**params, **{key_field: endpoint.key})
+        except zeep.exceptions.Fault as fault:
+            raise CisFault(SERVICE, method, soap_text(fault.message), fault.code) from None
+        except zeep.exceptions.TransportError as error:
+            raise CisHttpError(SERVICE, method, error.status_code, error.content) from None
+
+    @staticmethod
+    def _result(node: Any) -> InhanceResult:
+        if node is None:  # an empty Response is never a success
+            return InhanceResult(False, "empty response")
+        return InhanceResult(bool(node.Success), soap_text(node.ErrorMessage))
+
+    # RTDR -----------------------------------------------------------------------------------
+
+    def balance_check(self, account_number: str, last_invoice_number: int | str) -> BalanceCheckResult:
+        """BalanceCheck: the CIS balance (-> IC BalanceDue), future balance (-> TotalAmountDue in
+        RTDR version 2), phone (ignored by RTDR) and email (used only if the biller says so).
+
+        ``last_invoice_number`` must be an integer (the seed's type); ValueError otherwise.
+        """
+        try:
+            number = int(str(last_invoice_number).strip())
+        except ValueError:
+            raise ValueError(f"LastInvoiceNumber must be an integer, got {last_invoice_number!r}") from None
+        node = self._call("BalanceCheck", "WebServiceKey", AccountNumber=account_number, LastInvoiceNumber=number)
+        if node is None:
+            return BalanceCheckResult(False, "empty response", None, None, "", "")
+        ok = bool(node.Success)
+        return BalanceCheckResult(
+            ok=ok,
+            message=soap_text(node.ErrorMessage),
+            balance=decimal_or_zero(node.Balance) if ok else None,
+            future_balance=decimal_or_zero(node.FutureBalance) if ok else None,
+            phone=soap_text(node.Phone).strip(),
+            email=soap_text(node.Email).strip(),
+        )
+
+    # data pump ------------------------------------------------------------------------------
+
+    def make_payment_extended(
+        self,
+        account_number: str,
+        payment_date: datetime,
+        payment_reference: str,
+        document_number: str,
+        payment_type_desc: str,
+        payment_amount: Decimal | int | str,
+        convenience_fee: Decimal | int | str = 0,
+    ) -> InhanceResult:
+        """Post one payment. The caller maps PayPal to the biller's setting 116 (rule 5) and strips
+        a conveyance suffix (rule 4); this method sends what it is given."""
+        node = self._call(
+            "MakePaymentExtended",
+            "WebserviceKey",
+            AccountNumber=account_number,
+            PaymentDate=payment_date,
+            PaymentReference=payment_reference,
+            DocumentNumber=document_number,
+            PaymentTypeDesc=payment_type_desc,
+            PaymentAmount=money(payment_amount),
+            ConvenienceFee=money(convenience_fee),
+        )
+        return self._result(node)
+
+    def set_paperless(self, account_number: str, paperless: bool) -> InhanceResult:
+        """SetPaperless with PaperlessOnOff "On"/"Off"."""
+        node = self._call(
+            "SetPaperless", "WebserviceKey", Accountnumber=account_number, PaperlessOnOff=_on_off(paperless)
+        )
+        return self._result(node)
+
+    def set_autopay(self, account_number: str, autopay: bool) -> InhanceResult:
+        """SetAutopay with AutoPayOnOff "On"/"Off"."""
+        node = self._call("SetAutopay", "WebserviceKey", Accountnumber=account_number, AutoPayOnOff=_on_off(autopay))
+        return self._result(node)
+
+    def set_email(self, account_number: str, new_email: str) -> InhanceResult:
+        """SetEmail (posts to the SetEmail endpoint, else the paperless one, else the default)."""
+        node = self._call("SetEmail", "WebserviceKey", Accountnumber=account_number, NewEmail=new_email)
+        return self._result(node)

@@ -1,0 +1,401 @@
+"""Balance All reports in the state DB: one row per run, one row per account that is not a match.
+
+Plain tables on the shared ``metadata`` so analysts query history with SQL (examples in
+docs/balance-all.md). Money is NUMERIC(14,2) on PostgreSQL; on SQLite (no decimal type) it is
+stored as REAL, which holds every cent amount below 10^13 exactly enough to round back, and
+read back as Decimal either way.
+
+A run row is written first (``running``), items are appended in batches while the run goes,
+and the run is finished with its counters, so a run that dies half-way is visible as such.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    asc,
+    desc,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import Dialect
+
+from icbridge.reconcile.compare import CENT, OUTCOMES, Item, Outcome
+from icbridge.reconcile.engine import Summary
+from icbridge.state.db import default_state_url, make_engine, metadata, now
+
+
+class Money(TypeDecorator):
+    """Decimal to the cent: NUMERIC(14,2) where the database has it, REAL on SQLite."""
+
+    impl = Numeric(14, 2)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(Float())
+        return dialect.type_descriptor(Numeric(14, 2))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return float(value) if dialect.name == "sqlite" else Decimal(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return Decimal(str(value)).quantize(CENT)
+
+
+# statuses of a run
+RUNNING, SUCCEEDED, FAILED_THRESHOLD, FAILED, INTERRUPTED = (
+    "running",
+    "succeeded",
+    "failed_threshold",
+    "failed",
+    "interrupted",
+)
+
+COUNT_COLUMNS = {
+    Outcome.MATCH: "matches",
+    Outcome.BALANCE_MISMATCH: "balance_mismatches",
+    Outcome.FLAGS_MISMATCH: "flags_mismatches",
+    Outcome.MISSING_IN_CIS: "missing_in_cis",
+    Outcome.CIS_ERROR: "cis_errors",
+}
+
+balance_runs = Table(
+    "icb_balance_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("biller_id", String(64), nullable=False),
+    Column("week", String(8), nullable=False),  # ISO week in the biller's time zone, e.g. 2026-W45
+    Column("dag_run_id", String(255)),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    # running | succeeded | failed_threshold | failed | interrupted
+    Column("status", String(24), nullable=False),
+    Column("dry_run", Boolean, nullable=False),
+    Column("corrections_allowed", Boolean, nullable=False),
+    Column("error_threshold_pct", Float, nullable=False),
+    Column("accounts_checked", Integer, nullable=False, default=0),
+    *(Column(name, Integer, nullable=False, default=0) for name in COUNT_COLUMNS.values()),
+    Column("sum_abs_difference", Money, nullable=False, default=0),
+    Column("net_difference", Money, nullable=False, default=0),
+    Column("corrections_made", Integer, nullable=False, default=0),
+    Column("corrections_failed", Integer, nullable=False, default=0),
+    Column("message", Text),
+    Index("ix_icb_balance_runs_biller", "biller_id", "started_at"),
+)
+
+balance_items = Table(
+    "icb_balance_items",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("icb_balance_runs.id", ondelete="CASCADE"), nullable=False),
+    Column("account_number", String(64), nullable=False),  # whole: the report is for analysts, not logs
+    Column("invoice_number", String(64), nullable=False),
+    Column("outcome", String(24), nullable=False),
+    Column("open_invoices", Integer, nullable=False, default=1),
+    Column("ic_balance_due", Money),
+    Column("ic_total_amount_due", Money),
+    Column("ic_block_cc", Boolean),
+    Column("ic_block_eft", Boolean),
+    Column("cis_balance", Money),
+    Column("cis_future_balance", Money),
+    Column("cis_cash_only", Boolean),
+    Column("difference", Money),  # IC BalanceDue - CIS Balance
+    Column("total_difference", Money),  # IC TotalAmountDue - CIS FutureBalance (inHance version 2)
+    Column("message", Text),
+    Column("corrected", Boolean, nullable=False, default=False),
+    Column("before", JSON),  # IC values a correction replaced (or would have, in a dry run)
+    Column("after", JSON),  # values written to IC
+    Index("ix_icb_balance_items_run_outcome", "run_id", "outcome"),
+    Index("ix_icb_balance_items_run_account", "run_id", "account_number"),
+)
+
+# Columns the pages and downloads may sort by (whitelist: never a name from a request).
+ITEM_COLUMNS = (
+    "account_number",
+    "invoice_number",
+    "outcome",
+    "ic_balance_due",
+    "cis_balance",
+    "difference",
+    "ic_total_amount_due",
+    "cis_future_balance",
+    "total_difference",
+    "ic_block_cc",
+    "ic_block_eft",
+    "cis_cash_only",
+    "corrected",
+    "message",
+    "before",
+    "after",
+)
+SORTABLE = ITEM_COLUMNS[:-2]
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """A run as the pages show it."""
+
+    id: int
+    biller_id: str
+    week: str
+    dag_run_id: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+    dry_run: bool
+    corrections_allowed: bool
+    error_threshold_pct: float
+    accounts_checked: int
+    counts: dict[str, int]
+    sum_abs_difference: Decimal
+    net_difference: Decimal
+    corrections_made: int
+    corrections_failed: int
+    message: str | None
+
+    @property
+    def mismatches(self) -> int:
+        return self.counts[Outcome.BALANCE_MISMATCH] + self.counts[Outcome.FLAGS_MISMATCH]
+
+    @property
+    def mismatch_rate_pct(self) -> float:
+        return 100.0 * self.mismatches / self.accounts_checked if self.accounts_checked else 0.0
+
+
+def _run_row(row: Any) -> RunRow:
+    m = row._mapping
+    return RunRow(
+        id=m["id"],
+        biller_id=m["biller_id"],
+        week=m["week"],
+        dag_run_id=m["dag_run_id"],
+        started_at=m["started_at"],
+        finished_at=m["finished_at"],
+        status=m["status"],
+        dry_run=bool(m["dry_run"]),
+        corrections_allowed=bool(m["corrections_allowed"]),
+        error_threshold_pct=float(m["error_threshold_pct"]),
+        accounts_checked=m["accounts_checked"],
+        counts={str(outcome): m[column] for outcome, column in COUNT_COLUMNS.items()},
+        sum_abs_difference=m["sum_abs_difference"],
+        net_difference=m["net_difference"],
+        corrections_made=m["corrections_made"],
+        corrections_failed=m["corrections_failed"],
+        message=m["message"],
+    )
+
+
+def item_values(item: Item) -> dict[str, Any]:
+    return {
+        "account_number": item.account_number,
+        "invoice_number": item.invoice_number,
+        "outcome": str(item.outcome),
+        "open_invoices": item.open_invoices,
+        "ic_balance_due": item.ic_balance_due,
+        "ic_total_amount_due": item.ic_total_amount_due,
+        "ic_block_cc": item.ic_block_cc,
+        "ic_block_eft": item.ic_block_eft,
+        "cis_balance": item.cis_balance,
+        "cis_future_balance": item.cis_future_balance,
+        "cis_cash_only": item.cis_cash_only,
+        "difference": item.difference,
+        "total_difference": item.total_difference,
+        "message": item.message,
+        "corrected": item.corrected,
+        "before": item.before,
+        "after": item.after,
+    }
+
+
+class ReconcileStore:
+    """Balance All runs and items. Every method is one short transaction."""
+
+    def __init__(self, url: str | None = None, *, engine: Engine | None = None) -> None:
+        self.url = url or default_state_url()
+        self.engine = engine or make_engine(self.url)
+        metadata.create_all(self.engine, tables=[balance_runs, balance_items])
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # writing --------------------------------------------------------------------------------
+    def start_run(
+        self,
+        biller_id: str,
+        week: str,
+        *,
+        dag_run_id: str | None,
+        dry_run: bool,
+        corrections_allowed: bool,
+        error_threshold_pct: float,
+    ) -> int:
+        """A new run row (`running`). An earlier attempt of the same Airflow run still marked
+        `running` died without finishing: it becomes `interrupted`."""
+        with self.engine.begin() as conn:
+            if dag_run_id:
+                conn.execute(
+                    update(balance_runs)
+                    .where(
+                        balance_runs.c.biller_id == biller_id,
+                        balance_runs.c.dag_run_id == dag_run_id,
+                        balance_runs.c.status == RUNNING,
+                    )
+                    .values(status=INTERRUPTED, finished_at=now(), message="the task attempt ended without finishing")
+                )
+            result = conn.execute(
+                balance_runs.insert().values(
+                    biller_id=biller_id,
+                    week=week,
+                    dag_run_id=dag_run_id,
+                    started_at=now(),
+                    status=RUNNING,
+                    dry_run=dry_run,
+                    corrections_allowed=corrections_allowed,
+                    error_threshold_pct=error_threshold_pct,
+                    accounts_checked=0,
+                    **dict.fromkeys(COUNT_COLUMNS.values(), 0),
+                    sum_abs_difference=Decimal(0),
+                    net_difference=Decimal(0),
+                    corrections_made=0,
+                    corrections_failed=0,
+                )
+            )
+            return int(result.inserted_primary_key[0])
+
+    def add_items(self, run_id: int, items: Iterable[Item]) -> int:
+        rows = [{"run_id": run_id, **item_values(item)} for item in items]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(balance_items.insert(), rows)
+        return len(rows)
+
+    def finish_run(self, run_id: int, summary: Summary, status: str, message: str | None = None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(balance_runs)
+                .where(balance_runs.c.id == run_id)
+                .values(
+                    finished_at=now(),
+                    status=status,
+                    message=message,
+                    accounts_checked=summary.accounts_checked,
+                    **{COUNT_COLUMNS[o]: summary.counts[o] for o in OUTCOMES},
+                    sum_abs_difference=summary.sum_abs_difference,
+                    net_difference=summary.net_difference,
+                    corrections_made=summary.corrections_made,
+                    corrections_failed=summary.corrections_failed,
+                )
+            )
+
+    # reading --------------------------------------------------------------------------------
+    def billers(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(balance_runs.c.biller_id).distinct().order_by(balance_runs.c.biller_id))
+                        .scalars())
+
+    def runs(self, biller_id: str | None = None, limit: int = 200) -> list[RunRow]:
+        """Newest first."""
+        query = select(balance_runs).order_by(balance_runs.c.started_at.desc(), balance_runs.c.id.desc()).limit(limit)
+        if biller_id:
+            query = query.where(balance_runs.c.biller_id == biller_id)
+        with self.engine.connect() as conn:
+            return [_run_row(r) for r in conn.execute(query)]
+
+    def run(self, run_id: int) -> RunRow | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(balance_runs).where(balance_runs.c.id == run_id)).first()
+        return None if row is None else _run_row(row)
+
+    def history(self, biller_id: str, before_or_at: datetime | None = None, weeks: int = 26) -> list[RunRow]:
+        """The biller's finished runs (not interrupted), oldest first, for the mismatch-rate chart."""
+        query = (
+            select(balance_runs)
+            .where(
+                balance_runs.c.biller_id == biller_id,
+                balance_runs.c.status.in_((SUCCEEDED, FAILED_THRESHOLD)),
+            )
+            .order_by(balance_runs.c.started_at.desc(), balance_runs.c.id.desc())
+            .limit(weeks)
+        )
+        if before_or_at is not None:
+            query = query.where(balance_runs.c.started_at <= before_or_at)
+        with self.engine.connect() as conn:
+            return [_run_row(r) for r in conn.execute(query)][::-1]
+
+    def _items_query(self, run_id: int, outcome: str | None, sort: str, descending: bool) -> Any:
+        if sort not in SORTABLE:
+            raise ValueError(f"cannot sort by {sort!r}; one of {', '.join(SORTABLE)}")
+        column = balance_items.c[sort]
+        query = select(balance_items).where(balance_items.c.run_id == run_id)
+        if outcome:
+            if outcome not in {str(o) for o in OUTCOMES}:
+                raise ValueError(f"unknown outcome {outcome!r}")
+            query = query.where(balance_items.c.outcome == outcome)
+        order = (desc(column) if descending else asc(column)).nulls_last()  # same on SQLite and PostgreSQL
+        return query.order_by(order, balance_items.c.id)
+
+    def count_items(self, run_id: int, outcome: str | None = None) -> int:
+        query = select(func.count()).select_from(balance_items).where(balance_items.c.run_id == run_id)
+        if outcome:
+            query = query.where(balance_items.c.outcome == outcome)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def items(
+        self,
+        run_id: int,
+        *,
+        outcome: str | None = None,
+        sort: str = "account_number",
+        descending: bool = False,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """One page of a run's items (server-side sort, filter, paging)."""
+        query = self._items_query(run_id, outcome, sort, descending).offset(max(offset, 0)).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def iter_items(
+        self, run_id: int, *, outcome: str | None = None, sort: str = "account_number", descending: bool = False,
+        chunk: int = 2000,
+    ) -> Iterator[dict[str, Any]]:
+        """Every item of a run, streamed from the database in chunks (downloads of 100k rows)."""
+        query = self._items_query(run_id, outcome, sort, descending)
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=chunk).execute(query)
+            for row in result:
+                yield dict(row._mapping)
+
+    def differences(self, run_id: int) -> Iterator[Decimal]:
+        """The non-zero balance differences of a run (histogram), streamed."""
+        query = select(balance_items.c.difference).where(
+            balance_items.c.run_id == run_id, balance_items.c.difference.is_not(None), balance_items.c.difference != 0
+        )
+        with self.engine.connect() as conn:
+            yield from conn.execution_options(stream_results=True, yield_per=5000).execute(query).scalars()

@@ -1,0 +1,1 @@
+"""Web pages icbridge adds to the Airflow api-server (through the plugin in plugins/)."""

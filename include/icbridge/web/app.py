@@ -1,0 +1,244 @@
+"""The analysts' Balance All pages: a FastAPI app the Airflow plugin mounts at ``/icbridge``.
+
+Pages (all behind the caller's Airflow login, see :mod:`icbridge.web.auth`):
+
+* ``/icbridge/balance-all/`` — runs per biller with their summary;
+* ``/icbridge/balance-all/runs/{id}`` — one run: summary, the two charts (inline SVG), the
+  item table (server-side sort, outcome filter and paging, for 100,000 rows);
+* ``/icbridge/balance-all/runs/{id}/items.csv`` and ``.xlsx`` — the items (current filter
+  and order), streamed.
+
+Links are relative, so the pages work under any ``[api] base_url`` and inside the Airflow
+UI's iframe (external view). Reads the state DB only.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, StreamingResponse
+from starlette.background import BackgroundTask
+
+from icbridge.reconcile.charts import RatePoint, histogram_svg, mismatch_rate_svg
+from icbridge.reconcile.compare import OUTCOMES
+from icbridge.reconcile.export import MONEY_COLUMNS, csv_chunks, summary_rows, write_xlsx
+from icbridge.state.db import STATE_URL_ENV, default_state_url
+from icbridge.state.reconcile import SORTABLE, ReconcileStore, RunRow
+from icbridge.web.auth import NotAuthenticated, current_user, not_authenticated_handler
+from icbridge.web.templates import ENV
+
+URL_PREFIX = "/icbridge"
+STATE_CONN_ID = "icbridge_state"
+PER_PAGE_DEFAULT, PER_PAGE_MAX = 100, 1000
+OUTCOME_NAMES = [str(o) for o in OUTCOMES]
+STORED_OUTCOMES = [o for o in OUTCOME_NAMES if o != "match"]
+# Pages are framed by the Airflow UI (same origin) and load nothing from elsewhere.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+    "frame-ancestors 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+
+
+def state_url() -> str:
+    """ICBRIDGE_STATE_DB_URL, else the Airflow connection ``icbridge_state`` (read the api-server's
+    way: core secrets backends, environment, metadata DB), else the local default."""
+    if os.environ.get(STATE_URL_ENV):
+        return os.environ[STATE_URL_ENV]
+    try:
+        from airflow.models.connection import Connection
+
+        conn = Connection.get_connection_from_secrets(STATE_CONN_ID)
+    except Exception:  # not defined (AirflowNotFoundException) or no Airflow here: the default
+        return default_state_url()
+    return conn.get_uri().replace("postgres://", "postgresql://", 1)
+
+
+@functools.lru_cache(maxsize=4)
+def _store(url: str) -> ReconcileStore:
+    return ReconcileStore(url)
+
+
+def get_store() -> ReconcileStore:
+    return _store(state_url())
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_cell(v)}" for k, v in value.items())
+    return str(value)
+
+
+def _html(template: str, **context: Any) -> HTMLResponse:
+    return HTMLResponse(ENV.get_template(template).render(**context), headers=SECURITY_HEADERS)
+
+
+def _user_name(user: Any) -> str:
+    try:
+        return str(user.get_name())
+    except Exception:
+        return "?"
+
+
+def _run_or_404(store: ReconcileStore, run_id: int) -> RunRow:
+    run = store.run(run_id)
+    if run is None:
+        raise HTTPException(404, f"no Balance All run {run_id}")
+    return run
+
+
+def _check_query(outcome: str | None, sort: str) -> str | None:
+    if outcome and outcome not in OUTCOME_NAMES:
+        raise HTTPException(400, f"outcome must be one of {', '.join(OUTCOME_NAMES)}")
+    if sort not in SORTABLE:
+        raise HTTPException(400, f"sort must be one of {', '.join(SORTABLE)}")
+    return outcome or None
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="icbridge reports", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_exception_handler(NotAuthenticated, not_authenticated_handler)
+    user_dep = Depends(current_user)
+
+    @app.get("/", include_in_schema=False)
+    @app.get("/balance-all", include_in_schema=False)
+    def to_index(request: Request) -> RedirectResponse:
+        return RedirectResponse(request.scope.get("root_path", "") + "/balance-all/", status_code=307)
+
+    @app.get("/balance-all/", response_class=HTMLResponse)
+    def index(biller: str | None = None, user: Any = user_dep) -> HTMLResponse:
+        store = get_store()
+        billers = [biller] if biller else store.billers()
+        groups = [(b, store.runs(b, limit=60)) for b in billers]
+        return _html(
+            "index.html",
+            groups=[(b, runs) for b, runs in groups if runs],
+            outcomes=OUTCOME_NAMES,
+            run_url=lambda run_id: f"runs/{run_id}",
+            user_name=_user_name(user),
+        )
+
+    @app.get("/balance-all/runs/{run_id}", response_class=HTMLResponse)
+    def run_page(
+        request: Request,
+        run_id: int,
+        outcome: str | None = None,
+        sort: str = "account_number",
+        desc: bool = False,
+        page: int = Query(1, ge=1),
+        per_page: int = Query(PER_PAGE_DEFAULT, ge=1, le=PER_PAGE_MAX),
+        user: Any = user_dep,
+    ) -> HTMLResponse:
+        store = get_store()
+        run = _run_or_404(store, run_id)
+        outcome = _check_query(outcome, sort)
+        total = store.count_items(run_id, outcome)
+        pages = max(1, math.ceil(total / per_page))
+        page = min(page, pages)
+        rows = store.items(run_id, outcome=outcome, sort=sort, descending=desc, offset=(page - 1) * per_page,
+                           limit=per_page)
+        state = {"outcome": outcome or "", "sort": sort, "desc": int(desc), "page": page, "per_page": per_page}
+
+        def query(**changes: Any) -> str:
+            params = {**state, **changes}
+            return "?" + urlencode({k: v for k, v in params.items() if v not in ("", None)})
+
+        def sort_url(column: str) -> str:
+            return query(sort=column, desc=int(not desc) if column == sort else 0, page=1)
+
+        def download_url(kind: str) -> str:
+            params = {"outcome": outcome or "", "sort": sort, "desc": int(desc)}
+            return f"{run_id}/items.{kind}?" + urlencode({k: v for k, v in params.items() if v != ""})
+
+        history = store.history(run.biller_id, before_or_at=run.started_at)
+        if run.id not in {r.id for r in history} and run.status not in ("running", "interrupted"):
+            history.append(run)
+        points = [
+            RatePoint(r.week, r.mismatch_rate_pct, (100.0 * r.counts["cis_error"] / r.accounts_checked)
+                      if r.accounts_checked else 0.0, current=r.id == run.id)
+            for r in history
+        ]
+        return _html(
+            "run.html",
+            run=run,
+            summary=summary_rows(run),
+            histogram=histogram_svg(store.differences(run_id)),
+            rate_chart=mismatch_rate_svg(points),
+            outcome=outcome,
+            outcome_counts=[(name, run.counts[name]) for name in STORED_OUTCOMES],
+            stored=sum(run.counts[name] for name in STORED_OUTCOMES),
+            total=total,
+            rows=rows,
+            columns=list(SORTABLE),
+            money=MONEY_COLUMNS,
+            sort=sort,
+            desc=desc,
+            page=page,
+            pages=pages,
+            per_page=per_page,
+            page_url=query,
+            sort_url=sort_url,
+            download_url=download_url,
+            index_url="../",
+            cell=_cell,
+            request=request,
+        )
+
+    def _download_name(run: RunRow, kind: str, outcome: str | None) -> str:
+        suffix = f"_{outcome}" if outcome else ""
+        return f"balance_all_{run.biller_id}_{run.week}_run{run.id}{suffix}.{kind}"
+
+    @app.get("/balance-all/runs/{run_id}/items.csv")
+    def items_csv(
+        run_id: int, outcome: str | None = None, sort: str = "account_number", desc: bool = False,
+        user: Any = user_dep,
+    ) -> StreamingResponse:
+        store = get_store()
+        run = _run_or_404(store, run_id)
+        outcome = _check_query(outcome, sort)
+        rows = store.iter_items(run_id, outcome=outcome, sort=sort, descending=desc)
+        name = _download_name(run, "csv", outcome)
+        return StreamingResponse(
+            csv_chunks(rows),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
+        )
+
+    @app.get("/balance-all/runs/{run_id}/items.xlsx")
+    def items_xlsx(
+        run_id: int, outcome: str | None = None, sort: str = "account_number", desc: bool = False,
+        user: Any = user_dep,
+    ) -> FileResponse:
+        store = get_store()
+        run = _run_or_404(store, run_id)
+        outcome = _check_query(outcome, sort)
+        handle, path = tempfile.mkstemp(prefix="icb-balance-", suffix=".xlsx")
+        os.close(handle)
+        try:
+            write_xlsx(Path(path), run, store.iter_items(run_id, outcome=outcome, sort=sort, descending=desc))
+        except BaseException:
+            Path(path).unlink(missing_ok=True)
+            raise
+        cleanup: Callable[[], None] = lambda: Path(path).unlink(missing_ok=True)  # noqa: E731
+        return FileResponse(
+            path,
+            media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            filename=_download_name(run, "xlsx", outcome),
+            headers={"Cache-Control": "no-store"},
+            background=BackgroundTask(cleanup),
+        )
+
+    return app

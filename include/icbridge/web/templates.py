@@ -1,0 +1,105 @@
+"""HTML of the Balance All pages (Jinja2, autoescaped). No external CSS/JS: the hosts have no internet."""
+
+from __future__ import annotations
+
+from jinja2 import DictLoader, Environment, select_autoescape
+
+BASE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{% block title %}Balance All{% endblock %} · icbridge</title>
+<style>
+ body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:16px 24px;color:#1a1a1a;font-size:14px}
+ h1{font-size:20px;margin:0 0 12px} h2{font-size:16px;margin:20px 0 8px}
+ a{color:#1565c0;text-decoration:none} a:hover{text-decoration:underline}
+ table{border-collapse:collapse;margin:4px 0 12px} th,td{border:1px solid #ddd;padding:4px 8px;text-align:left}
+ th{background:#f3f5f8;white-space:nowrap} td.num{text-align:right;font-variant-numeric:tabular-nums}
+ tr:nth-child(even) td{background:#fafbfc} table.runs td{white-space:nowrap}
+ .summary td:first-child{color:#555} .status-succeeded{color:#2e7d32}
+ .status-failed_threshold,.status-failed{color:#c62828} .status-running{color:#ef6c00}
+ .pill{display:inline-block;padding:2px 8px;border:1px solid #ccc;border-radius:12px;margin:0 4px 4px 0}
+ .pill.on{background:#1565c0;color:#fff;border-color:#1565c0} .charts{display:flex;flex-wrap:wrap;gap:24px}
+ .charts figure{margin:0} figcaption{font-weight:600;margin-bottom:4px} .muted{color:#666}
+ nav.crumbs{margin-bottom:8px} .pager a,.pager span{margin-right:8px}
+</style></head>
+<body>{% block body %}{% endblock %}</body></html>
+"""
+
+INDEX = """{% extends "base.html" %}
+{% block title %}Balance All runs{% endblock %}
+{% block body %}
+<h1>Balance All: weekly reconciliation runs</h1>
+<p class="muted">IC balances against the CIS (system of record). Logged in as {{ user_name }}.</p>
+{% if not groups %}<p>No Balance All run has been stored yet.</p>{% endif %}
+{% for biller, runs in groups %}
+<h2 id="biller-{{ biller }}">{{ biller }}</h2>
+<table class="runs">
+<thead><tr><th>Run</th><th>Week</th><th>Started</th><th>Status</th><th>Dry run</th><th>Accounts</th>
+<th>Matches</th><th>Balance mismatches</th><th>Flags mismatches</th><th>Missing in CIS</th><th>CIS errors</th>
+<th>Sum |difference|</th><th>Net difference</th><th>Corrections</th></tr></thead>
+<tbody>
+{% for run in runs %}
+<tr><td><a href="{{ run_url(run.id) }}">#{{ run.id }}</a></td><td>{{ run.week }}</td>
+<td>{{ run.started_at.strftime("%Y-%m-%d %H:%M") }}</td>
+<td class="status-{{ run.status }}">{{ run.status }}</td><td>{{ "yes" if run.dry_run else "no" }}</td>
+<td class="num">{{ run.accounts_checked }}</td>
+{% for outcome in outcomes %}<td class="num">{{ run.counts[outcome] }}</td>{% endfor %}
+<td class="num">{{ run.sum_abs_difference }}</td><td class="num">{{ run.net_difference }}</td>
+<td class="num">{{ run.corrections_made }}</td></tr>
+{% endfor %}
+</tbody></table>
+{% endfor %}
+{% endblock %}
+"""
+
+RUN = """{% extends "base.html" %}
+{% block title %}Balance All {{ run.biller_id }} {{ run.week }}{% endblock %}
+{% block body %}
+<nav class="crumbs"><a href="{{ index_url }}">Balance All</a> › {{ run.biller_id }} › run #{{ run.id }}</nav>
+<h1>{{ run.biller_id }} — week {{ run.week }}{% if run.dry_run %} (dry run){% endif %}</h1>
+<table class="summary">
+{% for label, value in summary %}<tr><td>{{ label }}</td><td>{{ value }}</td></tr>{% endfor %}
+</table>
+<div class="charts">
+<figure id="chart-differences"><figcaption>Difference distribution</figcaption>{{ histogram | safe }}</figure>
+<figure id="chart-rate"><figcaption>Mismatch rate, past weeks</figcaption>{{ rate_chart | safe }}</figure>
+</div>
+<h2>Accounts that are not a match ({{ total }}{% if outcome %} {{ outcome }}{% endif %})</h2>
+<p>
+<a class="pill{% if not outcome %} on{% endif %}" href="{{ page_url(outcome='', page=1) }}">all ({{ stored }})</a>
+{% for name, count in outcome_counts %}
+<a class="pill{% if outcome == name %} on{% endif %}" href="{{ page_url(outcome=name, page=1) }}">
+{{- name }} ({{ count }})</a>
+{% endfor %}
+</p>
+<p>Download: <a id="download-csv" href="{{ download_url('csv') }}">CSV</a> ·
+<a id="download-xlsx" href="{{ download_url('xlsx') }}">XLSX</a>
+<span class="muted">(the rows shown: current filter and order)</span></p>
+<table class="items" id="items">
+<thead><tr>
+{% for column in columns %}<th><a href="{{ sort_url(column) }}">{{ column }}
+{%- if sort == column %} {{ "▼" if desc else "▲" }}{% endif %}</a></th>{% endfor %}
+<th>before</th><th>after</th></tr></thead>
+<tbody>
+{% for row in rows %}
+<tr>{% for column in columns %}<td{% if column in money %} class="num"{% endif %}>
+{{- cell(row[column]) }}</td>{% endfor %}
+<td>{{ cell(row["before"]) }}</td><td>{{ cell(row["after"]) }}</td></tr>
+{% endfor %}
+</tbody></table>
+<div class="pager">
+{% if page > 1 %}<a href="{{ page_url(page=1) }}">« first</a>
+<a href="{{ page_url(page=page - 1) }}">‹ previous</a>{% endif %}
+<span>page {{ page }} of {{ pages }} ({{ per_page }} per page)</span>
+{% if page < pages %}<a href="{{ page_url(page=page + 1) }}">next ›</a>
+<a href="{{ page_url(page=pages) }}">last »</a>{% endif %}
+</div>
+{% endblock %}
+"""
+
+ENV = Environment(
+    loader=DictLoader({"base.html": BASE, "index.html": INDEX, "run.html": RUN}),
+    autoescape=select_autoescape(default=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)

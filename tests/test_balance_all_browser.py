@@ -1,0 +1,198 @@
+"""The Balance All pages in a real browser: Airflow's api-server (our plugin from plugins/), a
+stored run, and headless Debian chromium driven by selenium through /usr/bin/chromedriver.
+
+Logs in through Airflow's own login page (simple auth manager, the generated admin password),
+opens the pages from the Airflow UI's navigation and directly, checks the table and the
+charts, downloads the CSV and reads it back, and saves screenshots in test-artifacts/ (CI
+uploads that folder). Skips on a machine without chromium/chromedriver/selenium, fails
+instead when CI is set (scripts/setup.sh installs them there).
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from icbridge.demo import Airflow, airflow_env, free_port, read_admin_password, start_airflow
+from tests.conftest import ON_CI, REPO
+from tests.test_balance_all_web import ITEMS, seed_runs
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+ARTIFACTS = REPO / "test-artifacts"
+STARTUP_TIMEOUT = 120
+WAIT = 30
+
+
+def _require_browser() -> None:
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing.append("selenium (pip)")
+    if not missing:
+        return
+    message = f"missing {', '.join(missing)} (scripts/setup.sh installs them as root in CI)"
+    if ON_CI:
+        pytest.fail(f"{message}, and CI is set: CI must run this test")
+    pytest.skip(message)
+
+
+class _NoSims:
+    """airflow_env() adds the simulators' connections; this test needs none."""
+
+    def env(self) -> dict[str, str]:
+        return {}
+
+
+@pytest.fixture(scope="module")
+def airflow_api(tmp_path_factory):
+    """`airflow api-server` (fresh SQLite metadata DB, this repo's plugins/) and a seeded state DB."""
+    _require_browser()
+    home = tmp_path_factory.mktemp("browser")
+    airflow_home = home / "airflow"
+    port = free_port()
+    state_url = f"sqlite:///{home / 'state.db'}"
+    env, _ = airflow_env(home, airflow_home, port, _NoSims(), state_url)  # type: ignore[arg-type]
+    env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = "admin:admin"
+    airflow_home.mkdir(parents=True)
+    subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env=env, cwd=airflow_home,
+                   check=True, capture_output=True, timeout=300)
+    from icbridge.state.reconcile import ReconcileStore
+
+    store = ReconcileStore(state_url)
+    run_id = seed_runs(store)
+    store.dispose()
+    server: Airflow = start_airflow(env, airflow_home, port, command=("api-server",), log_name="api-server.log")
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        session = requests.Session()
+        session.trust_env = False
+        while True:
+            if server.process.poll() is not None:
+                pytest.fail(f"api-server exited: {server.log_tail()}")
+            try:
+                if session.get(f"{server.url}/api/v2/version", timeout=2).status_code in (200, 401, 403):
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"api-server not up in {STARTUP_TIMEOUT} s: {server.log_tail()}")
+            time.sleep(0.5)
+        password = read_admin_password(airflow_home, deadline)
+        yield server, password, run_id
+    finally:
+        server.stop(grace=20)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    _require_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    downloads = tmp_path_factory.mktemp("downloads")
+    profile = Path(tempfile.mkdtemp(prefix="icb-chromium-"))
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1400,1000", f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    options.add_experimental_option("prefs", {
+        "download.default_directory": str(downloads),
+        "download.prompt_for_download": False,
+        "safebrowsing.enabled": False,
+    })
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+    driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    driver.downloads = downloads  # type: ignore[attr-defined]
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _shot(driver, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    driver.save_screenshot(str(path))
+    return path
+
+
+def _login(driver, url: str, password: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(driver, WAIT)
+    user_box = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "input[name='username']")))
+    user_box.send_keys("admin")
+    driver.find_element(By.CSS_SELECTOR, "input[type='password']").send_keys(password)
+    wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button[type='submit']"))).click()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(STARTUP_TIMEOUT + 240)
+def test_analyst_logs_in_and_reads_the_report(airflow_api, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server, password, run_id = airflow_api
+    wait = WebDriverWait(browser, WAIT)
+
+    # 1. Anonymous: the report page sends the browser to Airflow's login, which brings it back.
+    browser.get(f"{server.url}/icbridge/balance-all/")
+    wait.until(ec.url_contains("/auth/login"))
+    _login(browser, browser.current_url, password)
+    wait.until(ec.url_contains("/icbridge/balance-all/"))
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "table.runs")))
+    assert "demo_inhance" in browser.page_source and "2026-W45" in browser.page_source
+    _shot(browser, "balance_all_runs.png")
+
+    # 2. The run page: summary, two charts, the item table, paging, sort.
+    browser.find_element(By.LINK_TEXT, f"#{run_id}").click()
+    table = wait.until(ec.presence_of_element_located((By.ID, "items")))
+    assert len(table.find_elements(By.CSS_SELECTOR, "tbody tr")) == 100
+    charts = browser.find_elements(By.CSS_SELECTOR, "figure svg.icb-chart")
+    assert len(charts) == 2 and all(c.size["width"] > 300 and c.size["height"] > 100 for c in charts)
+    assert browser.find_elements(By.CSS_SELECTOR, "#chart-differences rect.bar")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#chart-rate rect.bar")) == 4
+    assert "page 1 of 3" in browser.page_source
+    _shot(browser, "balance_all_run.png")
+    browser.find_element(By.PARTIAL_LINK_TEXT, "missing_in_cis (").click()
+    wait.until(ec.url_contains("outcome=missing_in_cis"))
+    outcomes = {td.text for td in browser.find_elements(By.CSS_SELECTOR, "#items tbody tr td:nth-child(3)")}
+    assert outcomes == {"missing_in_cis"}
+
+    # 3. The CSV download (current filter) is a file the analyst can open.
+    browser.find_element(By.ID, "download-csv").click()
+    deadline = time.monotonic() + WAIT
+    files: list[Path] = []
+    while time.monotonic() < deadline:
+        files = [p for p in browser.downloads.glob("*.csv")]
+        if files and not list(browser.downloads.glob("*.crdownload")):
+            break
+        time.sleep(0.2)
+    assert files, "no CSV downloaded"
+    rows = list(csv.DictReader(files[0].open(encoding="utf-8")))
+    assert rows and {r["outcome"] for r in rows} == {"missing_in_cis"}
+    assert len(rows) == sum(1 for i in range(40, ITEMS + 40) if i % 10 == 1)
+    assert all(r["message"] == "Account not found" for r in rows)
+
+    # 4. The same pages from the Airflow UI's navigation (external view, framed by the UI).
+    browser.get(f"{server.url}/plugin/balance-all")
+    frame = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "iframe")))
+    browser.switch_to.frame(frame)
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "table.runs")))
+    browser.switch_to.default_content()
+    _shot(browser, "balance_all_in_airflow_ui.png")

@@ -1,0 +1,237 @@
+"""The analysts' pages as the api-server serves them: Airflow's own FastAPI app (create_app, with
+our plugin from plugins/ mounted at /icbridge) in a TestClient, with tokens made the way the
+api-server makes them (the auth manager's generate_jwt). Auth, content, sort/filter/paging,
+downloads parsed back, and the charts and exports on their own."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from decimal import Decimal
+
+import jwt
+import pytest
+
+from icbridge.reconcile.charts import RatePoint, histogram_svg, mismatch_rate_svg
+from icbridge.reconcile.compare import CisAccount, IcAccount, Outcome, Rules, compare, error_item
+from icbridge.reconcile.engine import Summary
+from icbridge.state.reconcile import FAILED_THRESHOLD, SUCCEEDED, ReconcileStore
+
+pytestmark = pytest.mark.usefixtures("airflow_db")
+D = Decimal
+ITEMS = 260  # more than two pages of 100
+
+
+def seed_runs(store: ReconcileStore, biller: str = "demo_inhance", items: int = ITEMS) -> int:
+    """Three past weeks and one current run with `items` non-matching accounts (+ 40 matches)."""
+    for week, mismatches in (("2026-W42", 3), ("2026-W43", 5), ("2026-W44", 2)):
+        run_id = store.start_run(biller, week, dag_run_id=f"scheduled__{week}", dry_run=False,
+                                 corrections_allowed=True, error_threshold_pct=2)
+        summary = Summary()
+        for i in range(100):
+            balance = "10.00" if i >= mismatches else "11.00"
+            summary.add(compare(IcAccount(f"P{i:04d}", "1", D(balance), D(balance)), CisAccount(D("10.00")), Rules()))
+        store.finish_run(run_id, summary, SUCCEEDED)
+    run_id = store.start_run(biller, "2026-W45", dag_run_id="scheduled__2026-W45", dry_run=True,
+                             corrections_allowed=True, error_threshold_pct=2)
+    summary = Summary()
+    stored = []
+    for i in range(items + 40):
+        account = IcAccount(f"{100000 + i}", f"INV{i}", D(f"{50 + i}.25"), D(f"{50 + i}.25"))
+        if i < 40:
+            item = compare(account, CisAccount(account.balance_due), Rules())
+        elif i % 10 == 0:
+            item = error_item(account, Outcome.CIS_ERROR, "SOAP fault: Server busy")
+        elif i % 10 == 1:
+            item = error_item(account, Outcome.MISSING_IN_CIS, "Account not found")
+        else:
+            item = compare(account, CisAccount(D("50.00")), Rules())
+        summary.add(item)
+        if item.outcome is not Outcome.MATCH:
+            stored.append(item)
+    store.add_items(run_id, stored)
+    store.finish_run(run_id, summary, FAILED_THRESHOLD, "too many cis_error")
+    return run_id
+
+
+@pytest.fixture
+def state(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    monkeypatch.setenv("ICBRIDGE_STATE_DB_URL", url)
+    store = ReconcileStore(url)
+    run_id = seed_runs(store)
+    yield store, run_id
+    store.dispose()
+
+
+@pytest.fixture(scope="module")
+def api():
+    """Airflow's api-server app (core API, UI, auth manager, plugins) and a client on it."""
+    from airflow.api_fastapi.app import create_app
+    from fastapi.testclient import TestClient
+
+    app = create_app("core")
+    with TestClient(app, base_url="http://127.0.0.1", follow_redirects=False) as client:
+        yield client
+
+
+def token(username: str = "analyst", role: str = "VIEWER") -> str:
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    return get_auth_manager().generate_jwt(SimpleAuthManagerUser(username=username, role=role))
+
+
+def bearer(value: str | None = None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {value or token()}"}
+
+
+HTML = {"Accept": "text/html,application/xhtml+xml"}
+
+
+# auth -------------------------------------------------------------------------------------------
+
+
+def test_plugin_is_registered_with_a_nav_entry(api):
+    response = api.get("/api/v2/plugins", headers=bearer(token("admin", "ADMIN")))
+    assert response.status_code == 200, response.text
+    [plugin] = [p for p in response.json()["plugins"] if p["name"] == "icbridge_reports"]
+    assert plugin["fastapi_apps"][0]["url_prefix"] == "/icbridge"
+    [view] = plugin["external_views"]
+    assert view["name"] == "Balance All" and view["url_route"] == "balance-all" and not view["href"].startswith("/")
+
+
+@pytest.mark.parametrize("path", ["/icbridge/balance-all/", "/icbridge/balance-all/runs/{run}",
+                                  "/icbridge/balance-all/runs/{run}/items.csv",
+                                  "/icbridge/balance-all/runs/{run}/items.xlsx"])
+def test_anonymous_is_refused(api, state, path):
+    url = path.format(run=state[1])
+    response = api.get(url)
+    assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+    assert "ACC" not in response.text and "100040" not in response.text
+    page = api.get(url, headers=HTML)  # a browser is sent to Airflow's login, and back afterwards
+    assert page.status_code == 303
+    assert re.match(r"^/auth/login\?next=http%3A%2F%2F127\.0\.0\.1%2Ficbridge%2Fbalance-all", page.headers["location"])
+
+
+def test_bad_tokens_are_refused(api, state):
+    forged = jwt.encode({"sub": "admin", "role": "ADMIN", "aud": "apache-airflow"}, "not-the-secret-" * 4, "HS256")
+    for value in (forged, "garbage", token() + "x"):
+        assert api.get("/icbridge/balance-all/", headers=bearer(value)).status_code == 401
+        assert api.get("/icbridge/balance-all/", cookies={"_token": value}).status_code == 401
+    expired = jwt.decode(token(), options={"verify_signature": False})
+    assert "exp" in expired  # Airflow's tokens expire; an expired one fails the same validation
+
+
+def test_valid_token_by_header_or_cookie(api, state):
+    assert api.get("/icbridge/balance-all/", headers=bearer()).status_code == 200
+    api.cookies.set("_token", token())
+    try:
+        assert api.get("/icbridge/balance-all/").status_code == 200
+    finally:
+        api.cookies.clear()
+
+
+# pages ------------------------------------------------------------------------------------------
+
+
+def test_runs_page_lists_runs_per_biller_with_summary(api, state):
+    page = api.get("/icbridge/balance-all/", headers=bearer()).text
+    assert "demo_inhance" in page and "2026-W45" in page and "2026-W42" in page
+    assert f'href="runs/{state[1]}"' in page
+    assert "failed_threshold" in page and "analyst" in page
+
+
+def _rows(html: str) -> list[list[str]]:
+    body = html.split('<table class="items" id="items">', 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r"<tr>(.*?)</tr>", body.split("<tbody>", 1)[1], re.S)
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row, re.S) for row in rows]
+
+
+def test_run_page_summary_charts_and_first_page(api, state):
+    store, run_id = state
+    response = api.get(f"/icbridge/balance-all/runs/{run_id}", headers=bearer())
+    assert response.status_code == 200
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    page = response.text
+    assert "<script" not in page and "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert page.count("<svg") == 2 and 'class="bar"' in page
+    assert "2026-W42" in page.split('id="chart-rate"', 1)[1]  # past weeks in the rate chart
+    rows = _rows(page)
+    assert len(rows) == 100 and rows[0][0] == "100040"  # default: account order, matches not stored
+    assert "page 1 of 3" in page
+    assert f"cis_error ({store.run(run_id).counts['cis_error']})" in page
+
+
+def test_run_page_sort_filter_and_paging(api, state):
+    store, run_id = state
+    url = f"/icbridge/balance-all/runs/{run_id}"
+    rows = _rows(api.get(url, params={"sort": "difference", "desc": 1}, headers=bearer()).text)
+    differences = [D(r[5]) for r in rows if r[5]]
+    assert differences == sorted(differences, reverse=True) and differences[0] == D(f"{50 + ITEMS + 39}.25") - 50
+    only = api.get(url, params={"outcome": "missing_in_cis", "per_page": 10, "page": 2}, headers=bearer()).text
+    rows = _rows(only)
+    assert len(rows) == 10 and {r[2] for r in rows} == {"missing_in_cis"}
+    expected = [r["account_number"] for r in store.items(run_id, outcome="missing_in_cis", offset=10, limit=10)]
+    assert [r[0] for r in rows] == expected
+    last = api.get(url, params={"page": 99}, headers=bearer()).text  # past the end: the last page
+    assert "page 3 of 3" in last and len(_rows(last)) == ITEMS - 200
+    assert api.get(url, params={"sort": "id; drop table"}, headers=bearer()).status_code == 400
+    assert api.get(url, params={"outcome": "nonsense"}, headers=bearer()).status_code == 400
+    assert api.get("/icbridge/balance-all/runs/999999", headers=bearer()).status_code == 404
+
+
+def test_csv_download_parses_back(api, state):
+    store, run_id = state
+    response = api.get(f"/icbridge/balance-all/runs/{run_id}/items.csv", params={"outcome": "balance_mismatch"},
+                       headers=bearer())
+    assert response.status_code == 200 and "attachment" in response.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert len(rows) == store.count_items(run_id, "balance_mismatch")
+    first = rows[0]
+    assert first["account_number"] == "100042" and first["outcome"] == "balance_mismatch"
+    assert D(first["difference"]) == D("42.25") and first["corrected"] == "false"
+
+
+def test_xlsx_download_parses_back(api, state):
+    from openpyxl import load_workbook
+
+    store, run_id = state
+    response = api.get(f"/icbridge/balance-all/runs/{run_id}/items.xlsx", headers=bearer())
+    assert response.status_code == 200
+    workbook = load_workbook(io.BytesIO(response.content), read_only=True)
+    summary = {row[0]: row[1] for row in workbook["Summary"].iter_rows(values_only=True)}
+    assert summary["Biller"] == "demo_inhance" and summary["Accounts checked"] == ITEMS + 40
+    rows = list(workbook["Items"].iter_rows(values_only=True))
+    header, data = rows[0], rows[1:]
+    assert len(data) == ITEMS
+    record = dict(zip(header, data[2], strict=False))  # read-only mode drops trailing empty cells
+    assert record["account_number"] == "100042" and D(str(record["difference"])) == D("42.25")
+
+
+# renderers alone --------------------------------------------------------------------------------
+
+
+def test_histogram_bins_every_difference():
+    svg = histogram_svg([D("-5"), D("-1"), D("0.5"), D("2"), D("2.01"), D("10")], bins=5)
+    counts = [int(n) for n in re.findall(r": (\d+) accounts</title>", svg)]
+    assert sum(counts) == 6 and svg.startswith("<svg") and "6 accounts" in svg
+    assert "No balance differences" in histogram_svg([])
+
+
+def test_rate_chart_marks_the_current_run():
+    svg = mismatch_rate_svg([RatePoint("2026-W44", 2.0, 0.0), RatePoint("2026-W45", 5.5, 1.0, current=True)])
+    assert "2026-W45: mismatches 5.50 %" in svg and svg.count('class="bar"') == 2 and "#e4572e" in svg
+
+
+def test_csv_streams_100k_rows_in_chunks():
+    from icbridge.reconcile.export import csv_chunks
+
+    rows = ({"account_number": str(i), "outcome": "balance_mismatch", "difference": D("1.10")} for i in range(100_000))
+    chunks = 0
+    lines = 0
+    for chunk in csv_chunks(rows, rows_per_chunk=5000):
+        chunks += 1
+        lines += chunk.count(b"\r\n")
+    assert lines == 100_001 and chunks == 21

@@ -1,0 +1,406 @@
+"""The `<biller>__payment_export` DAG run by Airflow (dag.test()) against the IC simulator
+over HTTP and real FTPS / SFTP / SMTP servers on 127.0.0.1: the files the biller receives,
+byte for byte, and what the state DB says."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+from sqlalchemy import update
+
+from icbridge.layouts.logis import build_export, closure
+from icbridge.sim.smtp import SMTPServer
+from icbridge.state.deliveries import DeliveryLog, deliveries
+from tests.fixtures_servers import ftps_conn_fields, sftp_conn_fields
+
+pytestmark = pytest.mark.usefixtures("airflow_db")
+NY = ZoneInfo("America/New_York")
+
+
+@pytest.fixture
+def smtp_server(pki):
+    user, password = "icbridge", secrets.token_urlsafe(16)
+    with SMTPServer(users={user: password}, pki=pki) as server:
+        server.login = (user, password)
+        yield server
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch, ic_sim, set_airflow_conn, request):
+    """A Logis biller delivering by FTPS, SFTP or email (param), its DAG, a state DB."""
+    method = getattr(request, "param", "sftp")
+    if method == "ftps":
+        running = request.getfixturevalue("ftps_server")
+        set_airflow_conn("t_out", **ftps_conn_fields(running, request.getfixturevalue("pki")))
+        (running.root / "cloudpay").mkdir()
+    elif method == "sftp":
+        running = request.getfixturevalue("sftp_server")
+        set_airflow_conn("t_out", **sftp_conn_fields(running))
+        (running.root / "cloudpay").mkdir()
+    else:
+        running = request.getfixturevalue("smtp_server")
+        user, password = running.login
+        set_airflow_conn(
+            "t_out", conn_type="smtp", host="127.0.0.1", port=running.port, login=user, password=password,
+            extra={"disable_ssl": True, "from_email": "payments@icbridge.test",
+                   "ca_file": str(request.getfixturevalue("pki").ca_cert), "timeout": 10},
+        )
+    set_airflow_conn(
+        "t_ic", conn_type="invoice_cloud", host=ic_sim.base_url, login=ic_sim.biller_guid,
+        password=ic_sim.web_service_key, extra={"timeout": 10},
+    )
+    billers = tmp_path / "billers"
+    billers.mkdir()
+    monkeypatch.setenv("ICBRIDGE_BILLERS_DIR", str(billers))
+    state = tmp_path / "state.db"
+    monkeypatch.setenv("ICBRIDGE_STATE_DB_URL", f"sqlite:///{state}")
+    monkeypatch.setenv("ICBRIDGE_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+
+    class World:
+        sim = ic_sim.sim
+        guid = ic_sim.biller_guid
+        bid = ic_sim.bid
+        server = running
+
+        def __init__(self) -> None:
+            self.method = method
+            self.configure()
+
+        def configure(self, **export) -> None:
+            section = {"delivery": method, "conn_id": "t_out", **export}
+            if method == "email":
+                section.setdefault("email_to", ["ap@biller.test", "it@biller.test"])
+            else:
+                section.setdefault("folder", "/cloudpay")
+            config = {"biller_id": "t_logis", "bid": ic_sim.bid, "name": "Test Town", "cis": "logis",
+                      "timezone": "America/New_York", "ic_conn_id": "t_ic", "retries": 0, "payment_export": section}
+            (billers / "t_logis.yaml").write_text(yaml.safe_dump(config))
+            from icbridge.config.biller import load_biller
+            from icbridge.dagbuild import payment_export
+
+            self.biller = load_biller(billers / "t_logis.yaml")
+            self.dag = payment_export.build(self.biller, billers)
+
+        def pay(self, when: datetime, amount: str = "10.00", **kw) -> str:
+            kw.setdefault("channel", "CloudPay")
+            kw.setdefault("payment_type", "CreditCard")
+            return self.sim.add_payment(self.guid, kw.pop("account", "1001"), kw.pop("invoice", ""), amount, when,
+                                        **kw)
+
+        def run(self, day: date, *, next_morning: bool = False, **conf):
+            """Run for business day ``day``: at its closure, or as a manual run the morning after."""
+            at = closure(day, NY) + (timedelta(hours=8) if next_morning else timedelta())
+            return self.dag.test(logical_date=at, run_conf=conf or None)
+
+        def files(self) -> dict[str, bytes]:
+            """What the biller has received: final names only (FTP), or attachments (email)."""
+            if method == "email":
+                got: dict[str, bytes] = {}
+                for mail in running.received:
+                    for name, content in mail.attachments().items():
+                        assert name not in got, f"{name} received twice"
+                        got[name] = content
+                return got
+            folder = running.root / "cloudpay"
+            return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+        def history(self):
+            log = DeliveryLog(f"sqlite:///{state}")
+            try:
+                return log.history()
+            finally:
+                log.dispose()
+
+        def set_status(self, status: str) -> None:
+            log = DeliveryLog(f"sqlite:///{state}")
+            try:
+                with log.engine.begin() as conn:
+                    conn.execute(update(deliveries).values(status=status))
+            finally:
+                log.dispose()
+
+        def expected(self, day: date, guids: list[str]) -> bytes:
+            client = ic_sim.client()
+            listed = client.list_payments(datetime(2000, 1, 1), datetime(2100, 1, 1))
+            chosen = [p for p in listed if p.payment_guid in guids]
+            assert len(chosen) == len(guids)
+            return build_export(chosen, bid=ic_sim.bid, day=day, tz=NY).content
+
+    return World()
+
+
+def _name(world, day: date) -> str:
+    return f"{world.bid}_{day:%Y%m%d}_CLOUDPAY.CSV"
+
+
+def _state(dag_run) -> str:
+    return str(dag_run.state)
+
+
+def _refs(content: bytes) -> list[str]:
+    rows = content.decode().split("\r\n")[1:-2]
+    return [r.rsplit(",", 1)[1] for r in rows]
+
+
+@pytest.mark.parametrize("world", ["ftps", "sftp", "email"], indirect=True)
+def test_delivers_the_days_file_byte_exact(world):
+    day = date(2026, 4, 14)
+    p1 = world.pay(datetime(2026, 4, 14, 9, 15, tzinfo=NY), "120.00", convenience_fee="2.95", payment_type="PayPal",
+                   account="7001-CV-202604011200", invoice="INV-1", cashier_name="Lee, Ann")
+    p2 = world.pay(datetime(2026, 4, 14, 16, 5, 30, tzinfo=NY), "45.10", payment_type="Cash", account="7002")
+    world.pay(datetime(2026, 4, 14, 12, 0, tzinfo=NY), "9.99", channel="Web")  # not CloudPay: not in the file
+    world.pay(datetime(2026, 4, 15, 0, 1, tzinfo=NY), "1.00")  # the next business day
+    assert _state(world.run(day)) == "success"
+    files = world.files()
+    assert list(files) == [_name(world, day)]
+    content = files[_name(world, day)]
+    assert content == world.expected(day, [p1, p2])
+    assert content.startswith(b"AccountNumber,")
+    assert b'7001,INV-1,2026-04-14 09:15:00,120.00,2.95,CC,"Lee, Ann"' in content
+    assert content.endswith(b"TRAILER,2,165.10,2.95\r\n")
+    assert [(h.day, h.status, h.records, h.method) for h in world.history()] == [("2026-04-14", "delivered", 2,
+                                                                                   world.method)]
+    if world.method == "email":
+        (mail,) = world.server.received
+        assert sorted(mail.rcpt_tos) == ["ap@biller.test", "it@biller.test"]
+        assert mail.mail_from == "payments@icbridge.test" and mail.login == world.server.login[0]
+        assert _name(world, day) in mail.message["Subject"]
+
+
+@pytest.mark.parametrize("world", ["sftp", "email"], indirect=True)
+def test_rerun_does_not_deliver_again_unless_redeliver(world):
+    day = date(2026, 4, 20)
+    world.pay(datetime(2026, 4, 20, 10, tzinfo=NY))
+    assert _state(world.run(day)) == "success"
+    first = world.files()
+    assert _state(world.run(day, next_morning=True)) == "success"  # a re-run of the same day
+    assert world.files() == first
+    assert [h.status for h in world.history()] == ["delivered"]
+    if world.method == "email":
+        assert len(world.server.received) == 1
+    assert _state(world.run(day, next_morning=True, redeliver=True)) == "success"
+    assert [h.status for h in world.history()] == ["delivered", "delivered"]
+    assert world.history()[0].sha256 == world.history()[1].sha256
+    if world.method == "email":
+        assert len(world.server.received) == 2
+        assert world.server.received[1].attachments() == world.server.received[0].attachments()
+    else:
+        assert world.files() == first
+
+
+@pytest.mark.parametrize(
+    ("day", "inside", "outside"),
+    [
+        (  # spring forward: 02:00-03:00 does not exist, the day has 23 hours
+            date(2026, 3, 8),
+            [datetime(2026, 3, 7, 23, 59, 0, 1), datetime(2026, 3, 8, 1, 59, 59), datetime(2026, 3, 8, 3, 0),
+             datetime(2026, 3, 8, 23, 59)],
+            [datetime(2026, 3, 7, 23, 59), datetime(2026, 3, 8, 23, 59, 0, 1)],
+        ),
+        (  # fall back: 01:00-02:00 happens twice, the day has 25 hours
+            date(2026, 11, 1),
+            [datetime(2026, 10, 31, 23, 59, 1), datetime(2026, 11, 1, 1, 30), datetime(2026, 11, 1, 1, 30, fold=1),
+             datetime(2026, 11, 1, 23, 59)],
+            [datetime(2026, 10, 31, 23, 59), datetime(2026, 11, 2, 0, 0)],
+        ),
+    ],
+)
+def test_dst_days_lose_and_double_nothing_over_a_three_day_backfill(world, day, inside, outside):
+    guid_at = {world.pay(t.replace(tzinfo=NY)): t for t in inside + outside}
+    days = [day - timedelta(days=1), day, day + timedelta(days=1)]
+    for d in days:  # a 3-day backfill
+        assert _state(world.run(d)) == "success"
+    files = world.files()
+    assert sorted(files) == sorted(_name(world, d) for d in days)
+    placed = {ref: name for name, content in files.items() for ref in _refs(content)}
+    assert sorted(placed) == sorted(guid_at), "every payment in exactly one file"
+    assert sum(len(_refs(c)) for c in files.values()) == len(guid_at)
+    for guid, t in guid_at.items():
+        assert (placed[guid] == _name(world, day)) == (t in inside), (t, placed[guid])
+    day_rows = files[_name(world, day)].decode().split("\r\n")[1:-2]
+    if day.month == 11:  # the repeated hour: both 01:30s, EDT first (true order)
+        thirty = [r for r in day_rows if "2026-11-01 01:30:00" in r]
+        order = [g for g, t in guid_at.items() if t.hour == 1 and t.minute == 30]
+        by_fold = sorted(order, key=lambda g: guid_at[g].fold)
+        assert [r.rsplit(",", 1)[1] for r in thirty] == by_fold
+    assert [h.day for h in world.history()] == [d.isoformat() for d in days]
+    for d in days:  # backfilled again: nothing new delivered
+        assert _state(world.run(d, next_morning=True)) == "success"
+    assert len(world.history()) == 3 and world.files() == files
+
+
+@pytest.mark.parametrize("world", ["ftps", "sftp"], indirect=True)
+def test_upload_dropped_midway_leaves_no_final_file_and_retry_completes(world):
+    day = date(2026, 5, 2)
+    guids = [world.pay(datetime(2026, 5, 2, 9, m, tzinfo=NY), cashier_name="x" * 200) for m in range(20)]
+    world.server.server.drop_next_upload(after_bytes=1000)
+    assert _state(world.run(day)) == "failed"
+    assert _name(world, day) not in world.files(), "half a file under the final name"
+    assert [h.status for h in world.history()] == ["failed"]
+    assert _state(world.run(day, next_morning=True)) == "success"  # the retry
+    assert world.files() == {_name(world, day): world.expected(day, guids)}
+    assert [h.status for h in world.history()] == ["failed", "delivered"]
+    assert not list((world.server.root / "cloudpay").glob("*.part"))
+
+
+@pytest.mark.parametrize("world", ["sftp"], indirect=True)
+def test_crash_after_upload_before_record_is_confirmed_on_the_server_not_resent(world):
+    day = date(2026, 5, 3)
+    world.pay(datetime(2026, 5, 3, 11, tzinfo=NY))
+    assert _state(world.run(day)) == "success"
+    final = world.server.root / "cloudpay" / _name(world, day)
+    stamp = final.stat().st_mtime_ns
+    world.set_status("sending")  # as if the worker died between the rename and the record
+    assert _state(world.run(day, next_morning=True)) == "success"
+    (row,) = world.history()
+    assert row.status == "delivered" and "confirmed on the server" in row.message
+    assert final.stat().st_mtime_ns == stamp, "not uploaded again"
+    world.set_status("sending")
+    final.unlink()  # ... and this time the rename never happened
+    assert _state(world.run(day, next_morning=True)) == "success"
+    assert [h.status for h in world.history()] == ["failed", "delivered"] and final.exists()
+
+
+@pytest.mark.parametrize("world", ["email"], indirect=True)
+def test_email_in_doubt_is_not_resent_blindly(world, caplog):
+    day = date(2026, 5, 4)
+    world.pay(datetime(2026, 5, 4, 11, tzinfo=NY))
+    assert _state(world.run(day)) == "success"
+    world.set_status("sending")  # the answer to DATA never came back
+    assert _state(world.run(day, next_morning=True)) == "failed"
+    assert "may or may not have arrived" in caplog.text
+    assert len(world.server.received) == 1
+    assert _state(world.run(day, next_morning=True, redeliver=True)) == "success"
+    assert len(world.server.received) == 2
+
+
+@pytest.mark.parametrize("world", ["email"], indirect=True)
+def test_smtp_refusal_is_not_delivered_and_a_retry_sends(world):
+    day = date(2026, 5, 5)
+    world.pay(datetime(2026, 5, 5, 11, tzinfo=NY))
+    world.server.refuse_next()
+    assert _state(world.run(day)) == "failed"
+    assert [h.status for h in world.history()] == ["failed"] and world.server.received == []
+    assert _state(world.run(day, next_morning=True)) == "success"
+    assert len(world.server.received) == 1
+
+
+@pytest.mark.parametrize("world", ["sftp", "email"], indirect=True)
+def test_day_without_payments_gets_header_and_trailer_unless_turned_off(world):
+    day = date(2026, 6, 1)
+    assert _state(world.run(day)) == "success"
+    assert world.files() == {_name(world, day): world.expected(day, [])}
+    assert world.files()[_name(world, day)].endswith(b"\r\nTRAILER,0,0.00,0.00\r\n")
+    world.configure(empty_day_file=False)
+    assert _state(world.run(date(2026, 6, 2))) == "success"
+    assert list(world.files()) == [_name(world, day)]
+    assert len(world.history()) == 1
+
+
+def test_unknown_payment_type_fails_naming_the_payment_and_sends_nothing(world, caplog):
+    day = date(2026, 6, 3)
+    guid = world.pay(datetime(2026, 6, 3, 11, tzinfo=NY), payment_type="GiftCard")
+    assert _state(world.run(day)) == "failed"
+    assert f"payment {guid}: PaymentType 'GiftCard'" in caplog.text
+    assert world.files() == {} and world.history() == []
+    world.configure(payment_types={"GiftCard": "CASH"})
+    assert _state(world.run(day, next_morning=True)) == "success"
+    assert b",CASH," in world.files()[_name(world, day)]
+
+
+def test_payments_changed_after_delivery_fail_loudly_until_redelivered(world, caplog):
+    day = date(2026, 6, 4)
+    world.pay(datetime(2026, 6, 4, 11, tzinfo=NY))
+    assert _state(world.run(day)) == "success"
+    late = world.pay(datetime(2026, 6, 4, 12, tzinfo=NY), "3.00")  # IC lists one more for the day
+    assert _state(world.run(day, next_morning=True)) == "failed"
+    assert "now give other bytes" in caplog.text
+    assert late.encode() not in world.files()[_name(world, day)]
+    assert _state(world.run(day, next_morning=True, redeliver=True)) == "success"
+    assert late.encode() in world.files()[_name(world, day)]
+
+
+def test_decimal_amounts_round_trip(world):
+    day = date(2026, 6, 5)
+    world.pay(datetime(2026, 6, 5, 11, tzinfo=NY), "0.10", convenience_fee=Decimal("0.20"))
+    world.pay(datetime(2026, 6, 5, 12, tzinfo=NY), "0.20", convenience_fee="0.10")
+    assert _state(world.run(day)) == "success"
+    assert world.files()[_name(world, day)].endswith(b"TRAILER,2,0.30,0.30\r\n")
+
+
+def test_dag_shape(world):
+    dag = world.dag
+    assert dag.dag_id == "t_logis__payment_export"
+    assert "flow:payment_export" in dag.tags and "cis:logis" in dag.tags
+    assert dag.params["redeliver"] is False
+    task = dag.get_task("export_and_deliver")
+    assert task.owner == "data-engineering" and task.retry_exponential_backoff
+    assert "redeliver" in task.template_fields
+    assert "D-1 23:59 < PaymentDate" in dag.doc_md
+    from airflow.serialization.encoders import coerce_to_core_timetable
+    from airflow.timetables.base import TimeRestriction
+
+    timetable = coerce_to_core_timetable(dag.timetable)
+    after = timetable.next_dagrun_info(
+        last_automated_data_interval=None, restriction=TimeRestriction(dag.start_date, None, True)
+    )
+    assert after.logical_date.astimezone(NY).strftime("%Y-%m-%d %H:%M") == "2026-01-01 23:59"
+    spring = timetable.next_dagrun_info(
+        last_automated_data_interval=timetable.infer_manual_data_interval(run_after=closure(date(2026, 3, 7), NY)),
+        restriction=TimeRestriction(dag.start_date, None, True),
+    )
+    assert spring.logical_date == closure(date(2026, 3, 8), NY)  # 23 hours later, still 23:59 local
+
+
+def test_biller_config_errors_name_the_field(tmp_path: Path):
+    from icbridge.config.biller import BillerConfigError, load_biller
+
+    path = tmp_path / "x_logis.yaml"
+    path.write_text(yaml.safe_dump({"biller_id": "x_logis", "bid": "9", "name": "X", "cis": "logis",
+                                    "ic_conn_id": "x", "payment_export": {"delivery": "email", "conn_id": "m"}}))
+    with pytest.raises(BillerConfigError, match="payment_export: Value error, delivery 'email' needs email_to"):
+        load_biller(path)
+
+
+def test_demo_stack_delivers_the_demo_logis_billers(tmp_path, monkeypatch):
+    """SimStack + the demo Logis billers: SFTP and email delivery with the stack's connections."""
+    import shutil
+
+    from icbridge.config.biller import load_biller
+    from icbridge.dagbuild import payment_export
+    from icbridge.sim.demo_payments import seed_logis_payments
+    from icbridge.sim.stack import SimStack
+    from tests.conftest import REPO
+
+    billers = tmp_path / "billers"
+    billers.mkdir()
+    for name in ("demo_logis.yaml", "demo_logis_mail.yaml"):
+        shutil.copy(REPO / "include" / "billers" / name, billers / name)
+    monkeypatch.setenv("ICBRIDGE_BILLERS_DIR", str(billers))
+    monkeypatch.setenv("ICBRIDGE_STATE_DB_URL", f"sqlite:///{tmp_path / 'state.db'}")
+    with SimStack(tmp_path / "sim", billers_dir=billers) as stack:
+        day = date(2026, 3, 8)
+        added = seed_logis_payments(stack, days=1, today=day + timedelta(days=1))
+        assert added["demo_logis"] > 0 and added["demo_logis_mail"] > 0
+        assert seed_logis_payments(stack, days=1, today=day + timedelta(days=1)) == {"demo_logis": 0,
+                                                                                    "demo_logis_mail": 0}
+        for name, value in stack.env().items():
+            monkeypatch.setenv(name, value)
+        for biller_id in ("demo_logis", "demo_logis_mail"):
+            biller = load_biller(billers / f"{biller_id}.yaml")
+            dag = payment_export.build(biller, billers)
+            run = dag.test(logical_date=closure(day, biller.tz))
+            assert str(run.state) == "success", biller_id
+        sftp_file = stack.access("demo_logis").inbox / "126_20260308_CLOUDPAY.CSV"
+        assert sftp_file.read_bytes().count(b"\r\n") == added["demo_logis"] + 2
+        assert b"-CV-" not in sftp_file.read_bytes()
+        (mail,) = stack.smtp.received
+        attachment = mail.attachments()["127_20260308_CLOUDPAY.CSV"]
+        assert attachment.count(b"\r\n") == added["demo_logis_mail"] + 2
+        assert mail.rcpt_tos == ("utility-billing@borough.invalid",)
