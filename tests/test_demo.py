@@ -1,7 +1,8 @@
 """The README's demo, end to end: `python -m icbridge.demo --exit` in a subprocess.
 
 Simulators, `airflow standalone`, one generated AUS file through `demo_aus__invoices` and
-the REST API, about a minute. Afterwards no process of Airflow's session may be left.
+the REST API, then the inHance demo biller's Balance All, about a minute. Afterwards no
+process of Airflow's session may be left.
 """
 
 from __future__ import annotations
@@ -74,3 +75,5 @@ def test_demo_runs_end_to_end_and_leaves_nothing_running(tmp_path: Path, repo_ro
     assert re.search(rf"Login: user admin, password \S+ \(stored in {re.escape(str(password_file))}\)", output)
     assert re.search(r"123_\d{14}_UB\.BIF \(\d+ bytes, 200 invoices\): accepted", output), output
     assert (password_file.stat().st_mode & 0o777) == 0o600
+    assert re.search(r"Run \S+ of demo_inhance__balance_all: success", output), output
+    assert re.search(r"Balance All report: http://127\.0\.0\.1:\d+/icbridge/balance-all/", output), output

@@ -10,7 +10,10 @@
 3. drops a generated AUS file (200 bills, BID 123) into demo_aus's FTPS inbox, unpauses
    ``demo_aus__invoices`` and triggers it through the REST API;
 4. waits for the run and prints its state, what the IC simulator received, the UI address
-   and the login.
+   and the login;
+5. seeds the CIS simulators and IC with the demo accounts (``sim.demo_data.seed_demo``),
+   runs ``demo_inhance__balance_all`` (the weekly reconciliation) and prints the address of
+   its report page (Browse › Balance All in the UI).
 
 Without ``--exit`` everything stays up until Ctrl-C; with ``--exit`` it stops at once and
 exits 0 when the run succeeded, 1 otherwise. Airflow's output is in ``HOME/airflow/standalone.log``.
@@ -37,11 +40,13 @@ from typing import Any
 import requests
 
 from icbridge.sim.aus_files import write_file
+from icbridge.sim.demo_data import seed_demo
 from icbridge.sim.stack import SimStack
 
 DEMO_BILLER = "demo_aus"
 DEMO_DAG = f"{DEMO_BILLER}__invoices"
 DEMO_BILLS = 200
+RECONCILE_DAG = "demo_inhance__balance_all"
 ADMIN = "admin"
 PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
 STOP_GRACE = 30.0
@@ -377,6 +382,20 @@ def print_received(stack: SimStack) -> None:
     say(f"  invoices now on file at IC: {len(stack.ic.invoices(access.biller_guid))}")
 
 
+def run_reconciliation(api: Api, stack: SimStack, deadline: float) -> bool:
+    """Seed the demo accounts, run the inHance biller's Balance All, print its outcome."""
+    counts = seed_demo(stack)
+    say(f"seeded demo accounts: {', '.join(f'{b} {c}' for b, c in counts.items())}")
+    unpause(api, RECONCILE_DAG, deadline)
+    run_id = trigger(api, RECONCILE_DAG)
+    say(f"triggered {RECONCILE_DAG} run {run_id}; waiting for it")
+    state = wait_for_run(api, RECONCILE_DAG, run_id, deadline)
+    say(f"Run {run_id} of {RECONCILE_DAG}: {state}")
+    for line in task_summary(api, RECONCILE_DAG, run_id):
+        say(line)
+    return state == "success"
+
+
 def _interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -428,8 +447,10 @@ def run_demo(args: argparse.Namespace) -> int:
         say(f"Airflow UI: {airflow.url}/dags/{DEMO_DAG}")
         say(f"Login: user {ADMIN}, password {password} (stored in {airflow_home / PASSWORD_FILE})")
         say(f"Artifacts (summary.json, rejects.csv): {home / 'artifacts'}")
-        say(f"Demo took {time.monotonic() - started:.0f} s")
         ok = state == "success"
+        ok = run_reconciliation(api, stack, deadline) and ok
+        say(f"Balance All report: {airflow.url}/icbridge/balance-all/ (Browse › Balance All)")
+        say(f"Demo took {time.monotonic() - started:.0f} s")
         if not args.exit:
             say("Everything stays up: press Ctrl-C to stop.")
             try:
