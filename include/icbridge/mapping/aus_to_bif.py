@@ -9,10 +9,12 @@ folder that becomes visible only when the whole file passed: nothing partial is 
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import multiprocessing
 import operator
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -22,13 +24,14 @@ from decimal import Decimal
 from pathlib import Path
 
 from icbridge.layouts.aus import AusFile, FileRejected, IncompleteFile, columns, parse_file_name, read_aus
-from icbridge.layouts.bif import check_bif, encode_row, registry
-from icbridge.mapping.values import CONVERTERS, BadValue, parse_money
+from icbridge.layouts.bif import CRLF, check_bif, encode_field, encode_row, registry, tuple_getter
+from icbridge.mapping.values import CONVERTERS, UNCHANGED, BadValue, parse_money
 
 MAX_METERS = 25
 METERS_PER_FIELD = 5
 MAX_WARNINGS_KEPT = 1000
 _INVALID = "\x00invalid"  # memo of a soft value that is blanked and warned
+_NEEDS_QUOTING = re.compile('[,"]')  # a source line with these may give a value the BIF quotes
 
 
 @dataclass(frozen=True)
@@ -118,48 +121,55 @@ class _Col:
         return [t if isinstance(t, int) else t[1] for t in self.targets if isinstance(t, int) or t[0] == row_type]
 
 
-class _RowBuilder:
-    """Builds one BIF row from a source line in one C-level call, then converts the few
-    columns whose type needs it (text is taken as it is: _split already trimmed it)."""
+class _Conversions:
+    """The converted columns of one row kind (bill level, or a one-meter detail line).
 
-    def __init__(self, layout, n_fields: int, cols: list[_Col], constants: dict[str, str]) -> None:
-        extra = [layout.row_type, *constants.values(), ""]
-        const_slot = {name: n_fields + 1 + k for k, name in enumerate(constants)}
-        blank = n_fields + len(extra) - 1
+    Most values are already what their converter would return (a valid date, an amount
+    with two decimals, ...): one regex over those values joined proves it for the whole row,
+    so only the columns whose converter changes values (Y/N, phone, zip) are converted one
+    by one. If the regex fails, every column is converted in its usual order, as before."""
+
+    def __init__(self, cols: list[_Col]) -> None:
+        self.all = cols
+        unchanged = [c for c in cols if c.type in UNCHANGED]
+        self.rest = [c for c in cols if c.type not in UNCHANGED]
+        self.unchanged_values = tuple_getter([c.src for c in unchanged])
+        self.unchanged = re.compile("\x1f".join(f"(?:{UNCHANGED[c.type]})?" for c in unchanged))
+
+    def needed(self, fields: list[str]) -> list[_Col]:
+        """The columns of this row whose value must go through its converter."""
+        if self.unchanged.fullmatch("\x1f".join(self.unchanged_values(fields))):
+            return self.rest
+        return self.all
+
+
+class _RowTemplate:
+    """One BIF row type as a %-format string, worked out once per file: RowType and the
+    constants written in (already quoted), a ``%s`` for each field a column fills, nothing
+    for a blank field. Encoding a row is then one itemgetter and one % (both C) instead of
+    building a list of every field and joining it."""
+
+    def __init__(self, layout, cols: list[_Col], constants: Mapping[str, str]) -> None:
         sources = {pos: col.src for col in cols for pos in col.positions(layout.row_type)}
-        picks = []
-        for pos, f in enumerate(layout.fields):
-            if pos == 0:
-                picks.append(n_fields)
-            elif f.name in const_slot:
-                picks.append(const_slot[f.name])
+        parts, picks = [layout.row_type], []
+        for pos, f in enumerate(layout.fields[1:], start=1):
+            if f.name in constants:
+                parts.append(encode_field(constants[f.name]).replace("%", "%%"))
+            elif pos in sources:
+                parts.append("%s")
+                picks.append(sources[pos])
             else:
-                picks.append(sources.get(pos, blank))
-        self.extra = extra
-        self.getter = operator.itemgetter(*picks)
-        self.converted = [
-            (col, col.positions(layout.row_type))
-            for col in cols
-            if col.type != "text" and col.positions(layout.row_type)
-        ]
+                parts.append("")
+        self.format = ",".join(parts) + CRLF
+        self.pick = tuple_getter(picks)
 
-    def build(self, fields: list[str]) -> tuple[list[str], list[_Col]]:
-        """The row, and the soft columns whose invalid value was blanked (to warn about)."""
-        row = list(self.getter(fields + self.extra))
-        blanked = []
-        for col, positions in self.converted:
-            raw = row[positions[0]]
-            if not raw:
-                continue
-            value = col.cache.get(raw)
-            if value is None:
-                value = col.convert(raw)  # raises BadValue: the bill is rejected
-            if value is None or value is _INVALID:
-                blanked.append(col)
-                value = ""
-            for pos in positions:
-                row[pos] = value
-        return row, blanked
+    def encode(self, fields: list[str], quote: bool) -> str:
+        """The row's line from a source line's (converted) fields; `quote`: some value may
+        hold a comma or a quote (rare), so each goes through the BIF quoting rule."""
+        values = self.pick(fields)
+        if quote:
+            values = tuple(map(encode_field, values))
+        return self.format % values
 
 
 class _Plan:
@@ -208,15 +218,23 @@ class _Plan:
             "BalanceForward": "1",
             "InvoiceTypeID": str(settings.invoice_type_id),
         }
-        self.ih_builder = _RowBuilder(self.ih, self.n_fields, self.bill_cols, ih_constants)
-        self.cr_builder = _RowBuilder(self.cr, self.n_fields, self.bill_cols, {})
+        self.ih_row = _RowTemplate(self.ih, self.bill_cols, ih_constants)
+        self.cr_row = _RowTemplate(self.cr, self.bill_cols, {})
+        # a bill column's value is converted once for both rows; the order of the converted
+        # columns in each row is the order of the old row-by-row conversion, which decides
+        # which value a reject message quotes and the order of the warnings
+        ih_conv = [c for c in self.bill_cols if c.type != "text" and c.positions("IH")]
+        cr_conv = [c for c in self.bill_cols if c.type != "text" and c.positions("CR")]
+        self.bill_conv = _Conversions([c for c in self.bill_cols if c in ih_conv or c in cr_conv])
+        self.bill_conv_order = ih_conv + cr_conv
         # with one meter, a meter column is a plain column into its first field
         single = [
             _Col(c.name, c.src, c.type, c.required, c.targets[:1], c.kind, c.cache)
             for c in self.line_cols + self.meter_cols
         ]
-        self.id_builder = _RowBuilder(self.id, self.n_fields, single, {})
-        self.total_i = self.ih.index("TotalAmountDue")
+        self.id_row = _RowTemplate(self.id, single, {})
+        self.id_conv = _Conversions([c for c in single if c.type != "text"])
+        self.total_src = next(c.src for c in self.bill_cols if ("IH", self.ih.index("TotalAmountDue")) in c.targets)
 
 
 class _Mapper:
@@ -231,8 +249,9 @@ class _Mapper:
         if len(self.warnings) < MAX_WARNINGS_KEPT:
             self.warnings.append({"line": line, "account": account, "bill": bill, "column": column, "reason": key})
 
-    def map_bill(self, rows: list[list[str]], line_nos: list[int]) -> tuple[list[list[str]], Decimal]:
-        """BIF rows (IH, CR, ID...) and TotalAmountDue of one bill; BadValue rejects the bill."""
+    def map_bill(self, rows: list[list[str]], line_nos: list[int], quote: bool) -> tuple[str, str]:
+        """The BIF text (IH, CR, ID... lines) and TotalAmountDue of one bill; BadValue rejects
+        the bill. `quote`: some source line holds a comma or a quote, so values are quoted."""
         p = self.plan
         for fields, line_no in zip(rows, line_nos, strict=True):
             if len(fields) != p.n_fields:
@@ -246,20 +265,52 @@ class _Mapper:
         if not all(p.required_getter(first)):
             missing = [c.name for c in p.required if not first[c.src]]
             raise BadValue(f"missing required value {', '.join(missing)}")
-        try:
-            ih, blanked = p.ih_builder.build(first)
-            cr, blanked_cr = p.cr_builder.build(first)
-        except BadValue as exc:
-            col = next(c for c in p.bill_cols if c.type != "text" and _fails(c, first[c.src]))
-            raise BadValue(f"{col.name} {exc}") from None
-        for col in blanked + blanked_cr:
-            self.warn(line_nos[0], first[p.acct_i], first[p.bill_i], col.name, first[col.src])
-        result = [ih, cr]
-        result.extend(self._detail_rows(rows, line_nos))
-        return result, Decimal(ih[p.total_i])
+        values = self._bill_values(first, line_nos[0])
+        detail = self._detail_text(rows, line_nos, quote)
+        return p.ih_row.encode(values, quote) + p.cr_row.encode(values, quote) + detail, values[p.total_src]
 
-    def _detail_rows(self, rows: list[list[str]], line_nos: list[int]) -> list[list[str]]:
+    def _bill_values(self, first: list[str], line_no: int) -> list[str]:
+        """The first line's fields with each bill-level value converted (once, for IH and
+        CR); a soft value that is invalid is blanked and warned about."""
+        values = first.copy()
+        blanked: list[_Col] = []
+        for col in self.plan.bill_conv.needed(first):
+            raw = values[col.src]
+            if not raw:
+                continue
+            value = col.cache.get(raw)
+            if value is None:
+                try:
+                    value = col.convert(raw)
+                except BadValue:
+                    raise self._bill_value_error(first) from None
+            if value is None or value is _INVALID:
+                blanked.append(col)
+                value = ""
+            values[col.src] = value
+        if blanked:
+            p = self.plan
+            for col in p.bill_conv_order:  # IH's columns, then CR's: one warning per row it blanks
+                if col in blanked:
+                    self.warn(line_no, first[p.acct_i], first[p.bill_i], col.name, first[col.src])
+        return values
+
+    def _bill_value_error(self, first: list[str]) -> BadValue:
+        """The reject of a bill-level value that does not convert: the first bill column whose
+        value breaks its rule, and the message of the first failure in IH-then-CR order."""
         p = self.plan
+        exc = next(e for c in p.bill_conv_order if (e := _failure(c, first[c.src])))
+        col = next(c for c in p.bill_cols if c.type != "text" and _fails(c, first[c.src]))
+        return BadValue(f"{col.name} {exc}")
+
+    def _detail_text(self, rows: list[list[str]], line_nos: list[int], quote: bool) -> str:
+        """The ID lines of one bill, in LineNumber order (one row per LineNumber)."""
+        p = self.plan
+        numbers = [fields[p.line_i] for fields in rows]
+        if _ascending(numbers):  # the common case: one row per line, already in order
+            return "".join(
+                [p.id_row.encode(self._line_values(f, int(n)), quote) for f, n in zip(rows, numbers, strict=True)]
+            )
         by_line: dict[int, list[list[str]]] = {}
         seen: set[tuple[str, str]] = set()
         for fields, line_no in zip(rows, line_nos, strict=True):
@@ -275,16 +326,29 @@ class _Mapper:
         for number in sorted(by_line):
             meters = by_line[number]
             if len(meters) == 1:
-                try:
-                    row, _ = p.id_builder.build(meters[0])
-                except BadValue as exc:
-                    col = next(c for c in p.line_cols + p.meter_cols if _fails(c, meters[0][c.src]))
-                    raise BadValue(f"LineNumber {number}: {col.name} {exc}") from None
+                detail.append(p.id_row.encode(self._line_values(meters[0], number), quote))
             else:
                 row = p.id.blank()
                 self._multi_meter_row(row, meters, number)
-            detail.append(row)
-        return detail
+                detail.append(encode_row(row))
+        return "".join(detail)
+
+    def _line_values(self, fields: list[str], number: int) -> list[str]:
+        """A one-meter line's fields with its line and meter values converted (a soft value
+        that is invalid is blanked, without a warning, as before)."""
+        values = fields.copy()
+        for col in self.plan.id_conv.needed(fields):
+            raw = values[col.src]
+            if not raw:
+                continue
+            value = col.cache.get(raw)
+            if value is None:
+                try:
+                    value = col.convert(raw)
+                except BadValue as exc:
+                    raise BadValue(f"LineNumber {number}: {col.name} {exc}") from None
+            values[col.src] = "" if value is None or value is _INVALID else value
+        return values
 
     def _multi_meter_row(self, row: list[str], meters: list[list[str]], number: int) -> None:
         p = self.plan
@@ -316,13 +380,28 @@ class _Mapper:
 
 def _fails(col: _Col, raw: str) -> bool:
     """Whether this column's value breaks its rule (to name the column in a reject)."""
+    return _failure(col, raw) is not None
+
+
+def _failure(col: _Col, raw: str) -> BadValue | None:
+    """How this column's value breaks its rule, or None."""
     if not raw or col.type == "text":
-        return False
+        return None
     try:
         col.convert(raw)
-    except BadValue:
-        return True
-    return False
+    except BadValue as exc:
+        return exc
+    return None
+
+
+def _ascending(numbers: list[str]) -> bool:
+    """Whether these LineNumbers are valid and strictly ascending (so distinct, in order)."""
+    if len(numbers) == 1:
+        return numbers[0].isdigit() and numbers[0] != "0" * len(numbers[0])
+    if not all(map(str.isdigit, numbers)):
+        return False
+    values = list(map(int, numbers))
+    return values[0] >= 1 and all(map(operator.lt, values, values[1:]))
 
 
 def _pack_meters(row: list[str], positions: list[int], values: list[str]) -> None:
@@ -445,26 +524,36 @@ PARALLEL_MIN_BILLS = 20_000
 CHUNK_BILLS = 25_000
 
 
-def _map_chunk(bounds: tuple[int, int]) -> tuple[list[str], list[Decimal], list[Reject], list[dict], dict[str, int]]:
-    """Map bills [start, stop) of the file: one encoded text block and amount per invoice."""
+def _map_chunk(bounds: tuple[int, int]) -> tuple[bytes, list[int], list[str], list[Reject], list[dict], dict[str, int]]:
+    """Map bills [start, stop) of the file. Returns the chunk's BIF text as UTF-8 bytes with
+    the end offset and the TotalAmountDue of each invoice in it: one buffer crosses from a
+    worker to the parent, not a string per invoice."""
     mapper, bills = _JOB
     mapper.warnings, mapper.warning_counts = [], {}
     af = mapper.af
-    texts: list[str] = []
-    amounts: list[Decimal] = []
+    lines, numbers = af.lines, af.line_numbers
+    blobs: list[bytes] = []
+    ends: list[int] = []
+    amounts: list[str] = []
     rejects: list[Reject] = []
+    end = 0
     for members in bills[bounds[0] : bounds[1]]:
-        line_nos = [af.line_numbers[i] for i in members]
-        rows = [_split(af.lines[i]) for i in members]
+        texts = list(map(lines.__getitem__, members))
+        line_nos = list(map(numbers.__getitem__, members))
+        rows = list(map(_split, texts))
+        quote = any(map(_NEEDS_QUOTING.search, texts))
         try:
-            bif_rows, amount = mapper.map_bill(rows, line_nos)
+            text, amount = mapper.map_bill(rows, line_nos, quote)
         except BadValue as exc:
             first = rows[0]
             rejects.append(Reject(line_nos, first[mapper.plan.acct_i], first[mapper.plan.bill_i], str(exc)))
             continue
-        texts.append("".join([encode_row(r) for r in bif_rows]))
+        blob = text.encode("utf-8")
+        blobs.append(blob)
+        end += len(blob)
+        ends.append(end)
         amounts.append(amount)
-    return texts, amounts, rejects, mapper.warnings, mapper.warning_counts
+    return b"".join(blobs), ends, amounts, rejects, mapper.warnings, mapper.warning_counts
 
 
 def _check_part(path: Path) -> list[str]:
@@ -476,8 +565,14 @@ def _run(fn, items: list, workers: int) -> list:
     if workers <= 1 or len(items) <= 1:
         return [fn(item) for item in items]
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(min(workers, len(items))) as pool:
-        return pool.map(fn, items, chunksize=1)
+    # Objects that exist at the fork go to the collector's permanent generation, so a
+    # worker's garbage collections do not walk (and copy-on-write) the parent's lines.
+    gc.freeze()
+    try:
+        with ctx.Pool(min(workers, len(items))) as pool:
+            return pool.map(fn, items, chunksize=1)
+    finally:
+        gc.unfreeze()
 
 
 def _map_and_write(
@@ -500,22 +595,26 @@ def _map_and_write(
     stem = Path(source).stem
     rejects: list[Reject] = []
     parts: list[BifPart] = []
-    body: list[str] = []
-    total = Decimal(0)
-    for texts, amounts, chunk_rejects, warnings, counts in results:
+    body: list[memoryview] = []  # the current part's invoices, as slices of the chunks' bytes
+    amounts: list[str] = []
+    for blob, ends, chunk_amounts, chunk_rejects, warnings, counts in results:
         rejects.extend(chunk_rejects)
         room = MAX_WARNINGS_KEPT - len(mapper.warnings)
         mapper.warnings.extend(warnings[: max(room, 0)])
         for key, n in counts.items():
             mapper.warning_counts[key] = mapper.warning_counts.get(key, 0) + n
-        for text, amount in zip(texts, amounts, strict=True):
-            body.append(text)
-            total += amount
-            if len(body) >= settings.max_invoices_per_file:
-                parts.append(_write_part(settings, stem, len(parts) + 1, body, total, staging, creation_date))
-                body, total = [], Decimal(0)
-    if body:
-        parts.append(_write_part(settings, stem, len(parts) + 1, body, total, staging, creation_date))
+        view, done = memoryview(blob), 0  # invoices of this chunk already in a part
+        while done < len(ends):
+            take = min(settings.max_invoices_per_file - len(amounts), len(ends) - done)
+            start = ends[done - 1] if done else 0
+            body.append(view[start : ends[done + take - 1]])
+            amounts.extend(chunk_amounts[done : done + take])
+            done += take
+            if len(amounts) >= settings.max_invoices_per_file:
+                parts.append(_write_part(settings, stem, len(parts) + 1, body, amounts, staging, creation_date))
+                body, amounts = [], []
+    if amounts:
+        parts.append(_write_part(settings, stem, len(parts) + 1, body, amounts, staging, creation_date))
     if len(parts) == 1:
         single = parts[0]
         single.name = f"{stem}.BIF"
@@ -526,16 +625,27 @@ def _map_and_write(
 
 
 def _write_part(
-    settings: InvoiceSettings, stem: str, number: int, body: list[str], total: Decimal, staging: Path, day: date
+    settings: InvoiceSettings,
+    stem: str,
+    number: int,
+    body: list[memoryview],
+    amounts: list[str],
+    staging: Path,
+    day: date,
 ) -> BifPart:
+    """Write one BIF part: its FH row (count and total of its invoices), then their rows."""
     fh_layout = registry()["FH"]
     fh = fh_layout.blank()
+    total = sum(map(Decimal, amounts), Decimal(0))
     fh[fh_layout.index("BillerGuid")] = settings.biller_guid
     fh[fh_layout.index("FileCreationDate")] = day.strftime("%m/%d/%Y")
-    fh[fh_layout.index("InvoiceCount")] = str(len(body))
+    fh[fh_layout.index("InvoiceCount")] = str(len(amounts))
     fh[fh_layout.index("TotalInvoiceAmount")] = f"{total:.2f}"
-    data = (encode_row(fh) + "".join(body)).encode("utf-8")
     name = f"{stem}_{number:02d}.BIF"
     path = staging / name
-    path.write_bytes(data)
-    return BifPart(name, path, len(body), total, hashlib.sha256(data).hexdigest())
+    digest = hashlib.sha256()
+    with path.open("wb") as out:
+        for piece in [encode_row(fh).encode("utf-8"), *body]:
+            out.write(piece)
+            digest.update(piece)
+    return BifPart(name, path, len(amounts), total, digest.hexdigest())

@@ -140,3 +140,20 @@ CONVERTERS: dict[str, Callable[[str], str | None]] = {
     "state": as_state,
 }
 SOFT_TYPES = frozenset({"phone", "email", "zip", "state"})
+
+# Values each converter returns unchanged and never rejects, by type: a row whose values of
+# these types all match needs no conversion call for them (checked in one regex per row).
+# Deliberately narrower than the converters (ASCII digits only; 29 February and odd forms
+# are left to the converter), so a match never changes a result.
+_SAFE_DATE = (
+    r"(?:(?:0[1-9]|1[0-2])/(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])/(?:29|30)|(?:0[13578]|1[02])/31)"
+    r"/(?!0000)[0-9]{4}"
+)
+UNCHANGED: dict[str, str] = {
+    "account": r"[^\s\x1f](?:[^\r\n\t\x1f]{0,48}[^\s\x1f])?",  # trimmed, no CR/LF/TAB, <= 50
+    "date": _SAFE_DATE,
+    "money": r"-?(?:0|[1-9][0-9]*)\.[0-9]{2}",
+    "decimal": r"-?[0-9]+(?:\.[0-9]+)?",
+    "email": r"[^@\s,;\x1f]+@[^@\s,;\x1f]+\.[A-Za-z]{2,}",
+    "state": r"[A-Z]{2}",
+}
