@@ -22,6 +22,9 @@ from typing import Generic, TypeVar
 import requests
 import zeep.exceptions
 
+from icbridge.soap.cis import CisFault, CisHttpError
+from icbridge.soap.invoice_cloud import InvoiceCloudError
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -86,9 +89,22 @@ class Outcome(Generic[T, R]):
 
 def is_transport_error(exc: BaseException) -> bool:
     """Timeouts, refused/dropped connections, HTTP 5xx and SOAP faults: the CIS or the network
-    failed, not the request. Safe to retry for reads and idempotent setters only."""
+    failed, not the request. Safe to retry for reads and idempotent setters only.
+
+    The project's clients re-raise zeep's errors as their own types (CisFault, CisHttpError,
+    InvoiceCloudError): those count too; an HTTP error below 500 (wrong URL) does not."""
+    if isinstance(exc, CisHttpError):
+        return exc.status_code >= 500
     return isinstance(
-        exc, (requests.Timeout, requests.ConnectionError, zeep.exceptions.TransportError, zeep.exceptions.Fault)
+        exc,
+        (
+            requests.Timeout,
+            requests.ConnectionError,
+            zeep.exceptions.TransportError,
+            zeep.exceptions.Fault,
+            CisFault,
+            InvoiceCloudError,
+        ),
     )
 
 
