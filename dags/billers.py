@@ -15,13 +15,16 @@ from pathlib import Path
 from airflow.sdk import DAG
 
 from icbridge.config.biller import BillerConfig, default_billers_dir, load_billers
-from icbridge.dagbuild import balance_all, invoices, payment_export
+from icbridge.dagbuild import balance_all, balances, customer_changes, invoices, payment_export, payments
 from icbridge.dagbuild.common import build_config_error_dag
 
 BUILDERS: list[Callable[[BillerConfig, Path], DAG | None]] = [
     invoices.build,
     payment_export.build,
     balance_all.build,
+    balances.build,
+    payments.build,
+    customer_changes.build,
 ]
 
 

@@ -83,7 +83,71 @@ def _parser() -> argparse.ArgumentParser:
     settle.add_argument("--as", dest="outcome", required=True, choices=["uploaded", "resend"],
                         help="uploaded: IC has it (skip it); resend: IC does not (send it again)")
     settle.set_defaults(run=_ledger_settle)
+
+    pay = commands.add_parser(
+        "payments", help="read or settle the payment ledger (state DB)",
+        description="The payment ledger (icb_payment_posts): one row per PaymentGUID sent to a CIS. "
+        "The state DB is ICBRIDGE_STATE_DB_URL, else $AIRFLOW_HOME/icbridge/state.db.",
+    )
+    pay.add_argument("--db", help="SQLAlchemy URL of the state DB (default: as the DAGs resolve it)")
+    pay_commands = pay.add_subparsers(dest="payments_command", required=True, metavar="ACTION")
+    pshow = pay_commands.add_parser("show", help="the latest payments (or those in one status)")
+    pshow.add_argument("--biller")
+    pshow.add_argument("--payment-guid", help="one payment, with its message")
+    pshow.add_argument("--status", choices=["sending", "posted", "refused", "in_doubt", "resend", "ignored"])
+    pshow.add_argument("--limit", type=int, default=20)
+    pshow.set_defaults(run=_payments_show)
+    psettle = pay_commands.add_parser("settle", help="settle an in-doubt or refused payment")
+    psettle.add_argument("--biller", required=True)
+    psettle.add_argument("--payment-guid", required=True)
+    psettle.add_argument("--outcome", required=True, choices=["posted", "resend", "ignore"],
+                         help="posted: the CIS has it (never send); resend: it does not (the next run sends it "
+                         "once); ignore: handled outside the data pump (never send)")
+    psettle.add_argument("--note", help="why (kept in the ledger's message)")
+    psettle.set_defaults(run=_payments_settle)
     return parser
+
+
+def _payment_ledger(args: argparse.Namespace):
+    from icbridge.state.payments import PaymentLedger
+
+    return PaymentLedger(args.db)
+
+
+def _payments_show(args: argparse.Namespace) -> int:
+    ledger = _payment_ledger(args)
+    try:
+        if args.payment_guid:
+            if not args.biller:
+                return _error("--payment-guid needs --biller")
+            row = ledger.get(args.biller, args.payment_guid)
+            rows = [row] if row else []
+        else:
+            rows = ledger.rows(args.biller, status=args.status, limit=args.limit)
+    finally:
+        ledger.dispose()
+    for r in rows:
+        # the whole account is for ops at the terminal (the ledger keeps it); logs mask it
+        print(f"{r.biller_id}  {r.payment_guid}  {r.status}  account {r.account_number}"
+              f" (sent as {r.cis_account or '-'})  amount {r.amount}  ref {r.cis_reference or '-'}"
+              f"  tries {r.attempts}  run {r.run_id or '-'}")
+        if r.message and (args.payment_guid or r.status in ("in_doubt", "refused", "resend")):
+            print(f"    {r.message}")
+    if not rows:
+        print("no payments recorded" + (f" for {args.payment_guid}" if args.payment_guid else ""))
+    return 0
+
+
+def _payments_settle(args: argparse.Namespace) -> int:
+    ledger = _payment_ledger(args)
+    try:
+        row = ledger.settle(args.biller, args.payment_guid, args.outcome, note=args.note)
+    except ValueError as exc:
+        return _error(str(exc))
+    finally:
+        ledger.dispose()
+    print(f"settled {row.payment_guid} of {row.biller_id} as {args.outcome}: now {row.status}")
+    return 0
 
 
 def _ledger(args: argparse.Namespace):

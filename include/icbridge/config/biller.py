@@ -164,6 +164,27 @@ class BalanceAllConfig(_Strict):
     backoff_max_seconds: float = Field(30.0, ge=0, le=600)
 
 
+SyncFlow = Literal["balances", "payments", "customer_changes"]
+
+
+class SyncConfig(_Strict):
+    """The 15-minute/hourly web-service flows of an inHance/AUS biller (docs/sync-flows.md).
+
+    Optional: a biller with a ``cis_service`` gets all three DAGs with the seed 003 cadences.
+    ``flows`` turns DAGs off; ``payments_skip_channels`` are IC channels the data pump never
+    sends (CloudPay: taken in the biller's office, not supported by the inHance/AUS pump).
+    """
+
+    flows: list[SyncFlow] = Field(default_factory=lambda: ["balances", "payments", "customer_changes"])
+    balances_schedule: str = "*/15 * * * *"
+    payments_schedule: str = "*/15 * * * *"
+    customer_changes_schedule: str = "0 * * * *"
+    balances_from_change_log: bool = True  # also refresh accounts seen in IC's change log
+    payments_skip_channels: list[str] = Field(default_factory=lambda: ["CloudPay"])
+    attempts: int = Field(3, ge=1, le=10)  # per read / idempotent setter on transport faults
+    backoff_seconds: float = Field(0.5, ge=0, le=60)
+
+
 class BillerConfig(_Strict):
     biller_id: Annotated[str, Field(pattern=SLUG)]
     bid: Annotated[str, Field(pattern=r"^\d{1,10}$")]
@@ -178,6 +199,7 @@ class BillerConfig(_Strict):
     cis_service: CisServiceConfig | None = None
     payment_export: PaymentExportConfig | None = None
     balance_all: BalanceAllConfig | None = None
+    sync: SyncConfig | None = None
 
     @field_validator("balance_all")
     @classmethod
@@ -189,6 +211,19 @@ class BillerConfig(_Strict):
         if value is not None and "cis_service" in info.data and info.data["cis_service"] is None:
             raise ValueError("Balance All asks the CIS for balances: add a cis_service section")
         return value
+
+    @field_validator("sync")
+    @classmethod
+    def _sync_needs_a_cis_service(cls, value: SyncConfig | None, info: ValidationInfo) -> SyncConfig | None:
+        if value is not None and info.data.get("cis") not in ("inhance", "aus"):
+            raise ValueError(f"the sync flows need an inHance or AUS CIS (this biller is {info.data.get('cis')})")
+        if value is not None and "cis_service" in info.data and info.data["cis_service"] is None:
+            raise ValueError("the sync flows call the CIS web services: add a cis_service section")
+        return value
+
+    def sync_settings(self) -> SyncConfig:
+        """The biller's ``sync`` section, or the defaults when it has none."""
+        return self.sync or SyncConfig()
 
     @field_validator("cis_service")
     @classmethod

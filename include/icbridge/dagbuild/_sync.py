@@ -1,0 +1,75 @@
+"""What the three web-service sync DAG builders share (balances, payments, customer changes).
+
+Each DAG: one batch task over the run's *data interval* (a CronDataIntervalTimetable in the
+biller's time zone, so a run for 10:00 covers [10:00, 10:15) and a backfill of an interval
+does exactly that interval), catchup off, built only for inHance/AUS billers with a
+``cis_service`` and the flow enabled in ``sync.flows``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from airflow.sdk import DAG
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from icbridge.config.biller import BillerConfig
+from icbridge.dagbuild.common import default_args, start_date, tags
+
+FOOTER = """
+* **Interval only**: each run works on its data interval `[start, end)`; a backfill of an
+  interval redoes exactly that interval. What each outcome means, and what each CIS fault does
+  to a run: docs/sync-flows.md. Runbook: docs/operations.md.
+* Bounds: {in_flight} CIS calls in flight, {per_second:g}/s, timeout {timeout:g} s; reads and
+  setters retried {attempts}x on transport faults.
+* Config: `include/billers/{biller_id}.yaml` (`cis_service`, `sync`). Connections: `{ic_conn_id}` (IC),
+  {cis_conns} (CIS).
+"""
+
+
+def wanted(biller: BillerConfig, flow: str) -> bool:
+    return (
+        biller.cis in ("inhance", "aus")
+        and biller.cis_service is not None
+        and flow in biller.sync_settings().flows
+    )
+
+
+def build_sync_dag(
+    biller: BillerConfig,
+    billers_dir: Path,
+    *,
+    flow: str,
+    schedule: str,
+    description: str,
+    doc: str,
+    operator: type,
+    max_active_runs: int,
+    execution_timeout: timedelta,
+) -> DAG:
+    cis, sync = biller.cis_service, biller.sync_settings()
+    assert cis is not None
+    footer = FOOTER.format(
+        in_flight=cis.calls_in_flight, per_second=cis.calls_per_second, timeout=cis.timeout_seconds,
+        attempts=sync.attempts, biller_id=biller.biller_id, ic_conn_id=biller.ic_conn_id,
+        cis_conns=", ".join(f"`{c}`" for c in cis.conn_ids()),
+    )
+    with DAG(
+        dag_id=f"{biller.biller_id}__{flow}",
+        description=description,
+        doc_md=doc + footer,
+        schedule=CronDataIntervalTimetable(schedule, timezone=biller.timezone),
+        start_date=start_date(biller),
+        catchup=False,
+        max_active_runs=max_active_runs,
+        tags=tags(biller, flow),
+        default_args=default_args(biller),
+    ) as dag:
+        operator(
+            task_id=flow,
+            biller_id=biller.biller_id,
+            billers_dir=str(billers_dir),
+            execution_timeout=execution_timeout,
+        )
+    return dag

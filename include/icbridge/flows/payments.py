@@ -1,0 +1,204 @@
+"""`<biller>__payments` without Airflow: IC payments of the interval -> the CIS data pump.
+
+inHance ``MakePaymentExtended`` / AUS ``AddPendingPayment``, each payment at most once per
+PaymentGUID (icbridge.state.payments). Rules (shared/specs/web-services.md):
+
+* rule 4: a conveyed IC account ``...CV-<12-14 digits>`` is sent without the suffix;
+* rule 5 (inHance): PayPal is sent as ``cis_service.paypal_payment_type`` ("Credit Card").
+* Channels in ``sync.payments_skip_channels`` (default CloudPay: in-office payments the
+  inHance/AUS pump does not carry; Logis gets them from the payment export) are skipped.
+
+Retries: a payment is re-tried inside the run only when the request provably never left
+(:func:`~icbridge.flows.sync_common.is_not_sent`); anything else after sending is *in doubt*.
+The run finishes every other payment, then fails naming what needs a person.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from icbridge.calls import CallPolicy, call_all
+from icbridge.config.biller import BillerConfig
+from icbridge.flows.sync_common import Interval, SyncFailed, SyncReport, describe_error, is_not_sent
+from icbridge.mapping.accounts import drop_conveyance_suffix
+from icbridge.soap.invoice_cloud import InvoiceCloudClient, Payment
+from icbridge.state.payments import PaymentLedger
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PAYPAL", "cis_payment_type", "run_payments"]
+
+PAYPAL = "paypal"
+
+
+def cis_payment_type(biller: BillerConfig, ic_payment_type: str) -> str:
+    """Rule 5: inHance gets PayPal as setting 116 (default "Credit Card"); other types, and
+    every AUS type, are sent as IC names them."""
+    cis = biller.cis_service
+    if biller.cis == "inhance" and cis is not None and ic_payment_type.strip().lower() == PAYPAL:
+        return cis.paypal_payment_type
+    return ic_payment_type
+
+
+@dataclass(frozen=True)
+class _Post:
+    payment: Payment
+    cis_account: str
+    payment_type: str
+
+
+@dataclass(frozen=True)
+class _Answer:
+    ok: bool
+    message: str
+    reference: str | None = None
+
+
+def _sender(biller: BillerConfig, cis_client: object):
+    """One call to the biller's CIS for one payment -> _Answer (exceptions propagate)."""
+    if biller.cis == "inhance":
+
+        def send(post: _Post) -> _Answer:
+            p = post.payment
+            result = cis_client.make_payment_extended(  # type: ignore[attr-defined]
+                post.cis_account,
+                p.payment_date or datetime.min,
+                p.payment_guid,  # PaymentReference: IC's id, so the biller can match it
+                p.invoice_number,  # DocumentNumber: the invoice paid
+                post.payment_type,
+                p.payment_amount,
+                p.convenience_fee,
+            )
+            return _Answer(result.ok, result.message)
+
+        return send
+
+    def send_aus(post: _Post) -> _Answer:
+        p = post.payment
+        result = cis_client.add_pending_payment(  # type: ignore[attr-defined]
+            post.cis_account,
+            p.payment_date or datetime.min,
+            p.payment_amount,
+            post.payment_type,
+            p.payment_guid,
+            p.convenience_fee,
+        )
+        return _Answer(result.ok, result.message, result.pending_payment_id or None)
+
+    return send_aus
+
+
+def run_payments(
+    *,
+    biller: BillerConfig,
+    ic: InvoiceCloudClient,
+    cis_client: object,
+    ledger: PaymentLedger,
+    interval: Interval,
+    run_id: str,
+    policy: CallPolicy,
+) -> SyncReport:
+    """Send the interval's payments once each; return the report, or raise :class:`SyncFailed`
+    (after finishing every other payment) when a payment is in doubt or refused (retry=False)
+    or could not reach the CIS (retry=True). ``run_id`` must differ per attempt (task try):
+    a row left ``sending`` by another attempt is in doubt."""
+    report = SyncReport("payments", biller.biller_id, interval)
+    skip_channels = {c.strip().lower() for c in biller.sync_settings().payments_skip_channels}
+    payments = ic.list_payments(interval.start, interval.end)
+    log.info("%s: %d IC payment(s) in %s", biller.biller_id, len(payments), interval)
+
+    wanted = [p for p in payments if p.channel.strip().lower() not in skip_channels]
+    for p in payments:
+        if p.channel.strip().lower() in skip_channels:
+            report.add("skipped_channel", p.account_number)
+    guids = [p.payment_guid for p in wanted]
+    for guid in ledger.mark_stale_sending(biller.biller_id, guids, run_id):
+        log.error("payment %s was left 'sending' by an earlier attempt: now in doubt", guid)
+    known = ledger.statuses(biller.biller_id, guids)
+
+    to_send: list[_Post] = []
+    for p in wanted:
+        status = known.get(p.payment_guid)
+        if status in ("posted", "ignored"):
+            report.add(f"already_{status}", p.account_number)
+            continue
+        if status in ("in_doubt", "refused", "sending"):
+            report.add(f"{'in_doubt' if status == 'sending' else status}_earlier", p.account_number,
+                       "not sent again: settle it (docs/operations.md)", note=True, payment_guid=p.payment_guid)
+            continue
+        try:
+            cis_account = drop_conveyance_suffix(p.account_number)
+        except ValueError as exc:
+            ledger.refuse_unsent(
+                biller.biller_id, p.payment_guid, account_number=p.account_number, amount=p.payment_amount,
+                convenience_fee=p.convenience_fee, payment_type=p.payment_type, cis=biller.cis, run_id=run_id,
+                message=f"not sent: {exc}",
+            )
+            report.add("refused", p.account_number, f"not sent: {exc}", note=True, payment_guid=p.payment_guid)
+            continue
+        to_send.append(_Post(p, cis_account, cis_payment_type(biller, p.payment_type)))
+
+    send = _sender(biller, cis_client)
+
+    def post(item: _Post) -> _Answer | None:
+        p = item.payment
+        claimed = ledger.claim(
+            biller.biller_id, p.payment_guid, account_number=p.account_number, cis_account=item.cis_account,
+            invoice_number=p.invoice_number, amount=p.payment_amount, convenience_fee=p.convenience_fee,
+            payment_type=item.payment_type, payment_date=p.payment_date, cis=biller.cis, run_id=run_id,
+        )
+        if not claimed:
+            return None  # another run took it between our read and now
+        return send(item)
+
+    for outcome in call_all(to_send, post, policy, retryable=is_not_sent):
+        p = outcome.item.payment
+        if outcome.ok and outcome.result is None:
+            report.add("taken_by_another_run", p.account_number, note=True, payment_guid=p.payment_guid)
+        elif outcome.ok:
+            answer = outcome.result
+            assert answer is not None
+            if answer.ok:
+                ledger.finish(biller.biller_id, p.payment_guid, "posted", message=answer.message or None,
+                              cis_reference=answer.reference)
+                report.add("posted", p.account_number)
+            else:
+                ledger.finish(biller.biller_id, p.payment_guid, "refused", message=answer.message)
+                report.add("refused", p.account_number, answer.message, note=True, payment_guid=p.payment_guid)
+        elif is_not_sent(outcome.error):  # type: ignore[arg-type]
+            message = f"not sent (CIS not reached after {outcome.attempts} tries): {describe_error(outcome.error)}"
+            ledger.finish(biller.biller_id, p.payment_guid, "resend", message=message)
+            report.add("not_sent", p.account_number, message, note=True, payment_guid=p.payment_guid)
+        else:
+            message = f"outcome unknown: {describe_error(outcome.error)}"  # type: ignore[arg-type]
+            ledger.finish(biller.biller_id, p.payment_guid, "in_doubt", message=message)
+            report.add("in_doubt", p.account_number, message, note=True, payment_guid=p.payment_guid)
+
+    _judge(report)
+    return report
+
+
+def _judge(report: SyncReport) -> None:
+    """Fail the run (after all payments were handled) when any needs a person or a retry."""
+    attention = [i for i in report.items if i["outcome"] in ("in_doubt", "refused", "in_doubt_earlier",
+                                                             "refused_earlier")]
+    if attention:
+        named = "; ".join(f"{i['payment_guid']} (account {i['account']}, {i['outcome']})" for i in attention[:20])
+        more = f" and {len(attention) - 20} more" if len(attention) > 20 else ""
+        raise SyncFailed(
+            report,
+            f"{len(attention)} payment(s) need a person before they can be settled: {named}{more}. Nothing was "
+            "sent twice. Check the CIS, then `python -m icbridge payments settle --biller "
+            f"{report.biller_id} --payment-guid GUID --outcome posted|resend|ignore` (docs/operations.md)",
+            retry=False,
+        )
+    not_sent = [i for i in report.items if i["outcome"] == "not_sent"]
+    if not_sent:
+        raise SyncFailed(
+            report,
+            f"{len(not_sent)} payment(s) could not reach the CIS (nothing sent); a retry sends them: "
+            + "; ".join(i["payment_guid"] for i in not_sent[:20]),
+            retry=True,
+        )
