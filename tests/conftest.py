@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,24 @@ def airflow_db():
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+@dataclass(frozen=True)
+class DagEnv:
+    """Where a DAG test's biller files, state DB and artifacts are."""
+
+    billers: Path
+    state_url: str
+    artifacts: Path
+
+
+@pytest.fixture
+def dag_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DagEnv:
+    """An empty billers folder, a SQLite state DB and an artifacts folder for this test, set where
+    the operators look (env: dag.test() re-parses the dags folder, so a builder's argument is not enough)."""
+    env = DagEnv(tmp_path / "billers", f"sqlite:///{tmp_path / 'state.db'}", tmp_path / "artifacts")
+    env.billers.mkdir()
+    monkeypatch.setenv("ICBRIDGE_BILLERS_DIR", str(env.billers))
+    monkeypatch.setenv("ICBRIDGE_STATE_DB_URL", env.state_url)
+    monkeypatch.setenv("ICBRIDGE_ARTIFACTS_DIR", str(env.artifacts))
+    return env

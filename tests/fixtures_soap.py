@@ -38,6 +38,11 @@ class IcSim:
         """An IC client with this biller's credentials (options: timeout, ca_file, verify)."""
         return InvoiceCloudClient(self.base_url, self.biller_guid, self.web_service_key, **options)  # type: ignore[arg-type]
 
+    def conn_fields(self, timeout: float = 10) -> dict:
+        """The fields of an ``invoice_cloud`` Airflow connection to this biller (for set_airflow_conn)."""
+        return {"conn_type": "invoice_cloud", "host": self.base_url, "login": self.biller_guid,
+                "password": self.web_service_key, "extra": {"timeout": timeout}}
+
 
 @pytest.fixture
 def ic_sim(tmp_path: Path) -> Iterator[IcSim]:

@@ -31,7 +31,7 @@ def cis_server():
 
 
 @pytest.fixture
-def world(tmp_path, monkeypatch, ic_sim, cis_server, set_airflow_conn, request):
+def world(tmp_path, ic_sim, cis_server, set_airflow_conn, dag_env, request):
     """One biller (param: inhance or aus) with IC, its CIS simulator, connections, state DB."""
     cis = request.param
     key = secrets.token_urlsafe(16)
@@ -43,13 +43,8 @@ def world(tmp_path, monkeypatch, ic_sim, cis_server, set_airflow_conn, request):
         conn_type = "aus_cis"
     url = sim.add_biller("t", key)
     set_airflow_conn("t_cis", conn_type=conn_type, host=url, password=key, extra={"timeout": 5})
-    set_airflow_conn("t_ic", conn_type="invoice_cloud", host=ic_sim.base_url, login=ic_sim.biller_guid,
-                     password=ic_sim.web_service_key, extra={"timeout": 10})
-    billers = tmp_path / "billers"
-    billers.mkdir()
-    monkeypatch.setenv("ICBRIDGE_BILLERS_DIR", str(billers))
-    state_url = f"sqlite:///{tmp_path / 'state.db'}"
-    monkeypatch.setenv("ICBRIDGE_STATE_DB_URL", state_url)
+    set_airflow_conn("t_ic", **ic_sim.conn_fields())
+    billers, state_url = dag_env.billers, dag_env.state_url
 
     class World:
         def __init__(self) -> None:

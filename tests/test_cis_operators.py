@@ -80,10 +80,7 @@ class World:
         set_conn("t_inh_cis", conn_type="inhance", host=inh_url, password=keys["inh"], extra={"timeout": 1.5})
         set_conn("t_inh_pay", conn_type="inhance", host=pay_url, password=keys["pay"])
         set_conn("t_aus_cis", conn_type="aus_cis", host=aus_url, password=keys["aus"], extra={"timeout": 1.5})
-        set_conn(
-            "t_ic", conn_type="invoice_cloud", host=ic_sim.base_url, login=ic_sim.biller_guid,
-            password=ic_sim.web_service_key, extra={"timeout": 5},
-        )
+        set_conn("t_ic", **ic_sim.conn_fields(timeout=5))
         for n, account in enumerate(INH_ACCOUNTS):
             self.inhance.add_account(BILLER, account, balance=f"{100 + n}.25", future_balance=f"{125 + n}.25",
                                      email=EMAIL, phone="5550100")

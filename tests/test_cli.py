@@ -286,3 +286,33 @@ def test_ledger_settle_and_show(tmp_path):
     assert again.returncode == 2 and "no in-doubt part" in again.stderr
     shown = subprocess.run([*base, "show"], capture_output=True, text=True)
     assert "123_20261101_UB.BIF  uploaded" in shown.stdout
+
+
+def test_deliveries_show_and_settle(tmp_path):
+    from datetime import date
+
+    from icbridge.state.deliveries import DeliveryLog
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    log = DeliveryLog(url)
+    attempt = dict(biller_id="demo_logis_mail", flow="payment_export", file_name="456_20260308_CLOUDPAY.CSV",
+                   sha256="c" * 64, size=120, records=2, method="email", destination="email://smtp to a***@b.test")
+    done = log.begin(day=date(2026, 3, 7), run_id="run-1", **{**attempt, "file_name": "456_20260307_CLOUDPAY.CSV"})
+    log.finish(done, "delivered")
+    log.begin(day=date(2026, 3, 8), run_id="run-2", **attempt)  # the answer to DATA never came
+    log.dispose()
+    base = ["deliveries", "--db", url]
+    shown = icbridge(*base, "show", "--status", "sending")
+    assert shown.returncode == 0, shown.stderr
+    assert "456_20260308_CLOUDPAY.CSV  sending  by email" in shown.stdout and "20260307" not in shown.stdout
+    settle = [*base, "settle", "--biller", "demo_logis_mail", "--day", "2026-03-08", "--outcome", "delivered"]
+    first = icbridge(*settle)
+    assert first.returncode == 0, first.stderr
+    assert "as delivered" in first.stdout
+    again = icbridge(*settle)
+    assert again.returncode == 2 and "no in-doubt" in again.stderr
+    day = icbridge(*base, "show", "--biller", "demo_logis_mail", "--day", "2026-03-08")
+    assert "456_20260308_CLOUDPAY.CSV  delivered" in day.stdout and "settled by ops as delivered" in day.stdout
+    assert "20260307" not in day.stdout
+    bad = icbridge(*base, "settle", "--biller", "demo_logis_mail", "--day", "2026-03-08", "--outcome", "sent")
+    assert bad.returncode == 2 and "--outcome" in bad.stderr

@@ -20,7 +20,7 @@ _dates = iter(datetime(2026, 3, 1, tzinfo=UTC) + timedelta(hours=h) for h in ran
 
 
 @pytest.fixture
-def world(tmp_path, monkeypatch, ic_sim, set_airflow_conn, request):
+def world(ic_sim, set_airflow_conn, dag_env, request):
     """A biller over FTPS or SFTP (param), the IC simulator, a state DB, and its DAG."""
     protocol = getattr(request, "param", "ftps")
     if protocol == "ftps":
@@ -30,24 +30,16 @@ def world(tmp_path, monkeypatch, ic_sim, set_airflow_conn, request):
     else:
         running = request.getfixturevalue("sftp_server")
         set_airflow_conn("t_transfer", **sftp_conn_fields(running))
-    set_airflow_conn(
-        "t_ic", conn_type="invoice_cloud", host=ic_sim.base_url, login=ic_sim.biller_guid,
-        password=ic_sim.web_service_key, extra={"timeout": 10},
-    )
+    set_airflow_conn("t_ic", **ic_sim.conn_fields())
     inbox = running.root / "outbound"
     inbox.mkdir()
-    billers = tmp_path / "billers"
-    billers.mkdir()
-    monkeypatch.setenv("ICBRIDGE_BILLERS_DIR", str(billers))  # dag.test() re-parses the dags folder
-    state = tmp_path / "state.db"
-    monkeypatch.setenv("ICBRIDGE_STATE_DB_URL", f"sqlite:///{state}")
-    monkeypatch.setenv("ICBRIDGE_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    billers = dag_env.billers
 
     class World:
         sim = ic_sim.sim
         guid = ic_sim.biller_guid
         bid = ic_sim.bid
-        artifacts = tmp_path / "artifacts"
+        artifacts = dag_env.artifacts
 
         def __init__(self) -> None:
             self.inbox = inbox
@@ -81,7 +73,7 @@ def world(tmp_path, monkeypatch, ic_sim, set_airflow_conn, request):
             return self.sim.uploads(self.guid)
 
         def ledger(self) -> list[dict]:
-            ledger = Ledger(f"sqlite:///{state}")
+            ledger = Ledger(dag_env.state_url)
             try:
                 return ledger.uploads()
             finally:
@@ -181,10 +173,7 @@ def test_other_files_in_the_inbox_are_ignored(world, caplog, capfd):
 
 
 def test_upload_answered_after_timeout_is_in_doubt_until_ops_settle_it(world, set_airflow_conn, ic_sim, capfd):
-    set_airflow_conn(
-        "t_ic", conn_type="invoice_cloud", host=ic_sim.base_url, login=ic_sim.biller_guid,
-        password=ic_sim.web_service_key, extra={"timeout": 1},
-    )
+    set_airflow_conn("t_ic", **ic_sim.conn_fields(timeout=1))
     name = f"{world.bid}_20261105_UB.TXT"
     part = f"{world.bid}_20261105_UB.BIF"
     world.drop(name, _file(world.bid))

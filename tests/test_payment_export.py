@@ -32,7 +32,7 @@ def smtp_server(pki):
 
 
 @pytest.fixture
-def world(tmp_path, monkeypatch, ic_sim, set_airflow_conn, request):
+def world(ic_sim, set_airflow_conn, dag_env, request):
     """A Logis biller delivering by FTPS, SFTP or email (param), its DAG, a state DB."""
     method = getattr(request, "param", "sftp")
     if method == "ftps":
@@ -51,16 +51,8 @@ def world(tmp_path, monkeypatch, ic_sim, set_airflow_conn, request):
             extra={"disable_ssl": True, "from_email": "payments@icbridge.test",
                    "ca_file": str(request.getfixturevalue("pki").ca_cert), "timeout": 10},
         )
-    set_airflow_conn(
-        "t_ic", conn_type="invoice_cloud", host=ic_sim.base_url, login=ic_sim.biller_guid,
-        password=ic_sim.web_service_key, extra={"timeout": 10},
-    )
-    billers = tmp_path / "billers"
-    billers.mkdir()
-    monkeypatch.setenv("ICBRIDGE_BILLERS_DIR", str(billers))
-    state = tmp_path / "state.db"
-    monkeypatch.setenv("ICBRIDGE_STATE_DB_URL", f"sqlite:///{state}")
-    monkeypatch.setenv("ICBRIDGE_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    set_airflow_conn("t_ic", **ic_sim.conn_fields())
+    billers = dag_env.billers
 
     class World:
         sim = ic_sim.sim
@@ -111,14 +103,14 @@ def world(tmp_path, monkeypatch, ic_sim, set_airflow_conn, request):
             return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
 
         def history(self):
-            log = DeliveryLog(f"sqlite:///{state}")
+            log = DeliveryLog(dag_env.state_url)
             try:
                 return log.history()
             finally:
                 log.dispose()
 
         def set_status(self, status: str) -> None:
-            log = DeliveryLog(f"sqlite:///{state}")
+            log = DeliveryLog(dag_env.state_url)
             try:
                 with log.engine.begin() as conn:
                     conn.execute(update(deliveries).values(status=status))
@@ -281,6 +273,24 @@ def test_email_in_doubt_is_not_resent_blindly(world, caplog):
 
 
 @pytest.mark.parametrize("world", ["email"], indirect=True)
+def test_email_in_doubt_settled_as_delivered_by_the_cli_is_not_sent_again(world, caplog):
+    from icbridge.cli import main as cli
+
+    day = date(2026, 5, 5)
+    world.pay(datetime(2026, 5, 5, 11, tzinfo=NY))
+    assert _state(world.run(day)) == "success"
+    world.set_status("sending")
+    assert _state(world.run(day, next_morning=True)) == "failed"
+    command = f"python -m icbridge deliveries settle --biller t_logis --day {day} --outcome delivered"
+    assert command in caplog.text  # the failure says how to settle it
+    assert cli(command.split()[3:]) == 0  # ICBRIDGE_STATE_DB_URL: the world's state DB
+    assert _state(world.run(day, next_morning=True)) == "success"
+    assert len(world.server.received) == 1  # the biller had it: not sent again
+    assert [d.status for d in world.history()] == ["delivered"]
+    assert world.history()[0].message == "settled by ops as delivered"
+
+
+@pytest.mark.parametrize("world", ["email"], indirect=True)
 def test_smtp_refusal_is_not_delivered_and_a_retry_sends(world):
     day = date(2026, 5, 5)
     world.pay(datetime(2026, 5, 5, 11, tzinfo=NY))
@@ -368,7 +378,7 @@ def test_biller_config_errors_name_the_field(tmp_path: Path):
         load_biller(path)
 
 
-def test_demo_stack_delivers_the_demo_logis_billers(tmp_path, monkeypatch):
+def test_demo_stack_delivers_the_demo_logis_billers(tmp_path, monkeypatch, dag_env):
     """SimStack + the demo Logis billers: SFTP and email delivery with the stack's connections."""
     import shutil
 
@@ -378,12 +388,9 @@ def test_demo_stack_delivers_the_demo_logis_billers(tmp_path, monkeypatch):
     from icbridge.sim.stack import SimStack
     from tests.conftest import REPO
 
-    billers = tmp_path / "billers"
-    billers.mkdir()
+    billers = dag_env.billers
     for name in ("demo_logis.yaml", "demo_logis_mail.yaml"):
         shutil.copy(REPO / "include" / "billers" / name, billers / name)
-    monkeypatch.setenv("ICBRIDGE_BILLERS_DIR", str(billers))
-    monkeypatch.setenv("ICBRIDGE_STATE_DB_URL", f"sqlite:///{tmp_path / 'state.db'}")
     with SimStack(tmp_path / "sim", billers_dir=billers) as stack:
         day = date(2026, 3, 8)
         added = seed_logis_payments(stack, days=1, today=day + timedelta(days=1))

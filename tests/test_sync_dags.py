@@ -4,7 +4,6 @@ inHance and AUS simulators over HTTP with AIRFLOW_CONN_* connections."""
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -13,9 +12,8 @@ import yaml
 
 from icbridge.config.biller import load_biller
 from icbridge.dagbuild import balances, customer_changes, payments
-from icbridge.sim.aus import AusSimulator
-from icbridge.sim.inhance import InhanceSimulator
 from icbridge.state.payments import PaymentLedger
+from tests.cis_sims import start_cis_sims
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 _dates = iter(datetime(2026, 4, 1, tzinfo=UTC) + timedelta(hours=h) for h in range(10_000))
@@ -32,28 +30,16 @@ def _demo_shaped(cis: str, bid: str) -> dict:
 
 
 @pytest.fixture
-def world(tmp_path, monkeypatch, ic_sim, set_airflow_conn):
-    billers = tmp_path / "billers"
-    billers.mkdir()
-    monkeypatch.setenv("ICBRIDGE_BILLERS_DIR", str(billers))
-    state = f"sqlite:///{tmp_path / 'state.db'}"
-    monkeypatch.setenv("ICBRIDGE_STATE_DB_URL", state)
-    set_airflow_conn("t_ic", conn_type="invoice_cloud", host=ic_sim.base_url, login=ic_sim.biller_guid,
-                     password=ic_sim.web_service_key, extra={"timeout": 10})
-    keys = {n: secrets.token_urlsafe(16) for n in ("inhance", "payments", "aus")}
-    inhance = InhanceSimulator(tmp_path / "inhance.sqlite", ic_sim.server)
-    aus = AusSimulator(tmp_path / "aus.sqlite", ic_sim.server)
-    inhance.add_biller("t_inhance", keys["inhance"])
-    inhance.add_endpoint("t_inhance", "payments", keys["payments"])
-    aus.add_biller("t_aus", keys["aus"])
+def world(tmp_path, ic_sim, set_airflow_conn, dag_env):
+    billers, state = dag_env.billers, dag_env.state_url
+    set_airflow_conn("t_ic", **ic_sim.conn_fields())
+    sims = start_cis_sims(tmp_path, ic_sim.server)
+    inhance, aus, keys = sims.inhance, sims.aus, sims.keys
     set_airflow_conn("t_inhance_cis", conn_type="inhance", host=inhance.endpoint_url("t_inhance"),
                      password=keys["inhance"])
     set_airflow_conn("t_inhance_cis_payments", conn_type="inhance",
                      host=inhance.endpoint_url("t_inhance", "payments"), password=keys["payments"])
     set_airflow_conn("t_aus_cis", conn_type="aus_cis", host=aus.endpoint_url("t_aus"), password=keys["aus"])
-    for sim, biller in ((inhance, "t_inhance"), (aus, "t_aus")):
-        sim.add_account(biller, "1001", balance="80.00", future_balance="105.00")
-        sim.add_account(biller, "1002", balance="10.00", cash_only=True)
     for account, invoice in (("1001", "7001"), ("1002", "7002")):
         ic_sim.sim.add_invoice(ic_sim.biller_guid, account, invoice, "100.00")
         ic_sim.sim.add_customer(ic_sim.biller_guid, account)
@@ -87,8 +73,7 @@ def world(tmp_path, monkeypatch, ic_sim, set_airflow_conn):
                 ledger.dispose()
 
     yield World()
-    inhance.stop()
-    aus.stop()
+    sims.stop()
 
 
 def _states(dag_run) -> dict[str, str]:

@@ -4,7 +4,6 @@ IC, inHance and AUS simulators over HTTP: each rule 1-7, each fault kind, the pa
 
 from __future__ import annotations
 
-import secrets
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from icbridge.soap.aus import AusClient
 from icbridge.soap.cis import DEFAULT, CisEndpoint
 from icbridge.soap.inhance import InhanceClient
 from icbridge.state.payments import PaymentLedger
+from tests.cis_sims import start_cis_sims
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 IV = Interval(T0, T0 + timedelta(minutes=15))
@@ -102,27 +102,17 @@ class World:
 
 @pytest.fixture
 def world(ic_sim, tmp_path: Path) -> Iterator[World]:
-    keys = {name: secrets.token_urlsafe(16) for name in ("inhance", "payments", "aus")}
-    inhance = InhanceSimulator(tmp_path / "inhance.sqlite", ic_sim.server)
-    aus = AusSimulator(tmp_path / "aus.sqlite", ic_sim.server)
-    inhance.add_biller("t_inhance", keys["inhance"])
-    inhance.add_endpoint("t_inhance", "payments", keys["payments"])
-    aus.add_biller("t_aus", keys["aus"])
-    for sim, biller in ((inhance, "t_inhance"), (aus, "t_aus")):
-        sim.add_account(biller, "1001", balance="80.00", future_balance="105.00", email="cis@example.org",
-                        phone="555-9999")
-        sim.add_account(biller, "1002", balance="10.00", cash_only=True)
+    sims = start_cis_sims(tmp_path, ic_sim.server, email="cis@example.org", phone="555-9999")
     for account, invoice in (("1001", "7001"), ("1002", "7002"), ("1003", "7003")):
         ic_sim.sim.add_invoice(ic_sim.biller_guid, account, invoice, "100.00")
         ic_sim.sim.add_customer(ic_sim.biller_guid, account, email_address="ic@example.org", phone="555-0000")
     url = f"sqlite:///{tmp_path / 'state.db'}"
     ledger = PaymentLedger(url)
     try:
-        yield World(ic_sim, inhance, aus, keys, ledger, url)
+        yield World(ic_sim, sims.inhance, sims.aus, sims.keys, ledger, url)
     finally:
         ledger.dispose()
-        inhance.stop()
-        aus.stop()
+        sims.stop()
 
 
 def _ic_invoice(world: World, number: str) -> dict:

@@ -1,23 +1,26 @@
-"""Command line: map an AUS file to BIF(s) and check BIFs, without Airflow.
+"""Command line, without Airflow: map an AUS file to BIF(s), check BIFs, read and settle the state DB.
 
     python -m icbridge map-aus 123_20261101_UB.TXT --biller include/billers/demo_aus.yaml --out out/
     python -m icbridge check-bif out/123_20261101_UB.BIF
+    python -m icbridge ledger|payments|deliveries show|settle ...   (the state DB; docs/operations.md)
 
 Exit codes: 0 success; 1 a checked BIF fails; 2 the input file is rejected (file-level
-rule), the biller file is broken, or the command line is wrong.
+rule), the biller file is broken, there is nothing in doubt to settle, or the command line is wrong.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 NO_GUID = "00000000-0000-0000-0000-000000000000"
 GUID_ENV = "ICBRIDGE_BILLER_GUID"
@@ -66,12 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("files", type=Path, nargs="+", metavar="FILE.BIF")
     c.set_defaults(run=_check_bif)
 
-    led = commands.add_parser(
-        "ledger", help="read or settle the upload ledger (state DB)",
-        description="The upload ledger. The state DB is ICBRIDGE_STATE_DB_URL, else $AIRFLOW_HOME/icbridge/state.db.",
-    )
-    led.add_argument("--db", help="SQLAlchemy URL of the state DB (default: as the DAGs resolve it)")
-    ledger_commands = led.add_subparsers(dest="ledger_command", required=True, metavar="ACTION")
+    ledger_commands = _state_command(commands, "ledger", "read or settle the upload ledger (state DB)",
+                                     "The upload ledger.")
     show = ledger_commands.add_parser("show", help="the latest part uploads")
     show.add_argument("--biller")
     show.add_argument("--limit", type=int, default=20)
@@ -84,13 +83,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="uploaded: IC has it (skip it); resend: IC does not (send it again)")
     settle.set_defaults(run=_ledger_settle)
 
-    pay = commands.add_parser(
-        "payments", help="read or settle the payment ledger (state DB)",
-        description="The payment ledger (icb_payment_posts): one row per PaymentGUID sent to a CIS. "
-        "The state DB is ICBRIDGE_STATE_DB_URL, else $AIRFLOW_HOME/icbridge/state.db.",
-    )
-    pay.add_argument("--db", help="SQLAlchemy URL of the state DB (default: as the DAGs resolve it)")
-    pay_commands = pay.add_subparsers(dest="payments_command", required=True, metavar="ACTION")
+    pay_commands = _state_command(commands, "payments", "read or settle the payment ledger (state DB)",
+                                  "The payment ledger (icb_payment_posts): one row per PaymentGUID sent to a CIS.")
     pshow = pay_commands.add_parser("show", help="the latest payments (or those in one status)")
     pshow.add_argument("--biller")
     pshow.add_argument("--payment-guid", help="one payment, with its message")
@@ -105,18 +99,89 @@ def _parser() -> argparse.ArgumentParser:
                          "once); ignore: handled outside the data pump (never send)")
     psettle.add_argument("--note", help="why (kept in the ledger's message)")
     psettle.set_defaults(run=_payments_settle)
+
+    dlv_commands = _state_command(commands, "deliveries", "read or settle the file deliveries (state DB)",
+                                  "The deliveries of generated files to billers (icb_deliveries; the Logis "
+                                  "payment export): one row per attempt.")
+    dshow = dlv_commands.add_parser("show", help="the latest delivery attempts (or those of one day / status)")
+    dshow.add_argument("--biller")
+    dshow.add_argument("--flow", help="e.g. payment_export (default: every flow)")
+    dshow.add_argument("--day", type=_iso_date, metavar="YYYY-MM-DD", help="the business day of the file")
+    dshow.add_argument("--status", choices=["sending", "delivered", "failed"])
+    dshow.add_argument("--limit", type=int, default=20)
+    dshow.set_defaults(run=_deliveries_show)
+    dsettle = dlv_commands.add_parser("settle", help="settle an in-doubt delivery (left 'sending')")
+    dsettle.add_argument("--biller", required=True)
+    dsettle.add_argument("--day", required=True, type=_iso_date, metavar="YYYY-MM-DD",
+                         help="the business day of the file (YYYYMMDD in its name)")
+    dsettle.add_argument("--flow", default="payment_export", help="default: payment_export")
+    dsettle.add_argument("--outcome", required=True, choices=["delivered", "failed"],
+                         help="delivered: the biller has the file (never send it again); failed: it did not "
+                         "arrive (the next run sends it)")
+    dsettle.set_defaults(run=_deliveries_settle)
     return parser
 
 
-def _payment_ledger(args: argparse.Namespace):
+def _state_command(commands: Any, name: str, help_text: str, description: str) -> Any:
+    """A ``show|settle`` command over a state-DB table: its ``--db`` option and its actions."""
+    command = commands.add_parser(
+        name, help=help_text,
+        description=f"{description} The state DB is ICBRIDGE_STATE_DB_URL, else $AIRFLOW_HOME/icbridge/state.db.",
+    )
+    command.add_argument("--db", help="SQLAlchemy URL of the state DB (default: as the DAGs resolve it)")
+    return command.add_subparsers(dest=f"{name}_command", required=True, metavar="ACTION")
+
+
+@contextlib.contextmanager
+def _disposed(store: Any) -> Iterator[Any]:
+    """A state-DB store, its engine disposed after the command."""
+    try:
+        yield store
+    finally:
+        store.dispose()
+
+
+def _delivery_log(args: argparse.Namespace) -> contextlib.AbstractContextManager:
+    from icbridge.state.deliveries import DeliveryLog
+
+    return _disposed(DeliveryLog(args.db))
+
+
+def _deliveries_show(args: argparse.Namespace) -> int:
+    with _delivery_log(args) as log:
+        rows = log.history(args.biller, args.flow)
+    if args.day:
+        rows = [r for r in rows if r.day == args.day.isoformat()]
+    if args.status:
+        rows = [r for r in rows if r.status == args.status]
+    for r in rows[-args.limit :]:
+        print(f"{r.biller_id}  {r.flow}  {r.day}  {r.file_name}  {r.status}  by {r.method} to {r.destination}"
+              f"  records {r.records}  {r.size} bytes  sha256 {r.sha256[:12]}  run {r.run_id or '-'}"
+              f"  started {r.started_at:%Y-%m-%d %H:%M:%S}")
+        if r.message:
+            print(f"    {r.message}")
+    if not rows:
+        print("no deliveries recorded")
+    return 0
+
+
+def _deliveries_settle(args: argparse.Namespace) -> int:
+    with _delivery_log(args) as log:
+        changed = log.settle(args.biller, args.flow, args.day, args.outcome)
+    if not changed:
+        return _error(f"no in-doubt ('sending') {args.flow} delivery of {args.day} for biller {args.biller}")
+    print(f"settled the {args.flow} delivery of {args.day} for {args.biller} as {args.outcome}")
+    return 0
+
+
+def _payment_ledger(args: argparse.Namespace) -> contextlib.AbstractContextManager:
     from icbridge.state.payments import PaymentLedger
 
-    return PaymentLedger(args.db)
+    return _disposed(PaymentLedger(args.db))
 
 
 def _payments_show(args: argparse.Namespace) -> int:
-    ledger = _payment_ledger(args)
-    try:
+    with _payment_ledger(args) as ledger:
         if args.payment_guid:
             if not args.biller:
                 return _error("--payment-guid needs --biller")
@@ -124,8 +189,6 @@ def _payments_show(args: argparse.Namespace) -> int:
             rows = [row] if row else []
         else:
             rows = ledger.rows(args.biller, status=args.status, limit=args.limit)
-    finally:
-        ledger.dispose()
     for r in rows:
         # the whole account is for ops at the terminal (the ledger keeps it); logs mask it
         print(f"{r.biller_id}  {r.payment_guid}  {r.status}  account {r.account_number}"
@@ -139,29 +202,24 @@ def _payments_show(args: argparse.Namespace) -> int:
 
 
 def _payments_settle(args: argparse.Namespace) -> int:
-    ledger = _payment_ledger(args)
-    try:
-        row = ledger.settle(args.biller, args.payment_guid, args.outcome, note=args.note)
-    except ValueError as exc:
-        return _error(str(exc))
-    finally:
-        ledger.dispose()
+    with _payment_ledger(args) as ledger:
+        try:
+            row = ledger.settle(args.biller, args.payment_guid, args.outcome, note=args.note)
+        except ValueError as exc:
+            return _error(str(exc))
     print(f"settled {row.payment_guid} of {row.biller_id} as {args.outcome}: now {row.status}")
     return 0
 
 
-def _ledger(args: argparse.Namespace):
+def _ledger(args: argparse.Namespace) -> contextlib.AbstractContextManager:
     from icbridge.state.db import Ledger
 
-    return Ledger(args.db)
+    return _disposed(Ledger(args.db))
 
 
 def _ledger_show(args: argparse.Namespace) -> int:
-    ledger = _ledger(args)
-    try:
+    with _ledger(args) as ledger:
         rows = ledger.uploads(args.biller)[-args.limit :]
-    finally:
-        ledger.dispose()
     for r in rows:
         print(f"{r['biller_id']}  {r['file_name']}  gen {r['generation']}  {r['part_name']}  {r['status']}"
               f"  invoices {r['invoices']}  total {r['total']}  IC FileID {r['ic_file_id'] or '-'}")
@@ -171,11 +229,8 @@ def _ledger_show(args: argparse.Namespace) -> int:
 
 
 def _ledger_settle(args: argparse.Namespace) -> int:
-    ledger = _ledger(args)
-    try:
+    with _ledger(args) as ledger:
         changed = ledger.settle(args.biller, args.file, args.part, args.outcome)
-    finally:
-        ledger.dispose()
     if not changed:
         return _error(f"no in-doubt part {args.part} of {args.file} for biller {args.biller}")
     print(f"settled {args.part} of {args.file} as {args.outcome}")

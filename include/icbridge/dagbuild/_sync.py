@@ -15,7 +15,7 @@ from airflow.sdk import DAG
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from icbridge.config.biller import BillerConfig
-from icbridge.dagbuild.common import default_args, start_date, tags
+from icbridge.dagbuild.common import biller_dag
 
 FOOTER = """
 * **Interval only**: each run works on its data interval `[start, end)`; a backfill of an
@@ -55,16 +55,13 @@ def build_sync_dag(
         attempts=sync.attempts, biller_id=biller.biller_id, ic_conn_id=biller.ic_conn_id,
         cis_conns=", ".join(f"`{c}`" for c in cis.conn_ids()),
     )
-    with DAG(
-        dag_id=f"{biller.biller_id}__{flow}",
+    with biller_dag(
+        biller,
+        flow,
         description=description,
         doc_md=doc + footer,
         schedule=CronDataIntervalTimetable(schedule, timezone=biller.timezone),
-        start_date=start_date(biller),
-        catchup=False,
         max_active_runs=max_active_runs,
-        tags=tags(biller, flow),
-        default_args=default_args(biller),
     ) as dag:
         operator(
             task_id=flow,

@@ -8,7 +8,7 @@ from pathlib import Path
 from airflow.sdk import DAG, Param
 
 from icbridge.config.biller import BillerConfig
-from icbridge.dagbuild.common import default_args, start_date, tags
+from icbridge.dagbuild.common import biller_dag
 from icbridge.operators.balance_all import BalanceAllOperator
 
 BALANCE_ALL_DOC = """
@@ -38,8 +38,9 @@ def build(biller: BillerConfig, billers_dir: Path) -> DAG | None:
         if inhance
         else ", and BlockPaymentsCC/BlockPaymentsEFT against CashOnly (rule 7)"
     )
-    with DAG(
-        dag_id=f"{biller.biller_id}__balance_all",
+    with biller_dag(
+        biller,
+        "balance_all",
         description=f"{biller.name}: weekly IC vs {'inHance' if inhance else 'AUS'} balance reconciliation",
         doc_md=BALANCE_ALL_DOC.format(
             name=biller.name,
@@ -60,15 +61,9 @@ def build(biller: BillerConfig, billers_dir: Path) -> DAG | None:
             cis_conn_id=cis.conn_id,
         ),
         schedule=config.schedule,
-        start_date=start_date(biller),
-        catchup=False,
-        max_active_runs=1,
-        tags=tags(biller, "balance_all"),
-        default_args=default_args(biller),
         params={
             "dry_run": Param(False, type="boolean", description="Compare and report only: correct nothing in IC"),
         },
-        render_template_as_native_obj=True,
     ) as dag:
         BalanceAllOperator(
             task_id="balance_all",

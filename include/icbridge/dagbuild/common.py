@@ -1,9 +1,11 @@
-"""What every biller DAG shares: start date, default args, tags, the config-error stand-in."""
+"""What every biller DAG shares: start date, default args, tags, the DAG itself (biller_dag), the
+config-error stand-in."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from airflow.sdk import DAG
 
@@ -33,6 +35,34 @@ def tags(biller: BillerConfig, flow: str) -> list[str]:
 
 def start_date(biller: BillerConfig) -> datetime:
     return START.replace(tzinfo=biller.tz)
+
+
+def biller_dag(
+    biller: BillerConfig,
+    flow: str,
+    *,
+    schedule: Any,
+    description: str,
+    doc_md: str,
+    params: dict[str, Any] | None = None,
+    max_active_runs: int = 1,
+) -> DAG:
+    """The ``<biller>__<flow>`` DAG with what every biller DAG shares (start date, no catchup, tags,
+    default args); use it as ``with biller_dag(...) as dag:``. With ``params`` (the DAG's
+    trigger-time switches), templates render as native objects so a boolean param stays a bool."""
+    return DAG(
+        dag_id=f"{biller.biller_id}__{flow}",
+        description=description,
+        doc_md=doc_md,
+        schedule=schedule,
+        start_date=start_date(biller),
+        catchup=False,
+        max_active_runs=max_active_runs,
+        tags=tags(biller, flow),
+        default_args=default_args(biller),
+        params=params,
+        render_template_as_native_obj=bool(params),
+    )
 
 
 def build_config_error_dag(path: Path, message: str) -> DAG:

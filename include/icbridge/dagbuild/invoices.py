@@ -7,7 +7,7 @@ from pathlib import Path
 from airflow.sdk import DAG, Param
 
 from icbridge.config.biller import BillerConfig
-from icbridge.dagbuild.common import default_args, start_date, tags
+from icbridge.dagbuild.common import biller_dag
 from icbridge.operators.invoices import FindAusFilesOperator, UploadAusFileOperator
 
 INVOICES_DOC = """
@@ -30,8 +30,9 @@ def build(biller: BillerConfig, billers_dir: Path) -> DAG | None:
     inv = biller.invoices
     if inv is None or biller.cis != "aus":
         return None
-    with DAG(
-        dag_id=f"{biller.biller_id}__invoices",
+    with biller_dag(
+        biller,
+        "invoices",
         description=f"{biller.name}: AUS daily export → BIF → Invoice Cloud",
         doc_md=INVOICES_DOC.format(
             name=biller.name,
@@ -44,15 +45,9 @@ def build(biller: BillerConfig, billers_dir: Path) -> DAG | None:
             transfer_conn_id=inv.transfer.conn_id,
         ),
         schedule=inv.schedule,
-        start_date=start_date(biller),
-        catchup=False,
-        max_active_runs=1,
-        tags=tags(biller, "invoices"),
-        default_args=default_args(biller),
         params={
             "force": Param(False, type="boolean", description="Upload again files that were uploaded before"),
         },
-        render_template_as_native_obj=True,
     ) as dag:
         common = {"biller_id": biller.biller_id, "billers_dir": str(billers_dir)}
         files = FindAusFilesOperator(task_id="find_files", **common)

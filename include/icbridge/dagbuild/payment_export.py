@@ -8,7 +8,7 @@ from airflow.sdk import DAG, Param
 from airflow.sdk.definitions.timetables.trigger import CronTriggerTimetable
 
 from icbridge.config.biller import BillerConfig
-from icbridge.dagbuild.common import default_args, start_date, tags
+from icbridge.dagbuild.common import biller_dag
 from icbridge.masking import mask_email
 from icbridge.operators.payment_export import PaymentExportOperator
 
@@ -38,8 +38,9 @@ def build(biller: BillerConfig, billers_dir: Path) -> DAG | None:
         where = ", ".join(mask_email(a) for a in pe.email_to)
     else:
         where = f"`{pe.folder}` on the biller's {pe.delivery.upper()} server"
-    with DAG(
-        dag_id=f"{biller.biller_id}__payment_export",
+    with biller_dag(
+        biller,
+        "payment_export",
         description=f"{biller.name}: CloudPay payments → Logis Payment Export File ({pe.delivery})",
         doc_md=PAYMENT_EXPORT_DOC.format(
             name=biller.name,
@@ -55,15 +56,9 @@ def build(biller: BillerConfig, billers_dir: Path) -> DAG | None:
             conn_id=pe.conn_id,
         ),
         schedule=CronTriggerTimetable(pe.schedule, timezone=biller.timezone),
-        start_date=start_date(biller),
-        catchup=False,
-        max_active_runs=1,
-        tags=tags(biller, "payment_export"),
-        default_args=default_args(biller),
         params={
             "redeliver": Param(False, type="boolean", description="Deliver the day's file again even if delivered"),
         },
-        render_template_as_native_obj=True,
     ) as dag:
         PaymentExportOperator(
             task_id="export_and_deliver",

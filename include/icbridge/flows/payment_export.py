@@ -165,12 +165,17 @@ def deliver(
     return outcome("delivered", f"{export.name} delivered to {destination.description}")
 
 
+def _settle_command(last) -> str:
+    return f"python -m icbridge deliveries settle --biller {last.biller_id} --day {last.day} --outcome delivered"
+
+
 def _resolve_in_doubt(last, destination: Destination, deliveries: DeliveryLog) -> bool:
     """Settle a ``sending`` attempt by looking at the destination; True if confirmed there."""
     if last.method != destination.method:
         raise InDoubt(
             f"{last.file_name}: an attempt by {last.method} ({last.destination}) never finished and the "
-            f"biller now takes {destination.method}; check, then run with redeliver=true or settle it"
+            f"biller now takes {destination.method}; check, then run with redeliver=true or settle it "
+            f"({_settle_command(last)})"
         )
     try:
         found = destination.fetch(last.file_name)
@@ -178,8 +183,8 @@ def _resolve_in_doubt(last, destination: Destination, deliveries: DeliveryLog) -
         raise InDoubt(
             f"{last.file_name}: the {last.method} attempt of run {last.run_id} to {last.destination} may or may "
             "not have arrived (no answer came back). Ask the biller; if it did not arrive run again with "
-            "redeliver=true (Logis refuses a Reference it has seen), else settle it as delivered "
-            "(docs/payment-export.md)"
+            "redeliver=true (Logis refuses a Reference it has seen), else settle it as delivered: "
+            f"{_settle_command(last)} (docs/payment-export.md)"
         ) from None
     if found is None:
         deliveries.finish(last.id, "failed", "interrupted; not on the server under its final name")

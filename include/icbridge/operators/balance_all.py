@@ -17,18 +17,14 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from icbridge.flows.balance_all import ThresholdExceeded, iso_week, run_balance_all
 from icbridge.hooks.invoice_cloud import InvoiceCloudHook
 from icbridge.hooks.state import state_db_url
-from icbridge.operators.invoices import _BillerOperator
+from icbridge.operators.common import BillerOperator, cis_client, param_flag
 from icbridge.reconcile.compare import Rules
 from icbridge.reconcile.engine import IcOrderError, IcUnavailable, Limits, Settings
 from icbridge.reconcile.invoice_cloud import InvoiceCloudSide, ic_accounts
 from icbridge.state.reconcile import ReconcileStore
 
 
-def _flag(value: Any) -> bool:
-    return value is True or str(value).strip().lower() in ("true", "1", "yes")
-
-
-class BalanceAllOperator(_BillerOperator):
+class BalanceAllOperator(BillerOperator):
     """Reconcile every open IC invoice of the biller against its CIS; store the report."""
 
     template_fields = ("biller_id", "dry_run")
@@ -40,22 +36,20 @@ class BalanceAllOperator(_BillerOperator):
 
     def _cis_lookup(self, biller: Any) -> tuple[Any, Rules]:
         if biller.cis == "inhance":
-            from icbridge.hooks.inhance import InhanceHook
             from icbridge.reconcile.cis import inhance_lookup
 
             rules = Rules(future_balance=biller.cis_service.rtdr_version == 2)
-            return inhance_lookup(InhanceHook.for_biller(biller).get_conn()), rules
-        from icbridge.hooks.aus import AusHook
+            return inhance_lookup(cis_client(biller).lean()), rules  # lean path: docs/balance-all.md
         from icbridge.reconcile.cis import aus_lookup
 
-        return aus_lookup(AusHook.for_biller(biller).get_conn()), Rules(cash_only=True)
+        return aus_lookup(cis_client(biller).lean()), Rules(cash_only=True)
 
     def execute(self, context: Any) -> dict[str, Any]:
         biller = self.biller()
         config, cis = biller.balance_all, biller.cis_service
         if config is None or cis is None:
             raise AirflowFailException(f"biller {biller.biller_id} has no balance_all / cis_service section")
-        dry_run = _flag(self.dry_run)
+        dry_run = param_flag(self.dry_run)
         lookup, rules = self._cis_lookup(biller)
         settings = Settings(
             rules=rules,
@@ -82,7 +76,7 @@ class BalanceAllOperator(_BillerOperator):
             report = run_balance_all(
                 biller_id=biller.biller_id,
                 week=iso_week(moment, biller.tz),
-                accounts=ic_accounts(ic_client, config.page_size),
+                accounts=ic_accounts(ic_client.lean(), config.page_size),
                 cis_lookup=lookup,
                 ic_side=InvoiceCloudSide(ic_client),
                 settings=settings,

@@ -22,7 +22,7 @@ from icbridge.mapping.accounts import drop_conveyance_suffix
 from icbridge.mapping.payments import DEFAULT_PAYPAL_PAYMENT_TYPE, cis_payment_type
 from icbridge.masking import mask_account
 from icbridge.operators.cis_base import CisCallOperator, as_bool, as_datetime, as_money
-from icbridge.operators.invoices import artifacts_root
+from icbridge.operators.common import run_artifacts
 from icbridge.soap.aus import AccountData, AusClient, BillImage, PendingPaymentResult
 from icbridge.soap.inhance import BalanceCheckResult, InhanceClient
 
@@ -334,8 +334,7 @@ class AusRetrieveBillPrintImageOperator(CisCallOperator):
 
     def prepare(self, context: Any, biller: BillerConfig | None) -> None:
         if not self.destination:
-            run = str(context["run_id"]).replace(":", "_").replace("+", "_")
-            self.destination = str(artifacts_root() / self.dag_id / run / "bills")
+            self.destination = str(run_artifacts(self.dag_id, context["run_id"]) / "bills")
 
     def normalize(self, item: dict[str, Any]) -> dict[str, Any]:
         item["account_number"] = _required_text(item, "account_number")

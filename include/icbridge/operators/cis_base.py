@@ -29,7 +29,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any, ClassVar
 
 import requests
@@ -37,12 +36,13 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from icbridge.calls import CallPolicy, Outcome, call_all, is_transport_error, never
-from icbridge.config.biller import BillerConfig, default_billers_dir, load_biller
+from icbridge.config.biller import BillerConfig
 from icbridge.hooks.aus import AusHook
 from icbridge.hooks.ftps import parse_bool
 from icbridge.hooks.inhance import InhanceHook
 from icbridge.hooks.invoice_cloud import InvoiceCloudHook
 from icbridge.masking import mask_account, mask_email
+from icbridge.operators.common import load_biller_file
 from icbridge.soap.cis import CisResult, money
 
 __all__ = [
@@ -280,8 +280,7 @@ class CisCallOperator(BaseOperator):
     def load_biller(self) -> BillerConfig | None:
         if not self.biller_id:
             return None
-        folder = Path(self.billers_dir) if self.billers_dir else default_billers_dir()
-        return load_biller(folder / f"{self.biller_id}.yaml")
+        return load_biller_file(self.biller_id, self.billers_dir)
 
     def get_hook(self, biller: BillerConfig | None) -> Any:
         if self.service == "invoice_cloud":

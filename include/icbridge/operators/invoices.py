@@ -3,49 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import requests
-from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from icbridge.config.biller import BillerConfig, default_billers_dir, load_biller
 from icbridge.flows.invoices import NotSent, UploadAnswer, UploadRefused, find_files, process_file
 from icbridge.hooks.invoice_cloud import InvoiceCloudHook
 from icbridge.hooks.state import get_ledger
 from icbridge.hooks.transfer import open_remote_folder
 from icbridge.layouts.aus import FileRejected, IncompleteFile
+from icbridge.operators.common import BillerOperator, artifacts_root, param_flag, run_artifacts
 from icbridge.state.db import InDoubt
 
-
-def artifacts_root() -> Path:
-    """ICBRIDGE_ARTIFACTS_DIR, else $AIRFLOW_HOME/icbridge/artifacts."""
-    configured = os.environ.get("ICBRIDGE_ARTIFACTS_DIR")
-    if configured:
-        return Path(configured)
-    return Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "icbridge" / "artifacts"
+__all__ = ["FindAusFilesOperator", "UploadAusFileOperator", "artifacts_root"]
 
 
-class _BillerOperator(BaseOperator):
-    """Base: resolves the biller's configuration at run time (YAML, validated)."""
-
-    template_fields = ("biller_id",)
-
-    def __init__(self, *, biller_id: str, billers_dir: str | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.biller_id = biller_id
-        self.billers_dir = billers_dir
-
-    def biller(self) -> BillerConfig:
-        folder = Path(self.billers_dir) if self.billers_dir else default_billers_dir()
-        return load_biller(folder / f"{self.biller_id}.yaml")
+_BillerOperator = BillerOperator  # the old private name, kept for imports elsewhere
 
 
-class FindAusFilesOperator(_BillerOperator):
+class FindAusFilesOperator(BillerOperator):
     """Lists the biller's new AUS files in its inbox (by the naming convention and BID)."""
 
     ui_color = "#e8f1fb"
@@ -61,7 +41,7 @@ class FindAusFilesOperator(_BillerOperator):
         return found.files
 
 
-class UploadAusFileOperator(_BillerOperator):
+class UploadAusFileOperator(BillerOperator):
     """Download one AUS file, map and check it, upload each BIF part once, archive the file.
 
     Retries are safe: parts already uploaded are skipped (state DB). A file-level rejection,
@@ -79,7 +59,7 @@ class UploadAusFileOperator(_BillerOperator):
 
     def execute(self, context: Any) -> dict:
         biller = self.biller()
-        force = str(self.force).lower() in ("true", "1", "yes")
+        force = param_flag(self.force)
         ic_hook = InvoiceCloudHook(ic_conn_id=biller.ic_conn_id)
         client = ic_hook.get_conn()
 
@@ -97,7 +77,7 @@ class UploadAusFileOperator(_BillerOperator):
             return UploadAnswer(result.success, result.error_message, result.file_id, result.invoices_accepted)
 
         run_id = context["run_id"]
-        artifacts = artifacts_root() / self.dag_id / run_id.replace(":", "_").replace("+", "_")
+        artifacts = run_artifacts(self.dag_id, run_id)
         ledger = get_ledger()
         transfer = biller.invoices.transfer
         try:

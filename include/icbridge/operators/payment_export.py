@@ -28,7 +28,7 @@ from icbridge.hooks.state import state_db_url
 from icbridge.hooks.transfer import open_remote_folder
 from icbridge.layouts.logis import UnknownPaymentType, business_day, day_window
 from icbridge.masking import mask_email
-from icbridge.operators.invoices import _BillerOperator, artifacts_root
+from icbridge.operators.common import BillerOperator, param_flag, run_artifacts
 from icbridge.state.deliveries import DeliveryLog
 
 
@@ -85,7 +85,7 @@ def destination_for(biller: BillerConfig, export_name: str, day_text: str, payme
     )
 
 
-class PaymentExportOperator(_BillerOperator):
+class PaymentExportOperator(BillerOperator):
     """Build the day's Payment Export File from IC ListPayments and deliver it once.
 
     The day is the last business day closed (23:59 biller time) at or before the run's
@@ -106,7 +106,7 @@ class PaymentExportOperator(_BillerOperator):
         pe = biller.payment_export
         if pe is None:
             raise AirflowFailException(f"biller {biller.biller_id} has no payment_export section")
-        redeliver = str(self.redeliver).lower() in ("true", "1", "yes")
+        redeliver = param_flag(self.redeliver)
         moment: datetime = context.get("logical_date") or context["dag_run"].run_after
         day = business_day(moment, biller.tz)
         start, end = day_window(day, biller.tz)
@@ -127,7 +127,7 @@ class PaymentExportOperator(_BillerOperator):
             export.name, export.payments, export.amount, export.fees, export.size, export.sha256,
         )
         run_id = context["run_id"]
-        artifacts = artifacts_root() / self.dag_id / run_id.replace(":", "_").replace("+", "_")
+        artifacts = run_artifacts(self.dag_id, run_id)
         artifacts.mkdir(parents=True, exist_ok=True)
         (artifacts / export.name).write_bytes(export.content)
 

@@ -18,18 +18,8 @@ from icbridge.config.biller import BillerConfig
 from icbridge.flows.sync_common import Interval, SyncFailed, SyncReport, policy_for
 from icbridge.hooks.invoice_cloud import InvoiceCloudHook
 from icbridge.hooks.state import state_db_url
-from icbridge.operators.invoices import _BillerOperator
+from icbridge.operators.common import BillerOperator, cis_client
 from icbridge.state.payments import PaymentLedger
-
-
-def _cis_client(biller: BillerConfig) -> Any:
-    if biller.cis == "inhance":
-        from icbridge.hooks.inhance import InhanceHook
-
-        return InhanceHook.for_biller(biller).get_conn()
-    from icbridge.hooks.aus import AusHook
-
-    return AusHook.for_biller(biller).get_conn()
 
 
 def _interval(context: Any) -> Interval:
@@ -39,7 +29,7 @@ def _interval(context: Any) -> Interval:
     return Interval(datetime.fromisoformat(start.isoformat()), datetime.fromisoformat(end.isoformat()))
 
 
-class _SyncOperator(_BillerOperator):
+class _SyncOperator(BillerOperator):
     """Base: checks the biller has a CIS web service, runs ``self.flow`` and reports."""
 
     ui_color = "#eef3fb"
@@ -80,7 +70,7 @@ class BalancesOperator(_SyncOperator):
             return run_balances(
                 biller=biller,
                 ic=InvoiceCloudHook(ic_conn_id=biller.ic_conn_id).get_conn(),
-                cis_client=_cis_client(biller),
+                cis_client=cis_client(biller),
                 interval=interval,
                 policy=policy_for(biller),
                 ledger=ledger,
@@ -105,7 +95,7 @@ class PaymentsOperator(_SyncOperator):
             return run_payments(
                 biller=biller,
                 ic=InvoiceCloudHook(ic_conn_id=biller.ic_conn_id).get_conn(),
-                cis_client=_cis_client(biller),
+                cis_client=cis_client(biller),
                 ledger=ledger,
                 interval=interval,
                 run_id=run_token,
@@ -124,7 +114,7 @@ class CustomerChangesOperator(_SyncOperator):
         return run_customer_changes(
             biller=biller,
             ic=InvoiceCloudHook(ic_conn_id=biller.ic_conn_id).get_conn(),
-            cis_client=_cis_client(biller),
+            cis_client=cis_client(biller),
             interval=interval,
             policy=policy_for(biller),
         )

@@ -27,6 +27,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
+from icbridge.hooks.state import STATE_CONN_ID
 from icbridge.reconcile.charts import RatePoint, histogram_svg, mismatch_rate_svg
 from icbridge.reconcile.compare import OUTCOMES
 from icbridge.reconcile.export import MONEY_COLUMNS, csv_chunks, summary_rows, write_xlsx
@@ -36,7 +37,6 @@ from icbridge.web.auth import NotAuthenticated, current_user, not_authenticated_
 from icbridge.web.templates import ENV
 
 URL_PREFIX = "/icbridge"
-STATE_CONN_ID = "icbridge_state"
 PER_PAGE_DEFAULT, PER_PAGE_MAX = 100, 1000
 OUTCOME_NAMES = [str(o) for o in OUTCOMES]
 STORED_OUTCOMES = [o for o in OUTCOME_NAMES if o != "match"]
@@ -108,6 +108,13 @@ def _check_query(outcome: str | None, sort: str) -> str | None:
     return outcome or None
 
 
+def _run_items_query(run_id: int, outcome: str | None, sort: str) -> tuple[ReconcileStore, RunRow, str | None]:
+    """What every run page and download starts with: the store, the run (404), the checked filter (400)."""
+    store = get_store()
+    run = _run_or_404(store, run_id)
+    return store, run, _check_query(outcome, sort)
+
+
 def create_app() -> FastAPI:
     app = FastAPI(title="icbridge reports", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_exception_handler(NotAuthenticated, not_authenticated_handler)
@@ -142,9 +149,7 @@ def create_app() -> FastAPI:
         per_page: int = Query(PER_PAGE_DEFAULT, ge=1, le=PER_PAGE_MAX),
         user: Any = user_dep,
     ) -> HTMLResponse:
-        store = get_store()
-        run = _run_or_404(store, run_id)
-        outcome = _check_query(outcome, sort)
+        store, run, outcome = _run_items_query(run_id, outcome, sort)
         total = store.count_items(run_id, outcome)
         pages = max(1, math.ceil(total / per_page))
         page = min(page, pages)
@@ -206,9 +211,7 @@ def create_app() -> FastAPI:
         run_id: int, outcome: str | None = None, sort: str = "account_number", desc: bool = False,
         user: Any = user_dep,
     ) -> StreamingResponse:
-        store = get_store()
-        run = _run_or_404(store, run_id)
-        outcome = _check_query(outcome, sort)
+        store, run, outcome = _run_items_query(run_id, outcome, sort)
         rows = store.iter_items(run_id, outcome=outcome, sort=sort, descending=desc)
         name = _download_name(run, "csv", outcome)
         return StreamingResponse(
@@ -222,9 +225,7 @@ def create_app() -> FastAPI:
         run_id: int, outcome: str | None = None, sort: str = "account_number", desc: bool = False,
         user: Any = user_dep,
     ) -> FileResponse:
-        store = get_store()
-        run = _run_or_404(store, run_id)
-        outcome = _check_query(outcome, sort)
+        store, run, outcome = _run_items_query(run_id, outcome, sort)
         handle, path = tempfile.mkstemp(prefix="icb-balance-", suffix=".xlsx")
         os.close(handle)
         try:

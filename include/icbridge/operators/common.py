@@ -1,0 +1,67 @@
+"""What the biller operators share: the biller file, the run's artifacts folder, flag params,
+the biller's CIS client.
+
+Why here: every DAG kind (invoices, payment_export, balance_all, the sync flows, the per-method
+CIS operators) resolves these the same way; one place keeps them the same.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from icbridge.config.biller import BillerConfig, default_billers_dir, load_biller
+
+__all__ = ["BillerOperator", "artifacts_root", "cis_client", "load_biller_file", "param_flag", "run_artifacts"]
+
+
+def artifacts_root() -> Path:
+    """ICBRIDGE_ARTIFACTS_DIR, else $AIRFLOW_HOME/icbridge/artifacts."""
+    configured = os.environ.get("ICBRIDGE_ARTIFACTS_DIR")
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "icbridge" / "artifacts"
+
+
+def run_artifacts(dag_id: str, run_id: str) -> Path:
+    """``<artifacts root>/<dag>/<run>``; the run id made safe as a folder name (``:``/``+`` -> ``_``)."""
+    return artifacts_root() / dag_id / str(run_id).replace(":", "_").replace("+", "_")
+
+
+def param_flag(value: Any) -> bool:
+    """A boolean DAG param as the operator receives it: a bool, or its rendered text ("true", "1", "yes")."""
+    return value is True or str(value).strip().lower() in ("true", "1", "yes")
+
+
+def load_biller_file(biller_id: str, billers_dir: str | None) -> BillerConfig:
+    """The biller's validated YAML, from ``billers_dir`` or the default billers folder."""
+    folder = Path(billers_dir) if billers_dir else default_billers_dir()
+    return load_biller(folder / f"{biller_id}.yaml")
+
+
+def cis_client(biller: BillerConfig) -> Any:
+    """The inHance or AUS client of the biller's ``cis_service`` (hooks imported on use: parse stays light)."""
+    if biller.cis == "inhance":
+        from icbridge.hooks.inhance import InhanceHook
+
+        return InhanceHook.for_biller(biller).get_conn()
+    from icbridge.hooks.aus import AusHook
+
+    return AusHook.for_biller(biller).get_conn()
+
+
+class BillerOperator(BaseOperator):
+    """Base: resolves the biller's configuration at run time (YAML, validated)."""
+
+    template_fields = ("biller_id",)
+
+    def __init__(self, *, biller_id: str, billers_dir: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.biller_id = biller_id
+        self.billers_dir = billers_dir
+
+    def biller(self) -> BillerConfig:
+        return load_biller_file(self.biller_id, self.billers_dir)
