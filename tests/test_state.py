@@ -50,7 +50,8 @@ def test_tables_are_created_and_plain(ledger):
         names = set(metadata.tables)
         for name in names:
             conn.execute(text(f"SELECT count(*) FROM {name}")).scalar()
-    assert names == {"icb_source_files", "icb_invoice_uploads"}
+    # other flows' modules (payments, deliveries, Balance All) add their tables to the same metadata
+    assert {"icb_source_files", "icb_invoice_uploads"} <= names
 
 
 def test_file_is_known_by_name_and_checksum(ledger):
