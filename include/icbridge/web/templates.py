@@ -21,6 +21,7 @@ BASE = """<!doctype html>
  .pill.on{background:#1565c0;color:#fff;border-color:#1565c0} .charts{display:flex;flex-wrap:wrap;gap:24px}
  .charts figure{margin:0} figcaption{font-weight:600;margin-bottom:4px} .muted{color:#666}
  nav.crumbs{margin-bottom:8px} .pager a,.pager span{margin-right:8px}
+ table.runs,table.items{display:block;overflow-x:auto;max-width:100%} /* wide tables scroll, not the page */
 </style></head>
 <body>{% block body %}{% endblock %}</body></html>
 """
