@@ -342,7 +342,10 @@ def test_threshold_fails_the_run_after_storing_its_report(ic_sim, store):
 
 
 def test_ic_failure_stops_the_run_and_keeps_what_was_checked(ic_sim, store, monkeypatch):
-    _seed(ic_sim, {"100": ("1.00", "1.00"), "200": ("2.00", "2.00")})
+    # no customer records: ListOpenInvoices sends nil payment blocks, so the engine asks
+    # ViewCustomerRecord, and IC is down
+    for n, account in enumerate(("100", "200")):
+        ic_sim.sim.add_invoice(ic_sim.biller_guid, account, f"INV{n:05d}", "1.00", "1.00")
     cis = FakeCis({"100": CisAccount(D("5.00"), cash_only=False), "200": CisAccount(D("2.00"), cash_only=False)})
     client = ic_sim.client(timeout=10)
     side = InvoiceCloudSide(client)

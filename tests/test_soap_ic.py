@@ -143,9 +143,18 @@ CONTRACT: dict[tuple[str, str], tuple[list[str], list[str]]] = {
     ("CloudPayments", "ListPayments"): (["FromDate", "ToDate", "Channel"], ["Payments"]),
 }
 ITEMS = {
-    "Invoices": (
+    "Invoices": (  # OpenInvoice: Invoice + the account's payment blocks (ASSUMED, Balance All at scale)
         "Invoice",
-        ["AccountNumber", "InvoiceNumber", "InvoiceDate", "DueDate", "TotalAmountDue", "BalanceDue"],
+        [
+            "AccountNumber",
+            "InvoiceNumber",
+            "InvoiceDate",
+            "DueDate",
+            "TotalAmountDue",
+            "BalanceDue",
+            "BlockPaymentsCC",
+            "BlockPaymentsEFT",
+        ],
     ),
     "Changes": ("ChangeLogEntry", ["AccountNumber", "ChangeType", "NewValue", "ChangedAt"]),
     "Payments": (

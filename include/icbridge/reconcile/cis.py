@@ -19,9 +19,9 @@ from typing import TypeVar
 
 from icbridge.reconcile.compare import CisAccount
 from icbridge.reconcile.engine import CisLookup, CisNotFound, CisRefused, CisTransient
-from icbridge.soap.aus import AusClient
+from icbridge.soap.aus import AusClient, LeanAus
 from icbridge.soap.cis import CisFault, CisHttpError
-from icbridge.soap.inhance import InhanceClient
+from icbridge.soap.inhance import InhanceClient, LeanInhance
 
 T = TypeVar("T")
 
@@ -35,8 +35,9 @@ def _call(call: Callable[[], T]) -> T:
         raise CisRefused(f"SOAP fault: {exc.message}") from exc
 
 
-def inhance_lookup(client: InhanceClient) -> CisLookup:
-    """BalanceCheck(AccountNumber, LastInvoiceNumber) of the account's latest IC invoice."""
+def inhance_lookup(client: InhanceClient | LeanInhance) -> CisLookup:
+    """BalanceCheck(AccountNumber, LastInvoiceNumber) of the account's latest IC invoice
+    (zeep client or its ``.lean()`` path: same results, tests/test_cis_fastpath.py)."""
 
     def lookup(account_number: str, invoice_number: str) -> CisAccount:
         try:
@@ -52,8 +53,8 @@ def inhance_lookup(client: InhanceClient) -> CisLookup:
     return lookup
 
 
-def aus_lookup(client: AusClient) -> CisLookup:
-    """GetAccountData(AccountNumber): Balance and CashOnly."""
+def aus_lookup(client: AusClient | LeanAus) -> CisLookup:
+    """GetAccountData(AccountNumber): Balance and CashOnly (zeep client or its ``.lean()`` path)."""
 
     def lookup(account_number: str, invoice_number: str) -> CisAccount:
         data = _call(lambda: client.get_account_data(account_number))

@@ -44,6 +44,16 @@ class IcAccount:
     balance_due: Decimal
     total_amount_due: Decimal
     open_invoices: int = 1
+    # the account's payment blocks when ListOpenInvoices carries them (ASSUMED contract fields),
+    # so AUS needs no ViewCustomerRecord per account; None: not sent, ask the customer record
+    block_payments_cc: bool | None = None
+    block_payments_eft: bool | None = None
+
+    @property
+    def flags(self) -> IcFlags | None:
+        if self.block_payments_cc is None or self.block_payments_eft is None:
+            return None
+        return IcFlags(self.block_payments_cc, self.block_payments_eft)
 
 
 @dataclass(frozen=True)

@@ -223,6 +223,8 @@ def _account(invoices: list[Any]) -> IcAccount:
         balance_due=latest.balance_due,
         total_amount_due=latest.total_amount_due,
         open_invoices=len(invoices),
+        block_payments_cc=getattr(latest, "block_payments_cc", None),
+        block_payments_eft=getattr(latest, "block_payments_eft", None),
     )
 
 
@@ -317,7 +319,11 @@ class Reconciler:
             return error_item(account, Outcome.CIS_ERROR, f"{type(exc).__name__}: {exc}")
         flags = None
         if self.settings.rules.cash_only and self.ic is not None:
-            flags = self._ic_call("ViewCustomerRecord", lambda: self.ic.flags(account.account_number))  # type: ignore[union-attr]
+            # the blocks ListOpenInvoices sent with the invoice; else one ViewCustomerRecord
+            flags = account.flags or self._ic_call(
+                "ViewCustomerRecord",
+                lambda: self.ic.flags(account.account_number),  # type: ignore[union-attr]
+            )
         item = compare(account, cis, self.settings.rules, flags)
         if item.is_mismatch and self.settings.corrections_allowed:
             self._correct(item)

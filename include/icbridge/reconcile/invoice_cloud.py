@@ -1,7 +1,9 @@
 """IC's side of Balance All over :class:`~icbridge.soap.invoice_cloud.InvoiceCloudClient`.
 
-Thin adapters so the engine stays testable alone: the open invoices as accounts, the AUS
-payment flags from the customer record, and the two corrections.
+Thin adapters so the engine stays testable alone: the open invoices as accounts (with the
+account's payment blocks when ListOpenInvoices carries them, the ASSUMED OpenInvoice fields),
+the AUS payment flags from the customer record (only for an account whose invoice came without
+them), and the two corrections.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from decimal import Decimal
 
 from icbridge.reconcile.compare import IcAccount, IcFlags
 from icbridge.reconcile.engine import group_accounts, prefetch
-from icbridge.soap.invoice_cloud import InvoiceCloudClient
+from icbridge.soap.invoice_cloud import InvoiceCloudClient, LeanOpenInvoices
 
 
-def ic_accounts(client: InvoiceCloudClient, page_size: int = 500, prefetch_depth: int = 2000) -> Iterator[IcAccount]:
+def ic_accounts(
+    client: InvoiceCloudClient | LeanOpenInvoices, page_size: int = 500, prefetch_depth: int = 2000
+) -> Iterator[IcAccount]:
     """Every account with an open invoice, its latest invoice first-class (see group_accounts);
     the next pages are fetched in the background while the current accounts are checked."""
     return group_accounts(prefetch(client.iter_open_invoices(page_size), prefetch_depth))

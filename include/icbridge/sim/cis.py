@@ -18,7 +18,7 @@ import hmac
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from icbridge.sim.faults import Faults
-from icbridge.sim.invoice_cloud import _money, _stamp
+from icbridge.sim.invoice_cloud import _money, _stamp, sim_pragmas
 from icbridge.sim.soapserver import SoapServer
 
 __all__ = [
@@ -140,6 +140,7 @@ class CisSimulator:
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.db_path, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
+        sim_pragmas(self._db)
         self._endpoints: dict[tuple[str, str], Endpoint] = {}
         with self._tx() as db:
             db.executescript(_SCHEMA)
@@ -259,6 +260,33 @@ class CisSimulator:
                     int(autopay),
                 ),
             )
+
+    def add_accounts(self, biller: str, accounts: Iterable[Mapping[str, Any]]) -> int:
+        """Seed many accounts in one transaction (benchmarks: 250,000 in seconds). Each mapping has
+        :meth:`add_account`'s keyword arguments plus ``account_number``. Returns the count."""
+        rows = (
+            (
+                biller,
+                a["account_number"],
+                a.get("customer_name", ""),
+                a.get("customer_number", ""),
+                a.get("location_number", ""),
+                str(_money(a.get("balance", 0))),
+                str(_money(a.get("balance", 0) if a.get("future_balance") is None else a["future_balance"])),
+                str(_money(a.get("past_due", 0))),
+                a.get("email", ""),
+                a.get("phone", ""),
+                int(bool(a.get("cash_only", False))),
+                int(bool(a.get("paperless", False))),
+                int(bool(a.get("autopay", False))),
+            )
+            for a in accounts
+        )
+        with self._tx() as db:
+            cursor = db.executemany(
+                "INSERT OR REPLACE INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+            )
+        return cursor.rowcount
 
     @staticmethod
     def _account_dict(r: sqlite3.Row) -> dict[str, Any]:

@@ -23,7 +23,9 @@ shared/specs/web-services.md and the docs):
 * ViewInvoiceByInvoiceNumber / ViewCustomerRecord: an unknown number answers an empty
   Response (no Result element; zeep gives None), as ASMX does for a null result.
 * ListOpenInvoices: invoices with BalanceDue != 0, ordered by account and invoice number;
-  PageNumber from 1, PageSize 1..1000 (else a fault).
+  PageNumber from 1, PageSize 1..1000 (else a fault). Each invoice carries its account's
+  payment blocks (customer record BlockPaymentsCC / BlockPaymentsEFT; nil without a record:
+  an ASSUMED field, see the WSDL). A partial index keeps 250,000 open invoices fast to page.
 * ListPayments / ListChangeLog: FromDate inclusive, ToDate exclusive, naive times taken as
   given (aware ones converted to UTC). Changes made through UpdateCustomerRecord are not
   written to the change log (that log is what customers changed on IC's side).
@@ -39,14 +41,14 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from icbridge.sim.soapserver import SoapFault, SoapServer
+from icbridge.sim.soapserver import NIL, SoapFault, SoapServer
 
 __all__ = ["INVALID_CREDENTIALS", "InvoiceCloudSimulator"]
 
@@ -80,6 +82,8 @@ CREATE TABLE IF NOT EXISTS change_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT, biller TEXT NOT NULL COLLATE NOCASE,
     account_number TEXT NOT NULL, change_type TEXT NOT NULL, new_value TEXT NOT NULL,
     changed_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS invoices_open ON invoices (biller, account_number, invoice_number)
+    WHERE balance_cents != 0;
 """
 
 
@@ -158,6 +162,13 @@ def _money(value: Decimal | int | str | float) -> Decimal:
     return (value if isinstance(value, Decimal) else Decimal(str(value))).quantize(Decimal("0.01"))
 
 
+def sim_pragmas(db: sqlite3.Connection) -> None:
+    """A simulator's state needs no durability: WAL without fsync makes a call's insert and
+    commit ~30 us instead of ~1.5 ms on disk (Balance All at scale: 1,600 calls/s)."""
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=OFF")
+
+
 def _cents(value: Decimal) -> int:
     return int(value * 100)
 
@@ -177,7 +188,12 @@ class InvoiceCloudSimulator:
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.db_path, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
+        sim_pragmas(self._db)
         self._refusals: dict[str, str] = {}
+        self._open_counts: dict[str, int] = {}  # biller -> open invoices; cleared by every invoice write
+        # (biller, page size) -> (last page served, its last (account, invoice)): the next page is
+        # read from there (keyset) instead of OFFSET, which made 500 pages of 250,000 quadratic
+        self._page_ends: dict[tuple[str, int], tuple[int, str, str]] = {}
         self._late_answers: dict[str, float] = {}
         with self._lock, self._db:
             self._db.executescript(_SCHEMA)
@@ -268,6 +284,58 @@ class InvoiceCloudSimulator:
                 },
                 file_id=None,
             )
+
+    def add_invoices(self, biller_guid: str, invoices: Iterable[Mapping[str, Any]]) -> int:
+        """Seed many invoices in one transaction (benchmarks: 250,000 in seconds). Each mapping
+        has :meth:`add_invoice`'s arguments: account_number, invoice_number, total_amount_due and
+        optionally balance_due, invoice_date, due_date, customer_name. Returns the count."""
+        today = date.today()
+        count = 0
+        with self._tx() as db:
+            for inv in invoices:
+                total = _money(inv["total_amount_due"])
+                balance = total if inv.get("balance_due") is None else _money(inv["balance_due"])
+                invoice_date = inv.get("invoice_date") or today
+                self._store_invoice(
+                    db,
+                    biller_guid,
+                    {
+                        "invoice_number": inv["invoice_number"],
+                        "account_number": inv["account_number"],
+                        "invoice_date": invoice_date,
+                        "due_date": inv.get("due_date") or invoice_date + timedelta(days=30),
+                        "total": total,
+                        "balance": balance,
+                        "allow_partial": None,
+                        "block_cc": None,
+                        "block_ach": None,
+                        "customer_name": inv.get("customer_name", ""),
+                    },
+                    file_id=None,
+                )
+                count += 1
+        return count
+
+    def add_customers(self, biller_guid: str, customers: Iterable[Mapping[str, Any]]) -> int:
+        """Seed many customer records in one transaction; each mapping has :meth:`add_customer`'s
+        keyword arguments plus account_number. Returns the count."""
+        rows = (
+            (
+                biller_guid,
+                c["account_number"],
+                c.get("customer_name", ""),
+                c.get("email_address", ""),
+                c.get("phone", ""),
+                int(bool(c.get("block_payments_cc", False))),
+                int(bool(c.get("block_payments_eft", False))),
+                int(bool(c.get("paperless", False))),
+                int(bool(c.get("auto_pay", False))),
+            )
+            for c in customers
+        )
+        with self._tx() as db:
+            cursor = db.executemany("INSERT OR REPLACE INTO customers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        return cursor.rowcount
 
     def add_customer(
         self,
@@ -438,6 +506,7 @@ class InvoiceCloudSimulator:
         def flag(v: bool | None) -> int | None:
             return None if v is None else int(v)
 
+        self._invoices_changed()
         db.execute(
             "INSERT OR REPLACE INTO invoices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -585,23 +654,40 @@ class InvoiceCloudSimulator:
             ),
         )
 
+    def _invoices_changed(self) -> None:
+        """Forget the cached open-invoice counts and page ends (called by every invoice write)."""
+        self._open_counts.clear()
+        self._page_ends.clear()
+
+    # the invoice columns and the account's payment blocks (customer record; NULL without one)
+    _INVOICE_SELECT = (
+        "SELECT i.account_number, i.invoice_number, i.invoice_date, i.due_date, i.total_amount_due,"
+        " i.balance_due, c.block_payments_cc, c.block_payments_eft FROM invoices i"
+        " LEFT JOIN customers c ON c.biller = i.biller AND c.account_number = i.account_number"
+    )
+
     @staticmethod
-    def _invoice_node(r: sqlite3.Row) -> dict[str, Any]:
-        return {
-            "AccountNumber": r["account_number"],
-            "InvoiceNumber": r["invoice_number"],
-            "InvoiceDate": r["invoice_date"],
-            "DueDate": r["due_date"],
-            "TotalAmountDue": r["total_amount_due"],
-            "BalanceDue": r["balance_due"],
+    def _invoice_node(r: sqlite3.Row | tuple[Any, ...], *, blocks: bool = False) -> dict[str, Any]:
+        """An Invoice (ViewInvoiceByInvoiceNumber) or, with ``blocks``, an OpenInvoice (ListOpenInvoices)."""
+        node = {
+            "AccountNumber": r[0],
+            "InvoiceNumber": r[1],
+            "InvoiceDate": r[2],
+            "DueDate": r[3],
+            "TotalAmountDue": r[4],
+            "BalanceDue": r[5],
         }
+        if blocks:
+            node["BlockPaymentsCC"] = NIL if r[6] is None else bool(r[6])
+            node["BlockPaymentsEFT"] = NIL if r[7] is None else bool(r[7])
+        return node
 
     def _view_invoice(self, args: dict[str, Any]) -> dict[str, Any] | None:
         biller = self._auth_or_fault(args)
         number = _str(args, "InvoiceNumber", required=True)
         with self._tx() as db:
             row = db.execute(
-                "SELECT * FROM invoices WHERE biller = ? AND invoice_number = ?", (biller, number)
+                self._INVOICE_SELECT + " WHERE i.biller = ? AND i.invoice_number = ?", (biller, number)
             ).fetchone()
         return None if row is None else self._invoice_node(row)
 
@@ -613,15 +699,29 @@ class InvoiceCloudSimulator:
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise SoapFault(f"PageSize must be between 1 and {MAX_PAGE_SIZE}")
         with self._tx() as db:
-            total = db.execute(
-                "SELECT COUNT(*) FROM invoices WHERE biller = ? AND balance_cents != 0", (biller,)
-            ).fetchone()[0]
-            rows = db.execute(
-                "SELECT * FROM invoices WHERE biller = ? AND balance_cents != 0"
-                " ORDER BY account_number, invoice_number LIMIT ? OFFSET ?",
-                (biller, page_size, (page_number - 1) * page_size),
-            ).fetchall()
-        return {"Invoices": [{"Invoice": self._invoice_node(r)} for r in rows], "TotalCount": total}
+            total = self._open_counts.get(biller)
+            if total is None:
+                total = db.execute(
+                    "SELECT COUNT(*) FROM invoices WHERE biller = ? AND balance_cents != 0", (biller,)
+                ).fetchone()[0]
+                self._open_counts[biller] = total
+            end = self._page_ends.get((biller, page_size))
+            if end is not None and end[0] == page_number - 1:  # the next page: continue after the last row
+                rows = db.execute(
+                    self._INVOICE_SELECT + " WHERE i.biller = ? AND i.balance_cents != 0"
+                    " AND (i.account_number, i.invoice_number) > (?, ?)"
+                    " ORDER BY i.account_number, i.invoice_number LIMIT ?",
+                    (biller, end[1], end[2], page_size),
+                ).fetchall()
+            else:
+                rows = db.execute(
+                    self._INVOICE_SELECT + " WHERE i.biller = ? AND i.balance_cents != 0"
+                    " ORDER BY i.account_number, i.invoice_number LIMIT ? OFFSET ?",
+                    (biller, page_size, (page_number - 1) * page_size),
+                ).fetchall()
+            if rows:
+                self._page_ends[(biller, page_size)] = (page_number, rows[-1][0], rows[-1][1])
+        return {"Invoices": [{"Invoice": self._invoice_node(r, blocks=True)} for r in rows], "TotalCount": total}
 
     def _update_invoice_balance(self, args: dict[str, Any]) -> dict[str, Any]:
         biller = self._auth(args)
@@ -639,6 +739,7 @@ class InvoiceCloudSimulator:
                 return {"Success": False, "ErrorMessage": f"Invoice {number} not found"}
             if row["account_number"] != account:
                 return {"Success": False, "ErrorMessage": f"Invoice {number} is not on account {account}"}
+            self._invoices_changed()
             db.execute(
                 "UPDATE invoices SET balance_due = ?, balance_cents = ?, updated_at = ?"
                 + (", total_amount_due = ?" if total_raw is not None else "")

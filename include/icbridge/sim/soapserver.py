@@ -20,7 +20,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import io
 import logging
+import re
 import socket
 import socketserver
 import threading
@@ -31,7 +33,8 @@ from decimal import Decimal
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from urllib.parse import unquote
+from xml.sax.saxutils import escape, quoteattr
 
 from lxml import etree
 
@@ -106,6 +109,18 @@ def safe_parser() -> etree.XMLParser:
     )
 
 
+_parsers = threading.local()
+
+
+def _thread_parser() -> etree.XMLParser:
+    """This thread's :func:`safe_parser` (an lxml parser is not shared between threads; making
+    one per request cost more than parsing the request)."""
+    parser = getattr(_parsers, "parser", None)
+    if parser is None:
+        parser = _parsers.parser = safe_parser()
+    return parser
+
+
 @dataclass
 class SoapService:
     """One .asmx endpoint: its path, WSDL and handlers by operation name."""
@@ -130,23 +145,37 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _render(parent: etree._Element, ns: str, name: str, value: Any) -> None:
+_NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _escaped(text: str) -> str:
+    if _NOT_XML.search(text):  # as lxml refuses them
+        raise ValueError("All strings must be XML compatible: Unicode or ASCII, no NULL bytes or control characters")
+    return escape(text)
+
+
+def _render(out: list[str], name: str, value: Any) -> None:
+    """Append ``<name>value</name>`` (unprefixed: the Response element declares the default
+    namespace). Written as text, not lxml nodes: ~5x cheaper, and the answers are small."""
     if value is None:
         return
-    child = etree.SubElement(parent, f"{{{ns}}}{name}")
     if value is NIL:
-        child.set(f"{{{XSI}}}nil", "true")
+        out.append(f'<{name} xsi:nil="true" />')
     elif isinstance(value, Mapping):
+        out.append(f"<{name}>")
         for key, sub in value.items():
-            _render(child, ns, key, sub)
+            _render(out, key, sub)
+        out.append(f"</{name}>")
     elif isinstance(value, list | tuple):
+        out.append(f"<{name}>")
         for item in value:
             if not isinstance(item, Mapping) or len(item) != 1:
                 raise TypeError(f"{name}: list items must be one-key dicts {{'Item': value}}, got {item!r}")
             ((tag, sub),) = item.items()
-            _render(child, ns, tag, sub)
+            _render(out, tag, sub)
+        out.append(f"</{name}>")
     else:
-        child.text = _text(value)
+        out.append(f"<{name}>{_escaped(_text(value))}</{name}>")
 
 
 def _to_python(element: etree._Element) -> dict[str, Any]:
@@ -171,34 +200,169 @@ def _to_python(element: etree._Element) -> dict[str, Any]:
     return out
 
 
-class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+class _ThreadingHttpServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    """One thread per connection; connections are kept alive (HTTP/1.1), so a client with a
+    pool of N connections costs N threads, not a thread and a TCP handshake per call."""
+
     daemon_threads = True  # a handler still sleeping at stop() must not block shutdown
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], app: WsgiApp, max_request_bytes: int, reuse_port: bool) -> None:
+        self.allow_reuse_port = reuse_port
+        super().__init__(address, _KeepAliveHandler)
+        self.app = app
+        self.max_request_bytes = max_request_bytes
+        self.open_connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+
+    def close_connections(self) -> None:
+        """Shut every open keep-alive connection: a stopped server must not answer anymore."""
+        with self.connections_lock:
+            connections = list(self.open_connections)
+        for sock in connections:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
-class _QuietHandler(WSGIRequestHandler):
-    timeout = 60  # a stalled client must not hold a thread forever
+_MAX_LINE = 65536
+_MAX_HEADERS = 100
 
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("soapserver: " + format, *args)
 
-    def get_environ(self) -> dict[str, Any]:
-        environ = super().get_environ()
-        environ["icbridge.socket"] = self.connection  # for DropConnection
-        return environ
+class _KeepAliveHandler(socketserver.StreamRequestHandler):
+    """A small HTTP/1.1 server side for WSGI apps that return their whole body (ours do).
+
+    Why not wsgiref: it speaks HTTP/1.0 and closes after every answer, so each SOAP call paid
+    a TCP connect and a new thread, and ``http.client``'s header parsing (email.parser) is the
+    dearest part of a small request. Here a request line and headers are parsed by hand, the
+    body is read by Content-Length (a chunked or length-less request is answered, then the
+    connection closed), and the connection stays open unless the client asks otherwise.
+    """
+
+    timeout = 60  # a stalled or idle client does not hold a thread forever
+    rbufsize = 65536
+    server: _ThreadingHttpServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self.server.connections_lock:
+            self.server.open_connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.connections_lock:
+            self.server.open_connections.discard(self.connection)
+        with contextlib.suppress(OSError):
+            super().finish()
+
+    def handle(self) -> None:
+        with contextlib.suppress(OSError, ValueError):  # timeouts, resets, a socket shut by stop()
+            while self._one_request():
+                pass
+
+    def _one_request(self) -> bool:
+        """Serve one request; False when the connection is to be closed."""
+        line = self.rfile.readline(_MAX_LINE + 1)
+        if not line:
+            return False
+        parts = line.decode("latin-1").split()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            self._send("400 Bad Request", [("Content-Type", "text/plain")], [b"bad request line"], close=True)
+            return False
+        method, target, version = parts
+        headers: dict[str, str] = {}
+        for _ in range(_MAX_HEADERS + 1):
+            raw = self.rfile.readline(_MAX_LINE + 1)
+            if raw in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = raw.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        else:
+            self._send("431 Request Header Fields Too Large", [], [b""], close=True)
+            return False
+        connection = headers.get("connection", "").lower()
+        close = "close" in connection if version == "HTTP/1.1" else "keep-alive" not in connection
+        body = b""
+        length_text = headers.get("content-length")
+        if "transfer-encoding" in headers:
+            close = True  # not supported: answered (411 below for a POST), then the connection closed
+            length_text = None
+        if length_text is not None:
+            try:
+                length = int(length_text)
+            except ValueError:
+                self._send("400 Bad Request", [("Content-Type", "text/plain")], [b"bad Content-Length"], close=True)
+                return False
+            if length > self.server.max_request_bytes:
+                self._send("413 Payload Too Large", [("Content-Type", "text/plain")], [b"request too large"], True)
+                return False
+            body = self.rfile.read(length)
+        path, _, query = target.partition("?")
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": method,
+            "PATH_INFO": unquote(path, "latin-1"),
+            "QUERY_STRING": query,
+            "CONTENT_LENGTH": length_text or "",
+            "CONTENT_TYPE": headers.get("content-type", ""),
+            "SERVER_PROTOCOL": version,
+            "SERVER_NAME": self.server.server_address[0],
+            "SERVER_PORT": str(self.server.server_address[1]),
+            "REMOTE_ADDR": self.client_address[0],
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.url_scheme": "http",
+            "wsgi.version": (1, 0),
+            "wsgi.errors": io.StringIO(),
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
+            "icbridge.socket": self.connection,  # for DropConnection
+        }
+        for name, value in headers.items():
+            environ["HTTP_" + name.upper().replace("-", "_")] = value
+        status_headers: list[Any] = []
+
+        def start_response(status: str, response_headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+            status_headers[:] = [status, response_headers]
+
+        try:
+            chunks = self.server.app(environ, start_response)
+        except ConnectionAbortedError:  # DropConnection: the socket is already shut
+            return False
+        except Exception:
+            log.exception("soapserver: the app failed")
+            self._send("500 Internal Server Error", [("Content-Type", "text/plain")], [b"server error"], close=True)
+            return False
+        self._send(status_headers[0], status_headers[1], chunks, close)
+        return not close
+
+    def _send(self, status: str, headers: list[tuple[str, str]], chunks: Iterable[bytes], close: bool) -> None:
+        body = b"".join(chunks)
+        head = [f"HTTP/1.1 {status}"]
+        head += [f"{name}: {value}" for name, value in headers if name.lower() not in ("content-length", "connection")]
+        head.append(f"Content-Length: {len(body)}")
+        if close:
+            head.append("Connection: close")
+        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+        log.debug("soapserver: %s %s", status, len(body))
 
 
 class SoapServer:
-    """Threaded WSGI server on 127.0.0.1 (port 0 = any free port) hosting SOAP services."""
+    """Threaded HTTP/1.1 (keep-alive) server on 127.0.0.1 (port 0 = any free port) hosting SOAP services."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, max_request_bytes: int = 64 << 20) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, max_request_bytes: int = 64 << 20, reuse_port: bool = False
+    ) -> None:
+        """``reuse_port``: SO_REUSEPORT, so several processes can serve one port (the kernel spreads
+        the connections; benchmarks use it to give a simulator more than one GIL)."""
         self.host = host
         self.port = port
+        self.reuse_port = reuse_port
         self.max_request_bytes = max_request_bytes
         self.services: dict[str, SoapService] = {}
         self.mounts: dict[str, WsgiApp] = {}
         self.calls: list[tuple[str, str]] = []  # (path, operation), for tests
         self._lock = threading.Lock()
-        self._httpd: _ThreadingWSGIServer | None = None
+        self._httpd: _ThreadingHttpServer | None = None
         self._thread: threading.Thread | None = None
 
     # registration ---------------------------------------------------------------------------
@@ -226,9 +390,7 @@ class SoapServer:
     def start(self) -> SoapServer:
         if self._httpd is not None:
             return self
-        httpd = make_server(
-            self.host, self.port, self._app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
-        )
+        httpd = _ThreadingHttpServer((self.host, self.port), self._app, self.max_request_bytes, self.reuse_port)
         self._httpd = httpd
         self.port = httpd.server_address[1]
         self._thread = threading.Thread(
@@ -246,6 +408,7 @@ class SoapServer:
             return
         httpd.shutdown()
         httpd.server_close()
+        httpd.close_connections()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
@@ -300,7 +463,7 @@ class SoapServer:
             if sock is not None:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-            raise ConnectionAbortedError("dropped on purpose") from None  # wsgiref ends the request quietly
+            raise ConnectionAbortedError("dropped on purpose") from None  # the handler ends the connection
         start_response(status, [("Content-Type", CONTENT_TYPES[soap_ns])])
         return [body]
 
@@ -316,7 +479,7 @@ class SoapServer:
         soap_ns = SOAP11
         try:
             try:
-                root = etree.fromstring(data, safe_parser())
+                root = etree.fromstring(data, _thread_parser())
             except etree.XMLSyntaxError as exc:
                 raise SoapFault(f"Invalid XML in the request: {exc}") from None
             if root.getroottree().docinfo.doctype:
@@ -368,11 +531,15 @@ def _envelope_root(soap_ns: str) -> tuple[etree._Element, etree._Element]:
 
 
 def _envelope(soap_ns: str, ns: str, operation: str, result: Mapping[str, Any] | None) -> bytes:
-    env, body = _envelope_root(soap_ns)
-    response = etree.SubElement(body, f"{{{ns}}}{operation}Response", nsmap={None: ns})
+    out = [
+        "<?xml version='1.0' encoding='utf-8'?>\n",
+        f'<soap:Envelope xmlns:soap="{soap_ns}" xmlns:xsi="{XSI}" xmlns:xsd="{XSD}"><soap:Body>',
+        f'<{operation}Response xmlns={quoteattr(ns)}>',
+    ]
     if result is not None:
-        _render(response, ns, f"{operation}Result", dict(result))
-    return etree.tostring(env, xml_declaration=True, encoding="utf-8")
+        _render(out, f"{operation}Result", dict(result))
+    out.append(f"</{operation}Response></soap:Body></soap:Envelope>")
+    return "".join(out).encode("utf-8")
 
 
 def _fault(soap_ns: str, fault: SoapFault) -> bytes:

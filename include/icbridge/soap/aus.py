@@ -47,7 +47,9 @@ __all__ = [
     "AusClient",
     "AusResult",
     "BillImage",
+    "LeanAus",
     "PendingPaymentResult",
+    "account_data",
 ]
 
 WSDL = Path(__file__).resolve().parent / "wsdl" / "AusCis.wsdl"
@@ -116,6 +118,49 @@ def _head(node: Any) -> tuple[bool, str, int]:
     return code == SUCCESS, soap_text(node.ResponseMessage), code
 
 
+def account_data(node: Any) -> AccountData:
+    """A GetAccountData Result (zeep's object or the lean path's namespace) as the dataclass."""
+    if node is None:
+        return AccountData(False, "empty response", OTHER_ERROR, "", "", "", None, None, False, "")
+    ok, message, code = _head(node)
+    return AccountData(
+        ok=ok,
+        message=message,
+        code=code,
+        account_number=soap_text(node.AccountNumber),
+        customer_number=soap_text(node.CustomerNumber),
+        location_number=soap_text(node.LocationNumber),
+        balance=decimal_or_zero(node.Balance) if ok else None,
+        past_due=decimal_or_zero(node.PastDue) if ok else None,
+        cash_only=bool(node.CashOnly) if ok else False,
+        email_address=soap_text(node.EmailAddress).strip(),
+    )
+
+
+class LeanAus:
+    """AUS GetAccountData over :class:`icbridge.soap.lean.LeanOperation`: same results and errors
+    as :meth:`AusClient.get_account_data`, a fraction of the CPU."""
+
+    def __init__(self, endpoint: CisEndpoint, **options: Any) -> None:
+        from icbridge.soap.lean import LeanOperation
+
+        self._operation = LeanOperation(
+            WSDL, "GetAccountData", endpoint.url, {"WebServiceKey": endpoint.key}, service=SERVICE, **options
+        )
+
+    def __repr__(self) -> str:
+        return f"LeanAus({self._operation!r})"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("LeanAus holds credentials and cannot be pickled")
+
+    def get_account_data(self, account_number: str) -> AccountData:
+        return account_data(self._operation.call(AccountNumber=account_number))
+
+    def close(self) -> None:
+        self._operation.close()
+
+
 class AusClient:
     """Client for one AUS biller (one endpoint and key, or one per method)."""
 
@@ -176,22 +221,11 @@ class AusClient:
 
     def get_account_data(self, account_number: str) -> AccountData:
         """GetAccountData (RTDR): balance, past due, cash-only flag and email of one account."""
-        node = self._call("GetAccountData", AccountNumber=account_number)
-        if node is None:
-            return AccountData(False, "empty response", OTHER_ERROR, "", "", "", None, None, False, "")
-        ok, message, code = _head(node)
-        return AccountData(
-            ok=ok,
-            message=message,
-            code=code,
-            account_number=soap_text(node.AccountNumber),
-            customer_number=soap_text(node.CustomerNumber),
-            location_number=soap_text(node.LocationNumber),
-            balance=decimal_or_zero(node.Balance) if ok else None,
-            past_due=decimal_or_zero(node.PastDue) if ok else None,
-            cash_only=bool(node.CashOnly) if ok else False,
-            email_address=soap_text(node.EmailAddress).strip(),
-        )
+        return account_data(self._call("GetAccountData", AccountNumber=account_number))
+
+    def lean(self) -> LeanAus:
+        """GetAccountData of this client without zeep per call (Balance All at scale, icbridge.soap.lean)."""
+        return LeanAus(self._endpoint("GetAccountData"), **self._options)
 
     def add_pending_payment(
         self,

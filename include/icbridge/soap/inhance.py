@@ -43,6 +43,8 @@ __all__ = [
     "BalanceCheckResult",
     "InhanceClient",
     "InhanceResult",
+    "LeanInhance",
+    "balance_check_result",
 ]
 
 WSDL = Path(__file__).resolve().parent / "wsdl" / "iCloud.wsdl"
@@ -66,6 +68,54 @@ class BalanceCheckResult(CisResult):
     future_balance: Decimal | None
     phone: str
     email: str
+
+
+def _invoice_int(value: int | str) -> int:
+    """LastInvoiceNumber as inHance takes it (xs:int); ValueError for anything else."""
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise ValueError(f"LastInvoiceNumber must be an integer, got {value!r}") from None
+
+
+def balance_check_result(node: Any) -> BalanceCheckResult:
+    """A BalanceCheck Result (zeep's object or the lean path's namespace) as the dataclass."""
+    if node is None:
+        return BalanceCheckResult(False, "empty response", None, None, "", "")
+    ok = bool(node.Success)
+    return BalanceCheckResult(
+        ok=ok,
+        message=soap_text(node.ErrorMessage),
+        balance=decimal_or_zero(node.Balance) if ok else None,
+        future_balance=decimal_or_zero(node.FutureBalance) if ok else None,
+        phone=soap_text(node.Phone).strip(),
+        email=soap_text(node.Email).strip(),
+    )
+
+
+class LeanInhance:
+    """inHance BalanceCheck over :class:`icbridge.soap.lean.LeanOperation`: same results and
+    errors as :meth:`InhanceClient.balance_check`, a fraction of the CPU."""
+
+    def __init__(self, endpoint: CisEndpoint, **options: Any) -> None:
+        from icbridge.soap.lean import LeanOperation
+
+        self._operation = LeanOperation(
+            WSDL, "BalanceCheck", endpoint.url, {"WebServiceKey": endpoint.key}, service=SERVICE, **options
+        )
+
+    def __repr__(self) -> str:
+        return f"LeanInhance({self._operation!r})"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("LeanInhance holds credentials and cannot be pickled")
+
+    def balance_check(self, account_number: str, last_invoice_number: int | str) -> BalanceCheckResult:
+        number = _invoice_int(last_invoice_number)
+        return balance_check_result(self._operation.call(AccountNumber=account_number, LastInvoiceNumber=number))
+
+    def close(self) -> None:
+        self._operation.close()
 
 
 def _on_off(value: bool) -> str:
@@ -142,22 +192,13 @@ class InhanceClient:
 
         ``last_invoice_number`` must be an integer (the seed's type); ValueError otherwise.
         """
-        try:
-            number = int(str(last_invoice_number).strip())
-        except ValueError:
-            raise ValueError(f"LastInvoiceNumber must be an integer, got {last_invoice_number!r}") from None
+        number = _invoice_int(last_invoice_number)
         node = self._call("BalanceCheck", "WebServiceKey", AccountNumber=account_number, LastInvoiceNumber=number)
-        if node is None:
-            return BalanceCheckResult(False, "empty response", None, None, "", "")
-        ok = bool(node.Success)
-        return BalanceCheckResult(
-            ok=ok,
-            message=soap_text(node.ErrorMessage),
-            balance=decimal_or_zero(node.Balance) if ok else None,
-            future_balance=decimal_or_zero(node.FutureBalance) if ok else None,
-            phone=soap_text(node.Phone).strip(),
-            email=soap_text(node.Email).strip(),
-        )
+        return balance_check_result(node)
+
+    def lean(self) -> LeanInhance:
+        """The BalanceCheck of this client without zeep per call (Balance All at scale, icbridge.soap.lean)."""
+        return LeanInhance(self._endpoint("BalanceCheck"), **self._options)
 
     # data pump ------------------------------------------------------------------------------
 
