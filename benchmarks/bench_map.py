@@ -1,7 +1,7 @@
 """Benchmark AUS -> BIF mapping (map + pre-upload check + write) against a pandas baseline.
 
     python benchmarks/bench_map.py [--bills 250000] [--workdir DIR] [--keep] [--json]
-                                   [--settle S] [--retries N] [--save FILE] [--modes ...]
+                                   [--settle S] [--retries N] [--rounds N] [--save FILE] [--modes ...]
 
 Generates (or reuses, if the workdir already holds one with the same bill count) the file
 123_20261101_UB.TXT, then measures, each in a fresh Python subprocess so that peak memory
@@ -25,7 +25,8 @@ of the process tree, and peak memory two ways:
 
 The VM may be shared: "other%" is the CPU everything else on the machine used during a
 measurement (% of all cores); above 10% the figures are disturbed. --settle S waits (up to S
-seconds) for an idle machine before each measurement, --retries N re-measures a disturbed one.
+seconds) for an idle machine before each measurement, --retries N re-measures a disturbed one,
+--rounds N repeats the modes interleaved and prints each round's ours/baseline ratio.
 
 Targets (set for 250,000 bills): ours wall <= 1.0x baseline wall; peak tree RSS < 1.5 GB.
 The script exits 0 whatever the outcome: it is a report, PASS/MISS is printed per target.
@@ -40,6 +41,7 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -326,6 +328,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also sample the tree's PSS (real footprint after fork) every ~0.5 s; costs some CPU",
     )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure the modes this many times, interleaved (baseline, ours, serial, baseline, ...), so "
+        "that each ratio compares runs minutes apart on a busy machine; the table shows every round",
+    )
     ap.add_argument("--save", type=Path, metavar="FILE", help="also write the JSON results to FILE")
     ap.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of " + ",".join(MODES))
     args = ap.parse_args(argv)
@@ -351,35 +360,53 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     say(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
     results = {}
+    rounds: list[dict] = []
     try:
-        for mode in modes:
-            attempts = []
-            for attempt in range(1 + args.retries):
-                if args.settle:
-                    idle = wait_idle(args.settle)
-                    say(f"  machine {'idle' if idle else 'still busy'} before {mode}")
-                say(f"measuring {mode} ..." + (f" (attempt {attempt + 1})" if attempt else ""))
-                r = run_one(mode, path, args.workdir, args.keep, args.pss)
-                attempts.append(r)
-                if r["other_cpu_pct"] <= DISTURBED_PCT:
-                    break
-                say(f"  disturbed: other processes used {r['other_cpu_pct']:.0f}% of the CPU meanwhile")
-            best = min(attempts, key=lambda r: r["other_cpu_pct"])
-            best["attempts"] = len(attempts)
-            best["attempt_walls"] = [round(r["wall"], 2) for r in attempts]
-            best["attempt_other_pct"] = [round(r["other_cpu_pct"]) for r in attempts]
-            results[mode] = best
+        for round_no in range(args.rounds):
+            if args.rounds > 1:
+                say(f"round {round_no + 1} of {args.rounds}")
+            results = _measure_modes(modes, path, args, say)
+            rounds.append(results)
     finally:
         if not args.keep:
             path.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 args.workdir.rmdir()
     load_after = os.getloadavg()
+    for results in rounds:
+        for r in results.values():
+            r["bills_per_s"] = args.bills / r["wall"]
+            r["cpu_total"] = r["cpu_parent"] + r["cpu_workers"]
+    return _report(args, rounds, info, path, size, reused, gen_s, load_before, load_after)
 
-    for r in results.values():
-        r["bills_per_s"] = args.bills / r["wall"]
-        r["cpu_total"] = r["cpu_parent"] + r["cpu_workers"]
 
+def _measure_modes(modes: list[str], path: Path, args, say) -> dict:
+    """One round: each mode once (with --settle and --retries), in the order given."""
+    results = {}
+    for mode in modes:
+        attempts = []
+        for attempt in range(1 + args.retries):
+            if args.settle:
+                idle = wait_idle(args.settle)
+                say(f"  machine {'idle' if idle else 'still busy'} before {mode}")
+            say(f"measuring {mode} ..." + (f" (attempt {attempt + 1})" if attempt else ""))
+            r = run_one(mode, path, args.workdir, args.keep, args.pss)
+            attempts.append(r)
+            if r["other_cpu_pct"] <= DISTURBED_PCT:
+                break
+            say(f"  disturbed: other processes used {r['other_cpu_pct']:.0f}% of the CPU meanwhile")
+        best = min(attempts, key=lambda r: r["other_cpu_pct"])
+        best["attempts"] = len(attempts)
+        best["attempt_walls"] = [round(r["wall"], 2) for r in attempts]
+        best["attempt_other_pct"] = [round(r["other_cpu_pct"]) for r in attempts]
+        results[mode] = best
+    return results
+
+
+def _report(args, rounds, info, path, size, reused, gen_s, load_before, load_after) -> int:
+    """Print (or save) the figures of every round and the verdicts of the last; with several
+    rounds, also each round's ours/baseline ratio and their median."""
+    results = rounds[-1]
     verdicts = {}
     base, ours = results.get("baseline"), results.get("ours")
     ratio = ours["wall"] / base["wall"] if base and ours else None
@@ -408,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
         "load_before": load_before,
         "load_after": load_after,
         "results": results,
+        "rounds": rounds,
+        "ratios": [r["ours"]["wall"] / r["baseline"]["wall"] for r in rounds if "ours" in r and "baseline" in r],
         "verdicts": verdicts,
     }
     if args.save:
@@ -424,14 +453,32 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(head)
     print("-" * len(head))
-    for mode, r in results.items():
-        print(
-            f"{LABELS[mode]:<34}{r['wall']:>8.2f}{r['bills_per_s']:>10,.0f}{r['proc_wall']:>8.2f}"
-            f"{r['cpu_total']:>8.1f}{fmt_mb(r['peak_tree_rss']):>15}{fmt_mb(r['maxrss_parent']):>12}"
-            f"{fmt_mb(r['maxrss_worker']) if r['maxrss_worker'] else '-':>12}{r['max_procs']:>6}"
-            f"{r['other_cpu_pct']:>7.0f}"
-        )
+    for round_no, res in enumerate(rounds, start=1):
+        for mode, r in res.items():
+            label = LABELS[mode] if len(rounds) == 1 else f"round {round_no}: {mode}"
+            _print_row(label, r)
     print()
+    if len(rounds) > 1 and report["ratios"]:
+        ratios = report["ratios"]
+        print(
+            "ours/baseline per round: "
+            + ", ".join(f"{x:.2f}x" for x in report["ratios"])
+            + f"; median {statistics.median(ratios):.2f}x"
+        )
+    _print_notes(args, results, verdicts, load_before, load_after)
+    return 0
+
+
+def _print_row(label: str, r: dict) -> None:
+    print(
+        f"{label:<34}{r['wall']:>8.2f}{r['bills_per_s']:>10,.0f}{r['proc_wall']:>8.2f}"
+        f"{r['cpu_total']:>8.1f}{fmt_mb(r['peak_tree_rss']):>15}{fmt_mb(r['maxrss_parent']):>12}"
+        f"{fmt_mb(r['maxrss_worker']) if r['maxrss_worker'] else '-':>12}{r['max_procs']:>6}"
+        f"{r['other_cpu_pct']:>7.0f}"
+    )
+
+
+def _print_notes(args, results, verdicts, load_before, load_after) -> None:
     print(
         "wall = the operation timed inside the subprocess (after imports); proc = whole subprocess;\n"
         "CPU = user+sys of the process and its workers; peak RSS tree = psutil, every 50 ms, process +\n"
@@ -461,7 +508,6 @@ def main(argv: list[str] | None = None) -> int:
             f"memory: ours peak RSS tree = {fmt_mb(v['peak_tree_rss'])}  (target < {fmt_mb(RSS_TARGET)})  "
             f"{v['result']}{note}"
         )
-    return 0
 
 
 if __name__ == "__main__":

@@ -1095,8 +1095,10 @@ def test_deterministic(tmp_path):
 
 
 def test_parallel_and_serial_output_identical(tmp_path, monkeypatch):
-    """~25,000 generated bills (some rejected, some warned) mapped in 5 chunks by 2 workers,
-    in 3 parts, checked in parallel: byte-identical to the serial run."""
+    """~25,000 generated bills (some rejected, some warned) cut into byte ranges mapped by
+    2 workers, written in 3 parts, checked in parallel: byte-identical to the serial run and
+    to the general line path; a bill whose lines fall in two ranges sends the file to the
+    line path, with the same output."""
     rows = aus_files.make_rows(25_000, seed=5)
     for n, r in enumerate(rows):
         if n % 997 == 0:
@@ -1104,8 +1106,10 @@ def test_parallel_and_serial_output_identical(tmp_path, monkeypatch):
         if n % 4999 == 0:
             r["BillDate"] = "02/30/2026"
     data = aus_files.format_file(rows)
+    rows.append(rows.pop(5))  # a line of the second bill goes last: the bill spans the file
+    scattered = aus_files.format_file(rows)
     del rows
-    monkeypatch.setattr(aus_to_bif, "CHUNK_BILLS", 5_000)
+    monkeypatch.setattr(aus_to_bif, "CHUNK_BYTES", 4_000_000)
     calls = []
     real_run = aus_to_bif._run
 
@@ -1117,18 +1121,53 @@ def test_parallel_and_serial_output_identical(tmp_path, monkeypatch):
     settings = dataclasses.replace(MULTI, max_invoices_per_file=10_000)
     serial = map_aus(data, NAME, settings, tmp_path / "serial", DAY, workers=1)
     parallel = map_aus(data, NAME, settings, tmp_path / "parallel", DAY, workers=2)
-    assert calls == [("_map_chunk", 5, 1), ("_check_part", 3, 1), ("_map_chunk", 5, 2), ("_check_part", 3, 2)]
+    # 5 ranges, by 2 workers; the parts' rows were proven where they were built: no part re-read
+    assert calls == [("_map_range", 5, 1), ("_check_part", 0, 1), ("_map_range", 5, 2), ("_check_part", 0, 2)]
+    monkeypatch.setattr(aus_to_bif, "USE_RANGES", False)
+    by_lines = map_aus(data, NAME, settings, tmp_path / "lines", DAY, workers=2)
+    monkeypatch.setattr(aus_to_bif, "USE_RANGES", True)
+    calls.clear()
+    fallback = map_aus(scattered, NAME, settings, tmp_path / "fallback", DAY, workers=2)
+    assert [c[:2] for c in calls] == [("_map_range", 5), ("_map_chunk", 1), ("_check_part", 0)]
+    by_lines_scattered = map_aus(scattered, NAME, settings, tmp_path / "lines2", DAY, workers=1)
+
     assert serial.bills_read == parallel.bills_read == 25_000
     assert len(serial.rejects) > 0 and serial.warning_counts.get("Email invalid, left blank", 0) > 0
-    assert [(p.name, p.invoices, p.total, p.sha256) for p in serial.bifs] == [
-        (p.name, p.invoices, p.total, p.sha256) for p in parallel.bifs
-    ]
-    for s, p in zip(serial.bifs, parallel.bifs, strict=True):
-        assert s.path.read_bytes() == p.path.read_bytes()
-    assert serial.rejects == parallel.rejects
-    assert serial.warnings == parallel.warnings and serial.warning_counts == parallel.warning_counts
-    assert serial.summary() == parallel.summary()
     assert [p.invoices for p in serial.bifs] == [10_000, 10_000, 25_000 - 10_000 * 2 - len(serial.rejects)]
+    for other in (parallel, by_lines):
+        _assert_same_output(serial, other)
+    _assert_same_output(by_lines_scattered, fallback)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"biller_guid": ""}, "line 1: FH BillerGuid (FileSpecID 2) is empty"),  # the FH row fails
+        ({"invoice_format_guid": ""}, "line 2: IH InvoiceFormatGuid (FileSpecID 9) is empty"),  # invoice rows fail
+    ],
+)
+def test_a_bif_that_fails_the_check_is_not_written(tmp_path, change, problem, workers):
+    exc = rejected_with(tmp_path, encode(bills(3)), dataclasses.replace(SETTINGS, **change), workers=workers)
+    assert exc.rule == "BIF check" and problem in str(exc)
+
+
+def rejected_with(tmp_path: Path, data: bytes, settings: InvoiceSettings, **kw) -> FileRejected:
+    with pytest.raises(FileRejected) as info:
+        map_aus(data, NAME, settings, tmp_path / "out", DAY, **kw)
+    assert list((tmp_path / "out").iterdir()) == []
+    return info.value
+
+
+def _assert_same_output(a: MapResult, b: MapResult) -> None:
+    assert [(p.name, p.invoices, p.total, p.sha256) for p in a.bifs] == [
+        (p.name, p.invoices, p.total, p.sha256) for p in b.bifs
+    ]
+    for x, y in zip(a.bifs, b.bifs, strict=True):
+        assert x.path.read_bytes() == y.path.read_bytes()
+    assert a.rejects == b.rejects
+    assert a.warnings == b.warnings and a.warning_counts == b.warning_counts
+    assert a.summary() == b.summary()
 
 
 # --- the sample file ---------------------------------------------------------------------

@@ -165,3 +165,42 @@ def _parse_trailer(line_text: str, name: str, line: int) -> tuple[int, int, Deci
         raise IncompleteFile(name, "trailer", "trailer total is not a decimal", line) from None
     return int(parts[1]), int(parts[2]), total
 
+
+@dataclass(frozen=True)
+class BodyRange:
+    """Where the data lines of an AUS file are, without decoding them (see frame_body)."""
+
+    start: int  # byte offset of the first data line
+    stop: int  # byte offset just after the last data line's line break (= the trailer's start)
+    encoding: str
+
+
+def frame_body(data: bytes, name: str, aliases: Mapping[str, str] | None = None) -> tuple[AusFile, BodyRange] | None:
+    """Header and trailer of a file in the common shape, the data lines left as bytes.
+
+    A large file is mapped by workers that each decode their own byte range, so the parent
+    reads only the first and last line here. Returns None when the file is not in the
+    common shape (no final line break, a blank first or last line, or anything read_aus
+    would reject): read_aus then frames it, with its exact messages. The AusFile returned
+    has no lines; the caller checks the data lines (blank lines, encoding) itself."""
+    encoding, offset = ("utf-8", 3) if data.startswith(UTF8_BOM) else ("cp1252", 0)
+    header_end = data.find(b"\n", offset)
+    trailer_start = data.rfind(b"\n", 0, len(data) - 1) + 1
+    if not data.endswith(b"\n") or header_end < 0 or trailer_start <= header_end:
+        return None
+    try:
+        header = _line_text(data[offset:header_end], encoding)
+        trailer = _line_text(data[trailer_start:-1], encoding)
+        if not header.strip() or not trailer.upper().startswith("TRAILER|"):
+            return None
+        index, unknown = _header_index(header, name, 1, aliases or {})
+        totals = _parse_trailer(trailer, name, 0)
+    except (UnicodeDecodeError, FileRejected):
+        return None
+    af = AusFile(name, index, len(header.split("|")), [], [], totals, unknown)
+    return af, BodyRange(header_end + 1, trailer_start, encoding)
+
+
+def _line_text(raw: bytes, encoding: str) -> str:
+    """One line as read_aus holds it: decoded, without the CR of its CRLF."""
+    return raw.decode(encoding).removesuffix("\r")

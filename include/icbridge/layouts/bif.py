@@ -390,9 +390,14 @@ def _passes_whole(text: str) -> bool:
     shape, totals = _whole_file_patterns()
     if shape.fullmatch(text) is None:
         return False
+    return _fh_adds_up(text[: text.index(CRLF)], totals.findall(text))
+
+
+def _fh_adds_up(fh_line: str, amounts: list[str]) -> bool:
+    """Whether the FH row's InvoiceCount and TotalInvoiceAmount are the recount and the sum
+    of these IH TotalAmountDue values."""
     fh_layout = registry()["FH"]
-    fh = next(csv.reader([text[: text.index(CRLF)]]))
-    amounts = totals.findall(text)
+    fh = next(csv.reader([fh_line]))
     if fh[fh_layout.index("InvoiceCount")] != str(len(amounts)):
         return False
     try:
@@ -400,3 +405,39 @@ def _passes_whole(text: str) -> bool:
     except InvalidOperation:
         return False
     return fh_total == sum((Decimal(a) for a in amounts if a), Decimal(0))
+
+
+# The same proof in pieces, for a writer that builds a BIF from chunks of whole invoices
+# (the mapping's workers): each chunk's rows are proven where they were built, and the FH
+# row against the chunks' totals. A BIF made of an FH row and chunks that pass is one that
+# _passes_whole accepts (its pattern is the FH row, then invoices, each on whole lines), so
+# check_bif would return no problems; whatever is not proven goes through check_bif.
+
+
+@cache
+def _invoice_patterns() -> tuple[re.Pattern, re.Pattern, re.Pattern]:
+    """As bytes (the chunks are UTF-8; ASCII-only \\d makes them at most stricter): the FH
+    row, a run of whole invoices, and the IH TotalAmountDue values in such a run."""
+    rows = {t: _row_pattern(lay) for t, lay in registry().items()}
+    fh = re.compile(rows["FH"].encode())
+    invoices = re.compile(f"(?:{rows['IH']}{rows['CR']}(?:{rows['ID']})*+)*+".encode())
+    before = registry()["IH"].index("TotalAmountDue") - 1
+    totals = re.compile(f"\nIH(?:,{_FREE}){{{before}}},({_KIND_PATTERN['amount']})?(?=[,\r])".encode())
+    return fh, invoices, totals
+
+
+def invoice_totals(chunk: bytes) -> list[str] | None:
+    """The IH TotalAmountDue values of a chunk of whole invoices (IH, CR, ID rows; no FH)
+    whose rows certainly pass check_bif's row rules; None when that is not known."""
+    _, invoices, totals = _invoice_patterns()
+    if invoices.fullmatch(chunk) is None:
+        return None
+    # after a line break, as in _whole_file_patterns: a literal start the engine can search for
+    return [a.decode("ascii") for a in totals.findall(b"\n" + chunk)]
+
+
+def fh_passes(fh_row: bytes, totals: list[str]) -> bool:
+    """Whether a BIF of this FH row (CRLF included) followed by proven chunks whose
+    invoice_totals are `totals` passes check_bif."""
+    fh, _, _ = _invoice_patterns()
+    return fh.fullmatch(fh_row) is not None and _fh_adds_up(fh_row.decode("utf-8")[:-2], totals)

@@ -5,6 +5,14 @@ column has a type (its value rule), a level (bill, line or meter) and its BIF ta
 The file is read whole (its trailer is a control total over all of it), grouped into bills
 in order of first appearance, mapped bill by bill, and written as BIF parts into a staging
 folder that becomes visible only when the whole file passed: nothing partial is left.
+
+Two ways to the same bytes. The range path (the common shape of a file): the parent reads
+only the header and the trailer, cuts the data lines into byte ranges between bills, and
+workers decode, group, map and encode a range each; the parent adds up their figures, checks
+them against the trailer and writes the parts. Whenever a file is not in that shape or a
+range finds anything file-level (a bill whose lines fall in two ranges, a blank line, a byte
+that does not decode, a trailer that does not add up, ...), the line path maps the whole
+file the general way and raises the exact file-level error.
 """
 
 from __future__ import annotations
@@ -17,14 +25,33 @@ import os
 import re
 import shutil
 import tempfile
+from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
-from icbridge.layouts.aus import AusFile, FileRejected, IncompleteFile, columns, parse_file_name, read_aus
-from icbridge.layouts.bif import CRLF, check_bif, encode_field, encode_row, registry, tuple_getter
+from icbridge.layouts.aus import (
+    AusFile,
+    BodyRange,
+    FileRejected,
+    IncompleteFile,
+    columns,
+    frame_body,
+    parse_file_name,
+    read_aus,
+)
+from icbridge.layouts.bif import (
+    CRLF,
+    check_bif,
+    encode_field,
+    encode_row,
+    fh_passes,
+    invoice_totals,
+    registry,
+    tuple_getter,
+)
 from icbridge.mapping.values import CONVERTERS, UNCHANGED, BadValue, parse_money
 
 MAX_METERS = 25
@@ -127,7 +154,8 @@ class _Conversions:
     Most values are already what their converter would return (a valid date, an amount
     with two decimals, ...): one regex over those values joined proves it for the whole row,
     so only the columns whose converter changes values (Y/N, phone, zip) are converted one
-    by one. If the regex fails, every column is converted in its usual order, as before."""
+    by one. If the regex fails, every column is converted in its usual order, as before.
+    A whole chunk can be proven at once, a column at a time (see prove)."""
 
     def __init__(self, cols: list[_Col]) -> None:
         self.all = cols
@@ -135,10 +163,24 @@ class _Conversions:
         self.rest = [c for c in cols if c.type not in UNCHANGED]
         self.unchanged_values = tuple_getter([c.src for c in unchanged])
         self.unchanged = re.compile("\x1f".join(f"(?:{UNCHANGED[c.type]})?" for c in unchanged))
+        self.columns = [
+            (operator.itemgetter(c.src), re.compile(f"(?:{UNCHANGED[c.type]})?(?:\x1f(?:{UNCHANGED[c.type]})?)*+"))
+            for c in unchanged
+        ]
+        self.proven = False  # every row of the current chunk is known to pass `unchanged`
+
+    def prove(self, rows: list[list[str]], n_fields: int) -> None:
+        """Try the rows of a chunk column by column (one regex per column, C speed): if all
+        pass, no row needs the per-row regex. Rows of the wrong length are left to it."""
+        self.proven = set(map(len, rows)) == {n_fields}
+        for get, pattern in self.columns:
+            if not self.proven:
+                return
+            self.proven = pattern.fullmatch("\x1f".join(map(get, rows))) is not None
 
     def needed(self, fields: list[str]) -> list[_Col]:
         """The columns of this row whose value must go through its converter."""
-        if self.unchanged.fullmatch("\x1f".join(self.unchanged_values(fields))):
+        if self.proven or self.unchanged.fullmatch("\x1f".join(self.unchanged_values(fields))):
             return self.rest
         return self.all
 
@@ -441,72 +483,23 @@ def map_aus(
         raise FileRejected(name, "file name", "name does not follow {BID}_{YYYYMMDD[HHMMSS]}_{BillType}.TXT")
     if parsed.bid != settings.bid:
         raise FileRejected(name, "BID", f"file name BID {parsed.bid} is not this biller's BID {settings.bid}")
-    af = read_aus(data, name, settings.column_aliases)
-    expected_lines, expected_bills, expected_total = af.trailer
-    trailer_line = af.line_numbers[-1] + 1 if af.line_numbers else 2
-    if expected_lines != len(af.lines):
-        raise IncompleteFile(
-            name, "trailer", f"trailer says {expected_lines} detail lines, file has {len(af.lines)}", trailer_line
-        )
-    mapper = _Mapper(af, settings)
-    p = mapper.plan
-    key_width = max(p.acct_i, p.bill_i, p.bid_i, p.amount_i) + 1
-    key_min = max(p.acct_i, p.bill_i, p.bid_i) + 1  # fields needed to tell a line's bill
-    groups: dict[tuple[str, str], list[int]] = {}
-    total = Decimal(0)
-    orphan_rejects: list[Reject] = []
-    acct_i, bill_i, bid_i, amount_i = p.acct_i, p.bill_i, p.bid_i, p.amount_i
-    for i, line in enumerate(af.lines):
-        fields = line.split("|", key_width)
-        if len(fields) < key_min:  # a short line that still names its bill joins it (and rejects it)
-            orphan_rejects.append(
-                Reject([af.line_numbers[i]], "", "", f"line has {len(fields)} fields, the header has {p.n_fields}")
-            )
-            continue
-        bid = fields[bid_i]
-        if bid != settings.bid and bid.strip() != settings.bid:
-            raise FileRejected(name, "BID", f"BID {bid!r} is not this biller's BID {settings.bid}", af.line_numbers[i])
-        key = (fields[acct_i].strip(), fields[bill_i].strip())
-        members = groups.get(key)
-        if members is None:
-            groups[key] = [i]
-            raw_amount = fields[amount_i] if amount_i < len(fields) else None
-            amount = parse_money(raw_amount.strip()) if raw_amount is not None else None
-            if amount is None:
-                what = f"AmountDue {raw_amount!r} does not parse" if raw_amount is not None else "AmountDue is missing"
-                raise FileRejected(
-                    name,
-                    "trailer",
-                    f"{what}, so the trailer total cannot be checked",
-                    af.line_numbers[i],
-                )
-            total += Decimal(amount)
-        else:
-            members.append(i)
-    bills = len(groups) + len(orphan_rejects)
-    if workers is None:
-        workers = (os.cpu_count() or 1) if len(groups) >= PARALLEL_MIN_BILLS else 1
-    if expected_bills != bills:
-        raise IncompleteFile(name, "trailer", f"trailer says {expected_bills} bills, file has {bills}", trailer_line)
-    if expected_total != total:
-        raise IncompleteFile(
-            name, "trailer", f"trailer total {expected_total:.2f} but the bills add up to {total:.2f}", trailer_line
-        )
-
+    mapped = _map_ranges(data, name, settings, workers) if USE_RANGES else None
+    if mapped is None:
+        mapped = _map_lines(data, name, settings, workers)
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir))
     try:
-        rejects, parts = _map_and_write(mapper, list(groups.values()), name, staging, creation_date, workers)
-        rejects = orphan_rejects + rejects
-        limit = settings.reject_threshold_pct * bills / 100
+        rejects, parts, proven = _write_parts(mapped, name, staging, creation_date)
+        limit = settings.reject_threshold_pct * mapped.bills / 100
         if len(rejects) > limit:
             raise FileRejected(
                 name,
                 "reject threshold",
-                f"{len(rejects)} of {bills} bills rejected, more than the biller's threshold "
+                f"{len(rejects)} of {mapped.bills} bills rejected, more than the biller's threshold "
                 f"of {settings.reject_threshold_pct:g}%",
             )
-        for part, problems in zip(parts, _run(_check_part, [p.path for p in parts], workers), strict=True):
+        unproven = [part for part, ok in zip(parts, proven, strict=True) if not ok]
+        for part, problems in zip(unproven, _run(_check_part, [p.path for p in unproven], mapped.workers), strict=True):
             if problems:
                 raise FileRejected(name, "BIF check", f"{part.name}: " + "; ".join(problems[:5]))
         for part in parts:
@@ -515,32 +508,147 @@ def map_aus(
             part.path = final
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return MapResult(name, bills, parts, rejects, mapper.warnings, mapper.warning_counts, af.unknown_columns)
+    mapper = mapped.mapper
+    return MapResult(
+        name, mapped.bills, parts, rejects, mapper.warnings, mapper.warning_counts, mapper.af.unknown_columns
+    )
+
+
+USE_RANGES = True  # False: always the line path (for comparing the two)
+PARALLEL_MIN_BILLS = 20_000
+PARALLEL_MIN_BYTES = 12_000_000  # ~18,000 bills of the usual size
+CHUNK_BILLS = 25_000  # line path: bills per task
+CHUNK_BYTES = 16_000_000  # range path: bytes per task (~24,000 bills), so 2 workers share the load evenly
+
+# One task's output: its BIF text as UTF-8 bytes, the end offset and TotalAmountDue of each
+# invoice in it, the IH totals as check_bif reads them if its rows are proven to pass
+# (bif.invoice_totals; else None), its rejects, warnings (capped) and warning counts.
+_Chunk = tuple[bytes, list[int], list[str], list[str] | None, list[Reject], list[dict], dict[str, int]]
+
+
+@dataclass
+class _Mapped:
+    """A file mapped but not yet written: what the parts and the summary are made of."""
+
+    mapper: _Mapper
+    bills: int
+    orphans: list[Reject]  # short lines that name no bill: rejected first, as lines
+    chunks: list[_Chunk]
+    workers: int
 
 
 # Work shared with forked worker processes (set before the pool forks, read-only after).
-_JOB: tuple[_Mapper, list[list[int]]] | None = None
-PARALLEL_MIN_BILLS = 20_000
-CHUNK_BILLS = 25_000
+_JOB: tuple | None = None
 
 
-def _map_chunk(bounds: tuple[int, int]) -> tuple[bytes, list[int], list[str], list[Reject], list[dict], dict[str, int]]:
-    """Map bills [start, stop) of the file. Returns the chunk's BIF text as UTF-8 bytes with
-    the end offset and the TotalAmountDue of each invoice in it: one buffer crosses from a
-    worker to the parent, not a string per invoice."""
-    mapper, bills = _JOB
-    mapper.warnings, mapper.warning_counts = [], {}
+# --------------------------------------------------------------------------- line path
+
+
+def _map_lines(data: bytes, name: str, settings: InvoiceSettings, workers: int | None) -> _Mapped:
+    """The general path: decode and split the whole file, group every line into its bill,
+    check the trailer, then map the bills in chunks. Raises every file-level rejection."""
+    global _JOB
+    af = read_aus(data, name, settings.column_aliases)
+    expected_lines, expected_bills, expected_total = af.trailer
+    trailer_line = af.line_numbers[-1] + 1 if af.line_numbers else 2
+    if expected_lines != len(af.lines):
+        raise IncompleteFile(
+            name, "trailer", f"trailer says {expected_lines} detail lines, file has {len(af.lines)}", trailer_line
+        )
+    mapper = _Mapper(af, settings)
+    groups, orphans, total = _group_lines(
+        _key_fields(af.lines, mapper.plan), af.line_numbers, mapper.plan, settings.bid, name
+    )
+    bills = len(groups) + len(orphans)
+    if workers is None:
+        workers = (os.cpu_count() or 1) if len(groups) >= PARALLEL_MIN_BILLS else 1
+    if expected_bills != bills:
+        raise IncompleteFile(name, "trailer", f"trailer says {expected_bills} bills, file has {bills}", trailer_line)
+    if expected_total != total:
+        raise IncompleteFile(
+            name, "trailer", f"trailer total {expected_total:.2f} but the bills add up to {total:.2f}", trailer_line
+        )
+    members = list(groups.values())
+    tasks = [(i, min(i + CHUNK_BILLS, len(members))) for i in range(0, len(members), CHUNK_BILLS)]
+    _JOB = (mapper, members)
+    try:
+        chunks = _run(_map_chunk, tasks, workers)
+    finally:
+        _JOB = None
+    return _Mapped(mapper, bills, orphans, chunks, workers)
+
+
+def _key_fields(lines: list[str], plan: _Plan):
+    """Each line split up to the fields that tell its bill and its AmountDue (not trimmed)."""
+    return map(operator.methodcaller("split", "|", max(plan.acct_i, plan.bill_i, plan.bid_i, plan.amount_i) + 1), lines)
+
+
+def _group_lines(
+    split_lines, numbers, plan: _Plan, bid: str, name: str
+) -> tuple[dict[tuple[str, str], list[int]], list[Reject], Decimal]:
+    """Each bill's lines (indexes) in order of first appearance, the short lines that name
+    no bill, and the sum of each bill's first AmountDue (for the trailer). Raises
+    FileRejected for another biller's BID or a first AmountDue that does not parse.
+    `split_lines`: each line's fields, from _key_fields, or from _split where no field holds
+    a TAB or CR (its trimming is then a part of the .strip() below, so the keys agree)."""
+    key_min = max(plan.acct_i, plan.bill_i, plan.bid_i) + 1  # fields needed to tell a line's bill
+    groups: dict[tuple[str, str], list[int]] = {}
+    total = Decimal(0)
+    orphans: list[Reject] = []
+    acct_i, bill_i, bid_i, amount_i = plan.acct_i, plan.bill_i, plan.bid_i, plan.amount_i
+    for i, fields in enumerate(split_lines):
+        if len(fields) < key_min:  # a short line that still names its bill joins it (and rejects it)
+            orphans.append(
+                Reject([numbers[i]], "", "", f"line has {len(fields)} fields, the header has {plan.n_fields}")
+            )
+            continue
+        line_bid = fields[bid_i]
+        if line_bid != bid and line_bid.strip() != bid:
+            raise FileRejected(name, "BID", f"BID {line_bid!r} is not this biller's BID {bid}", numbers[i])
+        key = (fields[acct_i].strip(), fields[bill_i].strip())
+        members = groups.get(key)
+        if members is None:
+            groups[key] = [i]
+            raw_amount = fields[amount_i] if amount_i < len(fields) else None
+            amount = parse_money(raw_amount.strip()) if raw_amount is not None else None
+            if amount is None:
+                what = f"AmountDue {raw_amount!r} does not parse" if raw_amount is not None else "AmountDue is missing"
+                raise FileRejected(name, "trailer", f"{what}, so the trailer total cannot be checked", numbers[i])
+            total += Decimal(amount)
+        else:
+            members.append(i)
+    return groups, orphans, total
+
+
+def _map_chunk(bounds: tuple[int, int]) -> _Chunk:
+    """Line path task: map bills [start, stop) of the file."""
+    mapper, members = _JOB
     af = mapper.af
-    lines, numbers = af.lines, af.line_numbers
+    return _map_bills(mapper, af.lines, af.line_numbers, members[bounds[0] : bounds[1]])
+
+
+def _map_bills(
+    mapper: _Mapper, lines: list[str], numbers, bills: list[list[int]], split: list[list[str]] | None = None
+) -> _Chunk:
+    """Map these bills (each a list of indexes into `lines`; `split`: the lines already split
+    by _split). Returns the BIF text as UTF-8 bytes with the end offset and the TotalAmountDue
+    of each invoice in it: one buffer crosses from a worker to the parent, not a string per
+    invoice."""
+    mapper.warnings, mapper.warning_counts = [], {}
+    plan = mapper.plan
+    plan.bill_conv.proven = plan.id_conv.proven = False
+    if split is not None:  # bill values come from each bill's first line
+        plan.bill_conv.prove([split[members[0]] for members in bills], plan.n_fields)
+        plan.id_conv.prove(split, plan.n_fields)
     blobs: list[bytes] = []
     ends: list[int] = []
     amounts: list[str] = []
     rejects: list[Reject] = []
     end = 0
-    for members in bills[bounds[0] : bounds[1]]:
+    for members in bills:
         texts = list(map(lines.__getitem__, members))
         line_nos = list(map(numbers.__getitem__, members))
-        rows = list(map(_split, texts))
+        rows = list(map(_split, texts)) if split is None else list(map(split.__getitem__, members))
         quote = any(map(_NEEDS_QUOTING.search, texts))
         try:
             text, amount = mapper.map_bill(rows, line_nos, quote)
@@ -553,7 +661,146 @@ def _map_chunk(bounds: tuple[int, int]) -> tuple[bytes, list[int], list[str], li
         end += len(blob)
         ends.append(end)
         amounts.append(amount)
-    return b"".join(blobs), ends, amounts, rejects, mapper.warnings, mapper.warning_counts
+    text = b"".join(blobs)
+    # the pre-upload check's row rules, run here in the worker on the rows it built (the
+    # parent then checks only the FH rows; a chunk that is not proven is checked as a file)
+    return text, ends, amounts, invoice_totals(text), rejects, mapper.warnings, mapper.warning_counts
+
+
+# --------------------------------------------------------------------------- range path
+
+
+@dataclass
+class _RangeResult:
+    """What one byte range gave: its figures for the trailer check and its mapped bills."""
+
+    lines: int
+    bills: int  # bills that start in the range (orphans not included)
+    orphans: list[Reject]
+    total: Decimal
+    key_hashes: array  # hash of each bill's key: a bill in two ranges shows up as a repeat
+    chunk: _Chunk
+
+
+def _map_ranges(data: bytes, name: str, settings: InvoiceSettings, workers: int | None) -> _Mapped | None:
+    """The range path; None when the file needs the line path (see the module docstring)."""
+    global _JOB
+    framed = frame_body(data, name, settings.column_aliases)
+    if framed is None:
+        return None
+    af, body = framed
+    mapper = _Mapper(af, settings)
+    if workers is None:
+        workers = (os.cpu_count() or 1) if body.stop - body.start >= PARALLEL_MIN_BYTES else 1
+    tasks = _ranges(data, body, mapper.plan)
+    _JOB = (mapper, data, body.encoding, name)
+    try:
+        results = _run(_map_range, tasks, workers)
+    finally:
+        _JOB = None
+    if any(r is None for r in results) or not _adds_up(results, af.trailer):
+        return None
+    orphans = [reject for r in results for reject in r.orphans]
+    bills = sum(r.bills for r in results) + len(orphans)
+    return _Mapped(mapper, bills, orphans, [r.chunk for r in results], workers)
+
+
+def _adds_up(results: list[_RangeResult], trailer: tuple[int, int, Decimal]) -> bool:
+    """Whether the ranges' lines, bills and total match the trailer, and no bill's lines
+    fell into two ranges (its key would count in both; a hash repeat sends the file to the
+    line path, which groups it whole)."""
+    lines, bills, total = trailer
+    hashes = [h for r in results for h in r.key_hashes]
+    return (
+        sum(r.lines for r in results) == lines
+        and sum(r.bills + len(r.orphans) for r in results) == bills
+        and sum((r.total for r in results), Decimal(0)) == total
+        and len(set(hashes)) == len(hashes)
+    )
+
+
+def _ranges(data: bytes, body: BodyRange, plan: _Plan) -> list[tuple[int, int, int]]:
+    """(start, stop, first line number) of each task: ~CHUNK_BYTES of whole lines, cut
+    between two lines of different bills (a bill's lines are usually contiguous)."""
+    cuts = [body.start]
+    pos = body.start + CHUNK_BYTES
+    while pos < body.stop:
+        cut = _bill_start_after(data, pos, body.stop, plan)
+        if cut >= body.stop:
+            break
+        cuts.append(cut)
+        pos = cut + CHUNK_BYTES
+    cuts.append(body.stop)
+    tasks, line = [], 2  # line 1 is the header
+    for start, stop in zip(cuts, cuts[1:], strict=False):
+        tasks.append((start, stop, line))
+        line += data.count(b"\n", start, stop)
+    return tasks
+
+
+def _bill_start_after(data: bytes, pos: int, stop: int, plan: _Plan) -> int:
+    """The start of the first line after `pos` whose bill differs from the line before it
+    (compared on the raw bytes: a cut that does split a bill is caught by _adds_up)."""
+    cut = data.find(b"\n", pos, stop) + 1 or stop
+    previous = _raw_key(data[data.rfind(b"\n", 0, cut - 1) + 1 : cut], plan)
+    while cut < stop:
+        end = data.find(b"\n", cut, stop) + 1 or stop
+        key = _raw_key(data[cut:end], plan)
+        if key is None or key != previous:
+            return cut
+        cut = end
+    return stop
+
+
+def _raw_key(line: bytes, plan: _Plan) -> tuple[bytes, bytes] | None:
+    """(AccountNumber, BillNumber) of a raw line, or None when it is too short to have one."""
+    fields = line.split(b"|", max(plan.acct_i, plan.bill_i) + 1)
+    if len(fields) <= max(plan.acct_i, plan.bill_i):
+        return None
+    return fields[plan.acct_i].strip(), fields[plan.bill_i].strip()
+
+
+def _map_range(task: tuple[int, int, int]) -> _RangeResult | None:
+    """Range path task: decode, group and map the lines of data[start:stop]. None when the
+    range holds something file-level (the line path then names it).
+
+    The collector is off meanwhile: the range's lines, split once, are ~1.5 M tracked objects
+    that live until the task ends, and every collection would walk them (that doubled the
+    cost of splitting); they hold no cycles, so reference counting frees them."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _map_range_lines(task)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _map_range_lines(task: tuple[int, int, int]) -> _RangeResult | None:
+    mapper, data, encoding, name = _JOB
+    start, stop, first_line = task
+    try:
+        text = str(memoryview(data)[start:stop], encoding)
+    except UnicodeDecodeError:
+        return None
+    text = text.replace("\r\n", "\n")
+    lines = text.split("\n")
+    lines.pop()  # the range ends with a line break
+    if not all(map(str.strip, lines)):  # a blank line: read_aus numbers and skips those
+        return None
+    numbers = range(first_line, first_line + len(lines))
+    split = list(map(_split, lines))  # each line split once, for grouping and mapping
+    plain = "\t" not in text and "\r" not in text  # else _split changes more than trimming
+    try:
+        keyed = split if plain else _key_fields(lines, mapper.plan)
+        groups, orphans, total = _group_lines(keyed, numbers, mapper.plan, mapper.settings.bid, name)
+    except FileRejected:
+        return None
+    chunk = _map_bills(mapper, lines, numbers, list(groups.values()), split)
+    return _RangeResult(len(lines), len(groups), orphans, total, array("q", map(hash, groups)), chunk)
+
+
+# --------------------------------------------------------------------------- both paths
 
 
 def _check_part(path: Path) -> list[str]:
@@ -566,7 +813,7 @@ def _run(fn, items: list, workers: int) -> list:
         return [fn(item) for item in items]
     ctx = multiprocessing.get_context("fork")
     # Objects that exist at the fork go to the collector's permanent generation, so a
-    # worker's garbage collections do not walk (and copy-on-write) the parent's lines.
+    # worker's garbage collections do not walk (and copy-on-write) the parent's objects.
     gc.freeze()
     try:
         with ctx.Pool(min(workers, len(items))) as pool:
@@ -575,29 +822,29 @@ def _run(fn, items: list, workers: int) -> list:
         gc.unfreeze()
 
 
-def _map_and_write(
-    mapper: _Mapper,
-    bills: list[list[int]],
-    source: str,
-    staging: Path,
-    creation_date: date,
-    workers: int,
-) -> tuple[list[Reject], list[BifPart]]:
-    global _JOB
+def _write_parts(
+    mapped: _Mapped, source: str, staging: Path, creation_date: date
+) -> tuple[list[Reject], list[BifPart], list[bool]]:
+    """Write the invoices of every chunk, in order, as parts of at most max_invoices_per_file;
+    gather the rejects (orphan lines first) and the warnings (capped) into the mapper. The
+    third list says which parts are proven to pass check_bif (see _write_part)."""
+    mapper = mapped.mapper
     settings = mapper.settings
-    chunks = [(i, min(i + CHUNK_BILLS, len(bills))) for i in range(0, len(bills), CHUNK_BILLS)]
-    _JOB = (mapper, bills)
-    try:
-        results = _run(_map_chunk, chunks, workers)
-    finally:
-        _JOB = None
     mapper.warnings, mapper.warning_counts = [], {}
     stem = Path(source).stem
-    rejects: list[Reject] = []
+    rejects: list[Reject] = list(mapped.orphans)
     parts: list[BifPart] = []
+    proven: list[bool] = []
     body: list[memoryview] = []  # the current part's invoices, as slices of the chunks' bytes
     amounts: list[str] = []
-    for blob, ends, chunk_amounts, chunk_rejects, warnings, counts in results:
+    totals: list[str] | None = []  # the current part's proven IH totals; None: a chunk is not proven
+
+    def write() -> None:
+        part, ok = _write_part(settings, stem, len(parts) + 1, body, amounts, totals, staging, creation_date)
+        parts.append(part)
+        proven.append(ok)
+
+    for blob, ends, chunk_amounts, chunk_totals, chunk_rejects, warnings, counts in mapped.chunks:
         rejects.extend(chunk_rejects)
         room = MAX_WARNINGS_KEPT - len(mapper.warnings)
         mapper.warnings.extend(warnings[: max(room, 0)])
@@ -609,19 +856,20 @@ def _map_and_write(
             start = ends[done - 1] if done else 0
             body.append(view[start : ends[done + take - 1]])
             amounts.extend(chunk_amounts[done : done + take])
+            totals = None if totals is None or chunk_totals is None else totals + chunk_totals[done : done + take]
             done += take
             if len(amounts) >= settings.max_invoices_per_file:
-                parts.append(_write_part(settings, stem, len(parts) + 1, body, amounts, staging, creation_date))
-                body, amounts = [], []
+                write()
+                body, amounts, totals = [], [], []
     if amounts:
-        parts.append(_write_part(settings, stem, len(parts) + 1, body, amounts, staging, creation_date))
+        write()
     if len(parts) == 1:
         single = parts[0]
         single.name = f"{stem}.BIF"
         renamed = staging / single.name
         single.path.replace(renamed)
         single.path = renamed
-    return rejects, parts
+    return rejects, parts, proven
 
 
 def _write_part(
@@ -630,10 +878,14 @@ def _write_part(
     number: int,
     body: list[memoryview],
     amounts: list[str],
+    totals: list[str] | None,
     staging: Path,
     day: date,
-) -> BifPart:
-    """Write one BIF part: its FH row (count and total of its invoices), then their rows."""
+) -> tuple[BifPart, bool]:
+    """Write one BIF part: its FH row (count and total of its invoices), then their rows.
+    Also says whether the part is proven to pass check_bif: its invoices' rows were proven
+    where they were built (`totals`: their IH totals as the check reads them) and the FH row
+    matches them."""
     fh_layout = registry()["FH"]
     fh = fh_layout.blank()
     total = sum(map(Decimal, amounts), Decimal(0))
@@ -644,8 +896,10 @@ def _write_part(
     name = f"{stem}_{number:02d}.BIF"
     path = staging / name
     digest = hashlib.sha256()
+    fh_row = encode_row(fh).encode("utf-8")
     with path.open("wb") as out:
-        for piece in [encode_row(fh).encode("utf-8"), *body]:
+        for piece in [fh_row, *body]:
             out.write(piece)
             digest.update(piece)
-    return BifPart(name, path, len(amounts), total, digest.hexdigest())
+    proven = totals is not None and fh_passes(fh_row, totals)
+    return BifPart(name, path, len(amounts), total, digest.hexdigest()), proven
