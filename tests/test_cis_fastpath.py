@@ -16,6 +16,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -237,6 +238,50 @@ def test_answers_against_the_contract_are_refused_by_both(server):
             client.balance_check("1", 1)
         with pytest.raises(MalformedAnswer):
             client.lean().balance_check("1", 1)
+
+
+def test_every_calling_thread_checks_answers_against_the_schema(inhance, server):
+    """The lean path validates with one XMLSchema per thread (no shared lock): answers from many
+    threads at once are the zeep path's, and a schema-breaking answer is refused in each."""
+    sim, client = inhance
+    lean = client.lean()
+    expected = client.balance_check("100", 1)
+    server.mount("/bad.asmx", _static(_ENVELOPE.format(
+        dtd="", fields="<Balance>abc</Balance><FutureBalance>1</FutureBalance><Success>true</Success>").encode()))
+    bad = InhanceClient.single(server.url + "/bad.asmx", "k", timeout=5).lean()
+    outcomes: list[Any] = []
+
+    def calls() -> None:
+        for _ in range(10):
+            outcomes.append(lean.balance_check("100", 1))
+            outcomes.append(_outcome(lambda: bad.balance_check("1", 1)))
+
+    threads = [threading.Thread(target=calls) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count(expected) == 80 and outcomes.count(("ValueError", None)) == 80
+
+
+def test_the_simulator_records_every_call_in_order_across_its_batches(inhance):
+    """Read calls are recorded in batches (sim.cis._RECORD_BATCH); received() must still show
+    every call at once, in call order, with a payment call in between recorded in its own turn."""
+    sim, client = inhance
+    lean = client.lean()
+    lean.balance_check("100", 1)
+    assert [r["args"]["LastInvoiceNumber"] for r in sim.received("b1")] == ["1"]  # visible at once
+    for n in range(2, 300):
+        lean.balance_check("100", n)
+        if n == 150:
+            assert client.make_payment_extended("200", datetime(2026, 11, 2, 9, 30), "PAY-1", "DOC-1",
+                                                "Credit Card", "1.00").ok
+    received = sim.received("b1")
+    assert [(r["method"], r["args"]["LastInvoiceNumber"] if r["method"] == "BalanceCheck" else "-")
+            for r in received] == [("BalanceCheck", str(n)) for n in range(1, 151)] + [
+        ("MakePaymentExtended", "-")] + [("BalanceCheck", str(n)) for n in range(151, 300)]
+    assert [r["id"] for r in received] == sorted(r["id"] for r in received)
+    assert len(sim.payments("b1")) == 1 and sim.account("b1", "200")["balance"] == Decimal("-4.10")
 
 
 # IC ListOpenInvoices ----------------------------------------------------------------------

@@ -66,11 +66,11 @@ def _parser() -> etree.XMLParser:
     )
 
 
-def _schema(wsdl: Path) -> etree.XMLSchema:
-    """The WSDL's embedded schema as an lxml XMLSchema (it imports nothing)."""
+def _schema_source(wsdl: Path) -> bytes:
+    """The WSDL's embedded schema as a document of its own (it imports nothing)."""
     root = etree.parse(str(wsdl), _parser()).getroot()
     (schema,) = root.iterfind(f"{{{WSDL_NS}}}types/{{{XSD}}}schema")
-    return etree.XMLSchema(etree.fromstring(etree.tostring(schema), _parser()))
+    return etree.tostring(schema)
 
 
 def _as_sent(text: str) -> str:
@@ -161,8 +161,7 @@ class LeanOperation:
             for name, element in result_element.type.elements
         }
         self._empty = dict.fromkeys((name for name, _ in self._result_fields.values()), None)
-        self._schema = _schema(Path(wsdl))
-        self._schema_lock = threading.Lock()
+        self._schema_source = _schema_source(Path(wsdl))
         self._local = threading.local()
         self._http = Http11Endpoint(endpoint, timeout=timeout, ca_file=ca_file, verify=verify)
 
@@ -222,6 +221,19 @@ class LeanOperation:
             parser = self._local.parser = _parser()
         return parser
 
+    def _schema(self) -> etree.XMLSchema:
+        """This thread's XMLSchema of the WSDL (built once per thread, ~1 ms).
+
+        Why not one shared behind a lock: an XMLSchema must not validate in two threads at once,
+        and lxml validates with the GIL released, so the lock holder had to win the GIL back
+        while the other calling threads queued on the lock behind it — measured at Balance All's
+        scale (32 calls in flight) as a fifth of the calling threads' time spent waiting there.
+        """
+        schema = getattr(self._local, "schema", None)
+        if schema is None:
+            schema = self._local.schema = etree.XMLSchema(etree.fromstring(self._schema_source, _parser()))
+        return schema
+
     def _answer(self, status: int, data: bytes) -> etree._Element | None:
         """The answer by zeep's rules (zeep.wsdl.bindings.soap.SoapBinding.process_reply)."""
         if status in (201, 202) and not data:
@@ -244,9 +256,9 @@ class LeanOperation:
         response = body.find(self._response_tag) if body is not None else None
         if response is None:
             raise MalformedAnswer(f"{self.service} {self.operation}: no {self._response_tag} in the answer")
-        with self._schema_lock:  # an XMLSchema is not to be shared by threads at once
-            valid = self._schema.validate(response)
-            error = None if valid else str(self._schema.error_log.last_error)
+        schema = self._schema()
+        valid = schema.validate(response)
+        error = None if valid else str(schema.error_log.last_error)
         if not valid:
             raise MalformedAnswer(f"{self.service} {self.operation}: the answer does not follow the WSDL: {error}")
         return response.find(self._result_tag)
