@@ -23,6 +23,7 @@ import pytest
 import requests
 from lxml import etree
 
+from icbridge.calls import RateLimiter
 from icbridge.config.biller import BillerConfig, BillerConfigError, load_biller
 from icbridge.hooks.aus import AusHook
 from icbridge.hooks.inhance import InhanceHook
@@ -32,7 +33,7 @@ from icbridge.sim.soapserver import SoapServer
 from icbridge.soap import aus as aus_mod
 from icbridge.soap import inhance as inhance_mod
 from icbridge.soap.aus import AusClient
-from icbridge.soap.cis import DEFAULT, CisEndpoint, CisFault, CisHttpError, RateLimiter
+from icbridge.soap.cis import DEFAULT, CisEndpoint, CisFault, CisHttpError
 from icbridge.soap.inhance import InhanceClient
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ Why it looks like this:
   memory does not grow with the number of accounts (250,000 in one run).
 * **Concurrency bounds per biller.** ``max_in_flight`` worker threads (so at most that many
   CIS calls in flight) and a shared :class:`RateLimiter` (calls per second, retries
-  included; icbridge.soap.cis.RateLimiter): the CIS is the customer's production system.
+  included; icbridge.calls.RateLimiter): the CIS is the customer's production system.
 * **Retries only where they can help.** Timeouts and transport faults (``OSError``, which
   covers ``requests``' connection errors and timeouts, and :class:`CisTransient`) are retried
   with exponential backoff; a business "not found" (:class:`CisNotFound`) or refusal
@@ -35,6 +35,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
+from icbridge.calls import RateLimiter
 from icbridge.masking import mask_account
 from icbridge.reconcile.compare import (
     OUTCOMES,
@@ -49,7 +50,6 @@ from icbridge.reconcile.compare import (
     error_item,
     plan_correction,
 )
-from icbridge.soap.cis import RateLimiter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -13,26 +13,20 @@ RetrieveBillPrintImageV2). Credentials never in repr or exceptions; not picklabl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import zeep.exceptions
-
 from icbridge.soap.cis import (
-    DEFAULT,
+    CisClient,
     CisEndpoint,
-    CisFault,
-    CisHttpError,
     CisResult,
     decimal_or_zero,
     money,
-    resolve_endpoints,
 )
-from icbridge.soap.client import BoundClient, make_client, soap_text
+from icbridge.soap.client import soap_text
 
 __all__ = [
     "ACCOUNT_NOT_FOUND",
@@ -161,58 +155,13 @@ class LeanAus:
         self._operation.close()
 
 
-class AusClient:
+class AusClient(CisClient):
     """Client for one AUS biller (one endpoint and key, or one per method)."""
 
-    def __init__(
-        self,
-        endpoints: Mapping[str, CisEndpoint],
-        *,
-        timeout: float = 30,
-        ca_file: str | None = None,
-        verify: bool = True,
-        pool_maxsize: int = 10,
-    ) -> None:
-        self._endpoints = resolve_endpoints(endpoints, METHODS)
-        if not self._endpoints:
-            raise ValueError(f"no AUS endpoint given (need {DEFAULT!r} or one per method)")
-        self.timeout = timeout
-        self._options = {"timeout": timeout, "ca_file": ca_file, "verify": verify, "pool_maxsize": pool_maxsize}
-
-    @classmethod
-    def single(cls, url: str, key: str, **options: Any) -> AusClient:
-        return cls({DEFAULT: CisEndpoint(url, key)}, **options)
-
-    def __repr__(self) -> str:
-        urls = sorted({e.url for e in self._endpoints.values()})
-        return f"AusClient(urls={urls!r})"
-
-    def __reduce__(self) -> Any:
-        raise TypeError("AusClient holds credentials and cannot be pickled")
-
-    def endpoint_url(self, method: str) -> str:
-        return self._endpoint(method).url
-
-    def _endpoint(self, method: str) -> CisEndpoint:
-        try:
-            return self._endpoints[method]
-        except KeyError:
-            if method not in METHODS:
-                raise ValueError(f"unknown AUS method {method!r}") from None
-            raise ValueError(f"no endpoint configured for AUS {method} (and no default)") from None
-
-    def soap_client(self, method: str) -> BoundClient:
-        return make_client(WSDL, self._endpoint(method).url, **self._options)
-
-    def _call(self, method: str, **params: Any) -> Any:
-        endpoint = self._endpoint(method)
-        client = make_client(WSDL, endpoint.url, **self._options)
-        try:
-            return getattr(client.service, method)(**params, WebServiceKey=endpoint.key)
-        except zeep.exceptions.Fault as fault:
-            raise CisFault(SERVICE, method, soap_text(fault.message), fault.code) from None
-        except zeep.exceptions.TransportError as error:
-            raise CisHttpError(SERVICE, method, error.status_code, error.content) from None
+    SERVICE = SERVICE
+    LABEL = "AUS"
+    WSDL = WSDL
+    METHODS = METHODS
 
     def _simple(self, node: Any) -> AusResult:
         if node is None:

@@ -8,21 +8,24 @@ business refusal is a value, a SOAP fault is an exception, a transport problem i
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import zeep.exceptions
+
+from icbridge.soap.client import BoundClient, make_client, soap_text
+
 __all__ = [
+    "CisClient",
     "DEFAULT",
     "CisEndpoint",
     "CisError",
     "CisFault",
     "CisHttpError",
     "CisResult",
-    "RateLimiter",
     "money",
     "resolve_endpoints",
 ]
@@ -122,25 +125,68 @@ def decimal_or_zero(value: Any) -> Decimal:
     return Decimal(0) if value is None else Decimal(value)
 
 
-class RateLimiter:
-    """At most ``calls_per_second`` acquisitions per second across threads (evenly spaced).
+class CisClient:
+    """What the inHance and AUS clients share: per-method endpoints and keys, the hardened zeep
+    client per endpoint, credentials kept out of repr and pickles, faults turned into CisError.
 
-    One per biller and CIS, shared by the threads calling it, so N calls in flight never
-    exceed the biller's agreed rate.
+    Subclasses set SERVICE ("inhance" | "aus"), LABEL, WSDL, METHODS and FALLBACKS.
     """
 
-    def __init__(self, calls_per_second: float) -> None:
-        if calls_per_second <= 0:
-            raise ValueError("calls_per_second must be > 0")
-        self.interval = 1.0 / calls_per_second
-        self._next = time.monotonic()
-        self._lock = threading.Lock()
+    SERVICE: str
+    LABEL: str
+    WSDL: Path
+    METHODS: tuple[str, ...]
+    FALLBACKS: Mapping[str, str] = {}
 
-    def acquire(self) -> None:
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next)
-            self._next = start + self.interval
-        delay = start - now
-        if delay > 0:
-            time.sleep(delay)
+    def __init__(
+        self,
+        endpoints: Mapping[str, CisEndpoint],
+        *,
+        timeout: float = 30,
+        ca_file: str | None = None,
+        verify: bool = True,
+        pool_maxsize: int = 10,
+    ) -> None:
+        self._endpoints = resolve_endpoints(endpoints, self.METHODS, self.FALLBACKS)
+        if not self._endpoints:
+            raise ValueError(f"no {self.LABEL} endpoint given (need {DEFAULT!r} or one per method)")
+        self.timeout = timeout
+        self._options = {"timeout": timeout, "ca_file": ca_file, "verify": verify, "pool_maxsize": pool_maxsize}
+
+    @classmethod
+    def single(cls, url: str, key: str, **options: Any) -> Any:
+        """All methods at one URL with one key (a test URL, or a simple biller)."""
+        return cls({DEFAULT: CisEndpoint(url, key)}, **options)
+
+    def __repr__(self) -> str:
+        urls = sorted({e.url for e in self._endpoints.values()})
+        return f"{type(self).__name__}(urls={urls!r})"
+
+    def __reduce__(self) -> Any:
+        raise TypeError(f"{type(self).__name__} holds credentials and cannot be pickled")
+
+    def endpoint_url(self, method: str) -> str:
+        """The URL ``method`` posts to (for logs and tests; the key is never exposed)."""
+        return self._endpoint(method).url
+
+    def _endpoint(self, method: str) -> CisEndpoint:
+        try:
+            return self._endpoints[method]
+        except KeyError:
+            if method not in self.METHODS:
+                raise ValueError(f"unknown {self.LABEL} method {method!r}") from None
+            raise ValueError(f"no endpoint configured for {self.LABEL} {method} (and no default)") from None
+
+    def soap_client(self, method: str) -> BoundClient:
+        """The (cached) hardened zeep client bound to ``method``'s endpoint."""
+        return make_client(self.WSDL, self._endpoint(method).url, **self._options)
+
+    def _call(self, method: str, key_field: str = "WebServiceKey", **params: Any) -> Any:
+        endpoint = self._endpoint(method)
+        client = make_client(self.WSDL, endpoint.url, **self._options)
+        try:
+            return getattr(client.service, method)(**params, **{key_field: endpoint.key})
+        except zeep.exceptions.Fault as fault:
+            raise CisFault(self.SERVICE, method, soap_text(fault.message), fault.code) from None
+        except zeep.exceptions.TransportError as error:
+            raise CisHttpError(self.SERVICE, method, error.status_code, error.content) from None

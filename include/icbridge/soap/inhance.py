@@ -15,26 +15,20 @@ inside (not in repr, not in exceptions, not picklable). No Airflow imports.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import zeep.exceptions
-
 from icbridge.soap.cis import (
-    DEFAULT,
+    CisClient,
     CisEndpoint,
-    CisFault,
-    CisHttpError,
     CisResult,
     decimal_or_zero,
     money,
-    resolve_endpoints,
 )
-from icbridge.soap.client import BoundClient, make_client, soap_text
+from icbridge.soap.client import soap_text
 
 __all__ = [
     "EMAIL_FALLBACK",
@@ -122,61 +116,14 @@ def _on_off(value: bool) -> str:
     return "On" if value else "Off"
 
 
-class InhanceClient:
+class InhanceClient(CisClient):
     """Client for one inHance biller: each method posts to its own endpoint with its own key."""
 
-    def __init__(
-        self,
-        endpoints: Mapping[str, CisEndpoint],
-        *,
-        timeout: float = 30,
-        ca_file: str | None = None,
-        verify: bool = True,
-        pool_maxsize: int = 10,
-    ) -> None:
-        self._endpoints = resolve_endpoints(endpoints, METHODS, EMAIL_FALLBACK)
-        if not self._endpoints:
-            raise ValueError(f"no inHance endpoint given (need {DEFAULT!r} or one per method)")
-        self.timeout = timeout
-        self._options = {"timeout": timeout, "ca_file": ca_file, "verify": verify, "pool_maxsize": pool_maxsize}
-
-    @classmethod
-    def single(cls, url: str, key: str, **options: Any) -> InhanceClient:
-        """All methods at one URL with one key (the test URL of seed 001, or a simple biller)."""
-        return cls({DEFAULT: CisEndpoint(url, key)}, **options)
-
-    def __repr__(self) -> str:
-        urls = sorted({e.url for e in self._endpoints.values()})
-        return f"InhanceClient(urls={urls!r})"
-
-    def __reduce__(self) -> Any:
-        raise TypeError("InhanceClient holds credentials and cannot be pickled")
-
-    def endpoint_url(self, method: str) -> str:
-        """The URL ``method`` posts to (for logs and tests; the key is never exposed)."""
-        return self._endpoint(method).url
-
-    def _endpoint(self, method: str) -> CisEndpoint:
-        try:
-            return self._endpoints[method]
-        except KeyError:
-            if method not in METHODS:
-                raise ValueError(f"unknown inHance method {method!r}") from None
-            raise ValueError(f"no endpoint configured for inHance {method} (and no default)") from None
-
-    def soap_client(self, method: str) -> BoundClient:
-        """The (cached) hardened zeep client bound to ``method``'s endpoint."""
-        return make_client(WSDL, self._endpoint(method).url, **self._options)
-
-    def _call(self, method: str, key_field: str, **params: Any) -> Any:
-        endpoint = self._endpoint(method)
-        client = make_client(WSDL, endpoint.url, **self._options)
-        try:
-            return getattr(client.service, method)(**params, **{key_field: endpoint.key})
-        except zeep.exceptions.Fault as fault:
-            raise CisFault(SERVICE, method, soap_text(fault.message), fault.code) from None
-        except zeep.exceptions.TransportError as error:
-            raise CisHttpError(SERVICE, method, error.status_code, error.content) from None
+    SERVICE = SERVICE
+    LABEL = "inHance"
+    WSDL = WSDL
+    METHODS = METHODS
+    FALLBACKS = EMAIL_FALLBACK
 
     @staticmethod
     def _result(node: Any) -> InhanceResult:
