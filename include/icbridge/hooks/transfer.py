@@ -11,7 +11,7 @@ import ftplib  # noqa: S402  # used with IcbFTPSHook's TLS connections only
 import stat
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from airflow.providers.sftp.hooks.sftp import SFTPHook
 
@@ -41,7 +41,20 @@ class _ClosingMixin:
         self.close()
 
 
-class FTPSRemoteFolder(_ClosingMixin):
+class _HookFolder(_ClosingMixin):
+    """Download and upload are the same on both provider hooks (retrieve_file / store_file)."""
+
+    hook: Any
+
+    def download(self, remote_path: str, local_path: Path) -> None:
+        with atomic_local_file(local_path) as partial:
+            self.hook.retrieve_file(remote_path, str(partial))
+
+    def upload(self, local_path: Path, remote_path: str) -> None:
+        self.hook.store_file(remote_path, str(local_path))
+
+
+class FTPSRemoteFolder(_HookFolder):
     """``RemoteFolder`` over one logged-in ``IcbFTPSHook`` connection."""
 
     def __init__(self, conn_id: str) -> None:
@@ -61,13 +74,6 @@ class FTPSRemoteFolder(_ClosingMixin):
         self._ftp.retrlines(f"LIST {directory}", lines.append)
         parsed = (parse_list_line(line) for line in lines)
         return sorted(entry[0] for entry in parsed if entry is not None and entry[1])
-
-    def download(self, remote_path: str, local_path: Path) -> None:
-        with atomic_local_file(local_path) as partial:
-            self.hook.retrieve_file(remote_path, str(partial))
-
-    def upload(self, local_path: Path, remote_path: str) -> None:
-        self.hook.store_file(remote_path, str(local_path))
 
     def rename(self, src: str, dst: str) -> None:
         self.hook.rename(src, dst)
@@ -108,7 +114,7 @@ class FTPSRemoteFolder(_ClosingMixin):
         self.hook.close_conn()
 
 
-class SFTPRemoteFolder(_ClosingMixin):
+class SFTPRemoteFolder(_HookFolder):
     """``RemoteFolder`` over the provider ``SFTPHook``, one SSH connection kept open."""
 
     def __init__(self, conn_id: str, connect_attempts: int = 3) -> None:
@@ -125,13 +131,6 @@ class SFTPRemoteFolder(_ClosingMixin):
     def list_names(self, directory: str) -> list[str]:
         attrs = self.hook.list_directory_with_attr(directory)
         return sorted(a.filename for a in attrs if a.st_mode is not None and stat.S_ISREG(a.st_mode))
-
-    def download(self, remote_path: str, local_path: Path) -> None:
-        with atomic_local_file(local_path) as partial:
-            self.hook.retrieve_file(remote_path, str(partial))
-
-    def upload(self, local_path: Path, remote_path: str) -> None:
-        self.hook.store_file(remote_path, str(local_path))
 
     def rename(self, src: str, dst: str) -> None:
         self._sftp.rename(src, dst)
