@@ -629,7 +629,7 @@ def test_missing_required_value_rejects_the_bill(tmp_path, column):
     assert m.result.rejects[0].lines == [32]
 
 
-@pytest.mark.parametrize("value", ["", "0", "-1", "1.5", "one"])
+@pytest.mark.parametrize("value", ["", "0", "-1", "1.5", "one", "\u00b2"])  # "²": isdigit() but not int()
 def test_line_number_missing_or_not_a_positive_integer_rejects_the_bill(tmp_path, value):
     m = run(tmp_path, [*bills(30), row(AccountNumber="X", BillNumber="BX", LineNumber=value)])
     assert m.reasons() == [f"line 32: LineNumber {value!r} is not an integer >= 1"]
@@ -1168,6 +1168,117 @@ def _assert_same_output(a: MapResult, b: MapResult) -> None:
     assert a.rejects == b.rejects
     assert a.warnings == b.warnings and a.warning_counts == b.warning_counts
     assert a.summary() == b.summary()
+
+
+# --- the column path: the same bytes as the per-bill path, whatever the bill ----------------
+
+
+def _messy(rows: list[dict], rng: random.Random) -> list[dict]:
+    """One bill in three gets something the per-bill mapper must handle: a value to quote,
+    convert, warn about or reject, lines to sort or pack, whitespace to trim or a TAB."""
+    by_bill: dict[str, list[dict]] = {}
+    for r in rows:
+        by_bill.setdefault(r["BillNumber"], []).append(r)
+    out = []
+    for lines in by_bill.values():
+        first = lines[0]
+        kind = rng.randrange(30)
+        if kind == 0:
+            for r in lines:
+                r["CustomerName"] = 'Bob "B, Jr" Smith'
+        elif kind == 1:
+            for r in lines:
+                r["Phone"] = "12345"  # blanked, warned
+        elif kind == 2:
+            for r in lines:
+                r["Email"] = "not-an-email"
+        elif kind == 3:
+            for r in lines:
+                r["MailZip"], r["MailState"] = "1234", "N1"
+        elif kind == 4:
+            for r in lines:
+                r["BillDate"] = "02/30/2026"  # rejected
+        elif kind == 5:
+            for r in lines:
+                r["DraftCustomer"] = rng.choice(("x", "y", "n", ""))
+        elif kind == 6:
+            lines[-1]["LineAmount"] = rng.choice(("1.234", "5", "07.5", "-0"))
+        elif kind == 7 and len(lines) > 1:
+            lines[1] = dict(lines[1], CustomerName="Someone Else")  # lines disagree
+        elif kind == 8 and len(lines) > 1:
+            lines.reverse()  # LineNumbers to sort
+        elif kind == 9:
+            lines.append(dict(lines[-1]))  # a duplicate line
+        elif kind == 10:
+            lines.append(dict(lines[-1], MeterNumber="M-extra", Estimated="Y"))  # a second meter
+        elif kind == 11:
+            lines[0]["LineNumber"] = rng.choice(("0", "x", "\u00b2"))
+        elif kind == 12:
+            for r in lines:
+                r["CustomerName"] = ""  # a required value missing
+        elif kind == 13:
+            lines[-1]["ServiceDescription"] = " Water "  # trimmed by _split
+        elif kind == 14:
+            for r in lines:
+                r["AccountNumber"] += "\u00a0"  # not trimmed by _split, stripped by the grouping
+        elif kind == 15:
+            lines[-1]["ServiceAddress"] = "1\tMain St"  # a TAB becomes a space
+        elif kind == 16:
+            for r in lines:
+                r["AmountDue"] = "7.5"  # a first AmountDue not in BIF form (the trailer still adds up)
+        elif kind == 17:
+            lines[-1]["PrevReadDate"] = "13/01/2026"
+        elif kind == 18:
+            for r in lines:
+                r["CashOnlyCC"] = "Y"
+                r["Phone"] = "555-123-4567"
+        elif kind == 19:
+            for r in lines:
+                r["CustomerName"] = "Zoë Ünal, Sr."
+        del first
+        out.extend(lines)
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_column_path_matches_the_per_bill_path(tmp_path, monkeypatch, seed):
+    """Bills of every kind, cut into many small ranges: the range path (column at a time,
+    map_bill for the bills it hands back) writes the bytes, rejects and warnings of the
+    line path (map_bill for every bill), and most bills never reach map_bill."""
+    rng = random.Random(seed)
+    rows = _messy(aus_files.make_rows(3_000, seed=seed), rng)
+    data = aus_files.format_file(rows)
+    settings = dataclasses.replace(MULTI, reject_threshold_pct=100, max_invoices_per_file=1_000)
+    monkeypatch.setattr(aus_to_bif, "CHUNK_BYTES", 40_000)
+    calls = []
+    real_map_bill = aus_to_bif._Mapper.map_bill
+
+    def spy(self, rows, line_nos, quote):
+        calls.append(line_nos[0])
+        return real_map_bill(self, rows, line_nos, quote)
+
+    monkeypatch.setattr(aus_to_bif._Mapper, "map_bill", spy)
+    by_columns = map_aus(data, NAME, settings, tmp_path / "columns", DAY, workers=1)
+    column_calls = len(calls)
+    monkeypatch.setattr(aus_to_bif, "USE_RANGES", False)
+    by_bills = map_aus(data, NAME, settings, tmp_path / "bills", DAY, workers=1)
+    _assert_same_output(by_columns, by_bills)
+    assert len(calls) - column_calls == 3_000  # the line path: every bill through map_bill
+    assert column_calls < 3_000 / 2, "the column path should map most bills itself"
+    assert len(by_columns.rejects) > 100 and sum(by_columns.warning_counts.values()) > 100
+    for part in by_columns.bifs:
+        assert check_bif(part.path.read_bytes(), part.name) == []
+
+
+def test_column_path_with_bills_not_together(tmp_path, monkeypatch):
+    """A range whose bills' lines are interleaved is grouped the general way and every bill
+    goes through map_bill: the same bytes as the line path."""
+    rows = aus_files.make_rows(40, seed=9)
+    rows[1], rows[3] = rows[3], rows[1]
+    data = aus_files.format_file(rows)
+    columns_path = map_aus(data, NAME, MULTI, tmp_path / "a", DAY, workers=1)
+    monkeypatch.setattr(aus_to_bif, "USE_RANGES", False)
+    _assert_same_output(columns_path, map_aus(data, NAME, MULTI, tmp_path / "b", DAY, workers=1))
 
 
 # --- the sample file ---------------------------------------------------------------------

@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from itertools import accumulate, chain, compress
 from pathlib import Path
 
 from icbridge.layouts.aus import (
@@ -52,7 +53,9 @@ from icbridge.layouts.bif import (
     registry,
     tuple_getter,
 )
+from icbridge.mapping.columnar import ColumnarPlan, Table
 from icbridge.mapping.values import CONVERTERS, UNCHANGED, BadValue, parse_money
+from icbridge.mapping.values import is_digits as _is_digits
 
 MAX_METERS = 25
 METERS_PER_FIELD = 5
@@ -155,7 +158,7 @@ class _Conversions:
     with two decimals, ...): one regex over those values joined proves it for the whole row,
     so only the columns whose converter changes values (Y/N, phone, zip) are converted one
     by one. If the regex fails, every column is converted in its usual order, as before.
-    A whole chunk can be proven at once, a column at a time (see prove)."""
+    (A range's common bills are converted a column at a time instead: see columnar.)"""
 
     def __init__(self, cols: list[_Col]) -> None:
         self.all = cols
@@ -163,24 +166,10 @@ class _Conversions:
         self.rest = [c for c in cols if c.type not in UNCHANGED]
         self.unchanged_values = tuple_getter([c.src for c in unchanged])
         self.unchanged = re.compile("\x1f".join(f"(?:{UNCHANGED[c.type]})?" for c in unchanged))
-        self.columns = [
-            (operator.itemgetter(c.src), re.compile(f"(?:{UNCHANGED[c.type]})?(?:\x1f(?:{UNCHANGED[c.type]})?)*+"))
-            for c in unchanged
-        ]
-        self.proven = False  # every row of the current chunk is known to pass `unchanged`
-
-    def prove(self, rows: list[list[str]], n_fields: int) -> None:
-        """Try the rows of a chunk column by column (one regex per column, C speed): if all
-        pass, no row needs the per-row regex. Rows of the wrong length are left to it."""
-        self.proven = set(map(len, rows)) == {n_fields}
-        for get, pattern in self.columns:
-            if not self.proven:
-                return
-            self.proven = pattern.fullmatch("\x1f".join(map(get, rows))) is not None
 
     def needed(self, fields: list[str]) -> list[_Col]:
         """The columns of this row whose value must go through its converter."""
-        if self.proven or self.unchanged.fullmatch("\x1f".join(self.unchanged_values(fields))):
+        if self.unchanged.fullmatch("\x1f".join(self.unchanged_values(fields))):
             return self.rest
         return self.all
 
@@ -203,6 +192,7 @@ class _RowTemplate:
             else:
                 parts.append("")
         self.format = ",".join(parts) + CRLF
+        self.picks = picks  # source position of each %s
         self.pick = tuple_getter(picks)
 
     def encode(self, fields: list[str], quote: bool) -> str:
@@ -277,6 +267,7 @@ class _Plan:
         self.id_row = _RowTemplate(self.id, single, {})
         self.id_conv = _Conversions([c for c in single if c.type != "text"])
         self.total_src = next(c.src for c in self.bill_cols if ("IH", self.ih.index("TotalAmountDue")) in c.targets)
+        self.columnar = ColumnarPlan(self)
 
 
 class _Mapper:
@@ -357,7 +348,7 @@ class _Mapper:
         seen: set[tuple[str, str]] = set()
         for fields, line_no in zip(rows, line_nos, strict=True):
             number = fields[p.line_i]
-            if not number.isdigit() or int(number) < 1:
+            if not _is_digits(number) or int(number) < 1:
                 raise BadValue(f"line {line_no}: LineNumber {number!r} is not an integer >= 1")
             meter = fields[p.meter_i] if p.meter_i is not None else ""
             if (number, meter) in seen:
@@ -438,10 +429,10 @@ def _failure(col: _Col, raw: str) -> BadValue | None:
 
 def _ascending(numbers: list[str]) -> bool:
     """Whether these LineNumbers are valid and strictly ascending (so distinct, in order)."""
-    if len(numbers) == 1:
-        return numbers[0].isdigit() and numbers[0] != "0" * len(numbers[0])
-    if not all(map(str.isdigit, numbers)):
+    if not all(map(_is_digits, numbers)):
         return False
+    if len(numbers) == 1:
+        return numbers[0] != "0" * len(numbers[0])
     values = list(map(int, numbers))
     return values[0] >= 1 and all(map(operator.lt, values, values[1:]))
 
@@ -630,43 +621,44 @@ def _map_chunk(bounds: tuple[int, int]) -> _Chunk:
 
 
 def _map_bills(
-    mapper: _Mapper, lines: list[str], numbers, bills: list[list[int]], split: list[list[str]] | None = None
+    mapper: _Mapper, lines: list[str], numbers, bills: list[list[int]], table: Table | None = None
 ) -> _Chunk:
-    """Map these bills (each a list of indexes into `lines`; `split`: the lines already split
-    by _split). Returns the BIF text as UTF-8 bytes with the end offset and the TotalAmountDue
-    of each invoice in it: one buffer crosses from a worker to the parent, not a string per
-    invoice."""
+    """Map these bills (each a list of indexes into `lines`; `table`: the lines already split
+    by _split, so the common bills are mapped a column at a time, see columnar). Returns the
+    BIF text as UTF-8 bytes with the end offset and the TotalAmountDue of each invoice in it:
+    one buffer crosses from a worker to the parent, not a string per invoice."""
     mapper.warnings, mapper.warning_counts = [], {}
     plan = mapper.plan
-    plan.bill_conv.proven = plan.id_conv.proven = False
-    if split is not None:  # bill values come from each bill's first line
-        plan.bill_conv.prove([split[members[0]] for members in bills], plan.n_fields)
-        plan.id_conv.prove(split, plan.n_fields)
-    blobs: list[bytes] = []
-    ends: list[int] = []
-    amounts: list[str] = []
+    if table is not None:
+        texts, amounts = plan.columnar.map_bills(table, bills)
+    else:
+        texts, amounts = [None] * len(bills), [None] * len(bills)
     rejects: list[Reject] = []
-    end = 0
-    for members in bills:
-        texts = list(map(lines.__getitem__, members))
+    for b in [b for b, text in enumerate(texts) if text is None]:  # in order, as are rejects and warnings
+        members = bills[b]
+        source = list(map(lines.__getitem__, members))
         line_nos = list(map(numbers.__getitem__, members))
-        rows = list(map(_split, texts)) if split is None else list(map(split.__getitem__, members))
-        quote = any(map(_NEEDS_QUOTING.search, texts))
+        rows = list(map(_split, source)) if table is None else list(map(table.row, members))
+        quote = any(map(_NEEDS_QUOTING.search, source))
         try:
-            text, amount = mapper.map_bill(rows, line_nos, quote)
+            texts[b], amounts[b] = mapper.map_bill(rows, line_nos, quote)
         except BadValue as exc:
             first = rows[0]
-            rejects.append(Reject(line_nos, first[mapper.plan.acct_i], first[mapper.plan.bill_i], str(exc)))
-            continue
-        blob = text.encode("utf-8")
-        blobs.append(blob)
-        end += len(blob)
-        ends.append(end)
-        amounts.append(amount)
+            rejects.append(Reject(line_nos, first[plan.acct_i], first[plan.bill_i], str(exc)))
+    kept = [text is not None for text in texts]
+    blobs = list(map(str.encode, compress(texts, kept)))
     text = b"".join(blobs)
     # the pre-upload check's row rules, run here in the worker on the rows it built (the
     # parent then checks only the FH rows; a chunk that is not proven is checked as a file)
-    return text, ends, amounts, invoice_totals(text), rejects, mapper.warnings, mapper.warning_counts
+    return (
+        text,
+        list(accumulate(map(len, blobs))),
+        list(compress(amounts, kept)),
+        invoice_totals(text),
+        rejects,
+        mapper.warnings,
+        mapper.warning_counts,
+    )
 
 
 # --------------------------------------------------------------------------- range path
@@ -791,15 +783,35 @@ def _map_range_lines(task: tuple[int, int, int]) -> _RangeResult | None:
     if not all(map(str.strip, lines)):  # a blank line: read_aus numbers and skips those
         return None
     numbers = range(first_line, first_line + len(lines))
-    split = list(map(_split, lines))  # each line split once, for grouping and mapping
+    table = _table(text, lines, mapper.plan.n_fields)
     plain = "\t" not in text and "\r" not in text  # else _split changes more than trimming
-    try:
-        keyed = split if plain else _key_fields(lines, mapper.plan)
-        groups, orphans, total = _group_lines(keyed, numbers, mapper.plan, mapper.settings.bid, name)
-    except FileRejected:
+    grouped = mapper.plan.columnar.group(table, mapper.settings.bid) if plain and table else None
+    if grouped is not None:
+        bills, keys, total = grouped
+        orphans: list[Reject] = []
+    else:
+        try:
+            groups, orphans, total = _group_lines(
+                _key_fields(lines, mapper.plan), numbers, mapper.plan, mapper.settings.bid, name
+            )
+        except FileRejected:
+            return None
+        bills, keys = list(groups.values()), list(groups)
+    chunk = _map_bills(mapper, lines, numbers, bills, table)
+    return _RangeResult(len(lines), len(bills), orphans, total, array("q", map(hash, keys)), chunk)
+
+
+def _table(text: str, lines: list[str], width: int) -> Table | None:
+    """The range's lines split by _split into one flat Table; None when a line has another
+    number of fields than the header (its bill is then rejected by map_bill)."""
+    if set(map(operator.methodcaller("count", "|"), lines)) != {width - 1}:
         return None
-    chunk = _map_bills(mapper, lines, numbers, list(groups.values()), split)
-    return _RangeResult(len(lines), len(groups), orphans, total, array("q", map(hash, groups)), chunk)
+    joined = text.replace("\n", "|")  # every line's fields end to end (the text ends with a line break)
+    if "\t" in text or "\r" in text or joined[:1] == " " or "| " in joined or " |" in joined:
+        return Table(list(chain.from_iterable(map(_split, lines))), width)  # _split trims or replaces
+    flat = joined.split("|")  # nothing to trim: one split for the whole range
+    flat.pop()  # after the last line break
+    return Table(flat, width)
 
 
 # --------------------------------------------------------------------------- both paths

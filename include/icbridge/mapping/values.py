@@ -36,8 +36,13 @@ def as_account(value: str) -> str:
     return value
 
 
+def is_digits(value: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes digits such as '²' that int() refuses."""
+    return value.isascii() and value.isdigit()
+
+
 def as_digits(value: str) -> str:
-    if value and not value.isdigit():
+    if value and not is_digits(value):
         raise BadValue(f"{value!r} is not digits")
     return value
 
@@ -99,7 +104,7 @@ def as_flag(value: str) -> str:
 
 
 def as_line_number(value: str) -> str:
-    if not value.isdigit() or int(value) < 1:
+    if not is_digits(value) or int(value) < 1:
         raise BadValue(f"{value!r} is not an integer >= 1")
     return value
 

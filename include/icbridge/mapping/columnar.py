@@ -1,0 +1,207 @@
+"""Column-at-a-time mapping of a byte range's bills: the common shape of a bill in C loops.
+
+The per-bill mapper (aus_to_bif._Mapper.map_bill) applies every rule one bill at a time
+in Python, about 40 µs a bill. Most bills need none of its special cases: their lines have
+the header's field count and agree on the bill columns, their LineNumbers ascend (one meter
+a line), and every value is one its converter accepts without a warning. Such bills are
+mapped here a column at a time over a whole range: the range's fields are one flat list
+(a column is a slice of it), a column of values already in BIF form is proven by one regex,
+any other converted column goes through a memo of its converter, and each BIF row type is
+one %-format over the zipped columns. A bill that needs anything else (a reject, a warning,
+sorting, meter packing) is handed back as None and goes through map_bill, so the bytes,
+rejects and warnings are those of the per-bill path (tested).
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from itertools import accumulate, chain, compress, repeat
+from operator import and_, ge, is_, lt, ne, not_, or_
+from typing import TYPE_CHECKING
+
+from icbridge.layouts.bif import encode_field, tuple_getter
+from icbridge.mapping.values import CONVERTERS, UNCHANGED, is_digits
+
+if TYPE_CHECKING:
+    from icbridge.mapping.aus_to_bif import _Col, _Plan, _RowTemplate
+
+SEP = "\x1f"  # joins a column's values for one regex over all of them
+_BAD = "\x00bad"  # a value map_bill would reject, or blank (and maybe warn about)
+_QUOTE = re.compile('[,"]')  # as the per-bill path: a value with these is written quoted
+_LINE_NUMBERS = re.compile(r"[0-9]+(?:\x1f[0-9]+)*+")
+_AMOUNTS = re.compile(f"(?:{UNCHANGED['money']})(?:\x1f(?:{UNCHANGED['money']}))*+")
+
+
+class Table:
+    """The fields of a range's lines, all in one flat list, `width` to a line: a column is
+    one slice, and there is no list object per line."""
+
+    def __init__(self, flat: list[str], width: int) -> None:
+        self.flat, self.width = flat, width
+        self.rows = len(flat) // width
+
+    def column(self, src: int) -> list[str]:
+        return self.flat[src :: self.width]
+
+    def row(self, i: int) -> list[str]:
+        """Line i's fields, as _split gives them."""
+        return self.flat[i * self.width : (i + 1) * self.width]
+
+
+class _Memo(dict):
+    """A converter's results by raw value, for one column of one range (values repeat);
+    _BAD where the converter rejects the value or blanks it."""
+
+    def __init__(self, convert: Callable[[str], str | None]) -> None:
+        super().__init__({"": ""})  # a blank stays blank, as in map_bill
+        self.convert = convert
+
+    def __missing__(self, raw: str) -> str:
+        try:
+            value = self.convert(raw)
+        except ValueError:  # BadValue, or a digit int() does not take
+            value = None
+        self[raw] = value = _BAD if value is None else value
+        return value
+
+
+class _Column:
+    """One converted source column."""
+
+    def __init__(self, col: _Col) -> None:
+        self.src = col.src
+        self.convert = CONVERTERS[col.type]
+        one = UNCHANGED.get(col.type)
+        self.unchanged = re.compile(f"(?:{one})?(?:\x1f(?:{one})?)*+") if one else None
+
+    def apply(self, values: Sequence[str]) -> tuple[Sequence[str], bool]:
+        """The column's BIF values, and whether any is _BAD."""
+        if self.unchanged is not None and self.unchanged.fullmatch(SEP.join(values)):
+            return values, False
+        memo = _Memo(self.convert)
+        values = list(map(memo.__getitem__, values))
+        return values, _BAD in memo.values()
+
+
+class ColumnarPlan:
+    """What the column path needs of a file's plan, worked out once per file."""
+
+    def __init__(self, plan: _Plan) -> None:
+        self.plan = plan
+        self.bill_columns = [_Column(c) for c in plan.bill_conv.all]
+        self.line_columns = [_Column(c) for c in plan.id_conv.all]
+        self.bill_sources = sorted({c.src for c in plan.bill_cols})
+
+    def group(self, table: Table, bid: str) -> tuple[list[range], list[tuple[str, str]], Decimal] | None:
+        """Each bill's lines, key and the sum of the first AmountDues, as _group_lines finds
+        them, for a range whose every bill's lines are together, every line has this
+        biller's BID and every first AmountDue is already in BIF form; None for any other
+        range (_group_lines then groups it, or raises). The table must come from lines
+        without TAB or CR (whose _split is then only trimming, as _group_lines's)."""
+        plan, n = self.plan, table.rows
+        if not n or set(table.column(plan.bid_i)) != {bid}:
+            return None
+        accounts, numbers = table.column(plan.acct_i), table.column(plan.bill_i)
+        if accounts != list(map(str.strip, accounts)) or numbers != list(map(str.strip, numbers)):
+            return None  # _group_lines strips the key; _split trims only around ASCII blanks
+        keys = list(zip(accounts, numbers, strict=True))
+        starts = [0, *compress(range(1, n), map(ne, keys[1:], keys))]
+        first_keys = list(map(keys.__getitem__, starts))
+        if len(set(first_keys)) != len(starts):  # a bill's lines are not together
+            return None
+        amounts = tuple_getter(starts)(table.column(plan.amount_i))
+        if not _AMOUNTS.fullmatch(SEP.join(amounts)):
+            return None
+        return list(map(range, starts, [*starts[1:], n])), first_keys, sum(map(Decimal, amounts), Decimal(0))
+
+    def map_bills(self, table: Table, bills: Sequence[Sequence[int]]) -> tuple[list[str | None], list[str | None]]:
+        """Each bill's BIF text (IH, CR and ID lines) and TotalAmountDue; None for a bill
+        that map_bill must take. Bills must be the table's lines in order, each one's lines
+        together (as group gives them); otherwise every bill is left to map_bill."""
+        plan = self.plan
+        none: list[str | None] = [None] * len(bills)
+        if not bills or not _in_order(bills, table.rows):
+            return none, none.copy()
+        line_numbers = table.column(plan.line_i)
+        if _LINE_NUMBERS.fullmatch(SEP.join(line_numbers)):
+            numbers = list(map(int, line_numbers))
+        else:  # a LineNumber that is not digits: as 0, which sends its bill to map_bill (below)
+            numbers = [int(n) if is_digits(n) else 0 for n in line_numbers]
+        sizes = list(map(len, bills))
+        starts = [0, *accumulate(sizes)][:-1]  # each bill's first line
+        firsts = tuple_getter(starts)
+        follows = bytearray([1]) * table.rows  # the line is not its bill's first
+        for start in starts:
+            follows[start] = 0
+        # a line that disagrees with the line before it on a bill column, or whose
+        # LineNumber does not ascend from it, within a bill
+        keys = list(zip(*map(table.column, self.bill_sources), strict=True))
+        wrong = map(or_, map(ne, keys[1:], keys), map(ge, numbers, numbers[1:]))
+        bad = {bisect_right(starts, line) - 1 for line in compress(range(1, table.rows), map(and_, wrong, follows[1:]))}
+        bad.update(compress(range(len(bills)), map(lt, firsts(numbers), repeat(1))))
+        first_values: dict[int, tuple[str, ...]] = {}
+
+        def bill_column(src: int) -> tuple[str, ...]:
+            """A column's values on each bill's first line."""
+            if src not in first_values:
+                first_values[src] = firsts(table.column(src))
+            return first_values[src]
+
+        for col in plan.required:
+            bad.update(compress(range(len(bills)), map(not_, bill_column(col.src))))
+        bill_values = self._convert(self.bill_columns, bill_column, bad, None)
+        line_values = self._convert(self.line_columns, table.column, bad, starts)
+        heads = map(
+            str.__add__,
+            _render(plan.ih_row, bill_values, bill_column, len(bills)),
+            _render(plan.cr_row, bill_values, bill_column, len(bills)),
+        )
+        ids = _render(plan.id_row, line_values, table.column, table.rows)
+        texts: list[str | None] = [
+            head + "".join(ids[start : start + size]) for head, start, size in zip(heads, starts, sizes, strict=True)
+        ]
+        amounts: list[str | None] = list(bill_values[plan.total_src])
+        for b in bad:
+            texts[b] = amounts[b] = None
+        return texts, amounts
+
+    @staticmethod
+    def _convert(
+        columns: list[_Column], column: Callable[[int], Sequence[str]], bad: set[int], starts: list[int] | None
+    ) -> dict[int, Sequence[str]]:
+        """The converted columns by source position; bills with a _BAD value join `bad`
+        (`starts`: each bill's first line, when the values are lines rather than bills)."""
+        converted = {}
+        for col in columns:
+            values, any_bad = col.apply(column(col.src))
+            converted[col.src] = values
+            if any_bad:
+                for i in compress(range(len(values)), map(is_, values, repeat(_BAD))):
+                    bad.add(i if starts is None else bisect_right(starts, i) - 1)
+        return converted
+
+
+def _in_order(bills: Sequence[Sequence[int]], rows: int) -> bool:
+    """Whether the bills are lines 0..rows-1 in order (each bill's lines together)."""
+    return list(chain.from_iterable(bills)) == list(range(rows))
+
+
+def _render(
+    template: _RowTemplate, converted: dict[int, Sequence[str]], column: Callable[[int], Sequence[str]], n: int
+) -> list[str]:
+    """One BIF line of this row type per row: the template over the zipped columns, each
+    column's values quoted (RFC 4180) when one of them needs it."""
+    columns = []
+    for src in template.picks:
+        values = converted.get(src)
+        if values is None:
+            values = column(src)
+        if _QUOTE.search(SEP.join(values)):
+            values = list(map(encode_field, values))
+        columns.append(values)
+    if not columns:
+        return [template.format] * n
+    return list(map(template.format.__mod__, zip(*columns, strict=True)))
