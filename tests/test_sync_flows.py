@@ -352,6 +352,40 @@ def test_unknown_outcomes_are_in_doubt_and_resend_posts_once(world, kind):
 
 
 @pytest.mark.parametrize("cis", ["inhance", "aus"])
+def test_a_resend_of_an_earlier_interval_is_sent_once_by_the_next_run(world, cis):
+    """Ops settle a payment `resend`: the next run of any interval sends it (read again from
+    IC), and clearing its own interval's run later does not send it a second time."""
+    biller = _biller(cis)
+    method = "MakePaymentExtended" if cis == "inhance" else "AddPendingPayment"
+    guid = world.pay(f"1001{CV}", payment_type="PayPal")
+    world.sim(cis).faults.set(method, kind="http500", times=1)
+    with pytest.raises(SyncFailed):
+        world.payments(biller)
+    assert world.row(biller, guid).status == "in_doubt" and world.sim(cis).payments(f"t_{cis}") == []
+    world.ledger.settle(biller.biller_id, guid, "resend")
+    assert world.payments(biller, interval=NEXT, run_id="r2#try1").counts == {"posted": 1}
+    (sent,) = world.sim(cis).payments(f"t_{cis}")
+    assert world.row(biller, guid).status == "posted"
+    assert world.payments(biller, run_id="r1#try3").counts == {"already_posted": 1}  # its own run, cleared
+    assert world.payments(biller, interval=NEXT, run_id="r3#try1").counts == {}
+    assert world.sim(cis).payments(f"t_{cis}") == [sent]
+    # the same rules as any payment: rule 4 (conveyance suffix dropped), rule 5 (inHance: PayPal)
+    assert sent["account_number"] == "1001"
+    assert sent["payment_type"] == ("Credit Card" if cis == "inhance" else "PayPal")
+
+
+def test_a_resend_that_ic_no_longer_lists_is_left_alone(world, caplog):
+    biller = _biller("inhance")
+    assert world.ledger.claim(biller.biller_id, "GONE-1", account_number="1001", cis_account="1001",
+                              invoice_number="7001", amount=Decimal("5.00"), convenience_fee=Decimal(0),
+                              payment_type="CreditCard", payment_date=T0, cis="inhance", run_id="old#try1")
+    world.ledger.finish(biller.biller_id, "GONE-1", "resend", message="not sent")
+    assert world.payments(biller, interval=NEXT).counts == {}
+    assert world.row(biller, "GONE-1").status == "resend" and world.inhance.payments("t_inhance") == []
+    assert "GONE-1 is marked resend but IC does not list it" in caplog.text
+
+
+@pytest.mark.parametrize("cis", ["inhance", "aus"])
 def test_business_refusal_is_recorded_not_resent_and_fails_the_run(world, cis):
     biller = _biller(cis)
     method = "MakePaymentExtended" if cis == "inhance" else "AddPendingPayment"

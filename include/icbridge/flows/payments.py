@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from icbridge.calls import CallPolicy, call_all
 from icbridge.config.biller import BillerConfig
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 __all__ = ["PAYPAL", "cis_payment_type", "run_payments"]
 
 PAYPAL = "paypal"
+RESEND_WINDOW = timedelta(days=1)  # around a stored PaymentDate, whose UTC offset SQLite does not keep
 
 
 def cis_payment_type(biller: BillerConfig, ic_payment_type: str) -> str:
@@ -108,6 +109,7 @@ def run_payments(
     skip_channels = {c.strip().lower() for c in biller.sync_settings().payments_skip_channels}
     payments = ic.list_payments(interval.start, interval.end)
     log.info("%s: %d IC payment(s) in %s", biller.biller_id, len(payments), interval)
+    payments += _earlier_resends(biller, ic, ledger, {p.payment_guid for p in payments})
 
     wanted = [p for p in payments if p.channel.strip().lower() not in skip_channels]
     for p in payments:
@@ -178,6 +180,32 @@ def run_payments(
 
     _judge(report)
     return report
+
+
+def _earlier_resends(
+    biller: BillerConfig, ic: InvoiceCloudClient, ledger: PaymentLedger, listed: set[str]
+) -> list[Payment]:
+    """Payments of other intervals marked ``resend`` (settled so by ops, or left so when the
+    CIS could not be reached and the retries ran out): this run sends them, so nobody has to
+    find and clear the run of their own interval. Each is read again from IC (around its
+    PaymentDate) so it goes through the same rules as any payment; the ledger's
+    compare-and-set claim keeps it to one send even if its own run is cleared too."""
+    resends = [r for r in ledger.rows(biller.biller_id, status="resend") if r.payment_guid not in listed]
+    found: list[Payment] = []
+    for row in resends:
+        match = None
+        if row.payment_date is not None:
+            when = row.payment_date if row.payment_date.tzinfo else row.payment_date.replace(tzinfo=UTC)
+            window = ic.list_payments(when - RESEND_WINDOW, when + RESEND_WINDOW)
+            match = next((p for p in window if p.payment_guid == row.payment_guid), None)
+        if match is None:
+            log.warning("payment %s is marked resend but IC does not list it around its date: left as it is "
+                        "(see `python -m icbridge payments show --status resend`)", row.payment_guid)
+        else:
+            found.append(match)
+    if found:
+        log.info("%s: %d payment(s) of earlier intervals marked resend", biller.biller_id, len(found))
+    return found
 
 
 def _judge(report: SyncReport) -> None:

@@ -13,7 +13,7 @@ Statuses (``icb_payment_posts.status``):
 * ``in_doubt`` - sent, no usable answer (timeout, dropped connection, HTTP 500, SOAP fault):
   the CIS may have applied it; never resent by itself;
 * ``resend``   - known not sent (CIS not reached), or ops settled it as "send again": the
-  next run sends it;
+  next run of the biller sends it, whatever interval the payment belongs to;
 * ``ignored``  - ops settled it as handled outside the data pump: never sent.
 
 Ops settle ``in_doubt`` / ``refused`` rows with ``python -m icbridge payments settle``.
@@ -88,12 +88,13 @@ class PaymentRow:
     message: str | None
     run_id: str | None
     attempts: int
+    payment_date: datetime | None = None
 
 
 def _row(r) -> PaymentRow:
     return PaymentRow(
         r.biller_id, r.payment_guid, r.account_number, r.cis_account, r.invoice_number, r.amount, r.status,
-        r.cis_reference, r.message, r.run_id, r.attempts,
+        r.cis_reference, r.message, r.run_id, r.attempts, r.payment_date,
     )
 
 
