@@ -146,6 +146,14 @@ class _Col:
             self.cache[raw] = _INVALID if value is None else value
         return value
 
+    def value(self, raw: str) -> str | None:
+        """convert, looked up in the memo first; None = blank it (a soft rule). BadValue
+        rejects the bill."""
+        value = self.cache.get(raw)
+        if value is None:
+            value = self.convert(raw)
+        return None if value is _INVALID else value
+
     def positions(self, row_type: str) -> list[int]:
         """BIF field positions this column fills in rows of row_type."""
         return [t if isinstance(t, int) else t[1] for t in self.targets if isinstance(t, int) or t[0] == row_type]
@@ -311,13 +319,11 @@ class _Mapper:
             raw = values[col.src]
             if not raw:
                 continue
-            value = col.cache.get(raw)
+            try:
+                value = col.value(raw)
+            except BadValue:
+                raise self._bill_value_error(first) from None
             if value is None:
-                try:
-                    value = col.convert(raw)
-                except BadValue:
-                    raise self._bill_value_error(first) from None
-            if value is None or value is _INVALID:
                 blanked.append(col)
                 value = ""
             values[col.src] = value
@@ -374,13 +380,11 @@ class _Mapper:
             raw = values[col.src]
             if not raw:
                 continue
-            value = col.cache.get(raw)
-            if value is None:
-                try:
-                    value = col.convert(raw)
-                except BadValue as exc:
-                    raise BadValue(f"LineNumber {number}: {col.name} {exc}") from None
-            values[col.src] = "" if value is None or value is _INVALID else value
+            try:
+                value = col.value(raw)
+            except BadValue as exc:
+                raise BadValue(f"LineNumber {number}: {col.name} {exc}") from None
+            values[col.src] = "" if value is None else value
         return values
 
     def _multi_meter_row(self, row: list[str], meters: list[list[str]], number: int) -> None:

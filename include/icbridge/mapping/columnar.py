@@ -23,7 +23,7 @@ from operator import and_, ge, is_, lt, ne, not_, or_
 from typing import TYPE_CHECKING
 
 from icbridge.layouts.bif import encode_field, tuple_getter
-from icbridge.mapping.values import CONVERTERS, UNCHANGED, is_digits
+from icbridge.mapping.values import UNCHANGED, is_digits
 
 if TYPE_CHECKING:
     from icbridge.mapping.aus_to_bif import _Col, _Plan, _RowTemplate
@@ -42,9 +42,13 @@ class Table:
     def __init__(self, flat: list[str], width: int) -> None:
         self.flat, self.width = flat, width
         self.rows = len(flat) // width
+        self._columns: dict[int, list[str]] = {}
 
     def column(self, src: int) -> list[str]:
-        return self.flat[src :: self.width]
+        """The column's values, one per line (sliced once; callers do not change the list)."""
+        if src not in self._columns:
+            self._columns[src] = self.flat[src :: self.width]
+        return self._columns[src]
 
     def row(self, i: int) -> list[str]:
         """Line i's fields, as _split gives them."""
@@ -52,8 +56,9 @@ class Table:
 
 
 class _Memo(dict):
-    """A converter's results by raw value, for one column of one range (values repeat);
-    _BAD where the converter rejects the value or blanks it."""
+    """A column's converted values by raw value, for one range (a dict lookup per value from
+    C; the column's own memo, _Col.value, behind it); _BAD where the converter rejects the
+    value or blanks it."""
 
     def __init__(self, convert: Callable[[str], str | None]) -> None:
         super().__init__({"": ""})  # a blank stays blank, as in map_bill
@@ -73,7 +78,7 @@ class _Column:
 
     def __init__(self, col: _Col) -> None:
         self.src = col.src
-        self.convert = CONVERTERS[col.type]
+        self.convert = col.value
         one = UNCHANGED.get(col.type)
         self.unchanged = re.compile(f"(?:{one})?(?:\x1f(?:{one})?)*+") if one else None
 

@@ -21,8 +21,8 @@ from typing import Any
 
 from icbridge.soap.cis import (
     CisClient,
-    CisEndpoint,
     CisResult,
+    LeanCisMethod,
     decimal_or_zero,
     money,
 )
@@ -131,22 +131,11 @@ def account_data(node: Any) -> AccountData:
     )
 
 
-class LeanAus:
+class LeanAus(LeanCisMethod):
     """AUS GetAccountData over :class:`icbridge.soap.lean.LeanOperation`: same results and errors
     as :meth:`AusClient.get_account_data`, a fraction of the CPU."""
 
-    def __init__(self, endpoint: CisEndpoint, **options: Any) -> None:
-        from icbridge.soap.lean import LeanOperation
-
-        self._operation = LeanOperation(
-            WSDL, "GetAccountData", endpoint.url, {"WebServiceKey": endpoint.key}, service=SERVICE, **options
-        )
-
-    def __repr__(self) -> str:
-        return f"LeanAus({self._operation!r})"
-
-    def __reduce__(self) -> Any:
-        raise TypeError("LeanAus holds credentials and cannot be pickled")
+    wsdl, service, method = WSDL, SERVICE, "GetAccountData"
 
     def get_account_data(self, account_number: str) -> AccountData:
         return account_data(self._operation.call(AccountNumber=account_number))

@@ -23,8 +23,8 @@ from typing import Any
 
 from icbridge.soap.cis import (
     CisClient,
-    CisEndpoint,
     CisResult,
+    LeanCisMethod,
     decimal_or_zero,
     money,
 )
@@ -87,22 +87,11 @@ def balance_check_result(node: Any) -> BalanceCheckResult:
     )
 
 
-class LeanInhance:
+class LeanInhance(LeanCisMethod):
     """inHance BalanceCheck over :class:`icbridge.soap.lean.LeanOperation`: same results and
     errors as :meth:`InhanceClient.balance_check`, a fraction of the CPU."""
 
-    def __init__(self, endpoint: CisEndpoint, **options: Any) -> None:
-        from icbridge.soap.lean import LeanOperation
-
-        self._operation = LeanOperation(
-            WSDL, "BalanceCheck", endpoint.url, {"WebServiceKey": endpoint.key}, service=SERVICE, **options
-        )
-
-    def __repr__(self) -> str:
-        return f"LeanInhance({self._operation!r})"
-
-    def __reduce__(self) -> Any:
-        raise TypeError("LeanInhance holds credentials and cannot be pickled")
+    wsdl, service, method = WSDL, SERVICE, "BalanceCheck"
 
     def balance_check(self, account_number: str, last_invoice_number: int | str) -> BalanceCheckResult:
         number = _invoice_int(last_invoice_number)
