@@ -24,6 +24,7 @@ from icbridge.layouts.bif import check_bif, encode_row, registry
 from icbridge.sim.invoice_cloud import INVALID_CREDENTIALS
 from icbridge.sim.soapserver import SoapFault, SoapServer
 from icbridge.soap.client import make_client, redact_soap, soap_text
+from icbridge.soap.errors import MalformedAnswer
 from icbridge.soap.invoice_cloud import (
     WSDL_DIR,
     InvoiceCloudClient,
@@ -637,7 +638,7 @@ def test_zeep_refuses_a_response_with_a_dtd_or_entities() -> None:
         server.mount("/ext/CloudInvoicing.asmx", _static(external))
         for prefix in ("/dtd", "/ext"):
             client = InvoiceCloudClient(server.url + prefix, "g", "k", timeout=10)
-            with pytest.raises(zeep.exceptions.DTDForbidden):
+            with pytest.raises(MalformedAnswer, match="DOCTYPE"):
                 client.upload_invoice_file("x.BIF", b"x")
 
 
@@ -721,10 +722,9 @@ def test_client_hides_credentials(ic_sim: IcSim, caplog: pytest.LogCaptureFixtur
     assert ic_sim.web_service_key not in repr(client) and ic_sim.biller_guid not in repr(client)
     with pytest.raises(TypeError):
         pickle.dumps(client)
-    caplog.set_level(logging.DEBUG, logger="zeep")
+    caplog.set_level(logging.DEBUG)
     client.list_open_invoices()
-    assert "ListOpenInvoices" in caplog.text  # zeep did log the envelope...
-    assert ic_sim.web_service_key not in caplog.text  # ...without the credentials
+    assert ic_sim.web_service_key not in caplog.text  # nothing logs the envelope's credentials
     assert ic_sim.biller_guid not in caplog.text
     assert (
         redact_soap("<a:WebserviceKey x='1'>s3cret</a:WebserviceKey>") == "<a:WebserviceKey x='1'>***</a:WebserviceKey>"

@@ -20,15 +20,15 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import requests
-import zeep.exceptions
 
-from icbridge.soap.cis import CisFault, CisHttpError
+from icbridge.soap.cis import CisFault
+from icbridge.soap.errors import HttpStatusError, TlsRefused
 from icbridge.soap.invoice_cloud import InvoiceCloudError
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-__all__ = ["CallPolicy", "Outcome", "RateLimiter", "call_all", "is_transport_error", "never"]
+__all__ = ["CallPolicy", "Outcome", "RateLimiter", "call_all", "is_transport_error", "never", "retry_after"]
 
 
 @dataclass(frozen=True)
@@ -88,24 +88,20 @@ class Outcome(Generic[T, R]):
 
 
 def is_transport_error(exc: BaseException) -> bool:
-    """Timeouts, refused/dropped connections, HTTP 5xx and SOAP faults: the CIS or the network
-    failed, not the request. Safe to retry for reads and idempotent setters only.
+    """Not sent, sent without an answer (timeouts, dropped connections), HTTP 5xx/408/429 and
+    SOAP faults: the peer or the network failed, not the request. Safe to retry for reads and
+    idempotent setters only. Not: a TLS refusal (certificate, host name: final), a 3xx/4xx,
+    an answer that breaks the contract (MalformedAnswer, MissingValue)."""
+    if isinstance(exc, TlsRefused):
+        return False
+    if isinstance(exc, HttpStatusError):
+        return exc.retryable
+    return isinstance(exc, (requests.Timeout, requests.ConnectionError, CisFault, InvoiceCloudError))
 
-    The project's clients re-raise zeep's errors as their own types (CisFault, CisHttpError,
-    InvoiceCloudError): those count too; an HTTP error below 500 (wrong URL) does not."""
-    if isinstance(exc, CisHttpError):
-        return exc.status_code >= 500
-    return isinstance(
-        exc,
-        (
-            requests.Timeout,
-            requests.ConnectionError,
-            zeep.exceptions.TransportError,
-            zeep.exceptions.Fault,
-            CisFault,
-            InvoiceCloudError,
-        ),
-    )
+
+def retry_after(exc: BaseException) -> float | None:
+    """Seconds the peer asked us to wait (HTTP Retry-After), when it did."""
+    return getattr(exc, "retry_after", None)
 
 
 def never(_exc: BaseException) -> bool:
@@ -128,15 +124,17 @@ def call_all(
 
     def attempt(item: T) -> Outcome[T, R]:
         tries = 0
+        exc: BaseException | None = None
         while True:
             tries += 1
             limiter.acquire()
             try:
                 return Outcome(item, call(item), None, tries)
-            except Exception as exc:  # judged by the policy, reported in the Outcome
-                if tries >= policy.attempts or not retryable(exc):
-                    return Outcome(item, None, exc, tries)
-            sleep(policy.delay(tries))
+            except Exception as error:  # judged by the policy, reported in the Outcome
+                if tries >= policy.attempts or not retryable(error):
+                    return Outcome(item, None, error, tries)
+                exc = error
+            sleep(max(policy.delay(tries), retry_after(exc) or 0.0))
 
     source = iter(items)
     pending: set[Future[Outcome[T, R]]] = set()

@@ -114,6 +114,8 @@ def run_customer_changes(
     change still failed on transport after the retries (after all others were sent)."""
     report = SyncReport("customer_changes", biller.biller_id, interval)
     entries = ic.list_change_log(interval.start, interval.end)
+    for problem in entries.invalid:  # left out by the answer contract: nothing invented from them
+        report.add("error", "", f"IC change log entry breaks the answer contract: {problem}", note=True)
     plan = _plan(biller, entries, report)
     log.info("%s: %d change(s) in %s, %d to send", biller.biller_id, len(entries), interval, len(plan))
     apply = _setter(biller, cis_client)
@@ -132,7 +134,8 @@ def run_customer_changes(
                        change.entry.account_number, f"{label}: {result.message}", note=True)  # type: ignore[union-attr]
     errors = report.counts.get("error", 0)
     if errors:
-        raise SyncFailed(report, f"{errors} change(s) did not reach the CIS after retries; the others were sent. "
+        raise SyncFailed(report, f"{errors} change(s) could not be read from IC or did not reach the CIS after "
+                                 "retries; the others were sent. "
                                  "A retry of the run sends the interval again (the setters are idempotent)",
                          retry=True)
     return report

@@ -19,14 +19,11 @@ from icbridge.config.biller import BillerConfig
 from icbridge.layouts.aus import FileRejected, IncompleteFile, parse_file_name
 from icbridge.mapping.aus_to_bif import MapResult, map_aus
 from icbridge.masking import mask_account
+from icbridge.soap.errors import NotSent
 from icbridge.state.db import InDoubt, Ledger
 from icbridge.transfer.remote import RemoteFolder
 
 log = logging.getLogger(__name__)
-
-
-class NotSent(Exception):  # noqa: N818
-    """The upload call failed before the request reached IC (safe to retry)."""
 
 
 class UploadRefused(Exception):  # noqa: N818

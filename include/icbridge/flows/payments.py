@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 from icbridge.calls import CallPolicy, call_all
 from icbridge.config.biller import BillerConfig
 from icbridge.flows.sync_common import Interval, SyncFailed, SyncReport, describe_error, is_not_sent
 from icbridge.mapping.accounts import drop_conveyance_suffix
+from icbridge.soap.cis import CisFault
 from icbridge.soap.invoice_cloud import InvoiceCloudClient, Payment
 from icbridge.state.payments import PaymentLedger
 
@@ -65,7 +66,7 @@ def _sender(biller: BillerConfig, cis_client: object):
             p = post.payment
             result = cis_client.make_payment_extended(  # type: ignore[attr-defined]
                 post.cis_account,
-                p.payment_date or datetime.min,
+                p.payment_date,
                 p.payment_guid,  # PaymentReference: IC's id, so the biller can match it
                 p.invoice_number,  # DocumentNumber: the invoice paid
                 post.payment_type,
@@ -80,7 +81,7 @@ def _sender(biller: BillerConfig, cis_client: object):
         p = post.payment
         result = cis_client.add_pending_payment(  # type: ignore[attr-defined]
             post.cis_account,
-            p.payment_date or datetime.min,
+            p.payment_date,
             p.payment_amount,
             post.payment_type,
             p.payment_guid,
@@ -109,6 +110,9 @@ def run_payments(
     skip_channels = {c.strip().lower() for c in biller.sync_settings().payments_skip_channels}
     payments = ic.list_payments(interval.start, interval.end)
     log.info("%s: %d IC payment(s) in %s", biller.biller_id, len(payments), interval)
+    for problem in payments.invalid:  # left out by the answer contract: never posted with a 0
+        report.add("invalid_in_ic_answer", "", problem, note=True, payment_guid="?")
+    payments = list(payments)
     payments += _earlier_resends(biller, ic, ledger, {p.payment_guid for p in payments})
 
     wanted = [p for p in payments if p.channel.strip().lower() not in skip_channels]
@@ -169,6 +173,10 @@ def run_payments(
             else:
                 ledger.finish(biller.biller_id, p.payment_guid, "refused", message=answer.message)
                 report.add("refused", p.account_number, answer.message, note=True, payment_guid=p.payment_guid)
+        elif isinstance(outcome.error, CisFault):  # the CIS answered with a fault: it refused
+            message = f"refused (SOAP fault): {outcome.error.message}"
+            ledger.finish(biller.biller_id, p.payment_guid, "refused", message=message)
+            report.add("refused", p.account_number, message, note=True, payment_guid=p.payment_guid)
         elif is_not_sent(outcome.error):  # type: ignore[arg-type]
             message = f"not sent (CIS not reached after {outcome.attempts} tries): {describe_error(outcome.error)}"
             ledger.finish(biller.biller_id, p.payment_guid, "resend", message=message)
@@ -212,12 +220,17 @@ def _judge(report: SyncReport) -> None:
     """Fail the run (after all payments were handled) when any needs a person or a retry."""
     attention = [i for i in report.items if i["outcome"] in ("in_doubt", "refused", "in_doubt_earlier",
                                                              "refused_earlier")]
+    invalid = [i["detail"] for i in report.items if i["outcome"] == "invalid_in_ic_answer"]
+    if invalid:
+        attention.append({"payment_guid": "(unnamed)", "account": "", "outcome": "invalid_in_ic_answer"})
     if attention:
         named = "; ".join(f"{i['payment_guid']} (account {i['account']}, {i['outcome']})" for i in attention[:20])
         more = f" and {len(attention) - 20} more" if len(attention) > 20 else ""
         raise SyncFailed(
             report,
-            f"{len(attention)} payment(s) need a person before they can be settled: {named}{more}. Nothing was "
+            (f"IC listed {len(invalid)} payment(s) that break the answer contract (not posted): "
+             + "; ".join(invalid[:5]) + ". " if invalid else "")
+            + f"{len(attention)} payment(s) need a person before they can be settled: {named}{more}. Nothing was "
             "sent twice. Check the CIS, then `python -m icbridge payments settle --biller "
             f"{report.biller_id} --payment-guid GUID --outcome posted|resend|ignore` (docs/operations.md)",
             retry=False,

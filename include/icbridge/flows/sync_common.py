@@ -17,13 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import requests
-import urllib3.exceptions
-
 from icbridge.calls import CallPolicy, is_transport_error
 from icbridge.config.biller import BillerConfig
 from icbridge.masking import mask_account
-from icbridge.soap.cis import CisFault, CisHttpError
+from icbridge.soap.errors import is_not_sent
 
 __all__ = ["Interval", "SyncFailed", "SyncReport", "is_not_sent", "policy_for", "read_retryable", "describe_error"]
 
@@ -46,22 +43,9 @@ class Interval:
 
 
 def read_retryable(exc: BaseException) -> bool:
-    """A read or an idempotent setter may be tried again after any transport fault (timeouts,
-    dropped or refused connections, HTTP 5xx, SOAP faults), whichever client raised it."""
-    return is_transport_error(exc) or isinstance(exc, (CisHttpError, CisFault))
-
-
-def is_not_sent(exc: BaseException) -> bool:
-    """True only when the request cannot have reached the CIS: the TCP/TLS connection was never
-    made (connect timeout, connection refused, DNS failure). A read timeout, a connection
-    dropped after sending, an HTTP 500 or a SOAP fault are *not* this: the outcome is unknown."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    if isinstance(exc, requests.ReadTimeout) or not isinstance(exc, requests.ConnectionError):
-        return False
-    reason = exc.args[0] if exc.args else None
-    reason = getattr(reason, "reason", reason)  # urllib3 MaxRetryError -> its cause
-    return isinstance(reason, urllib3.exceptions.NewConnectionError)
+    """A read or an idempotent setter may be tried again after any transport fault (not sent,
+    no answer, HTTP 5xx/408/429, SOAP faults), whichever client raised it."""
+    return is_transport_error(exc)
 
 
 def describe_error(exc: BaseException) -> str:

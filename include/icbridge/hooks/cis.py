@@ -23,7 +23,7 @@ from airflow.sdk.bases.hook import BaseHook
 from airflow.sdk.log import mask_secret
 
 from icbridge.hooks.ftps import parse_bool
-from icbridge.hooks.invoice_cloud import InvoiceCloudHook
+from icbridge.hooks.invoice_cloud import InvoiceCloudHook, transport_extras
 from icbridge.soap.cis import DEFAULT, CisEndpoint, CisResult
 
 if TYPE_CHECKING:
@@ -103,6 +103,7 @@ class CisHookBase(BaseHook):
             "ca_file": extra.get("ca_file") or None,
             "verify": parse_bool(extra.get("verify"), True, "verify"),
             "pool_maxsize": int(self.pool_maxsize or extra.get("pool_maxsize", 10)),
+            **transport_extras(extra),
         }
 
     def _build_client(self, endpoints: dict[str, CisEndpoint], options: dict[str, Any]) -> Any:

@@ -24,6 +24,16 @@ from icbridge.hooks.ftps import parse_bool
 from icbridge.soap.invoice_cloud import InvoiceCloudClient
 
 
+def transport_extras(extra: dict[str, Any]) -> dict[str, Any]:
+    """The SOAP transport's options from a connection's extra (IC, inHance, AUS alike):
+    ``proxy`` (egress proxy URL, e.g. ``http://proxy.internal:3128``; none by default) and
+    ``max_answer_mb`` (largest answer accepted, default 128 MiB: a 50 MB bill PDF as base64)."""
+    options: dict[str, Any] = {"proxy": extra.get("proxy") or None}
+    if extra.get("max_answer_mb") is not None:
+        options["max_answer_bytes"] = int(float(extra["max_answer_mb"]) * (1 << 20))
+    return options
+
+
 class InvoiceCloudHook(BaseHook):
     """Hook giving an :class:`InvoiceCloudClient` for the biller of one Airflow connection."""
 
@@ -50,7 +60,8 @@ class InvoiceCloudHook(BaseHook):
             "placeholders": {
                 "host": "https://www.invoicecloud.com/portal/webservices",
                 "login": "00000000-0000-0000-0000-000000000000",
-                "extra": json.dumps({"timeout": 60, "ca_file": "/path/to/ca.pem", "verify": True}),
+                "extra": json.dumps({"timeout": 60, "ca_file": "/path/to/ca.pem", "verify": True,
+                                     "proxy": "http://proxy.internal:3128", "max_answer_mb": 128}),
             },
         }
 
@@ -83,6 +94,7 @@ class InvoiceCloudHook(BaseHook):
             timeout=float(extra.get("timeout", 60)),
             ca_file=extra.get("ca_file") or None,
             verify=parse_bool(extra.get("verify"), True, "verify"),
+            **transport_extras(extra),
         )
         return self._client
 

@@ -31,7 +31,6 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
-import requests
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
@@ -43,7 +42,9 @@ from icbridge.hooks.inhance import InhanceHook
 from icbridge.hooks.invoice_cloud import InvoiceCloudHook
 from icbridge.masking import mask_account, mask_email
 from icbridge.operators.common import load_biller_file
-from icbridge.soap.cis import CisResult, money
+from icbridge.soap.cis import CisFault, CisResult, money
+from icbridge.soap.errors import is_not_sent
+from icbridge.soap.invoice_cloud import InvoiceCloudError
 
 __all__ = [
     "STATUSES",
@@ -166,15 +167,6 @@ def judge(result: Any) -> tuple[str, str]:
     if success is not None:
         return ("ok", "") if success else ("refused", getattr(result, "error_message", "") or "refused")
     return "ok", ""
-
-
-def _not_sent(exc: BaseException) -> bool:
-    """The request never left (connect refused / connect timeout): safe to send again later."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    return isinstance(exc, requests.ConnectionError) and (
-        "NewConnectionError" in repr(exc) or "Connection refused" in str(exc)
-    )
 
 
 class CisCallOperator(BaseOperator):
@@ -363,7 +355,9 @@ class CisCallOperator(BaseOperator):
         if isinstance(exc, ValueError):
             return "invalid", str(exc)
         if self.moves_money:
-            if _not_sent(exc):
+            if isinstance(exc, CisFault | InvoiceCloudError):  # the peer answered: it refused
+                return "refused", f"SOAP fault: {exc}"
+            if is_not_sent(exc):
                 return "error", f"not sent ({text})"
             return "unknown", f"sent, no usable answer ({text})"
         return "error", text

@@ -8,15 +8,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import requests
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from icbridge.flows.invoices import NotSent, UploadAnswer, UploadRefused, find_files, process_file
+from icbridge.flows.invoices import UploadAnswer, UploadRefused, find_files, process_file
 from icbridge.hooks.invoice_cloud import InvoiceCloudHook
 from icbridge.hooks.state import get_ledger
 from icbridge.hooks.transfer import open_remote_folder
 from icbridge.layouts.aus import FileRejected, IncompleteFile
 from icbridge.operators.common import BillerOperator, artifacts_root, param_flag, run_artifacts
+from icbridge.soap.errors import AnswerError, NoAnswer
+from icbridge.soap.invoice_cloud import InvoiceCloudError
 from icbridge.state.db import InDoubt
 
 __all__ = ["FindAusFilesOperator", "UploadAusFileOperator", "artifacts_root"]
@@ -64,16 +65,12 @@ class UploadAusFileOperator(BillerOperator):
         client = ic_hook.get_conn()
 
         def upload(name: str, content: bytes) -> UploadAnswer:
+            # NotSent propagates (the part is retried); no answer or an answer that cannot be
+            # judged propagates too (the part stays `sending`: in doubt); a fault is a refusal
             try:
                 result = client.upload_invoice_file(name, content)
-            except requests.exceptions.ConnectTimeout as exc:
-                raise NotSent(f"IC not reached: {exc}") from exc
-            except requests.exceptions.ReadTimeout:
-                raise  # sent, no answer: in doubt
-            except requests.exceptions.ConnectionError as exc:
-                if "Connection refused" in str(exc) or "Name or service not known" in str(exc):
-                    raise NotSent(f"IC not reached: {exc}") from exc
-                raise
+            except InvoiceCloudError as exc:
+                return UploadAnswer(False, f"SOAP fault: {exc.message}", "", 0)
             return UploadAnswer(result.success, result.error_message, result.file_id, result.invoices_accepted)
 
         run_id = context["run_id"]
@@ -102,9 +99,10 @@ class UploadAusFileOperator(BillerOperator):
             raise AirflowException(f"{exc} — will retry") from exc
         except (FileRejected, UploadRefused, InDoubt) as exc:
             raise AirflowFailException(str(exc)) from exc
-        except requests.exceptions.ReadTimeout as exc:
+        except (NoAnswer, AnswerError) as exc:
             raise AirflowFailException(
-                f"{self.file_name}: IC did not answer in time; the part is in doubt (see docs/operations.md)"
+                f"{self.file_name}: IC's answer to the upload cannot be judged ({exc}); the part is in doubt "
+                "and is not sent again until settled (see docs/operations.md)"
             ) from exc
         finally:
             ledger.dispose()

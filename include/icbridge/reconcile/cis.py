@@ -20,7 +20,8 @@ from typing import TypeVar
 from icbridge.reconcile.compare import CisAccount
 from icbridge.reconcile.engine import CisLookup, CisNotFound, CisRefused, CisTransient
 from icbridge.soap.aus import AusClient, LeanAus
-from icbridge.soap.cis import CisFault, CisHttpError
+from icbridge.soap.cis import CisFault
+from icbridge.soap.errors import HttpStatusError
 from icbridge.soap.inhance import InhanceClient, LeanInhance
 
 T = TypeVar("T")
@@ -29,15 +30,17 @@ T = TypeVar("T")
 def _call(call: Callable[[], T]) -> T:
     try:
         return call()
-    except CisHttpError as exc:
-        raise CisTransient(str(exc)) from exc
+    except HttpStatusError as exc:
+        if exc.retryable:  # 5xx, 408, 429: worth another try
+            raise CisTransient(str(exc)) from exc
+        raise  # a 3xx/4xx: cis_error with its status, not a refusal
     except CisFault as exc:
         raise CisRefused(f"SOAP fault: {exc.message}") from exc
 
 
 def inhance_lookup(client: InhanceClient | LeanInhance) -> CisLookup:
     """BalanceCheck(AccountNumber, LastInvoiceNumber) of the account's latest IC invoice
-    (zeep client or its ``.lean()`` path: same results, tests/test_cis_fastpath.py)."""
+    (the client or its ``.lean()`` template path: one answer path, tests/test_cis_fastpath.py)."""
 
     def lookup(account_number: str, invoice_number: str) -> CisAccount:
         try:
@@ -54,7 +57,7 @@ def inhance_lookup(client: InhanceClient | LeanInhance) -> CisLookup:
 
 
 def aus_lookup(client: AusClient | LeanAus) -> CisLookup:
-    """GetAccountData(AccountNumber): Balance and CashOnly (zeep client or its ``.lean()`` path)."""
+    """GetAccountData(AccountNumber): Balance and CashOnly (the client or its ``.lean()`` template path)."""
 
     def lookup(account_number: str, invoice_number: str) -> CisAccount:
         data = _call(lambda: client.get_account_data(account_number))

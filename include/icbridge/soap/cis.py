@@ -8,15 +8,18 @@ business refusal is a value, a SOAP fault is an exception, a transport problem i
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import zeep.exceptions
-
-from icbridge.soap.client import BoundClient, make_client, soap_text
+from icbridge.soap.client import BoundClient, make_client
+from icbridge.soap.contract import Record
+from icbridge.soap.errors import HttpStatusError
+from icbridge.soap.operation import SoapOperation
+from icbridge.soap.transport import DEFAULT_MAX_ANSWER_BYTES, HttpTransport
 
 __all__ = [
     "CisClient",
@@ -39,7 +42,7 @@ class CisError(RuntimeError):
 
 
 class CisFault(CisError):
-    """The CIS answered a SOAP fault. Never carries credentials."""
+    """The CIS answered a SOAP fault (1.1 or 1.2; its reason text kept). Never carries credentials."""
 
     def __init__(self, service: str, operation: str, message: str, code: str | None = None) -> None:
         super().__init__(f"{service} {operation}: {message}")
@@ -49,15 +52,8 @@ class CisFault(CisError):
         self.code = code
 
 
-class CisHttpError(CisError):
-    """The CIS answered an HTTP error without a SOAP body (e.g. an IIS 500 page)."""
-
-    def __init__(self, service: str, operation: str, status_code: int, body: bytes | None) -> None:
-        text = (body or b"")[:200].decode("utf-8", "replace")
-        super().__init__(f"{service} {operation}: HTTP {status_code}: {text}")
-        self.service = service
-        self.operation = operation
-        self.status_code = status_code
+CisHttpError = HttpStatusError
+"""The CIS answered an HTTP error without a SOAP body (an IIS error page) or a redirect."""
 
 
 @dataclass(frozen=True)
@@ -121,15 +117,14 @@ def money(value: Decimal | int | str | float) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
-def decimal_or_zero(value: Any) -> Decimal:
-    return Decimal(0) if value is None else Decimal(value)
-
-
 class CisClient:
-    """What the inHance and AUS clients share: per-method endpoints and keys, the hardened zeep
-    client per endpoint, credentials kept out of repr and pickles, faults turned into CisError.
+    """What the inHance and AUS clients share: per-method endpoints and keys, one
+    :class:`~icbridge.soap.operation.SoapOperation` per method (one call path, one answer
+    contract), one connection pool per endpoint URL, credentials kept out of repr and pickles,
+    SOAP faults raised as :class:`CisFault`.
 
-    Subclasses set SERVICE ("inhance" | "aus"), LABEL, WSDL, METHODS and FALLBACKS.
+    Subclasses set SERVICE ("inhance" | "aus"), LABEL, WSDL, METHODS, FALLBACKS and HUGE (the
+    methods whose answers may carry text nodes over 10 MB, e.g. bill PDFs).
     """
 
     SERVICE: str
@@ -137,6 +132,7 @@ class CisClient:
     WSDL: Path
     METHODS: tuple[str, ...]
     FALLBACKS: Mapping[str, str] = {}
+    HUGE: frozenset[str] = frozenset()
 
     def __init__(
         self,
@@ -146,12 +142,18 @@ class CisClient:
         ca_file: str | None = None,
         verify: bool = True,
         pool_maxsize: int = 10,
+        proxy: str | None = None,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> None:
         self._endpoints = resolve_endpoints(endpoints, self.METHODS, self.FALLBACKS)
         if not self._endpoints:
             raise ValueError(f"no {self.LABEL} endpoint given (need {DEFAULT!r} or one per method)")
         self.timeout = timeout
         self._options = {"timeout": timeout, "ca_file": ca_file, "verify": verify, "pool_maxsize": pool_maxsize}
+        self._transport_options = {**self._options, "proxy": proxy, "max_answer_bytes": max_answer_bytes}
+        self._transports: dict[str, HttpTransport] = {}
+        self._operations: dict[tuple[str, bool], SoapOperation] = {}
+        self._lock = threading.Lock()
 
     @classmethod
     def single(cls, url: str, key: str, **options: Any) -> Any:
@@ -178,39 +180,54 @@ class CisClient:
             raise ValueError(f"no endpoint configured for {self.LABEL} {method} (and no default)") from None
 
     def soap_client(self, method: str) -> BoundClient:
-        """The (cached) hardened zeep client bound to ``method``'s endpoint."""
+        """The (cached) zeep client of ``method``'s WSDL (renders requests; never sends)."""
         return make_client(self.WSDL, self._endpoint(method).url, **self._options)
 
-    def _call(self, method: str, key_field: str = "WebServiceKey", **params: Any) -> Any:
+    def operation(self, method: str, key_field: str = "WebServiceKey", *, template: bool = False) -> SoapOperation:
+        """The (cached) call path of ``method``; ``template`` renders requests from a template
+        (the bulk read path of Balance All)."""
         endpoint = self._endpoint(method)
-        client = make_client(self.WSDL, endpoint.url, **self._options)
-        try:
-            return getattr(client.service, method)(**params, **{key_field: endpoint.key})
-        except zeep.exceptions.Fault as fault:
-            raise CisFault(self.SERVICE, method, soap_text(fault.message), fault.code) from None
-        except zeep.exceptions.TransportError as error:
-            raise CisHttpError(self.SERVICE, method, error.status_code, error.content) from None
+        with self._lock:
+            cached = self._operations.get((method, template))
+            if cached is None:
+                transport = self._transports.get(endpoint.url)
+                if transport is None:
+                    transport = self._transports[endpoint.url] = HttpTransport(endpoint.url, **self._transport_options)
+                service = self.SERVICE
+                cached = self._operations[(method, template)] = SoapOperation(
+                    self.soap_client(method), method, transport, {key_field: endpoint.key}, service=service,
+                    on_fault=lambda message, code: CisFault(service, method, message, code),
+                    template=template, huge=method in self.HUGE,
+                )
+        return cached
+
+    def _call(self, method: str, key_field: str = "WebServiceKey", **params: Any) -> Record | None:
+        return self.operation(method, key_field).call(**params)
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        with self._lock:
+            for transport in self._transports.values():
+                transport.close()
 
 
 class LeanCisMethod:
-    """One CIS read method over :class:`icbridge.soap.lean.LeanOperation` (the bulk path of
-    Balance All): the same results and errors as the zeep client's method, a fraction of
-    the CPU. Subclasses name the WSDL, service and method. Holds the web-service key: it is
-    not in the repr, and the object cannot be pickled."""
+    """One CIS read method rendered from a template (the bulk path of Balance All): the same
+    answer path, results and errors as the client's method, less CPU per call. Subclasses
+    name the method."""
 
-    wsdl: Path
-    service: str
     method: str
+    key_field = "WebServiceKey"
 
-    def __init__(self, endpoint: CisEndpoint, **options: Any) -> None:
-        from icbridge.soap.lean import LeanOperation
-
-        self._operation = LeanOperation(
-            self.wsdl, self.method, endpoint.url, {"WebServiceKey": endpoint.key}, service=self.service, **options
-        )
+    def __init__(self, client: CisClient) -> None:
+        self._client = client
+        self._operation = client.operation(self.method, self.key_field, template=True)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._operation!r})"
 
     def __reduce__(self) -> Any:
         raise TypeError(f"{type(self).__name__} holds credentials and cannot be pickled")
+
+    def close(self) -> None:
+        self._client.close()

@@ -19,16 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
-from icbridge.soap.cis import (
-    CisClient,
-    CisResult,
-    LeanCisMethod,
-    decimal_or_zero,
-    money,
-)
+from icbridge.soap.cis import CisClient, CisResult, LeanCisMethod, money
 from icbridge.soap.client import soap_text
+from icbridge.soap.contract import Record
+from icbridge.soap.errors import MalformedAnswer
 
 __all__ = [
     "EMAIL_FALLBACK",
@@ -72,33 +67,39 @@ def _invoice_int(value: int | str) -> int:
         raise ValueError(f"LastInvoiceNumber must be an integer, got {value!r}") from None
 
 
-def balance_check_result(node: Any) -> BalanceCheckResult:
-    """A BalanceCheck Result (zeep's object or the lean path's namespace) as the dataclass."""
+def balance_check_result(node: Record | None) -> BalanceCheckResult:
+    """A BalanceCheck Result as the dataclass. Balance and FutureBalance are read only when
+    ``Success`` is true, and then must have come (MissingValue otherwise: never a 0)."""
     if node is None:
         return BalanceCheckResult(False, "empty response", None, None, "", "")
-    ok = bool(node.Success)
+    ok = node.Success
     return BalanceCheckResult(
         ok=ok,
         message=soap_text(node.ErrorMessage),
-        balance=decimal_or_zero(node.Balance) if ok else None,
-        future_balance=decimal_or_zero(node.FutureBalance) if ok else None,
+        balance=node.Balance if ok else None,
+        future_balance=node.FutureBalance if ok else None,
         phone=soap_text(node.Phone).strip(),
         email=soap_text(node.Email).strip(),
     )
 
 
-class LeanInhance(LeanCisMethod):
-    """inHance BalanceCheck over :class:`icbridge.soap.lean.LeanOperation`: same results and
-    errors as :meth:`InhanceClient.balance_check`, a fraction of the CPU."""
+def money_result(node: Record | None, service: str, method: str) -> InhanceResult:
+    """The answer of a call that moves money or changes a record: ``Success`` must have come
+    (MissingValue otherwise); an empty answer cannot be judged (MalformedAnswer: in doubt)."""
+    if node is None:
+        raise MalformedAnswer(service, method, "empty answer (no Result): the outcome is unknown")
+    return InhanceResult(node.Success, soap_text(node.ErrorMessage))
 
-    wsdl, service, method = WSDL, SERVICE, "BalanceCheck"
+
+class LeanInhance(LeanCisMethod):
+    """inHance BalanceCheck rendered from a template: same answers and errors as
+    :meth:`InhanceClient.balance_check`, less CPU per call."""
+
+    method = "BalanceCheck"
 
     def balance_check(self, account_number: str, last_invoice_number: int | str) -> BalanceCheckResult:
         number = _invoice_int(last_invoice_number)
         return balance_check_result(self._operation.call(AccountNumber=account_number, LastInvoiceNumber=number))
-
-    def close(self) -> None:
-        self._operation.close()
 
 
 def _on_off(value: bool) -> str:
@@ -114,11 +115,8 @@ class InhanceClient(CisClient):
     METHODS = METHODS
     FALLBACKS = EMAIL_FALLBACK
 
-    @staticmethod
-    def _result(node: Any) -> InhanceResult:
-        if node is None:  # an empty Response is never a success
-            return InhanceResult(False, "empty response")
-        return InhanceResult(bool(node.Success), soap_text(node.ErrorMessage))
+    def _result(self, method: str, node: Record | None) -> InhanceResult:
+        return money_result(node, SERVICE, method)
 
     # RTDR -----------------------------------------------------------------------------------
 
@@ -134,7 +132,7 @@ class InhanceClient(CisClient):
 
     def lean(self) -> LeanInhance:
         """The BalanceCheck of this client without zeep per call (Balance All at scale, icbridge.soap.lean)."""
-        return LeanInhance(self._endpoint("BalanceCheck"), **self._options)
+        return LeanInhance(self)
 
     # data pump ------------------------------------------------------------------------------
 
@@ -161,21 +159,21 @@ class InhanceClient(CisClient):
             PaymentAmount=money(payment_amount),
             ConvenienceFee=money(convenience_fee),
         )
-        return self._result(node)
+        return self._result("MakePaymentExtended", node)
 
     def set_paperless(self, account_number: str, paperless: bool) -> InhanceResult:
         """SetPaperless with PaperlessOnOff "On"/"Off"."""
         node = self._call(
             "SetPaperless", "WebserviceKey", Accountnumber=account_number, PaperlessOnOff=_on_off(paperless)
         )
-        return self._result(node)
+        return self._result("SetPaperless", node)
 
     def set_autopay(self, account_number: str, autopay: bool) -> InhanceResult:
         """SetAutopay with AutoPayOnOff "On"/"Off"."""
         node = self._call("SetAutopay", "WebserviceKey", Accountnumber=account_number, AutoPayOnOff=_on_off(autopay))
-        return self._result(node)
+        return self._result("SetAutopay", node)
 
     def set_email(self, account_number: str, new_email: str) -> InhanceResult:
         """SetEmail (posts to the SetEmail endpoint, else the paperless one, else the default)."""
         node = self._call("SetEmail", "WebserviceKey", Accountnumber=account_number, NewEmail=new_email)
-        return self._result(node)
+        return self._result("SetEmail", node)

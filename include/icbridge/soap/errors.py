@@ -1,0 +1,110 @@
+"""What can go wrong with a SOAP call, as exactly one of three kinds (docs/cis-services.md).
+
+* **not sent** — :class:`NotSent`: no complete request left this process (DNS, refused
+  connection, connect timeout, TLS handshake or certificate refusal, proxy unreachable). Any
+  call, a payment included, may be tried again.
+* **sent, no answer** — :class:`NoAnswer` (:class:`AnswerTimeout` for a read timeout): the
+  request was written and no complete answer came back (reset, body cut mid-chunk, timeout).
+  Reads may be retried; money is *in doubt*.
+* **answered** — the peer answered and we judged it: :class:`HttpStatusError` (a non-2xx
+  that is not a SOAP envelope, a redirect that is never followed), a SOAP fault (the service
+  clients raise their own: ``CisFault``, ``InvoiceCloudError``), :class:`MalformedAnswer` (not
+  a SOAP envelope, a DTD, too large, a value of the wrong form) or :class:`MissingValue` (a
+  required value nil or absent). Final; never retried blindly.
+
+``NotSent`` and ``NoAnswer`` subclass ``requests.ConnectionError`` (``AnswerTimeout`` also
+``requests.ReadTimeout``) so callers that judge ``requests`` exceptions keep working. No
+Airflow imports.
+"""
+
+from __future__ import annotations
+
+import requests
+
+__all__ = [
+    "AnswerError",
+    "AnswerTimeout",
+    "HttpStatusError",
+    "MalformedAnswer",
+    "MissingValue",
+    "NoAnswer",
+    "NotSent",
+    "TlsRefused",
+    "is_not_sent",
+]
+
+
+class NotSent(requests.ConnectionError):
+    """No complete request left this process: safe to send again, whatever the method."""
+
+
+class TlsRefused(NotSent, requests.exceptions.SSLError):
+    """The TLS handshake failed (certificate, host name, protocol): a retry cannot help."""
+
+
+class NoAnswer(requests.ConnectionError):
+    """The request was sent and no complete answer came back: reads retry, money is in doubt."""
+
+
+class AnswerTimeout(NoAnswer, requests.ReadTimeout):
+    """The request was sent and the answer did not come within the read timeout."""
+
+
+class AnswerError(RuntimeError):
+    """The peer answered, and the answer is an error of ours to judge (never retried blindly)."""
+
+    def __init__(self, service: str, operation: str, message: str) -> None:
+        super().__init__(f"{service} {operation}: {message}")
+        self.service = service
+        self.operation = operation
+        self.message = message
+
+
+class HttpStatusError(AnswerError):
+    """A non-2xx answer that is not a SOAP envelope (an IIS error page, a proxy's 502) or a
+    redirect (never followed: the envelope carries the key). ``retryable`` for reads: 5xx, 408
+    and 429; ``retry_after`` seconds when the peer said so."""
+
+    def __init__(
+        self,
+        service: str,
+        operation: str,
+        status_code: int,
+        body: bytes | None = None,
+        *,
+        title: str = "",
+        location_host: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        if 300 <= status_code < 400:
+            detail = f"redirect to {location_host or 'an unnamed location'} not followed"
+        else:
+            detail = title or (body or b"")[:200].decode("utf-8", "replace").strip()
+        super().__init__(service, operation, f"HTTP {status_code}: {detail}".rstrip(": "))
+        self.status_code = status_code
+        self.title = title
+        self.location_host = location_host
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        return self.status_code >= 500 or self.status_code in (408, 429)
+
+
+class MalformedAnswer(AnswerError):
+    """The answer cannot be judged: not a SOAP envelope, a DTD, too large, a value of the wrong form."""
+
+
+class MissingValue(MalformedAnswer):
+    """A value the contract requires came nil or absent. Names the field and the (masked) account."""
+
+    def __init__(self, service: str, operation: str, path: str, account: str = "") -> None:
+        where = f" (account {account})" if account else ""
+        super().__init__(service, operation, f"{path} is required but was nil or absent{where}")
+        self.path = path
+        self.account = account
+
+
+def is_not_sent(exc: BaseException) -> bool:
+    """True only when the request provably never reached the peer (the one judgement of it)."""
+    return isinstance(exc, NotSent)
