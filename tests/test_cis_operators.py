@@ -336,7 +336,16 @@ def test_read_gives_up_after_its_attempts(world: World) -> None:
     assert len(world.aus.faults.fired) == 2
 
 
-@pytest.mark.parametrize("kind", ["http500", "fault", "drop"])
+def test_payment_soap_fault_is_a_refusal_never_resent(world: World) -> None:
+    """A SOAP fault is the CIS's answer: refused (issue 11), one call, nothing re-sent."""
+    op = ops.AusAddPendingPaymentOperator(task_id="x", **world.biller("t_aus"), **_payment(account_number=AUS_ACCOUNT))
+    world.aus.faults.set("AddPendingPayment", kind="fault", times=1)
+    with pytest.raises(CisRefused, match=r"AddPendingPayment for account \*+1234: refused: SOAP fault"):
+        op.execute(_context())
+    assert world.aus.faults.fired == [("AddPendingPayment", "fault")] and world.aus.payments(BILLER) == []
+
+
+@pytest.mark.parametrize("kind", ["http500", "drop"])
 def test_payment_fault_is_outcome_unknown_and_never_resent(world: World, kind: str) -> None:
     world.inhance.faults.set("MakePaymentExtended", kind=kind, times=1)
     states, _ = world.run(lambda: [
@@ -355,7 +364,7 @@ def test_payment_fault_is_outcome_unknown_and_never_resent(world: World, kind: s
 def test_late_answer_on_a_payment_is_outcome_unknown_and_the_cis_has_it_once(world: World) -> None:
     world.inhance.faults.set("MakePaymentExtended", kind="late", seconds=3, times=1)
     op = ops.InhanceMakePaymentExtendedOperator(task_id="x", **world.biller("t_inh"), **_payment())
-    with pytest.raises(CisOutcomeUnknown, match="ReadTimeout"):
+    with pytest.raises(CisOutcomeUnknown, match="AnswerTimeout"):
         op.execute(_context())
     time.sleep(1.8)  # let the late answer finish on the server side
     assert len(world.inhance.payments(BILLER)) == 1

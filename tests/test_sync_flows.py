@@ -331,7 +331,25 @@ def test_late_answer_is_in_doubt_and_never_posted_twice(world, cis):
     assert len(world.sim(cis).payments(f"t_{cis}")) == 2
 
 
-@pytest.mark.parametrize("kind", ["http500", "fault", "drop"])
+@pytest.mark.parametrize("cis", ["inhance", "aus"])
+def test_a_soap_fault_on_a_payment_is_a_refusal_not_in_doubt(world, cis):
+    """The CIS answered a fault: it refused (issue 11). Recorded refused, never re-sent by itself."""
+    biller = _biller(cis)
+    method = "MakePaymentExtended" if cis == "inhance" else "AddPendingPayment"
+    guid = world.pay("1001")
+    world.sim(cis).faults.set(method, kind="fault", times=1)
+    with pytest.raises(SyncFailed) as failed:
+        world.payments(biller)
+    assert guid in str(failed.value) and not failed.value.retry
+    assert world.row(biller, guid).status == "refused"
+    assert "SOAP fault" in world.row(biller, guid).message
+    with pytest.raises(SyncFailed) as again:
+        world.payments(biller, run_id="r2#try1")
+    assert again.value.report.counts == {"refused_earlier": 1}  # not sent again
+    assert world.sim(cis).payments(f"t_{cis}") == []
+
+
+@pytest.mark.parametrize("kind", ["http500", "drop"])
 def test_unknown_outcomes_are_in_doubt_and_resend_posts_once(world, kind):
     biller = _biller("inhance")
     guid = world.pay("1001")
@@ -450,11 +468,17 @@ def test_cli_show_and_settle_only_settles_what_needs_ops(world, capsys):
 
 
 def test_is_not_sent_only_for_connections_never_made():
+    """One judgement, made by the transport (tests/test_soap_hostile.py drives it with real
+    sockets): only its NotSent counts; a bare requests error of unknown origin never does."""
     import requests
+
+    from icbridge.soap.errors import AnswerTimeout, NoAnswer, NotSent, TlsRefused
 
     assert not is_not_sent(requests.ReadTimeout("read timed out"))
     assert not is_not_sent(requests.ConnectionError("Connection aborted: RemoteDisconnected"))
-    assert is_not_sent(requests.ConnectTimeout("connect timed out"))
+    assert not is_not_sent(requests.ConnectTimeout("connect timed out"))
+    assert not is_not_sent(NoAnswer("reset after sending")) and not is_not_sent(AnswerTimeout("slow"))
+    assert is_not_sent(NotSent("refused")) and is_not_sent(TlsRefused("certificate"))
 
 
 # --- customer changes -----------------------------------------------------------------------
