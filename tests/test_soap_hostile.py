@@ -432,3 +432,14 @@ def world_hostile(ic_sim, tmp_path) -> Iterator[Any]:
         finally:
             ledger.dispose()
             sims.stop()
+
+
+def test_an_egress_proxy_per_connection_carries_the_call(hostile):
+    """extra ``proxy``: the call goes to the proxy (absolute-form request line), not to the endpoint."""
+    with HostileServer() as endpoint:
+        target = f"{endpoint.url}/iCloud.asmx"
+        hostile.script(target, _balance(GOOD))
+        client = InhanceClient.single(target, "k3y", timeout=5, proxy=hostile.url)
+        assert client.lean().balance_check("1001", 7).balance == Decimal("12.34")
+        assert client.balance_check("1001", 7).balance == Decimal("12.34")
+        assert [r.path for r in hostile.received()] == [target, target] and endpoint.received() == []

@@ -52,18 +52,37 @@ def _mark_written(value: bool) -> None:
     _state.written = value
 
 
-class _RecordingConnection(HTTPConnection):
-    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+class _Recording:
+    """Mixin for urllib3's connections: the request line, headers and body leave in one
+    ``send`` (urllib3 sends headers and body apart: two TCP segments a call), and the calling
+    thread learns whether the whole request was written (NotSent vs NoAnswer)."""
+
+    _icb_buffer: list[bytes] | None = None
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
         _mark_written(False)
-        super().request(*args, **kwargs)
+        self._icb_buffer = []
+        try:
+            super().request(*args, **kwargs)  # type: ignore[misc]
+            data = b"".join(self._icb_buffer)
+        finally:
+            self._icb_buffer = None
+        super().send(data)  # type: ignore[misc]  # connects first when needed (http.client auto_open)
         _mark_written(True)
 
+    def send(self, data: Any) -> None:
+        if self._icb_buffer is not None and isinstance(data, bytes | bytearray | memoryview):
+            self._icb_buffer.append(bytes(data))
+            return
+        super().send(data)  # type: ignore[misc]
 
-class _RecordingTlsConnection(HTTPSConnection):
-    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        _mark_written(False)
-        super().request(*args, **kwargs)
-        _mark_written(True)
+
+class _RecordingConnection(_Recording, HTTPConnection):
+    pass
+
+
+class _RecordingTlsConnection(_Recording, HTTPSConnection):
+    pass
 
 
 class _Pool(HTTPConnectionPool):
@@ -115,35 +134,42 @@ class HttpTransport:
         self.host = parts.hostname
         self.timeout = urllib3.Timeout(connect=timeout, read=timeout)
         self.max_answer_bytes = max_answer_bytes
-        options: dict[str, Any] = {"maxsize": max(1, pool_maxsize), "block": False, "num_pools": 4}
+        options: dict[str, Any] = {"maxsize": max(1, pool_maxsize), "block": False}
         if parts.scheme == "https":
             context = ssl.create_default_context(cafile=ca_file)
             if not verify and not ca_file:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
             options["ssl_context"] = context
+        self.proxied = bool(proxy)
+        self._target = url  # what urlopen is given: the absolute URL through a proxy, else the path
         if proxy:
             if urlsplit(proxy).scheme not in ("http", "https"):
                 raise ValueError("proxy must be an http:// or https:// URL")
-            self._manager: urllib3.PoolManager = urllib3.ProxyManager(proxy, **options)
-        else:
-            self._manager = urllib3.PoolManager(**options)
-        self._manager.pool_classes_by_scheme = {"http": _Pool, "https": _TlsPool}
-        self.proxied = bool(proxy)
+            manager = urllib3.ProxyManager(proxy, num_pools=2, **options)
+            manager.pool_classes_by_scheme = {"http": _Pool, "https": _TlsPool}
+            self._opener: Any = manager
+        else:  # one pool for the one endpoint: no per-call URL parsing or pool lookup
+            pool_class = _TlsPool if parts.scheme == "https" else _Pool
+            self._opener = pool_class(parts.hostname, parts.port, **options)
+            self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
     def __repr__(self) -> str:
         return f"HttpTransport({self.url!r}{', proxied' if self.proxied else ''})"
 
     def close(self) -> None:
-        self._manager.clear()
+        if isinstance(self._opener, urllib3.PoolManager):
+            self._opener.clear()
+        else:
+            self._opener.close()
 
     def post(self, body: bytes, headers: dict[str, str]) -> Answer:
         """POST ``body``; the answer whatever its status. Raises NotSent / NoAnswer /
         AnswerTimeout on transport failures, AnswerTooLarge over ``max_answer_bytes``."""
         _mark_written(False)
         try:
-            response = self._manager.urlopen(
-                "POST", self.url, body=body, headers=headers, redirect=False, retries=False,
+            response = self._opener.urlopen(
+                "POST", self._target, body=body, headers=headers, redirect=False, retries=False,
                 preload_content=False, timeout=self.timeout, assert_same_host=False,
             )
         except (Urllib3Error, OSError) as exc:
