@@ -1052,6 +1052,21 @@ def test_split_by_max_invoices_per_file(tmp_path):
     assert m.result.accepted == 7
 
 
+def test_split_by_max_bytes_per_file(tmp_path):
+    """Parts are bounded in bytes too; every part is a whole BIF within the bound, invoices in
+    order, none lost or repeated; an invoice larger than the bound goes alone."""
+    whole = run(tmp_path / "whole", bills(40, lines=2), SETTINGS)
+    (only,) = whole.raw
+    cap = len(only) // 4
+    m = run(tmp_path / "split", bills(40, lines=2), dataclasses.replace(SETTINGS, max_bytes_per_file=cap))
+    assert len(m.result.bifs) >= 4
+    assert all(len(raw) <= cap for raw in m.raw)
+    assert [i["CR"]["AccountNumber"] for i in m.invoices] == [f"A{n:03d}" for n in range(40)]
+    assert sum(p.invoices for p in m.result.bifs) == 40
+    tiny = run(tmp_path / "tiny", bills(3, lines=2), dataclasses.replace(SETTINGS, max_bytes_per_file=300))
+    assert [p.invoices for p in tiny.result.bifs] == [1, 1, 1]
+
+
 def test_split_exactly_full_parts(tmp_path):
     m = run(tmp_path, bills(6), dataclasses.replace(SETTINGS, max_invoices_per_file=3))
     assert [(p.name, p.invoices) for p in m.result.bifs] == [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import secrets
 import threading
 import time
 import uuid
@@ -801,3 +802,22 @@ def test_hook_is_provider_style() -> None:
         "https://ws.example.com:8443/portal/webservices"
     )
     assert InvoiceCloudHook._base_url("https://h/p/", None, None) == "https://h/p"
+
+
+def test_a_bif_part_over_10_mb_goes_through_to_the_simulator(ic_sim: IcSim, tmp_path: Path) -> None:
+    """The part's base64 is one text node over libxml2's 10 MB default: the client sends it and
+    the IC simulator (huge trees with entities/DTD/network off) takes it, by default settings."""
+    import dataclasses
+
+    from tests.test_aus_mapping import SETTINGS, bills, run
+
+    guid, key = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    ic_sim.sim.add_biller(guid, key, SETTINGS.bid)
+    mapped = run(tmp_path, bills(20_000, lines=2), dataclasses.replace(SETTINGS, biller_guid=guid))
+    (part,) = mapped.result.bifs
+    content = part.path.read_bytes()
+    assert 8 << 20 < len(content) <= SETTINGS.max_bytes_per_file  # base64: over 10 MB in the envelope
+    client = InvoiceCloudClient(ic_sim.base_url, guid, key, timeout=60)
+    result = client.upload_invoice_file(part.name, content)
+    assert result.success, result.error_message
+    assert result.invoices_accepted == 20_000

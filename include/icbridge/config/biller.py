@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from icbridge.mapping.aus_to_bif import InvoiceSettings
+from icbridge.mapping.aus_to_bif import DEFAULT_MAX_BYTES_PER_FILE, InvoiceSettings
 
 SLUG = r"^[a-z][a-z0-9_]{1,62}$"
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -52,6 +52,7 @@ class InvoicesConfig(_Strict):
     bill_types: list[Annotated[str, Field(pattern=r"^[A-Z0-9]{1,8}$")]] | None = None
     multiple_meters: bool = False
     max_invoices_per_file: int = Field(50_000, ge=1)
+    max_bytes_per_file: int = Field(DEFAULT_MAX_BYTES_PER_FILE, ge=4096)  # a BIF part's size bound too
     reject_threshold_pct: float = Field(5.0, ge=0, le=100)
     column_aliases: dict[str, str] = Field(default_factory=dict)
 
@@ -257,6 +258,7 @@ class BillerConfig(_Strict):
             invoice_type_id=inv.invoice_type_id,
             multiple_meters=inv.multiple_meters,
             max_invoices_per_file=inv.max_invoices_per_file,
+            max_bytes_per_file=inv.max_bytes_per_file,
             reject_threshold_pct=inv.reject_threshold_pct,
             column_aliases=dict(inv.column_aliases),
         )

@@ -17,6 +17,8 @@ file the general way and raises the exact file-level error.
 
 from __future__ import annotations
 
+import bisect
+
 import gc
 import hashlib
 import multiprocessing
@@ -60,6 +62,9 @@ from icbridge.mapping.values import is_digits as _is_digits
 MAX_METERS = 25
 METERS_PER_FIELD = 5
 MAX_WARNINGS_KEPT = 1000
+DEFAULT_MAX_BYTES_PER_FILE = 20 << 20
+"""20 MiB a BIF part (about 27 MiB of base64 in the UploadInvoiceFile envelope)."""
+_FH_ROOM = 256  # bytes kept for a part's FH row when sizing it
 _INVALID = "\x00invalid"  # memo of a soft value that is blanked and warned
 _NEEDS_QUOTING = re.compile('[,"]')  # a source line with these may give a value the BIF quotes
 
@@ -74,6 +79,7 @@ class InvoiceSettings:
     invoice_type_id: str
     multiple_meters: bool = False
     max_invoices_per_file: int = 50_000
+    max_bytes_per_file: int = DEFAULT_MAX_BYTES_PER_FILE
     reject_threshold_pct: float = 5.0
     column_aliases: Mapping[str, str] = field(default_factory=dict)
 
@@ -843,7 +849,8 @@ def _run(fn, items: list, workers: int) -> list:
 def _write_parts(
     mapped: _Mapped, source: str, staging: Path, creation_date: date
 ) -> tuple[list[Reject], list[BifPart], list[bool]]:
-    """Write the invoices of every chunk, in order, as parts of at most max_invoices_per_file;
+    """Write the invoices of every chunk, in order, as parts of at most max_invoices_per_file
+    invoices and max_bytes_per_file bytes (an invoice larger than that goes alone in a part);
     gather the rejects (orphan lines first) and the warnings (capped) into the mapper. The
     third list says which parts are proven to pass check_bif (see _write_part)."""
     mapper = mapped.mapper
@@ -854,6 +861,7 @@ def _write_parts(
     parts: list[BifPart] = []
     proven: list[bool] = []
     body: list[memoryview] = []  # the current part's invoices, as slices of the chunks' bytes
+    size = 0  # bytes in body
     amounts: list[str] = []
     totals: list[str] | None = []  # the current part's proven IH totals; None: a chunk is not proven
 
@@ -872,13 +880,19 @@ def _write_parts(
         while done < len(ends):
             take = min(settings.max_invoices_per_file - len(amounts), len(ends) - done)
             start = ends[done - 1] if done else 0
-            body.append(view[start : ends[done + take - 1]])
-            amounts.extend(chunk_amounts[done : done + take])
-            totals = None if totals is None or chunk_totals is None else totals + chunk_totals[done : done + take]
-            done += take
-            if len(amounts) >= settings.max_invoices_per_file:
+            room = start + settings.max_bytes_per_file - _FH_ROOM - size  # the last end offset that fits
+            fits = bisect.bisect_right(ends, room, done, done + take) - done
+            full = fits < take
+            take = max(fits, 0 if amounts else 1)  # an invoice larger than the cap goes alone
+            if take:
+                body.append(view[start : ends[done + take - 1]])
+                size += ends[done + take - 1] - start
+                amounts.extend(chunk_amounts[done : done + take])
+                totals = None if totals is None or chunk_totals is None else totals + chunk_totals[done : done + take]
+                done += take
+            if full or len(amounts) >= settings.max_invoices_per_file:
                 write()
-                body, amounts, totals = [], [], []
+                body, amounts, totals, size = [], [], [], 0
     if amounts:
         write()
     if len(parts) == 1:
