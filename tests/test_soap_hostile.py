@@ -443,3 +443,29 @@ def test_an_egress_proxy_per_connection_carries_the_call(hostile):
         assert client.lean().balance_check("1001", 7).balance == Decimal("12.34")
         assert client.balance_check("1001", 7).balance == Decimal("12.34")
         assert [r.path for r in hostile.received()] == [target, target] and endpoint.received() == []
+
+
+def test_the_documented_contract_is_the_code_s():
+    from pathlib import Path
+
+    from icbridge.soap.catalogue import contract_table
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "cis-services.md").read_text()
+    documented = doc.split("<!-- contract-table:start -->\n")[1].split("<!-- contract-table:end -->")[0]
+    assert documented == contract_table()
+    assert "| `ListPaymentsResult.Payments.Payment[].PaymentAmount` | decimal | yes |" in documented
+
+
+def test_payment_export_builds_no_file_missing_a_payment(hostile):
+    from datetime import date
+    from zoneinfo import ZoneInfo
+
+    from icbridge.flows.payment_export import export_day
+
+    when = "2026-03-02T15:00:00-05:00"
+    hostile.script("/CloudPayments.asmx", _payments(
+        _payment("g1", "1001", date=when, extra="").replace("<Channel>Web</Channel>", "<Channel>CloudPay</Channel>")
+        + _payment("g2", "55501002", amount=None, date=when)))
+    client = InvoiceCloudClient(hostile.url, "guid", "k", timeout=5)
+    with pytest.raises(ValueError, match=r"break the answer contract.*\*\*\*\*1002"):
+        export_day(client.list_payments, bid="123", day=date(2026, 3, 2), tz=ZoneInfo("America/New_York"))

@@ -104,10 +104,15 @@ def export_day(
 
     ListPayments is FromDate-inclusive, ToDate-exclusive (our contract, see the WSDL) and
     its resolution is not promised, so we ask for [start, end + 1 s) and keep
-    start < PaymentDate <= end ourselves; the channel is checked here too.
+    start < PaymentDate <= end ourselves; the channel is checked here too. ValueError when IC
+    listed a payment that breaks the answer contract (docs/cis-services.md): no file then.
     """
     start, end = day_window(day, tz)
     listed = list_payments(start, end + timedelta(seconds=1), channel)
+    invalid = getattr(listed, "invalid", None)  # a Listing (icbridge.soap.invoice_cloud)
+    if invalid:  # a file that silently misses a payment is worse than no file
+        raise ValueError(f"{day}: IC listed {len(invalid)} payment(s) that break the answer contract, so no "
+                         f"file is built: {'; '.join(invalid[:3])}")
     wanted = channel.lower()
     chosen = [p for p in listed if getattr(p, "channel", channel).lower() == wanted and in_window(p, start, end)]
     return build_export(chosen, bid=bid, day=day, tz=tz, extra_types=extra_types)

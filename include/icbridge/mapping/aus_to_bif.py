@@ -18,7 +18,6 @@ file the general way and raises the exact file-level error.
 from __future__ import annotations
 
 import bisect
-
 import gc
 import hashlib
 import multiprocessing

@@ -386,3 +386,25 @@ def nil_items(record: Record | None, *path: str) -> int:
             return 0
         node = node.get(step)
     return 0 if node is None else node.nil_items
+
+
+def contract_markdown(operations: list[tuple[str, str | Path, str]]) -> str:
+    """The answer contract of ``(service, wsdl, operation)`` items as a Markdown table (the
+    table in docs/cis-services.md is this function's output; a test keeps them equal)."""
+    lines = ["| service | operation | field | type | required | nil or absent means |", "|---|---|---|---|---|---|"]
+    for service, wsdl, operation in operations:
+        contract = operation_contract(wsdl, operation, service)
+        for path, xsd_type, required, nillable in contract.describe():
+            if path.endswith("[]") and not required:
+                meaning = "nil item skipped and counted"
+            elif required:
+                meaning = "error (MissingValue) when read"
+            elif xsd_type in VALUE_TYPES:
+                meaning = "None: not sent (" + ("nillable" if nillable else "optional") + ")"
+            elif xsd_type in CONVERTERS:
+                meaning = '"" / None: not sent'
+            else:
+                meaning = "nothing under it"
+            lines.append(f"| {service} | {operation} | `{path}` | {xsd_type} | {'yes' if required else 'no'} "
+                         f"| {meaning} |")
+    return "\n".join(lines) + "\n"
