@@ -100,6 +100,7 @@ class HostileServer:
         self.port = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self._stop = threading.Event()
+        self.connections = 0  # accepted so far
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
         self._played: dict[str, int] = {}
@@ -142,6 +143,7 @@ class HostileServer:
                 return
             with self._lock:
                 self._conns.append(conn)
+                self.connections += 1
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _next_step(self, path: str) -> Any:

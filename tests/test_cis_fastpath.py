@@ -1,4 +1,4 @@
-"""The lean call path (icbridge.soap.lean) must answer exactly what the zeep path answers.
+"""The template rendering (``.lean()``) must answer exactly what the zeep-rendered call answers.
 
 Both paths call the same simulators over real HTTP; every case runs through both and the
 results (frozen dataclasses) or the errors (type and message) must be equal: successes,

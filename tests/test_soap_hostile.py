@@ -469,3 +469,24 @@ def test_payment_export_builds_no_file_missing_a_payment(hostile):
     client = InvoiceCloudClient(hostile.url, "guid", "k", timeout=5)
     with pytest.raises(ValueError, match=r"break the answer contract.*\*\*\*\*1002"):
         export_day(client.list_payments, bid="123", day=date(2026, 3, 2), tz=ZoneInfo("America/New_York"))
+
+
+def test_keep_alive_survives_more_than_1024_open_files(hostile):
+    """select() cannot watch a descriptor above 1023; the transport must still reuse connections."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1400:
+        pytest.skip(f"the hard limit of open files here is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1400), hard))
+    held = [socket.socket() for _ in range(1100)]
+    try:
+        hostile.script("/iCloud.asmx", _balance(GOOD))
+        client = InhanceClient.single(hostile.url + "/iCloud.asmx", "k", timeout=5).lean()
+        for _ in range(5):
+            assert client.balance_check("1001", 7).balance == Decimal("12.34")
+        assert hostile.connections == 1  # one keep-alive connection, reused
+    finally:
+        for sock in held:
+            sock.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

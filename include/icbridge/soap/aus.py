@@ -162,7 +162,7 @@ class AusClient(CisClient):
         return account_data(self._call("GetAccountData", AccountNumber=account_number))
 
     def lean(self) -> LeanAus:
-        """GetAccountData of this client without zeep per call (Balance All at scale, icbridge.soap.lean)."""
+        """GetAccountData of this client without zeep per call (Balance All at scale: the request from a template)."""
         return LeanAus(self)
 
     def add_pending_payment(

@@ -131,7 +131,7 @@ class InhanceClient(CisClient):
         return balance_check_result(node)
 
     def lean(self) -> LeanInhance:
-        """The BalanceCheck of this client without zeep per call (Balance All at scale, icbridge.soap.lean)."""
+        """The BalanceCheck of this client without zeep per call (Balance All at scale: the request from a template)."""
         return LeanInhance(self)
 
     # data pump ------------------------------------------------------------------------------
