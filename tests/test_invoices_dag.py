@@ -213,3 +213,30 @@ def test_file_taken_by_a_concurrent_run_is_skipped_not_failed(world, tmp_path):
     ledger.dispose()
     assert outcome.status == "skipped"
     assert len(world.uploads()) == 1
+
+
+def test_ic_answers_to_an_upload_refused_or_in_doubt_never_guessed(world, set_airflow_conn, ic_sim):
+    """IC behind a raw-bytes server (tests/hostile_http.py): a SOAP fault is IC's refusal (part
+    `refused`, the file not archived); an empty answer may mean IC took it (part stays
+    `sending`: in doubt, never re-sent by the next run)."""
+    from tests.hostile_http import HostileServer, answer, envelope
+
+    with HostileServer() as hostile:
+        set_airflow_conn("t_ic", **{**ic_sim.conn_fields(), "host": hostile.url})
+        fault = "<soap:Fault><faultcode>soap:Client</faultcode><faultstring>Invalid BIF header</faultstring></soap:Fault>"
+        hostile.script("/CloudInvoicing.asmx", answer("500 Internal Server Error", envelope(fault)))
+        name = f"{world.bid}_20261101_UB.TXT"
+        world.drop(name, _file(world.bid, bills=4))
+        assert str(world.run().state) == "failed"
+        (part,) = world.ledger()
+        assert part["status"] == "refused" and "Invalid BIF header" in part["message"]
+        assert (world.inbox / name).exists()  # not archived
+
+        ns = "https://www.invoicecloud.com/portal/webservices/CloudInvoicing/"
+        hostile.script("/CloudInvoicing.asmx", answer("200 OK", envelope(f'<UploadInvoiceFileResponse xmlns="{ns}"/>')))
+        world.drop(name, _file(world.bid, bills=4, seed=9))  # a new content: a new upload
+        assert str(world.run().state) == "failed"
+        assert world.ledger()[-1]["status"] == "sending"  # in doubt
+        sent = len(hostile.received("/CloudInvoicing.asmx"))
+        assert str(world.run().state) == "failed"  # the next run stops: in doubt, not re-sent
+        assert len(hostile.received("/CloudInvoicing.asmx")) == sent
