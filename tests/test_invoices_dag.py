@@ -223,7 +223,8 @@ def test_ic_answers_to_an_upload_refused_or_in_doubt_never_guessed(world, set_ai
 
     with HostileServer() as hostile:
         set_airflow_conn("t_ic", **{**ic_sim.conn_fields(), "host": hostile.url})
-        fault = "<soap:Fault><faultcode>soap:Client</faultcode><faultstring>Invalid BIF header</faultstring></soap:Fault>"
+        fault = ("<soap:Fault><faultcode>soap:Client</faultcode><faultstring>Invalid BIF header</faultstring>"
+                 "</soap:Fault>")
         hostile.script("/CloudInvoicing.asmx", answer("500 Internal Server Error", envelope(fault)))
         name = f"{world.bid}_20261101_UB.TXT"
         world.drop(name, _file(world.bid, bills=4))
