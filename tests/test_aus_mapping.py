@@ -1315,3 +1315,54 @@ def test_sample_file(tmp_path):
     assert first["CR"]["CustomerName"] == 'John "Bud" Jones'
     assert first["CR"]["Zip"] == "03801-1234" and first["CR"]["Phone"] == "5559870000"
     assert [d["Description"] for d in first["ID"]] == ["Water", "Sewer", "Electric", "Storm Water"]
+
+
+# --- files as legacy exporters write them (issue 13) ----------------------------------------
+
+
+def test_a_dos_eof_byte_after_the_trailer_is_ignored(tmp_path):
+    """Old Windows/DOS exporters end the file with Ctrl-Z (0x1A): not data, not a missing trailer."""
+    clean = encode(bills(5))
+    for variant in (clean + b"\x1a", clean + b"\x1a\x1a", clean[:-2] + b"\x1a"):
+        m = run(tmp_path / str(len(variant)), variant)
+        assert m.result.accepted == 5 and m.raw == run(tmp_path / "clean", clean).raw
+
+
+def test_blanks_around_the_trailer_fields_are_trimmed_like_every_field(tmp_path):
+    rows = bills(4)
+    spaced = trailer_for(rows).replace("|", " | ")
+    assert run(tmp_path, encode(rows, trailer=spaced)).result.accepted == 4
+    assert run(tmp_path / "lower", encode(rows, trailer=" trailer" + trailer_for(rows)[7:])).result.accepted == 4
+
+
+def test_control_characters_are_removed_from_every_value_and_counted(tmp_path):
+    rows = bills(3)
+    rows[0]["CustomerName"] = "Ann\x00 Smith\x07"
+    rows[2]["ServiceAddress"] = "1 Main\x1b St"
+    m = run(tmp_path, encode(rows))
+    text = b"".join(m.raw).decode("utf-8")
+    assert not any(chr(c) in text for c in [*range(0, 9), 11, 12, *range(14, 32)])
+    assert "Ann Smith" in text and "1 Main St" in text
+    assert m.result.warning_counts["control characters removed"] == 3
+    assert m.result.accepted == 3
+
+
+def test_a_utf16_file_is_rejected_naming_its_encoding(tmp_path):
+    text = encode(bills(2)).decode("cp1252")
+    le, be = text.encode("utf-16-le"), text.encode("utf-16-be")
+    for data in (b"\xff\xfe" + le, le, b"\xfe\xff" + be):
+        exc = rejected(tmp_path, data)
+        assert exc.rule == "encoding" and "UTF-16" in str(exc) and "header lacks" not in str(exc)
+
+
+def test_what_the_writer_writes_the_reader_reads_even_a_200000_character_value(tmp_path):
+    rows = bills(2)
+    rows[1]["ServiceAddress"] = "x" * 200_000
+    m = run(tmp_path, encode(rows))  # run() itself check_bif()s and read_bif()s every part
+    assert m.invoices[1]["ID"][0]["CustomField2"] == "x" * 200_000
+
+
+def test_check_bif_flags_a_control_character_that_reached_a_bif(tmp_path):
+    m = run(tmp_path, encode(bills(2)))
+    tampered = m.raw[0].replace(b"A001", b"A0\x001", 1)
+    assert any("control character" in p and "U+0000" in p for p in check_bif(tampered, "x.BIF"))

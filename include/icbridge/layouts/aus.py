@@ -19,6 +19,11 @@ from importlib import resources
 FILE_NAME = re.compile(r"^(?P<bid>\d+)_(?P<stamp>\d{14}|\d{8})_(?P<bill_type>[A-Z0-9]{1,8})\.(?i:txt)$")
 MONEY = re.compile(r"-?\d+(?:\.\d{1,2})?")
 UTF8_BOM = b"\xef\xbb\xbf"
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+EOF_MARKER = b"\x1a"  # DOS end-of-file (Ctrl-Z), written after the trailer by old exporters
+# C0 control characters other than TAB, LF and CR (those have rules of their own): removed
+# from every value (docs/architecture.md, "Where the specs were silent")
+CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 class FileRejected(Exception):  # noqa: N818 - the domain word is "rejected"
@@ -84,10 +89,31 @@ class AusFile:
     line_numbers: Sequence[int]  # physical line number of each entry of `lines`
     trailer: tuple[int, int, Decimal]
     unknown_columns: list[str] = field(default_factory=list)
+    control_characters: int = 0  # C0 control characters removed from the values
+
+
+def strip_eof_marker(data: bytes) -> bytes:
+    """The file without the DOS end-of-file byte(s) (0x1A) at its very end, if any."""
+    return data.rstrip(EOF_MARKER) if data.endswith(EOF_MARKER) else data
+
+
+def is_trailer(line: str) -> bool:
+    """Whether a line is the trailer (``TRAILER|…``; blanks around its fields allowed, as for every field)."""
+    return line.split("|", 1)[0].strip().upper() == "TRAILER" and "|" in line
+
+
+def _check_not_utf16(data: bytes, name: str) -> None:
+    """Excel's "Unicode Text" is UTF-16: name the encoding instead of failing on the header."""
+    head = data[:4096]
+    if head.startswith(UTF16_BOMS) or (len(head) >= 4 and head.count(0) * 3 >= len(head)):
+        raise FileRejected(name, "encoding", "the file is UTF-16 (Excel's \"Unicode Text\"); AUS exports are "
+                           "Windows-1252 or UTF-8: save it as \"Text (Tab delimited)\"/CSV in ANSI or UTF-8", 1)
 
 
 def decode(data: bytes, name: str) -> str:
-    """Windows-1252, or UTF-8 when the file starts with a UTF-8 BOM."""
+    """Windows-1252, or UTF-8 when the file starts with a UTF-8 BOM; a UTF-16 file is
+    rejected naming its encoding."""
+    _check_not_utf16(data, name)
     encoding, body = ("utf-8", data[3:]) if data.startswith(UTF8_BOM) else ("cp1252", data)
     try:
         return body.decode(encoding)
@@ -105,6 +131,7 @@ def read_aus(data: bytes, name: str, aliases: Mapping[str, str] | None = None) -
     export names a column differently is onboarded by configuration.
     """
     text = decode(data, name).replace("\r\n", "\n")
+    text, removed = CONTROL_CHARACTERS.subn("", text)
     raw = text.split("\n")
     if any(not ln.strip() for ln in raw[:-1]) or raw[-1].strip():
         # empty lines to skip, or no final newline: number the kept lines one by one
@@ -116,7 +143,7 @@ def read_aus(data: bytes, name: str, aliases: Mapping[str, str] | None = None) -
         raise IncompleteFile(name, "trailer", "file is empty: no header and no trailer", 1)
     index, unknown = _header_index(lines[0], name, numbers[0], aliases or {})
     trailer_no, trailer_line = numbers[-1], lines[-1]
-    if len(lines) < 2 or not trailer_line.upper().startswith("TRAILER|"):
+    if len(lines) < 2 or not is_trailer(trailer_line):
         raise IncompleteFile(
             name, "trailer", "missing trailer: the file may still be being written or was cut off", trailer_no
         )
@@ -129,6 +156,7 @@ def read_aus(data: bytes, name: str, aliases: Mapping[str, str] | None = None) -
         line_numbers=numbers[1:-1],
         trailer=trailer,
         unknown_columns=unknown,
+        control_characters=removed,
     )
 
 
@@ -191,7 +219,7 @@ def frame_body(data: bytes, name: str, aliases: Mapping[str, str] | None = None)
     try:
         header = _line_text(data[offset:header_end], encoding)
         trailer = _line_text(data[trailer_start:-1], encoding)
-        if not header.strip() or not trailer.upper().startswith("TRAILER|"):
+        if not header.strip() or not is_trailer(trailer) or CONTROL_CHARACTERS.search(header + trailer):
             return None
         index, unknown = _header_index(header, name, 1, aliases or {})
         totals = _parse_trailer(trailer, name, 0)

@@ -22,6 +22,12 @@ from typing import IO
 ROW_TYPES = ("FH", "IH", "CR", "ID")
 CRLF = "\r\n"
 _NEEDS_QUOTES = re.compile(r'[,"\r\n]')
+_CONTROL = re.compile("[\x00-\x09\x0b\x0c\x0e-\x1f]")  # C0 and TAB: never in a BIF value (bif.md text rule)
+
+# The writer writes a value of any length (the mapping bounds none but its own rules), so the
+# reader must read one: csv's default 131,072-character field limit would refuse what we wrote.
+# Process-wide by csv's design; raised, never lowered.
+csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
 _AMOUNT = re.compile(r"-?\d+\.\d\d")
 _DATE = re.compile(r"(\d\d)/(\d\d)/(\d{4})")
 _INT = re.compile(r"\d+")
@@ -265,6 +271,10 @@ def check_bif(data: bytes, name: str = "BIF", max_problems: int = 50) -> list[st
     if not text:
         problems.add(None, "framing", "file is empty")
         return problems.result()
+    control = _CONTROL.search(text)
+    if control:
+        problems.add(text.count("\n", 0, control.start()) + 1, "control character",
+                     f"U+{ord(control.group()):04X} in a value (C0 controls and TAB are never sent)")
     if not problems.items and _passes_whole(text):
         return []
     return _check_records(text, problems)

@@ -35,6 +35,7 @@ from itertools import accumulate, chain, compress
 from pathlib import Path
 
 from icbridge.layouts.aus import (
+    CONTROL_CHARACTERS,
     AusFile,
     BodyRange,
     FileRejected,
@@ -43,6 +44,7 @@ from icbridge.layouts.aus import (
     frame_body,
     parse_file_name,
     read_aus,
+    strip_eof_marker,
 )
 from icbridge.layouts.bif import (
     CRLF,
@@ -483,6 +485,7 @@ def map_aus(
         raise FileRejected(name, "file name", "name does not follow {BID}_{YYYYMMDD[HHMMSS]}_{BillType}.TXT")
     if parsed.bid != settings.bid:
         raise FileRejected(name, "BID", f"file name BID {parsed.bid} is not this biller's BID {settings.bid}")
+    data = strip_eof_marker(data)  # a DOS EOF byte after the trailer is not data
     mapped = _map_ranges(data, name, settings, workers) if USE_RANGES else None
     if mapped is None:
         mapped = _map_lines(data, name, settings, workers)
@@ -509,6 +512,8 @@ def map_aus(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     mapper = mapped.mapper
+    if mapper.af.control_characters:
+        mapper.warning_counts["control characters removed"] = mapper.af.control_characters
     return MapResult(
         name, mapped.bills, parts, rejects, mapper.warnings, mapper.warning_counts, mapper.af.unknown_columns
     )
@@ -787,6 +792,8 @@ def _map_range_lines(task: tuple[int, int, int]) -> _RangeResult | None:
     except UnicodeDecodeError:
         return None
     text = text.replace("\r\n", "\n")
+    if CONTROL_CHARACTERS.search(text):  # the line path removes and counts them
+        return None
     lines = text.split("\n")
     lines.pop()  # the range ends with a line break
     if not all(map(str.strip, lines)):  # a blank line: read_aus numbers and skips those
