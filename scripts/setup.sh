@@ -19,8 +19,15 @@ fi
 # Headless Debian chromium + chromedriver for tests/test_balance_all_browser.py (never a downloaded
 # browser). Installed only where we may (root) and want to (CI, or ICBRIDGE_INSTALL_BROWSER=1);
 # elsewhere the browser test skips when they are missing.
-if { [ -n "${CI:-}" ] || [ -n "${ICBRIDGE_INSTALL_BROWSER:-}" ]; } && [ "$(id -u)" = 0 ] \
-  && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; } && command -v apt-get >/dev/null; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+# Debian's vsftpd and openssh-server for tests/test_transfer_real.py (real servers, not our
+# simulators): installed the same way; elsewhere those tests skip with the reason.
+if { [ -n "${CI:-}" ] || [ -n "${ICBRIDGE_INSTALL_BROWSER:-}" ]; } && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  want=()
+  { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || want+=(chromium chromium-driver)
+  [ -x /usr/sbin/vsftpd ] || want+=(vsftpd)
+  [ -x /usr/sbin/sshd ] || want+=(openssh-server)
+  if [ ${#want[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${want[@]}" >/dev/null
+  fi
 fi

@@ -12,11 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import paramiko
 import pytest
 
 from icbridge.hooks.ftps import IcbFTPSHook, parse_bool
-from icbridge.hooks.transfer import open_remote_folder
+from icbridge.hooks.transfer import TransferRefused, open_remote_folder
 from icbridge.sim.ftps import SESSION_REUSE_REPLY
 from icbridge.sim.tls import Pki, make_test_pki
 from icbridge.transfer.remote import RemoteFolder, parse_list_line
@@ -285,23 +284,23 @@ def test_sftp_wrong_password_and_unknown_key_are_refused(
     bad_pw = sftp_conn_fields(sftp_server)
     bad_pw["password"] = "not-" + sftp_server.password
     conn_id = set_airflow_conn("icb_sftp_bad_pw", **bad_pw)
-    with pytest.raises(paramiko.AuthenticationException):
-        open_remote_folder("sftp", conn_id, connect_attempts=1)
+    with pytest.raises(TransferRefused, match="refused the login"):  # final: no retry, names what to fix
+        open_remote_folder("sftp", conn_id, connect_attempts=3)
 
     stranger = new_client_key()
     conn_id = set_airflow_conn(
         "icb_sftp_bad_key",
         **sftp_conn_fields(sftp_server, use_key=True, private_key=stranger.private_openssh),
     )
-    with pytest.raises(paramiko.AuthenticationException):
+    with pytest.raises(TransferRefused, match="refused the login"):
         open_remote_folder("sftp", conn_id, connect_attempts=1)
 
 
 def test_sftp_wrong_host_key_is_refused(sftp_server: RunningSFTP, set_airflow_conn: SetConn) -> None:
     imposter = new_client_key().public_openssh  # any other ed25519 key
     conn_id = set_airflow_conn("icb_sftp_bad_host", **sftp_conn_fields(sftp_server, host_key=imposter))
-    with pytest.raises(paramiko.BadHostKeyException):
-        open_remote_folder("sftp", conn_id, connect_attempts=1)
+    with pytest.raises(TransferRefused, match="host key of 127.0.0.1 is not the one"):
+        open_remote_folder("sftp", conn_id, connect_attempts=3)
 
 
 def test_sftp_connection_without_host_key_check_is_rejected(

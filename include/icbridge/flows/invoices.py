@@ -52,6 +52,12 @@ def find_files(folder: RemoteFolder, biller: BillerConfig) -> Discovery:
     inv = biller.invoices
     found, ignored = [], []
     for name in folder.list_names(inv.transfer.inbox):
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:  # bytes that are not UTF-8, kept as surrogate escapes
+            shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            ignored.append((shown, "name is not valid UTF-8 (bytes shown escaped): not a biller file"))
+            continue
         parsed = parse_file_name(name)
         if parsed is None:
             ignored.append((name, "name does not follow {BID}_{STAMP}_{BillType}.TXT"))

@@ -101,9 +101,36 @@ class SessionReusingFTP_TLS(ftplib.FTP_TLS):  # noqa: N801  # mirrors the ftplib
             raw.close()
             raise
         self.af = self.sock.family
-        self.file = self.sock.makefile("r", encoding=self.encoding)
+        self.file = self.sock.makefile("r", encoding=self.encoding, errors="surrogateescape")
         self.welcome = self.getresp()
         return self.welcome
+
+    # Names on the wire are bytes: a name that is not valid in ``encoding`` (a cp1252 é on a
+    # UTF-8 server) must not fail the whole listing (ftplib decodes strictly). Both channels
+    # decode with surrogateescape; such a name is then recognised and ignored by its caller.
+
+    def auth(self) -> str:
+        resp = super().auth()
+        self.file = self.sock.makefile("r", encoding=self.encoding, errors="surrogateescape")
+        return resp
+
+    def retrlines(self, cmd: str, callback: Any = None) -> str:
+        """ftplib's retrlines, decoding with surrogateescape."""
+        if callback is None:
+            callback = ftplib.print_line
+        self.sendcmd("TYPE A")
+        with self.transfercmd(cmd) as conn, conn.makefile("r", encoding=self.encoding,
+                                                          errors="surrogateescape") as fp:
+            while True:
+                line = fp.readline(self.maxline + 1)
+                if len(line) > self.maxline:
+                    raise ftplib.Error(f"got more than {self.maxline} bytes")  # noqa: S321 - TLS data channel
+                if not line:
+                    break
+                callback(line.removesuffix("\n").removesuffix("\r"))
+            if isinstance(conn, ssl.SSLSocket):
+                conn.unwrap()
+        return self.voidresp()
 
     def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int | None]:
         """Open the data connection, resuming the control connection's TLS session."""

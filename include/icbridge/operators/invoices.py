@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +39,11 @@ class FindAusFilesOperator(BillerOperator):
             found = find_files(folder, biller)
         for name, reason in found.ignored:
             self.log.warning("ignored %s in %s: %s", name, transfer.inbox, reason)
+        if found.ignored:  # the run's record of what the inbox held besides the biller's files
+            target = run_artifacts(self.dag_id, context["run_id"])
+            target.mkdir(parents=True, exist_ok=True)
+            (target / "ignored.json").write_text(json.dumps(
+                [{"name": name, "reason": reason} for name, reason in found.ignored], indent=2), encoding="utf-8")
         self.log.info("%d file(s) to process: %s", len(found.files), ", ".join(found.files) or "none")
         return found.files
 

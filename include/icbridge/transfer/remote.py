@@ -91,3 +91,18 @@ def parse_list_line(line: str) -> tuple[str, bool] | None:
     if len(parts) == 4 and parts[0][:1].isdigit():
         return parts[3], parts[2].upper() != "<DIR>"
     return None
+
+
+def plain_files(names: list[str], listing: list[str]) -> list[str]:
+    """Of ``names`` (exact, e.g. from NLST), those the ``LIST`` lines show as plain files.
+
+    A name is matched to the LIST line(s) that end with a blank and the name, so its leading
+    blanks (which LIST's columns do not show apart from the padding) are kept as the server
+    has them; a name counts when every line it matches is a plain file (a directory or a
+    link named alike keeps it out)."""
+    out = []
+    for name in names:
+        entries = [parse_list_line(line) for line in listing if line.endswith(" " + name)]
+        if entries and all(entry is not None and entry[1] for entry in entries):
+            out.append(name)
+    return out
