@@ -180,3 +180,26 @@ def _run_sshd(tmp_path: Path, root: Path, password: str) -> Iterator[RealServer]
         yield RealServer("sshd", port, root, USER, password, host_key=f"{public[0]} {public[1]}")
     finally:
         _stop(process)
+
+
+def owned_inbox(server: RealServer, folder: Path) -> None:
+    """Give ``folder`` to the servers' user (it writes the archive there)."""
+    shutil.chown(folder, server.user, server.user)
+
+
+def real_server(request: pytest.FixtureRequest, kind: str) -> tuple[RealServer, dict]:
+    """Start ``vsftpd`` (explicit FTPS) or ``sshd`` for the test (stopped at its end) and the
+    Airflow connection fields that reach it, TLS / host key checked."""
+    tmp_path = request.getfixturevalue("tmp_path")
+    stack = contextlib.ExitStack()
+    request.addfinalizer(stack.close)
+    if kind == "vsftpd":
+        pki = request.getfixturevalue("pki")
+        server = stack.enter_context(vsftpd(tmp_path, pki))
+        extra = {"ca_file": str(pki.ca_cert), "timeout": 5}
+        return server, {"conn_type": "icb_ftps", "host": "127.0.0.1", "port": server.port, "login": server.user,
+                        "password": server.password, "extra": extra}
+    server = stack.enter_context(sshd(tmp_path))
+    extra = {"host_key": server.host_key, "look_for_keys": "false", "conn_timeout": 5}
+    return server, {"conn_type": "sftp", "host": "127.0.0.1", "port": server.port, "login": server.user,
+                    "password": server.password, "extra": extra}

@@ -23,7 +23,13 @@ _dates = iter(datetime(2026, 3, 1, tzinfo=UTC) + timedelta(hours=h) for h in ran
 def world(ic_sim, set_airflow_conn, dag_env, request):
     """A biller over FTPS or SFTP (param), the IC simulator, a state DB, and its DAG."""
     protocol = getattr(request, "param", "ftps")
-    if protocol == "ftps":
+    if protocol in ("vsftpd", "sshd"):  # the real servers (tests/real_servers.py)
+        from tests.real_servers import owned_inbox, real_server
+
+        running, fields = real_server(request, protocol)
+        set_airflow_conn("t_transfer", **fields)
+        protocol = "ftps" if protocol == "vsftpd" else "sftp"
+    elif protocol == "ftps":
         running = request.getfixturevalue("ftps_server")
         pki = request.getfixturevalue("pki")
         set_airflow_conn("t_transfer", **ftps_conn_fields(running, pki))
@@ -33,6 +39,8 @@ def world(ic_sim, set_airflow_conn, dag_env, request):
     set_airflow_conn("t_ic", **ic_sim.conn_fields())
     inbox = running.root / "outbound"
     inbox.mkdir()
+    if getattr(running, "kind", "") in ("vsftpd-explicit", "sshd"):
+        owned_inbox(running, inbox)
     billers = dag_env.billers
 
     class World:
@@ -99,7 +107,7 @@ def _states(dag_run) -> dict[str, str]:
     return {f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in dag_run.get_task_instances()}
 
 
-@pytest.mark.parametrize("world", ["ftps", "sftp"], indirect=True)
+@pytest.mark.parametrize("world", ["ftps", "sftp", "vsftpd", "sshd"], indirect=True)
 def test_uploads_a_file_once_and_archives_it(world):
     name = f"{world.bid}_20261101_UB.TXT"
     world.drop(name, _file(world.bid, bills=12))

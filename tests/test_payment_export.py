@@ -35,7 +35,15 @@ def smtp_server(pki):
 def world(ic_sim, set_airflow_conn, dag_env, request):
     """A Logis biller delivering by FTPS, SFTP or email (param), its DAG, a state DB."""
     method = getattr(request, "param", "sftp")
-    if method == "ftps":
+    if method in ("vsftpd", "sshd"):  # the real servers (tests/real_servers.py)
+        from tests.real_servers import owned_inbox, real_server
+
+        running, fields = real_server(request, method)
+        set_airflow_conn("t_out", **fields)
+        (running.root / "cloudpay").mkdir()
+        owned_inbox(running, running.root / "cloudpay")
+        method = "ftps" if method == "vsftpd" else "sftp"
+    elif method == "ftps":
         running = request.getfixturevalue("ftps_server")
         set_airflow_conn("t_out", **ftps_conn_fields(running, request.getfixturevalue("pki")))
         (running.root / "cloudpay").mkdir()
@@ -140,7 +148,7 @@ def _refs(content: bytes) -> list[str]:
     return [r.rsplit(",", 1)[1] for r in rows]
 
 
-@pytest.mark.parametrize("world", ["ftps", "sftp", "email"], indirect=True)
+@pytest.mark.parametrize("world", ["ftps", "sftp", "email", "vsftpd", "sshd"], indirect=True)
 def test_delivers_the_days_file_byte_exact(world):
     day = date(2026, 4, 14)
     p1 = world.pay(datetime(2026, 4, 14, 9, 15, tzinfo=NY), "120.00", convenience_fee="2.95", payment_type="PayPal",
