@@ -316,3 +316,43 @@ def test_deliveries_show_and_settle(tmp_path):
     assert "20260307" not in day.stdout
     bad = icbridge(*base, "settle", "--biller", "demo_logis_mail", "--day", "2026-03-08", "--outcome", "sent")
     assert bad.returncode == 2 and "--outcome" in bad.stderr
+
+
+def test_ledger_commands_find_the_state_db_as_the_dags_do_and_never_create_one(tmp_path):
+    """The CLI reads the DB the DAGs write (same rule), says which, and a missing SQLite file
+    is an error naming where it looked — not a fresh empty DB answering "no uploads recorded"."""
+    from icbridge.state.db import Ledger
+
+    home = tmp_path / "home"
+    env = {"HOME": str(home), "AIRFLOW_HOME": "", "ICBRIDGE_HOME": "", "ICBRIDGE_STATE_DB_URL": ""}
+    base = {k: v for k, v in os.environ.items() if k not in env}
+    run = subprocess.run([sys.executable, "-m", "icbridge", "ledger", "show", "--biller", "demo_aus"],
+                         capture_output=True, text=True, env={**base, "HOME": str(home)}, timeout=120)
+    assert run.returncode == 2 and "no state DB at" in run.stderr and "ICBRIDGE_STATE_DB_URL" in run.stderr
+    assert not home.exists()  # read-only: nothing created, not even ~/airflow
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    ledger = Ledger(url)
+    record = ledger.begin_file("demo_aus", "123_20261101_UB.TXT", "a" * 64, 10, "run-1", force=False)
+    ledger.mark_sending(record, 1, "123_20261101_UB.BIF", "b" * 64, 5, "10.00", "run-1")
+    ledger.dispose()
+    for extra in ({"ICBRIDGE_STATE_DB_URL": url}, {"AIRFLOW_CONN_ICBRIDGE_STATE": url, "AIRFLOW_HOME": str(tmp_path)}):
+        run = subprocess.run([sys.executable, "-m", "icbridge", "ledger", "show", "--biller", "demo_aus"],
+                             capture_output=True, text=True, env={**base, "HOME": str(home), **extra}, timeout=120)
+        assert run.returncode == 0, run.stderr
+        assert f"state DB: {url}" in run.stderr and "123_20261101_UB.BIF" in run.stdout
+
+
+def test_one_rule_finds_the_state_db(monkeypatch, tmp_path):
+    from icbridge.state.locate import locate_state_db
+
+    monkeypatch.delenv("ICBRIDGE_STATE_DB_URL", raising=False)
+    monkeypatch.setenv("ICBRIDGE_HOME", str(tmp_path / "h"))
+    monkeypatch.delenv("AIRFLOW_CONN_ICBRIDGE_STATE", raising=False)
+    found = locate_state_db(ask_airflow=False)
+    assert found.url == f"sqlite:///{tmp_path / 'h' / 'state.db'}" and "default" in found.source
+    assert not (tmp_path / "h").exists()  # locating creates nothing
+    monkeypatch.setenv("AIRFLOW_CONN_ICBRIDGE_STATE", "postgres://u@127.0.0.1:5432/test")
+    assert locate_state_db().url == "postgresql://u@127.0.0.1:5432/test"
+    monkeypatch.setenv("ICBRIDGE_STATE_DB_URL", "sqlite:///x.db")
+    assert locate_state_db().source == "ICBRIDGE_STATE_DB_URL"

@@ -124,10 +124,28 @@ def _state_command(commands: Any, name: str, help_text: str, description: str) -
     """A ``show|settle`` command over a state-DB table: its ``--db`` option and its actions."""
     command = commands.add_parser(
         name, help=help_text,
-        description=f"{description} The state DB is ICBRIDGE_STATE_DB_URL, else $AIRFLOW_HOME/icbridge/state.db.",
+        description=f"{description} The state DB is found as the DAGs find it: ICBRIDGE_STATE_DB_URL, else the "
+        "Airflow connection icbridge_state (when AIRFLOW_HOME is set), else $AIRFLOW_HOME/icbridge/state.db; "
+        "the command prints which one it read and never creates one.",
     )
-    command.add_argument("--db", help="SQLAlchemy URL of the state DB (default: as the DAGs resolve it)")
+    command.add_argument("--db", help="SQLAlchemy URL of the state DB (default: as the DAGs find it)")
     return command.add_subparsers(dest=f"{name}_command", required=True, metavar="ACTION")
+
+
+def _state_db(args: argparse.Namespace) -> str:
+    """The state DB's URL (``--db``, else as the DAGs find it), printed to stderr; SystemExit
+    when it is a SQLite file that does not exist (a new empty DB would say "nothing recorded")."""
+    from icbridge.state.locate import StateDb, locate_state_db
+
+    found = StateDb(args.db, "--db") if args.db else locate_state_db(ask_airflow=bool(os.environ.get("AIRFLOW_HOME")))
+    print(f"state DB: {found.describe()}", file=sys.stderr)
+    path = found.sqlite_path
+    if path is not None and not path.exists():
+        raise SystemExit(_error(
+            f"no state DB at {path}: the DAGs write theirs where ICBRIDGE_STATE_DB_URL, the Airflow connection "
+            "icbridge_state or AIRFLOW_HOME point; set the same here, or pass --db URL (the demo's is "
+            "sqlite:///<checkout>/.demo/state.db)"))
+    return found.url
 
 
 @contextlib.contextmanager
@@ -142,7 +160,7 @@ def _disposed(store: Any) -> Iterator[Any]:
 def _delivery_log(args: argparse.Namespace) -> contextlib.AbstractContextManager:
     from icbridge.state.deliveries import DeliveryLog
 
-    return _disposed(DeliveryLog(args.db))
+    return _disposed(DeliveryLog(_state_db(args)))
 
 
 def _deliveries_show(args: argparse.Namespace) -> int:
@@ -175,7 +193,7 @@ def _deliveries_settle(args: argparse.Namespace) -> int:
 def _payment_ledger(args: argparse.Namespace) -> contextlib.AbstractContextManager:
     from icbridge.state.payments import PaymentLedger
 
-    return _disposed(PaymentLedger(args.db))
+    return _disposed(PaymentLedger(_state_db(args)))
 
 
 def _payments_show(args: argparse.Namespace) -> int:
@@ -212,7 +230,7 @@ def _payments_settle(args: argparse.Namespace) -> int:
 def _ledger(args: argparse.Namespace) -> contextlib.AbstractContextManager:
     from icbridge.state.db import Ledger
 
-    return _disposed(Ledger(args.db))
+    return _disposed(Ledger(_state_db(args)))
 
 
 def _ledger_show(args: argparse.Namespace) -> int:

@@ -447,6 +447,9 @@ def run_demo(args: argparse.Namespace) -> int:
         say(f"Airflow UI: {airflow.url}/dags/{DEMO_DAG}")
         say(f"Login: user {ADMIN}, password {password} (stored in {airflow_home / PASSWORD_FILE})")
         say(f"Artifacts (summary.json, rejects.csv): {home / 'artifacts'}")
+        state_url = env["ICBRIDGE_STATE_DB_URL"]
+        say(f"State DB (ledgers): {state_url}; from a shell: ICBRIDGE_STATE_DB_URL={state_url} "
+            f".venv/bin/python -m icbridge ledger show --biller {DEMO_BILLER}")
         ok = state == "success"
         ok = run_reconciliation(api, stack, deadline) and ok
         say(f"Balance All report: {airflow.url}/icbridge/balance-all/ (Browse › Balance All)")

@@ -16,7 +16,6 @@ import json
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from sqlalchemy import (
     JSON,
@@ -35,6 +34,8 @@ from sqlalchemy import (
     select,
     update,
 )
+
+from icbridge.state.locate import STATE_URL_ENV, default_state_path
 
 metadata = MetaData()
 
@@ -79,18 +80,15 @@ invoice_uploads = Table(
     UniqueConstraint("source_file_id", "generation", "part_index", name="uq_icb_upload_part"),
 )
 
-STATE_URL_ENV = "ICBRIDGE_STATE_DB_URL"
-
-
 def default_state_url() -> str:
-    """ICBRIDGE_STATE_DB_URL, else a SQLite file under ICBRIDGE_HOME (default $AIRFLOW_HOME/icbridge)."""
+    """ICBRIDGE_STATE_DB_URL, else a SQLite file under ICBRIDGE_HOME (default $AIRFLOW_HOME/icbridge),
+    its folder made (a writer's default; icbridge.state.locate is the full rule)."""
     url = os.environ.get(STATE_URL_ENV)
     if url:
         return url
-    home = Path(os.environ.get("ICBRIDGE_HOME") or Path(os.environ.get("AIRFLOW_HOME", "~/airflow")) / "icbridge")
-    home = home.expanduser()
-    home.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{home / 'state.db'}"
+    path = default_state_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
 
 
 def now() -> datetime:

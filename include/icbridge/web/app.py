@@ -27,11 +27,10 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
-from icbridge.hooks.state import STATE_CONN_ID
 from icbridge.reconcile.charts import RatePoint, histogram_svg, mismatch_rate_svg
 from icbridge.reconcile.compare import OUTCOMES
 from icbridge.reconcile.export import MONEY_COLUMNS, csv_chunks, summary_rows, write_xlsx
-from icbridge.state.db import STATE_URL_ENV, default_state_url
+from icbridge.state.locate import locate_state_db
 from icbridge.state.reconcile import SORTABLE, ReconcileStore, RunRow
 from icbridge.web.auth import NotAuthenticated, current_user, not_authenticated_handler
 from icbridge.web.templates import ENV
@@ -50,17 +49,8 @@ SECURITY_HEADERS = {
 
 
 def state_url() -> str:
-    """ICBRIDGE_STATE_DB_URL, else the Airflow connection ``icbridge_state`` (read the api-server's
-    way: core secrets backends, environment, metadata DB), else the local default."""
-    if os.environ.get(STATE_URL_ENV):
-        return os.environ[STATE_URL_ENV]
-    try:
-        from airflow.models.connection import Connection
-
-        conn = Connection.get_connection_from_secrets(STATE_CONN_ID)
-    except Exception:  # not defined (AirflowNotFoundException) or no Airflow here: the default
-        return default_state_url()
-    return conn.get_uri().replace("postgres://", "postgresql://", 1)
+    """icbridge.state.locate's rule, the api-server's way (Airflow's secrets backends)."""
+    return locate_state_db().url
 
 
 @functools.lru_cache(maxsize=4)
