@@ -321,3 +321,19 @@ def test_sftp_is_chrooted(sftp_server: RunningSFTP, sftp_conn_id: str) -> None:
         assert folder.list_names("/../../..") == ["top.txt"]
     finally:
         folder.close()
+
+
+@pytest.mark.parametrize("make", [
+    lambda: open_remote_folder("ftps", "no_such_conn"),
+    lambda: open_remote_folder("sftp", "no_such_conn"),
+    lambda: __import__("icbridge.hooks.invoice_cloud", fromlist=["x"]).InvoiceCloudHook(ic_conn_id="no_such_conn")
+    .get_conn(),
+    lambda: __import__("icbridge.hooks.smtp", fromlist=["x"]).IcbSmtpHook(smtp_conn_id="no_such_conn").get_conn(),
+])
+def test_a_missing_connection_fails_at_once_without_retry(make, monkeypatch):
+    """A mistyped connection id is not fixed by waiting: AirflowFailException (no retry), naming it."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    monkeypatch.delenv("AIRFLOW_CONN_NO_SUCH_CONN", raising=False)
+    with pytest.raises(AirflowFailException, match="'no_such_conn' is not defined: create it"):
+        make()

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 from airflow.sdk.bases.hook import BaseHook
 from airflow.sdk.log import mask_secret
 
+from icbridge.hooks.base import FailFastConnection
 from icbridge.hooks.ftps import parse_bool
 from icbridge.hooks.invoice_cloud import InvoiceCloudHook, transport_extras
 from icbridge.soap.cis import DEFAULT, CisEndpoint, CisResult
@@ -33,7 +34,7 @@ PROBE_ACCOUNT = "0"
 """Account number test_connection asks for: "not found" proves URL and key work."""
 
 
-class CisHookBase(BaseHook):
+class CisHookBase(FailFastConnection, BaseHook):
     """Base of InhanceHook / AusHook: builds the client from one or more connections."""
 
     conn_name_attr = "cis_conn_id"

@@ -27,6 +27,8 @@ from typing import Any
 
 from airflow.providers.ftp.hooks.ftp import FTPSHook
 
+from icbridge.hooks.base import FailFastConnection
+
 __all__ = ["IcbFTPSHook", "SessionReusingFTP_TLS", "parse_bool"]
 
 DEFAULT_TIMEOUT = 30.0
@@ -145,7 +147,7 @@ class SessionReusingFTP_TLS(ftplib.FTP_TLS):  # noqa: N801  # mirrors the ftplib
         return conn, size
 
 
-class IcbFTPSHook(FTPSHook):
+class IcbFTPSHook(FailFastConnection, FTPSHook):
     """FTPS with per-connection port, CA file, timeout, implicit mode and TLS session reuse."""
 
     conn_name_attr = "ftp_conn_id"

@@ -20,6 +20,7 @@ from typing import Any
 from airflow.sdk.bases.hook import BaseHook
 from airflow.sdk.log import mask_secret
 
+from icbridge.hooks.base import FailFastConnection
 from icbridge.hooks.ftps import parse_bool
 from icbridge.soap.invoice_cloud import InvoiceCloudClient
 
@@ -34,7 +35,7 @@ def transport_extras(extra: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-class InvoiceCloudHook(BaseHook):
+class InvoiceCloudHook(FailFastConnection, BaseHook):
     """Hook giving an :class:`InvoiceCloudClient` for the biller of one Airflow connection."""
 
     conn_name_attr = "ic_conn_id"

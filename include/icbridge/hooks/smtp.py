@@ -19,10 +19,12 @@ import ssl
 
 from airflow.providers.smtp.hooks.smtp import SmtpHook
 
+from icbridge.hooks.base import FailFastConnection
+
 __all__ = ["IcbSmtpHook"]
 
 
-class IcbSmtpHook(SmtpHook):
+class IcbSmtpHook(FailFastConnection, SmtpHook):
     """``SmtpHook`` + ``ca_file`` extra, TLS 1.2+, and ``retry_limit`` 0 unless set."""
 
     hook_name = "SMTP (icbridge)"

@@ -23,6 +23,7 @@ from typing import Any, Self
 from airflow.providers.sftp.hooks.sftp import SFTPHook
 from airflow.sdk.exceptions import AirflowFailException
 
+from icbridge.hooks.base import FailFastConnection
 from icbridge.hooks.ftps import IcbFTPSHook
 from icbridge.transfer.remote import RemoteFolder, atomic_local_file, plain_files
 
@@ -199,7 +200,7 @@ def _fingerprint(key: Any) -> str:
     return "SHA256:" + base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
 
 
-class IcbSFTPHook(SFTPHook):
+class IcbSFTPHook(FailFastConnection, SFTPHook):
     """The provider's SFTPHook, taking ``host_key`` in the forms people paste (see
     :func:`normalize_host_key`); host-key checking stays on."""
 
