@@ -419,3 +419,20 @@ def test_demo_stack_delivers_the_demo_logis_billers(tmp_path, monkeypatch, dag_e
         attachment = mail.attachments()["127_20260308_CLOUDPAY.CSV"]
         assert attachment.count(b"\r\n") == added["demo_logis_mail"] + 2
         assert mail.rcpt_tos == ("utility-billing@borough.invalid",)
+
+
+@pytest.mark.parametrize("world", ["sftp"], indirect=True)
+def test_no_run_inherits_another_runs_params(world):
+    """A run with redeliver=true, then a new run without: the new one does not redeliver. The
+    params are read from each run's own context (never kept on the operator). What the earlier
+    report saw was dag.test() itself: called again with the *same* logical date it reuses that
+    DagRun — its conf included — as clearing a run does (a cleared run keeps its own params)."""
+    day = date(2026, 4, 21)
+    world.pay(datetime(2026, 4, 21, 10, tzinfo=NY))
+    assert _state(world.run(day)) == "success"
+    assert _state(world.run(day, next_morning=True, redeliver=True)) == "success"
+    assert [h.status for h in world.history()] == ["delivered", "delivered"]
+    later = closure(day, NY) + timedelta(hours=9)  # a new manual run of the same day, no conf
+    assert _state(world.dag.test(logical_date=later)) == "success"
+    assert [(h.day, h.status) for h in world.history()] == [("2026-04-21", "delivered")] * 2  # no third
+    assert world.dag.params["redeliver"] is False and world.dag.task_dict["export_and_deliver"].redeliver is None

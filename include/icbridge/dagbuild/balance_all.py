@@ -69,7 +69,6 @@ def build(biller: BillerConfig, billers_dir: Path) -> DAG | None:
             task_id="balance_all",
             biller_id=biller.biller_id,
             billers_dir=str(billers_dir),
-            dry_run="{{ params.dry_run }}",
             execution_timeout=timedelta(hours=6),
         )
     return dag

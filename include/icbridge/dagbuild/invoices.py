@@ -53,7 +53,6 @@ def build(biller: BillerConfig, billers_dir: Path) -> DAG | None:
         files = FindAusFilesOperator(task_id="find_files", **common)
         UploadAusFileOperator.partial(
             task_id="upload_file",
-            force="{{ params.force }}",
             max_active_tis_per_dagrun=4,
             map_index_template="{{ task.file_name }}",
             **common,

@@ -64,6 +64,5 @@ def build(biller: BillerConfig, billers_dir: Path) -> DAG | None:
             task_id="export_and_deliver",
             biller_id=biller.biller_id,
             billers_dir=str(billers_dir),
-            redeliver="{{ params.redeliver }}",
         )
     return dag

@@ -17,7 +17,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from icbridge.flows.balance_all import ThresholdExceeded, iso_week, run_balance_all
 from icbridge.hooks.invoice_cloud import InvoiceCloudHook
 from icbridge.hooks.state import state_db_url
-from icbridge.operators.common import BillerOperator, cis_client, param_flag
+from icbridge.operators.common import BillerOperator, cis_client, run_flag
 from icbridge.reconcile.compare import Rules
 from icbridge.reconcile.engine import IcOrderError, IcUnavailable, Limits, Settings
 from icbridge.reconcile.invoice_cloud import InvoiceCloudSide, ic_accounts
@@ -30,7 +30,7 @@ class BalanceAllOperator(BillerOperator):
     template_fields = ("biller_id", "dry_run")
     ui_color = "#e9f5ec"
 
-    def __init__(self, *, dry_run: bool | str = False, **kwargs: Any) -> None:
+    def __init__(self, *, dry_run: bool | str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.dry_run = dry_run
 
@@ -49,7 +49,7 @@ class BalanceAllOperator(BillerOperator):
         config, cis = biller.balance_all, biller.cis_service
         if config is None or cis is None:
             raise AirflowFailException(f"biller {biller.biller_id} has no balance_all / cis_service section")
-        dry_run = param_flag(self.dry_run)
+        dry_run = run_flag(context, "dry_run", self.dry_run)
         lookup, rules = self._cis_lookup(biller)
         settings = Settings(
             rules=rules,

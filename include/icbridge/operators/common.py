@@ -15,7 +15,8 @@ from airflow.sdk import BaseOperator
 
 from icbridge.config.biller import BillerConfig, default_billers_dir, load_biller
 
-__all__ = ["BillerOperator", "artifacts_root", "cis_client", "load_biller_file", "param_flag", "run_artifacts"]
+__all__ = ["BillerOperator", "artifacts_root", "cis_client", "load_biller_file", "param_flag", "run_artifacts",
+           "run_flag"]
 
 
 def artifacts_root() -> Path:
@@ -29,6 +30,22 @@ def artifacts_root() -> Path:
 def run_artifacts(dag_id: str, run_id: str) -> Path:
     """``<artifacts root>/<dag>/<run>``; the run id made safe as a folder name (``:``/``+`` -> ``_``)."""
     return artifacts_root() / dag_id / str(run_id).replace(":", "_").replace("+", "_")
+
+
+def run_flag(context: Any, name: str, explicit: bool | str | None, default: bool = False) -> bool:
+    """A boolean run parameter: the operator's own value when it was given one, else this run's
+    ``DagRun.conf[name]``, else ``default`` (the DAG's declared Param default).
+
+    Why not ``context["params"]``: Airflow 3.3.2's ``process_params`` resolves the run's conf
+    onto the task's *shared* Param objects, so in a process that runs several runs of one DAG
+    object (``dag.test``, an in-process harness) a later run inherited an earlier run's value
+    (tests/test_payment_export.py::test_no_run_inherits_another_runs_params). A DagRun's conf
+    is its own."""
+    if explicit is not None:
+        return param_flag(explicit)
+    dag_run = context.get("dag_run")
+    conf = (getattr(dag_run, "conf", None) or {}) if dag_run is not None else {}
+    return param_flag(conf[name]) if name in conf else default
 
 
 def param_flag(value: Any) -> bool:

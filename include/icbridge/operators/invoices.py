@@ -16,7 +16,7 @@ from icbridge.hooks.invoice_cloud import InvoiceCloudHook
 from icbridge.hooks.state import get_ledger
 from icbridge.hooks.transfer import open_remote_folder
 from icbridge.layouts.aus import FileRejected, IncompleteFile
-from icbridge.operators.common import BillerOperator, artifacts_root, param_flag, run_artifacts
+from icbridge.operators.common import BillerOperator, artifacts_root, run_artifacts, run_flag
 from icbridge.soap.errors import AnswerError, NoAnswer
 from icbridge.soap.invoice_cloud import InvoiceCloudError
 from icbridge.state.db import InDoubt
@@ -59,14 +59,14 @@ class UploadAusFileOperator(BillerOperator):
     template_fields = ("biller_id", "file_name", "force")
     ui_color = "#fdf1e1"
 
-    def __init__(self, *, file_name: str, force: bool | str = False, **kwargs: Any) -> None:
+    def __init__(self, *, file_name: str, force: bool | str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.file_name = file_name
         self.force = force
 
     def execute(self, context: Any) -> dict:
         biller = self.biller()
-        force = param_flag(self.force)
+        force = run_flag(context, "force", self.force)
         ic_hook = InvoiceCloudHook(ic_conn_id=biller.ic_conn_id)
         client = ic_hook.get_conn()
 

@@ -28,7 +28,7 @@ from icbridge.hooks.state import state_db_url
 from icbridge.hooks.transfer import open_remote_folder
 from icbridge.layouts.logis import UnknownPaymentType, business_day, day_window
 from icbridge.masking import mask_email
-from icbridge.operators.common import BillerOperator, param_flag, run_artifacts
+from icbridge.operators.common import BillerOperator, run_artifacts, run_flag
 from icbridge.state.deliveries import DeliveryLog
 
 
@@ -97,7 +97,7 @@ class PaymentExportOperator(BillerOperator):
     template_fields = ("biller_id", "redeliver")
     ui_color = "#e9f7ef"
 
-    def __init__(self, *, redeliver: bool | str = False, **kwargs: Any) -> None:
+    def __init__(self, *, redeliver: bool | str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.redeliver = redeliver
 
@@ -106,7 +106,7 @@ class PaymentExportOperator(BillerOperator):
         pe = biller.payment_export
         if pe is None:
             raise AirflowFailException(f"biller {biller.biller_id} has no payment_export section")
-        redeliver = param_flag(self.redeliver)
+        redeliver = run_flag(context, "redeliver", self.redeliver)
         moment: datetime = context.get("logical_date") or context["dag_run"].run_after
         day = business_day(moment, biller.tz)
         start, end = day_window(day, biller.tz)
