@@ -3,6 +3,7 @@ broken biller file shown (file and field) without taking the other billers down.
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -70,3 +71,34 @@ def test_config_errors_name_the_file_and_the_field(tmp_path, change, field):
     with pytest.raises(BillerConfigError) as err:
         load_biller(path)
     assert str(path) in str(err.value) and field in str(err.value)
+
+
+def test_every_config_error_is_listed_with_its_yaml_line_and_column(tmp_path):
+    """A misspelt key and a missing field both show (not only the first), each with file:line:column."""
+    from icbridge.config.biller import BillerConfigError, load_biller
+
+    path = tmp_path / "demo_aus.yaml"
+    text = (REPO / "include" / "billers" / "demo_aus.yaml").read_text()
+    lines = text.splitlines()
+    bid_line = next(i for i, line in enumerate(lines, start=1) if line.startswith("bid:"))
+    text = text.replace("bid:", "bidd:", 1)  # misspelt: bid is now missing and bidd unknown
+    path.write_text(text)
+    with pytest.raises(BillerConfigError) as err:
+        load_biller(path)
+    message = str(err.value)
+    assert f"{path}:{bid_line}:1: bidd: Extra inputs are not permitted" in message
+    assert re.search(rf"{re.escape(str(path))}:\d+:1: bid: Field required", message)  # where the mapping starts
+    path.write_text(text.replace("bidd:", "bid:", 1).replace("name:", "name: [unclosed", 1))
+    with pytest.raises(BillerConfigError, match=rf"{path}:\d+:\d+: not valid YAML: "):
+        load_biller(path)
+
+
+def test_a_broken_biller_file_runs_red_at_once(monkeypatch, tmp_path):
+    billers = tmp_path / "billers"
+    billers.mkdir()
+    (billers / "broken_two.yaml").write_text("biller_id: broken_two\nbid: 12A\n")
+    bag = _dagbag(monkeypatch, billers)
+    dag = bag.dags["broken_two__config_error"]
+    # a run starts (and fails) as soon as the file is parsed: red on the home page
+    assert dag.is_paused_upon_creation is False and type(dag.timetable).__name__ == "OnceTimetable"
+    assert "problems" in dag.description and "bid" in dag.description and "name: Field required" in dag.doc_md

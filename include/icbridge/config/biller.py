@@ -274,18 +274,46 @@ class BillerConfigError(ValueError):
     """A biller file that cannot be used; the message names the file and the field."""
 
 
+def _yaml_position(root: yaml.Node | None, loc: tuple) -> str:
+    """``line:column`` (1-based) in the YAML of the value at ``loc`` — or of the mapping that
+    lacks it (a missing field), or of the key itself (an unknown field)."""
+    node = root
+    for step in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if k.value == str(step)), None)
+            if match is None:
+                break
+            node = match[1] if step != loc[-1] else match[0]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
+            node = node.value[step]
+        else:
+            break
+    if node is None:
+        return "1:1"
+    return f"{node.start_mark.line + 1}:{node.start_mark.column + 1}"
+
+
 def load_biller(path: Path) -> BillerConfig:
+    """The validated biller file. BillerConfigError lists *every* problem, one a line, each
+    as ``file:line:column: field: message`` (YAML syntax errors with their position too)."""
+    text = path.read_text(encoding="utf-8")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        raise BillerConfigError(f"{path}: not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = " ".join(str(p) for p in (getattr(exc, "context", None), getattr(exc, "problem", None)) if p)
+        raise BillerConfigError(f"{where}: not valid YAML: {problem or exc}") from None
     if not isinstance(raw, dict):
-        raise BillerConfigError(f"{path}: expected a mapping of settings at the top level")
+        raise BillerConfigError(f"{path}:1:1: expected a mapping of settings at the top level")
     try:
         config = BillerConfig.model_validate(raw)
     except ValidationError as exc:
         lines = [
-            f"{path}: {'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
+            f"{path}:{_yaml_position(root, tuple(err['loc']))}: {'.'.join(str(p) for p in err['loc']) or '(top level)'}"
+            f": {err['msg']}"
+            for err in exc.errors()
         ]
         raise BillerConfigError("\n".join(lines)) from None
     if config.biller_id != path.stem:

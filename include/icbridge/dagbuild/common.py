@@ -74,13 +74,17 @@ def build_config_error_dag(path: Path, message: str) -> DAG:
 
         raise AirflowFailException(message)
 
-    first_line = message.splitlines()[0]
+    problems = message.splitlines()
+    count = f"{len(problems)} problems" if len(problems) > 1 else "1 problem"
+    listed = "\n".join(f"* `{line}`" for line in problems)
     with DAG(
         dag_id=f"{path.stem}__config_error",
-        description=f"BROKEN biller file: {first_line}"[:200],
-        doc_md=f"### Biller file `{path.name}` does not validate\n\n```\n{message}\n```\n\nFix the file; the "
+        description=f"BROKEN biller file ({count}): {' | '.join(problems)}"[:500],
+        doc_md=f"### Biller file `{path.name}` does not validate ({count})\n\n{listed}\n\nFix the file; the "
         "biller's DAGs come back on the next parse.",
-        schedule=None,
+        # runs (and fails) as soon as it appears: red on the home page, like an import error
+        schedule="@once",
+        is_paused_upon_creation=False,
         start_date=START,
         catchup=False,
         tags=["config-error"],
