@@ -356,3 +356,20 @@ def test_one_rule_finds_the_state_db(monkeypatch, tmp_path):
     assert locate_state_db().url == "postgresql://u@127.0.0.1:5432/test"
     monkeypatch.setenv("ICBRIDGE_STATE_DB_URL", "sqlite:///x.db")
     assert locate_state_db().source == "ICBRIDGE_STATE_DB_URL"
+
+
+def test_the_readme_map_and_check_commands_work_as_written(tmp_path):
+    """The README's "Map and check files locally" block, run line by line as written (from a
+    folder that has the checkout's .venv and include/), exits 0 and leaves a checked BIF."""
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("## Map and check files locally", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line for line in block.splitlines() if line.strip()]
+    assert len(commands) == 3 and "sample-aus" in commands[0]
+    if not (REPO / ".venv" / "bin" / "python").exists():
+        pytest.skip("the README's commands use the checkout's .venv (scripts/setup.sh makes it)")
+    (tmp_path / ".venv").symlink_to(REPO / ".venv")
+    (tmp_path / "include").symlink_to(REPO / "include")
+    for command in commands:
+        run = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, (command, run.stderr)
+    assert (tmp_path / "out" / "123_20261101_UB.BIF").exists()

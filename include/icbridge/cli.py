@@ -61,6 +61,17 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--workers", type=int, default=None, help=argparse.SUPPRESS)
     m.set_defaults(run=_map_aus)
 
+    sample = commands.add_parser(
+        "sample-aus",
+        help="write a sample AUS IC Daily Export TXT for a biller (to try map-aus or the DAG)",
+        description="Write {BID}_{YYYYMMDD}_UB.TXT with --bills generated bills for the biller's BID.",
+    )
+    sample.add_argument("--biller", type=Path, required=True, metavar="BILLER.yaml", help="the biller configuration")
+    sample.add_argument("--bills", type=int, default=20, help="how many bills (default 20)")
+    sample.add_argument("--out", type=Path, default=Path("."), metavar="DIR", help="folder (default: here)")
+    sample.add_argument("--date", type=_iso_date, metavar="YYYY-MM-DD", help="the stamp (default: today)")
+    sample.set_defaults(run=_sample_aus)
+
     c = commands.add_parser(
         "check-bif", help="run the pre-upload checks on BIF file(s)", description="Run the pre-upload BIF checks."
     )
@@ -262,6 +273,23 @@ def _error(message: str) -> int:
     """One line on stderr (a multi-line message is joined), exit code 2."""
     print(" | ".join(line for line in str(message).splitlines() if line.strip()), file=sys.stderr)
     return 2
+
+
+def _sample_aus(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from icbridge.config.biller import BillerConfigError, load_biller
+    from icbridge.sim.aus_files import write_file
+
+    try:
+        biller = load_biller(args.biller)
+    except BillerConfigError as exc:
+        return _error(str(exc))
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{biller.bid}_{(args.date or date.today()):%Y%m%d}_UB.TXT"
+    write_file(path, args.bills, bid=biller.bid)
+    print(path)
+    return 0
 
 
 def _map_aus(args: argparse.Namespace) -> int:
