@@ -184,3 +184,19 @@ def test_default_billers_dir(monkeypatch: pytest.MonkeyPatch, repo_root: Path, t
     assert default_billers_dir() == repo_root / "include" / "billers"
     monkeypatch.setenv("ICBRIDGE_BILLERS_DIR", str(tmp_path))
     assert default_billers_dir() == tmp_path
+
+
+def test_biller_check_proves_every_connection_of_each_demo_biller(stack, billers_dir, capsys):
+    """The onboarding preflight against the running simulators: all green for every demo biller
+    (IC, CIS, FTPS/SFTP folders, SMTP); then a missing inbox is a FAIL line naming it, exit 1."""
+    from icbridge.cli import main
+
+    for biller_id in sorted(p.stem for p in billers_dir.glob("demo_*.yaml")):
+        code = main(["biller", "check", biller_id, "--billers-dir", str(billers_dir)])
+        out = capsys.readouterr().out
+        assert code == 0, out
+        assert "[FAIL]" not in out and "checks passed" in out
+    shutil.rmtree(stack.inbox("demo_aus"))
+    code = main(["biller", "check", "demo_aus", "--billers-dir", str(billers_dir)])
+    out = capsys.readouterr().out
+    assert code == 1 and "[FAIL] invoice inbox" in out and "folders are missing: /outbound" in out

@@ -72,6 +72,20 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--date", type=_iso_date, metavar="YYYY-MM-DD", help="the stamp (default: today)")
     sample.set_defaults(run=_sample_aus)
 
+    biller_commands = commands.add_parser(
+        "biller", help="onboarding: check a biller before unpausing it",
+        description="Check a biller's file and prove every connection it names (changes nothing).",
+    ).add_subparsers(dest="biller_command", required=True, metavar="ACTION")
+    bcheck = biller_commands.add_parser(
+        "check", help="validate the biller file and prove each connection (IC, CIS, FTPS/SFTP folders, SMTP)",
+        description="Validate include/billers/<biller_id>.yaml and prove each connection it names, with the "
+        "same hooks and connections as the DAGs (run it with the DAGs' AIRFLOW_HOME). Prints a checklist; "
+        "exit 0 when every check passed, 1 otherwise. Nothing is uploaded, paid, sent or created.",
+    )
+    bcheck.add_argument("biller_id")
+    bcheck.add_argument("--billers-dir", type=Path, help="folder of biller files (default: as the DAGs find it)")
+    bcheck.set_defaults(run=_biller_check)
+
     c = commands.add_parser(
         "check-bif", help="run the pre-upload checks on BIF file(s)", description="Run the pre-upload BIF checks."
     )
@@ -273,6 +287,20 @@ def _error(message: str) -> int:
     """One line on stderr (a multi-line message is joined), exit code 2."""
     print(" | ".join(line for line in str(message).splitlines() if line.strip()), file=sys.stderr)
     return 2
+
+
+def _biller_check(args: argparse.Namespace) -> int:
+    from icbridge.config.biller import default_billers_dir
+    from icbridge.preflight import check_biller
+
+    folder = args.billers_dir or default_billers_dir()
+    checks = check_biller(folder / f"{args.biller_id}.yaml")
+    for check in checks:
+        print(check.line())
+    failed = [c for c in checks if not c.ok]
+    print(f"{len(checks) - len(failed)} of {len(checks)} checks passed"
+          + ("" if not failed else ": fix the FAIL lines, then run this again before unpausing the biller"))
+    return 1 if failed else 0
 
 
 def _sample_aus(args: argparse.Namespace) -> int:

@@ -141,10 +141,11 @@ class FTPSRemoteFolder(_HookFolder):
             try:
                 self._ftp.mkd(path)
             except ftplib.error_perm:
-                if not self._is_dir(path):
+                if not self.is_dir(path):
                     raise
 
-    def _is_dir(self, path: str) -> bool:
+    def is_dir(self, path: str) -> bool:
+        """Whether ``path`` is a folder on the server."""
         cwd = self._ftp.pwd()
         try:
             self._ftp.cwd(path)
@@ -295,6 +296,14 @@ class SFTPRemoteFolder(_HookFolder):
     def makedirs(self, directory: str) -> None:
         self._live()
         self.hook.create_directory(directory, mode=0o755)
+
+    def is_dir(self, path: str) -> bool:
+        """Whether ``path`` is a folder on the server."""
+        try:
+            mode = self._live().stat(path).st_mode
+        except FileNotFoundError:
+            return False
+        return mode is not None and stat.S_ISDIR(mode)
 
     def size(self, remote_path: str) -> int:
         size = self._live().stat(remote_path).st_size

@@ -46,6 +46,10 @@ class RemoteFolder(Protocol):
         """Create ``directory`` and missing parents; an existing directory is fine."""
         ...
 
+    def is_dir(self, path: str) -> bool:
+        """Whether ``path`` is a folder on the server."""
+        ...
+
     def size(self, remote_path: str) -> int:
         """Size of a remote file in bytes."""
         ...
