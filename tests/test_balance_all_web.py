@@ -279,3 +279,15 @@ def test_exports_never_carry_a_live_formula(tmp_path):
     summary = {row[0].value: row[1] for row in workbook["Summary"].iter_rows()}
     assert summary["Biller"].data_type == "s" and summary["Message"].value == "=1+1"
     assert summary["Message"].data_type == "s"
+
+
+def test_chart_labels_tell_runs_of_the_same_week_apart():
+    from datetime import datetime
+    from types import SimpleNamespace
+
+    from icbridge.web.app import run_labels
+
+    runs = [SimpleNamespace(week="2026-W47", started_at=datetime(2026, 11, 22, 2, 0)),
+            SimpleNamespace(week="2026-W48", started_at=datetime(2026, 11, 29, 2, 0)),
+            SimpleNamespace(week="2026-W48", started_at=datetime(2026, 11, 29, 23, 41))]
+    assert run_labels(runs) == ["2026-W47", "2026-W48 Sun 02:00", "2026-W48 Sun 23:41"]

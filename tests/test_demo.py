@@ -77,3 +77,14 @@ def test_demo_runs_end_to_end_and_leaves_nothing_running(tmp_path: Path, repo_ro
     assert (password_file.stat().st_mode & 0o777) == 0o600
     assert re.search(r"Run \S+ of demo_inhance__balance_all: success", output), output
     assert re.search(r"Balance All report: http://127\.0\.0\.1:\d+/icbridge/balance-all/", output), output
+    # something to look at on every page the demo names (issue 15)
+    assert "the AUS CIS knows its 200 accounts" in output, output
+    assert re.search(r"demo_logis\w* \{'cloudpay_payments': [1-9]\d*\}", output), output
+    from icbridge.state.reconcile import ReconcileStore
+
+    store = ReconcileStore(f"sqlite:///{home / 'state.db'}")
+    try:
+        latest = store.history("demo_inhance")[-1]
+        assert latest.dry_run and latest.counts["balance_mismatch"] > 0, latest
+    finally:
+        store.dispose()

@@ -39,8 +39,8 @@ from typing import Any
 
 import requests
 
-from icbridge.sim.aus_files import write_file
-from icbridge.sim.demo_data import seed_demo
+from icbridge.sim.aus_files import make_rows, write_file
+from icbridge.sim.demo_data import seed_bills_in_cis, seed_demo
 from icbridge.sim.stack import SimStack
 
 DEMO_BILLER = "demo_aus"
@@ -311,7 +311,7 @@ def unpause(api: Api, dag_id: str, deadline: float) -> None:
     due_at = _when(dag.get("next_dagrun_run_after"))
     expected = _when(dag.get("next_dagrun_logical_date")) if due_at and due_at <= datetime.now(UTC) else None
     if expected is not None:
-        say(f"unpaused {dag_id}; its scheduled run for {expected.isoformat()} goes first (on an empty inbox)")
+        say(f"unpaused {dag_id}; its scheduled run for {expected.isoformat()} goes first")
     while True:
         runs = api.call(
             "GET", f"/api/v2/dags/{dag_id}/dagRuns", params={"run_type": "scheduled", "order_by": "-id", "limit": 20}
@@ -326,10 +326,10 @@ def unpause(api: Api, dag_id: str, deadline: float) -> None:
             raise DemoError(f"the scheduled run of {dag_id} did not finish in time") from None
 
 
-def trigger(api: Api, dag_id: str) -> str:
+def trigger(api: Api, dag_id: str, conf: dict | None = None) -> str:
     now = datetime.now(UTC)
     run_id = f"demo__{now:%Y%m%dT%H%M%S}"
-    body = {"dag_run_id": run_id, "logical_date": now.isoformat(), "conf": {}}
+    body = {"dag_run_id": run_id, "logical_date": now.isoformat(), "conf": conf or {}}
     return str(api.call("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)["dag_run_id"])
 
 
@@ -383,11 +383,15 @@ def print_received(stack: SimStack) -> None:
 
 
 def run_reconciliation(api: Api, stack: SimStack, deadline: float) -> bool:
-    """Seed the demo accounts, run the inHance biller's Balance All, print its outcome."""
+    """Run the inHance biller's Balance All as a dry run on the seeded demo accounts, print its outcome.
+
+    Unpausing first lets the weekly schedule's due run go by (it would correct every mismatch
+    before the demo's run could show one); the accounts are seeded after it, and the demo's run
+    is a dry run (``dry_run: true``): its report keeps the mismatches to look at."""
+    unpause(api, RECONCILE_DAG, deadline)
     counts = seed_demo(stack)
     say(f"seeded demo accounts: {', '.join(f'{b} {c}' for b, c in counts.items())}")
-    unpause(api, RECONCILE_DAG, deadline)
-    run_id = trigger(api, RECONCILE_DAG)
+    run_id = trigger(api, RECONCILE_DAG, conf={"dry_run": True})
     say(f"triggered {RECONCILE_DAG} run {run_id}; waiting for it")
     state = wait_for_run(api, RECONCILE_DAG, run_id, deadline)
     say(f"Run {run_id} of {RECONCILE_DAG}: {state}")
@@ -428,12 +432,13 @@ def run_demo(args: argparse.Namespace) -> int:
         unpause(api, DEMO_DAG, deadline)
 
         with tempfile.TemporaryDirectory() as tmp:
-            name = f"{stack.access(DEMO_BILLER).biller.bid}_{datetime.now():%Y%m%d%H%M%S}_UB.TXT"
-            source = write_file(
-                Path(tmp) / name, DEMO_BILLS, bid=stack.access(DEMO_BILLER).biller.bid, seed=time.time_ns() % 1_000_000
-            )
+            bid = stack.access(DEMO_BILLER).biller.bid
+            name = f"{bid}_{datetime.now():%Y%m%d%H%M%S}_UB.TXT"
+            seed = time.time_ns() % 1_000_000
+            source = write_file(Path(tmp) / name, DEMO_BILLS, bid=bid, seed=seed)
             dropped_at = stack.drop_file(DEMO_BILLER, source)
-        say(f"dropped {name} ({DEMO_BILLS} bills) into {dropped_at.parent}")
+        known = seed_bills_in_cis(stack, DEMO_BILLER, make_rows(DEMO_BILLS, bid=bid, seed=seed))
+        say(f"dropped {name} ({DEMO_BILLS} bills) into {dropped_at.parent}; the AUS CIS knows its {known} accounts")
 
         run_id = trigger(api, DEMO_DAG)
         say(f"triggered {DEMO_DAG} run {run_id}; waiting for it")

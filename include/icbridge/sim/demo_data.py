@@ -30,7 +30,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from icbridge.sim.stack import SimStack
 
-__all__ = ["ACCOUNTS_PER_BILLER", "DemoAccount", "demo_accounts", "seed_demo"]
+__all__ = ["ACCOUNTS_PER_BILLER", "CLOUDPAY_DAYS", "DemoAccount", "demo_accounts", "seed_bills_in_cis", "seed_demo"]
+
+CLOUDPAY_DAYS = 7  # Logis billers: CloudPay payments on each of the last days, for the payment export
 
 ACCOUNTS_PER_BILLER = 36
 CASH_ONLY_INDEX = 7
@@ -135,6 +137,8 @@ def seed_demo(stack: SimStack, day: date | None = None) -> dict[str, dict[str, i
     summary: dict[str, dict[str, int]] = {}
     for biller_id, access in sorted(stack.billers.items()):
         biller = access.biller
+        if biller.payment_export is not None:
+            summary[biller_id] = {"cloudpay_payments": _seed_cloudpay(stack, biller_id, day)}
         if biller.cis_service is None or biller.cis not in ("inhance", "aus"):
             continue
         sim = stack.inhance if biller.cis == "inhance" else stack.aus
@@ -191,3 +195,42 @@ def seed_demo(stack: SimStack, day: date | None = None) -> dict[str, dict[str, i
             "changes": len(changes) if added else 0,
         }
     return summary
+
+
+def _seed_cloudpay(stack: SimStack, biller_id: str, day: date) -> int:
+    """A few CloudPay payments (taken at the biller's counter) on each of the last
+    CLOUDPAY_DAYS days, so the Logis payment export has something to deliver. Deterministic
+    PaymentGUIDs: seeding again adds nothing."""
+    access = stack.access(biller_id)
+    rng = random.Random(f"icbridge-demo-cloudpay-{access.biller.bid}")
+    added = 0
+    for back in range(CLOUDPAY_DAYS):
+        when = day - timedelta(days=back)
+        for n in range(1 + back % 3):
+            number = rng.randint(1, 40)
+            try:
+                stack.ic.add_payment(
+                    access.biller_guid, f"{access.biller.bid}{number:04d}", f"{access.biller.bid}{7000 + number}",
+                    Decimal(rng.randint(1_000, 20_000)) / 100, datetime.combine(when, time(9 + 2 * n, 15)),
+                    payment_type=["Cash", "Check", "CreditCard"][n % 3], channel="CloudPay", cashier_name="Counter 1",
+                    payment_guid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"icbridge-demo/{biller_id}/cloudpay/{when}/{n}")),
+                )
+            except sqlite3.IntegrityError:  # seeded before
+                continue
+            added += 1
+    return added
+
+
+def seed_bills_in_cis(stack: SimStack, biller_id: str, rows: list[dict[str, str]]) -> int:
+    """Make the CIS know the accounts of an AUS file the demo uploads (balance = the bill's
+    AmountDue), so the AUS biller's Balance All compares them instead of reporting them
+    missing. Returns the number of accounts."""
+    sim = stack.aus if stack.access(biller_id).biller.cis == "aus" else stack.inhance
+    seen: dict[str, tuple[str, str]] = {}
+    for row in rows:
+        seen.setdefault(row["AccountNumber"], (row["AmountDue"], row.get("BillNumber", "")))
+    for account, (amount, bill) in seen.items():
+        sim.add_account(biller_id, account, balance=Decimal(amount), customer_name=f"Demo {account}")
+        if bill and hasattr(sim, "add_bill"):
+            sim.add_bill(biller_id, account, bill)
+    return len(seen)

@@ -18,6 +18,7 @@ import functools
 import math
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,14 @@ SECURITY_HEADERS = {
 def state_url() -> str:
     """icbridge.state.locate's rule, the api-server's way (Airflow's secrets backends)."""
     return locate_state_db().url
+
+
+def run_labels(runs: list) -> list[str]:
+    """Chart labels that tell runs apart: the ISO week, and for a week with several runs
+    (a manual or dry run beside the scheduled one) each run's start, e.g. ``2026-W48 Sun 02:00``."""
+    weeks = Counter(r.week for r in runs)
+    return [r.week if weeks[r.week] == 1 or r.started_at is None else f"{r.week} {r.started_at:%a %H:%M}"
+            for r in runs]
 
 
 @functools.lru_cache(maxsize=4)
@@ -162,9 +171,9 @@ def create_app() -> FastAPI:
         if run.id not in {r.id for r in history} and run.status not in ("running", "interrupted"):
             history.append(run)
         points = [
-            RatePoint(r.week, r.mismatch_rate_pct, (100.0 * r.counts["cis_error"] / r.accounts_checked)
+            RatePoint(label, r.mismatch_rate_pct, (100.0 * r.counts["cis_error"] / r.accounts_checked)
                       if r.accounts_checked else 0.0, current=r.id == run.id)
-            for r in history
+            for r, label in zip(history, run_labels(history), strict=True)
         ]
         return _html(
             "run.html",
