@@ -92,6 +92,9 @@ class PaymentExportConfig(_Strict):
     empty_day_file: bool = True
     channel: str = "CloudPay"
     payment_types: dict[str, Literal["CC", "ACH", "CASH", "CHECK"]] = Field(default_factory=dict)
+    # a run exports every business day since the last one exported, oldest first; a longer
+    # gap fails the run and names the backfill command (docs/payment-export.md)
+    max_catchup_days: int = Field(7, ge=1, le=366)
 
     @model_validator(mode="after")
     def _recipients(self) -> PaymentExportConfig:
@@ -183,6 +186,11 @@ class SyncConfig(_Strict):
     payments_skip_channels: list[str] = Field(default_factory=lambda: ["CloudPay"])
     attempts: int = Field(3, ge=1, le=10)  # per read / idempotent setter on transport faults
     backoff_seconds: float = Field(0.5, ge=0, le=60)
+    # watermarks (docs/sync-flows.md): re-read this much before the watermark for late arrivals,
+    # read IC in windows of at most this, fail a run still further behind than max_lag_minutes
+    lookback_minutes: int = Field(120, ge=0, le=7 * 24 * 60)
+    max_read_window_minutes: int = Field(60, ge=5, le=24 * 60)
+    max_lag_minutes: int = Field(180, ge=15, le=30 * 24 * 60)
 
 
 class BillerConfig(_Strict):
