@@ -4,12 +4,10 @@ and AUS simulators: the lookback overlap and a catch-up after downtime never rep
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from icbridge.config.biller import BillerConfig
 from icbridge.flows.balances import run_balances
@@ -18,8 +16,7 @@ from icbridge.flows.payments import run_payments
 from icbridge.flows.sync_common import Interval, SyncFailed, SyncReport
 from icbridge.flows.windows import last_complete_period, plan_read, run_watermarked, split
 from icbridge.state.watermarks import DoneItem, SyncItems, Watermarks, item_key
-from tests.conftest import require_service
-from tests.test_state import PG_URL
+from tests.test_state import postgres_schema
 from tests.test_sync_flows import POLICY, T0, World, world  # noqa: F401 - the simulators fixture
 
 H = timedelta(hours=1)
@@ -39,17 +36,8 @@ def state_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'state.db'}"
         return
-    require_service("PostgreSQL", "127.0.0.1", 5432)
-    schema = f"icb_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture

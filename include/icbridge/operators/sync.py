@@ -43,8 +43,8 @@ def run_interval(context: Any, biller: BillerConfig, schedule: str) -> Interval:
     start, end = _aware(start), _aware(end)
     if start < end:
         return Interval(start, end)
-    dag_run = context.get("dag_run")
-    at = _aware(getattr(dag_run, "run_after", None) or end)
+    # the moment the manual run stands for: its logical date (a UI trigger: the trigger time)
+    at = _aware(context.get("logical_date") or getattr(context.get("dag_run"), "run_after", None) or end)
     interval = last_complete_period(schedule, biller.tz, at)
     log.warning("empty data interval %s .. %s (a DST day): the run covers the last complete period %s",
                 start.isoformat(), end.isoformat(), interval)
