@@ -233,6 +233,12 @@ class BillerConfig(_Strict):
         """The biller's ``sync`` section, or the defaults when it has none."""
         return self.sync or SyncConfig()
 
+    def sync_flows(self) -> list[str]:
+        """The sync flows this biller gets a DAG for (an inHance/AUS CIS with a cis_service)."""
+        if self.cis not in ("inhance", "aus") or self.cis_service is None:
+            return []
+        return list(self.sync_settings().flows)
+
     @field_validator("cis_service")
     @classmethod
     def _cis_service_fits_cis(cls, value: CisServiceConfig | None, info: ValidationInfo) -> CisServiceConfig | None:

@@ -29,11 +29,7 @@ FOOTER = """
 
 
 def wanted(biller: BillerConfig, flow: str) -> bool:
-    return (
-        biller.cis in ("inhance", "aus")
-        and biller.cis_service is not None
-        and flow in biller.sync_settings().flows
-    )
+    return flow in biller.sync_flows()
 
 
 def build_sync_dag(
