@@ -39,7 +39,7 @@ def run_interval(context: Any, biller: BillerConfig, schedule: str) -> Interval:
     complete period of ``schedule`` before it was triggered."""
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
     if start is None or end is None:
-        raise AirflowFailException("this run has no data interval; these DAGs work on their interval only")
+        raise AirflowFailException("this run has no data interval; these DAGs need one (a cron timetable)")
     start, end = _aware(start), _aware(end)
     if start < end:
         return Interval(start, end)
