@@ -345,3 +345,19 @@ def test_balances_hold_the_watermark_for_a_deferred_account_until_its_payment_is
     report = _run(world, store, items, "balances", slot[1], biller, "r1")
     assert report.counts == {"updated": 1, "caught_up_gap": 1}  # read again from where it was held
     assert store.covered_through("t_inhance", "balances") == slot[1].end
+
+
+def test_handled_items_far_behind_the_watermark_are_forgotten(state_url):
+    store, items = Watermarks(state_url), SyncItems(state_url)
+    try:
+        old, recent = item_key("old"), item_key("recent")
+        items.mark_done("t_inhance", "customer_changes", [
+            DoneItem(old, "1001", "autopay", T0 - 40 * 24 * H, "applied"),
+            DoneItem(recent, "1001", "autopay", T0 - 2 * H, "applied")], "r0")
+        own = Interval(T0, T0 + H)
+        run_watermarked(biller=_biller(items_retention_days=35), flow="customer_changes", own=own, store=store,
+                        run_id="r1", work=_work(), clock=_Clock(own.end + M), items=items)
+        assert items.done("t_inhance", "customer_changes", [old, recent]) == {recent}
+    finally:
+        store.dispose()
+        items.dispose()

@@ -191,6 +191,9 @@ class SyncConfig(_Strict):
     lookback_minutes: int = Field(120, ge=0, le=7 * 24 * 60)
     max_read_window_minutes: int = Field(60, ge=5, le=24 * 60)
     max_lag_minutes: int = Field(180, ge=15, le=30 * 24 * 60)
+    # handled changes / balance activity are remembered this long behind the watermark: a backfill
+    # older than this may send a change or refresh a balance again (payments: the ledger, forever)
+    items_retention_days: int = Field(35, ge=1, le=3660)
 
 
 class BillerConfig(_Strict):

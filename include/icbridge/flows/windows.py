@@ -37,7 +37,7 @@ from croniter import croniter
 from icbridge.config.biller import BillerConfig
 from icbridge.flows.sync_common import Interval, SyncFailed, SyncReport
 from icbridge.soap.invoice_cloud import Listing
-from icbridge.state.watermarks import Watermarks
+from icbridge.state.watermarks import SyncItems, Watermarks
 
 log = logging.getLogger(__name__)
 
@@ -143,11 +143,13 @@ def run_watermarked(
     run_id: str | None,
     work: Callable[[ReadPlan], SyncReport],
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    items: SyncItems | None = None,
 ) -> SyncReport:
     """Plan the read from the stored watermark, run ``work`` on it, advance the watermark to
     ``report.done_through`` (never back), record the run, and fail when still lagging.
 
-    ``work`` raises :class:`SyncFailed` after handling what it could (its report says how far
+    With ``items``, handled items more than ``sync.items_retention_days`` behind the new
+    watermark are forgotten. ``work`` raises :class:`SyncFailed` after handling what it could (its report says how far
     it got); any other exception propagates with the watermark untouched (nothing was done,
     or nothing the flow can vouch for)."""
     sync = biller.sync_settings()
@@ -169,6 +171,8 @@ def run_watermarked(
     done = min(max(done, plan.span.start), plan.span.end)
     after = store.advance(biller.biller_id, flow, done, run_id) if before is None or done > before else before
     report.covered_through = after
+    if items is not None and after != before:  # keep icb_sync_items bounded
+        items.prune(biller.biller_id, flow, after - timedelta(days=sync.items_retention_days))
     moment = clock()
     lag = moment - after
     bound = timedelta(minutes=sync.max_lag_minutes)

@@ -67,8 +67,9 @@ class _SyncOperator(BillerOperator):
             raise AirflowFailException(f"biller {biller.biller_id} has no inHance/AUS cis_service section")
         interval = run_interval(context, biller, getattr(biller.sync_settings(), f"{self.flow_name}_schedule"))
         store = Watermarks(state_db_url())
+        items = SyncItems(engine=store.engine)
         try:
-            report = run_watermarked(biller=biller, flow=self.flow_name, own=interval, store=store,
+            report = run_watermarked(biller=biller, flow=self.flow_name, own=interval, store=store, items=items,
                                      run_id=context.get("run_id"), work=lambda plan: self.flow(biller, plan, context))
         except SyncFailed as exc:
             self._log_report(exc.report, error=True)

@@ -233,6 +233,15 @@ class SyncItems:
                 pass
         return added
 
+    def prune(self, biller_id: str, flow: str, before: datetime) -> int:
+        """Forget items whose time is before ``before`` (far behind the watermark: only a
+        backfill that old could read them again). Returns the rows deleted."""
+        with self.engine.begin() as conn:
+            result = conn.execute(sync_items.delete().where(
+                sync_items.c.biller_id == biller_id, sync_items.c.flow == flow,
+                sync_items.c.item_time < utc(before)))
+            return int(result.rowcount or 0)
+
     def count(self, biller_id: str | None = None, flow: str | None = None) -> int:
         query = select(func.count()).select_from(sync_items)
         if biller_id:
