@@ -361,3 +361,33 @@ def test_handled_items_far_behind_the_watermark_are_forgotten(state_url):
     finally:
         store.dispose()
         items.dispose()
+
+
+def test_a_window_whose_answer_left_an_item_out_holds_the_watermark(world, wm):  # noqa: F811
+    """IC listed a payment that breaks the answer contract (left out, never posted with a 0):
+    the run fails, and the watermark stops at the start of that window so it is read again."""
+    from icbridge.soap.invoice_cloud import Listing
+
+    store, _ = wm
+    biller = _biller("inhance")
+    store.advance("t_inhance", "payments", T0)
+    real = world.ic_client()
+    broken_window = T0 + H
+
+    class Ic:
+        def list_payments(self, start, end, channel=None):
+            listed = real.list_payments(start, end)
+            return Listing(listed, ["Payment 2: PaymentAmount missing"] if start == broken_window else [])
+
+    good = world.pay("1001", when=T0 + 2 * H + 5 * M)
+    own = Interval(T0 + 2 * H, T0 + 2 * H + 15 * M)
+
+    def work(plan):
+        return run_payments(biller=biller, ic=Ic(), cis_client=world.client("inhance"), ledger=world.ledger,
+                            interval=plan.span, windows=plan.windows, run_id="r1#try1", policy=POLICY)
+
+    with pytest.raises(SyncFailed, match="break the answer contract"):
+        run_watermarked(biller=biller, flow="payments", own=own, store=store, run_id="r1", work=work,
+                        clock=_Clock(own.end + M))
+    assert store.covered_through("t_inhance", "payments") == broken_window
+    assert [p["reference"] for p in world.sim("inhance").payments("t_inhance")] == [good]  # the rest still posted
