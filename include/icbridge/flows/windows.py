@@ -148,10 +148,10 @@ def run_watermarked(
     """Plan the read from the stored watermark, run ``work`` on it, advance the watermark to
     ``report.done_through`` (never back), record the run, and fail when still lagging.
 
-    With ``items``, handled items more than ``sync.items_retention_days`` behind the new
-    watermark are forgotten. ``work`` raises :class:`SyncFailed` after handling what it could (its report says how far
-    it got); any other exception propagates with the watermark untouched (nothing was done,
-    or nothing the flow can vouch for)."""
+    ``work`` raises :class:`SyncFailed` after handling what it could (its report says how
+    far it got); any other exception propagates with the watermark untouched (nothing was
+    done, or nothing the flow can vouch for). With ``items``, handled items more than
+    ``sync.items_retention_days`` behind the new watermark are forgotten."""
     sync = biller.sync_settings()
     before = store.covered_through(biller.biller_id, flow)
     plan = plan_read(own, before, lookback=timedelta(minutes=sync.lookback_minutes),
