@@ -3,7 +3,8 @@
 * ``fastapi_apps``: the pages (icbridge.web.app), mounted by the api-server at ``/icbridge``.
   Airflow does not authenticate plugin apps; the app checks the caller's Airflow login itself.
 * ``external_views``: a "Balance All" entry in the UI's Browse menu that shows the pages
-  inside the Airflow UI (``url_route``), at ``/plugin/balance-all``.
+  inside the Airflow UI (``url_route``), at ``/plugin/balance-all``; and "Integration health"
+  (per biller and flow: watermark, lag, items in doubt) at ``/plugin/integration-health``.
 """
 
 from __future__ import annotations
@@ -23,5 +24,12 @@ class IcbridgeReportsPlugin(AirflowPlugin):
             "destination": "nav",
             "category": "browse",
             "url_route": "balance-all",
-        }
+        },
+        {
+            "name": "Integration health",
+            "href": f"{URL_PREFIX.strip('/')}/health/",
+            "destination": "nav",
+            "category": "browse",
+            "url_route": "integration-health",
+        },
     ]

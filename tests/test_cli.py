@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import datetime
@@ -243,7 +244,7 @@ def test_broken_biller_file(tmp_path, change, field):
     out = tmp_path / "out"
     r = icbridge("map-aus", SAMPLE, "--biller", broken, "--out", out)
     assert r.returncode == 2
-    assert f"{broken}: {field}:" in r.stderr
+    assert re.search(rf"{re.escape(str(broken))}:\d+:\d+: {re.escape(field)}:", r.stderr), r.stderr  # line:column
     assert not out.exists()
 
 

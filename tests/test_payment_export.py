@@ -436,3 +436,34 @@ def test_no_run_inherits_another_runs_params(world):
     assert _state(world.dag.test(logical_date=later)) == "success"
     assert [(h.day, h.status) for h in world.history()] == [("2026-04-21", "delivered")] * 2  # no third
     assert world.dag.params["redeliver"] is False and world.dag.task_dict["export_and_deliver"].redeliver is None
+
+
+@pytest.mark.parametrize("world", ["sftp", "email"], indirect=True)
+def test_days_missed_in_downtime_are_exported_oldest_first_each_once(world):
+    last = date(2026, 11, 2)
+    guids = {d: world.pay(datetime(2026, 11, d, 12, tzinfo=NY), f"{d}.00") for d in (2, 3, 4, 5)}
+    assert _state(world.run(last)) == "success"
+    # down on 11-03 and 11-04 (catchup off: no runs); back up for the 11-05 run
+    assert _state(world.run(date(2026, 11, 5))) == "success"
+    days = [date(2026, 11, d) for d in (2, 3, 4, 5)]
+    assert [h.day for h in world.history()] == [d.isoformat() for d in days]  # oldest first, once each
+    files = world.files()
+    assert sorted(files) == sorted(_name(world, d) for d in days)
+    for d in days:
+        assert _refs(files[_name(world, d)]) == [guids[d.day]]
+    for d in days:  # a backfill of the same span: nothing sent again
+        assert _state(world.run(d, next_morning=True)) == "success"
+    assert len(world.history()) == 4 and world.files() == files
+
+
+def test_a_gap_longer_than_the_bound_fails_naming_the_backfill(world, caplog):
+    world.configure(max_catchup_days=2)
+    assert _state(world.run(date(2026, 7, 1))) == "success"
+    assert _state(world.run(date(2026, 7, 5))) == "failed"  # 07-02 .. 07-05 missing: 4 > 2
+    assert ("airflow backfill create --dag-id t_logis__payment_export --from-date 2026-07-02 "
+            "--to-date 2026-07-04") in caplog.text
+    assert [h.day for h in world.history()] == ["2026-07-01"]  # nothing exported by the failed run
+    for d in (2, 3, 4):  # ops run the backfill it names, then clear the failed run
+        assert _state(world.run(date(2026, 7, d))) == "success"
+    assert _state(world.run(date(2026, 7, 5), next_morning=True)) == "success"
+    assert [h.day for h in world.history()] == [f"2026-07-0{d}" for d in range(1, 6)]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import text
@@ -15,13 +17,9 @@ from tests.conftest import require_service
 PG_URL = os.environ.get("ICBRIDGE_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def ledger(request, tmp_path):
-    if request.param == "sqlite":
-        led = Ledger(f"sqlite:///{tmp_path / 'state.db'}")
-        yield led
-        led.dispose()
-        return
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A state-DB URL on a fresh PostgreSQL schema, dropped afterwards (skips without PostgreSQL)."""
     require_service("PostgreSQL", "127.0.0.1", 5432)
     schema = f"icb_test_{uuid.uuid4().hex[:10]}"
     from sqlalchemy import create_engine
@@ -29,14 +27,27 @@ def ledger(request, tmp_path):
     admin = create_engine(PG_URL)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    led = Ledger(f"{PG_URL}?options=-csearch_path%3D{schema}")
     try:
-        yield led
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
     finally:
-        led.dispose()
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger(request, tmp_path):
+    if request.param == "sqlite":
+        led = Ledger(f"sqlite:///{tmp_path / 'state.db'}")
+        yield led
+        led.dispose()
+        return
+    with postgres_schema() as url:
+        led = Ledger(url)
+        try:
+            yield led
+        finally:
+            led.dispose()
 
 
 def _upload(led: Ledger, record, index: int, status: str = "uploaded") -> None:

@@ -93,6 +93,9 @@ class PaymentExportConfig(_Strict):
     empty_day_file: bool = True
     channel: str = "CloudPay"
     payment_types: dict[str, Literal["CC", "ACH", "CASH", "CHECK"]] = Field(default_factory=dict)
+    # a run exports every business day since the last one exported, oldest first; a longer
+    # gap fails the run and names the backfill command (docs/payment-export.md)
+    max_catchup_days: int = Field(7, ge=1, le=366)
 
     @model_validator(mode="after")
     def _recipients(self) -> PaymentExportConfig:
@@ -184,6 +187,14 @@ class SyncConfig(_Strict):
     payments_skip_channels: list[str] = Field(default_factory=lambda: ["CloudPay"])
     attempts: int = Field(3, ge=1, le=10)  # per read / idempotent setter on transport faults
     backoff_seconds: float = Field(0.5, ge=0, le=60)
+    # watermarks (docs/sync-flows.md): re-read this much before the watermark for late arrivals,
+    # read IC in windows of at most this, fail a run still further behind than max_lag_minutes
+    lookback_minutes: int = Field(120, ge=0, le=7 * 24 * 60)
+    max_read_window_minutes: int = Field(60, ge=5, le=24 * 60)
+    max_lag_minutes: int = Field(180, ge=15, le=30 * 24 * 60)
+    # handled changes / balance activity are remembered this long behind the watermark: a backfill
+    # older than this may send a change or refresh a balance again (payments: the ledger, forever)
+    items_retention_days: int = Field(35, ge=1, le=3660)
 
 
 class BillerConfig(_Strict):
@@ -225,6 +236,12 @@ class BillerConfig(_Strict):
     def sync_settings(self) -> SyncConfig:
         """The biller's ``sync`` section, or the defaults when it has none."""
         return self.sync or SyncConfig()
+
+    def sync_flows(self) -> list[str]:
+        """The sync flows this biller gets a DAG for (an inHance/AUS CIS with a cis_service)."""
+        if self.cis not in ("inhance", "aus") or self.cis_service is None:
+            return []
+        return list(self.sync_settings().flows)
 
     @field_validator("cis_service")
     @classmethod
@@ -317,7 +334,8 @@ def load_biller(path: Path) -> BillerConfig:
         ]
         raise BillerConfigError("\n".join(lines)) from None
     if config.biller_id != path.stem:
-        raise BillerConfigError(f"{path}: biller_id: {config.biller_id!r} must equal the file name {path.stem!r}")
+        raise BillerConfigError(f"{path}:{_yaml_position(root, ('biller_id',))}: biller_id: {config.biller_id!r} "
+                                f"must equal the file name {path.stem!r}")
     return config
 
 

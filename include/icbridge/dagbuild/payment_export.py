@@ -20,6 +20,9 @@ Runs `{schedule}` ({timezone}). Each run exports the last business day closed (2
 `{channel}` with D-1 23:59 < PaymentDate ≤ D 23:59 local (23- and 25-hour days included),
 as `{bid}_YYYYMMDD_CLOUDPAY.CSV`, delivered by **{delivery}** to {where}.
 
+* **No day skipped**: a run first exports every business day missed since the last one
+  exported (downtime: Airflow creates no runs for it), oldest first; more than
+  {max_catchup} days missing fails the run naming the `airflow backfill create` command.
 * **Once**: every delivery is recorded in the state DB; a retry, re-run or backfill
   rebuilds the same bytes and does not send them again. Set the `redeliver` param to send
   again on purpose.
@@ -54,6 +57,7 @@ def build(biller: BillerConfig, billers_dir: Path) -> DAG | None:
             biller_id=biller.biller_id,
             ic_conn_id=biller.ic_conn_id,
             conn_id=pe.conn_id,
+            max_catchup=pe.max_catchup_days,
         ),
         schedule=CronTriggerTimetable(pe.schedule, timezone=biller.timezone),
         params={

@@ -27,20 +27,25 @@ The run fails only when there was work and *no* CIS call got through (the CIS is
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 
 from icbridge.calls import CallPolicy, call_all
 from icbridge.config.biller import BillerConfig
+from icbridge.flows.customer_changes import change_key, list_change_log
+from icbridge.flows.payments import list_payments
 from icbridge.flows.sync_common import Interval, SyncFailed, SyncReport, describe_error, read_retryable
 from icbridge.mapping.accounts import drop_conveyance_suffix
 from icbridge.soap.invoice_cloud import Invoice, InvoiceCloudClient
 from icbridge.state.payments import PaymentLedger
+from icbridge.state.watermarks import DoneItem, SyncItems, item_key
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ActiveAccount", "active_accounts", "run_balances"]
+__all__ = ["FLOW", "ActiveAccount", "active_accounts", "run_balances"]
+
+FLOW = "balances"
 
 
 @dataclass
@@ -49,6 +54,9 @@ class ActiveAccount:
     invoice_number: str = ""
     reasons: set[str] = field(default_factory=set)  # payment | change
     unposted_payment: str = ""  # a pumped payment of the interval not yet posted to the CIS
+    # the activity that made it active and is not handled yet: icb_sync_items key -> PaymentDate/ChangedAt
+    activity: dict[str, datetime | None] = field(default_factory=dict)
+    already_done: bool = False  # every activity of it was handled by an earlier run
 
 
 def _invoice_key(number: str) -> tuple[int, int | str]:
@@ -62,14 +70,29 @@ def _latest(a: Invoice, b: Invoice | None) -> Invoice:
     return max(a, b, key=lambda i: (i.invoice_date or date.min, _invoice_key(i.invoice_number)))
 
 
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
 def active_accounts(
-    biller: BillerConfig, ic: InvoiceCloudClient, interval: Interval, ledger: PaymentLedger | None
+    biller: BillerConfig,
+    ic: InvoiceCloudClient,
+    interval: Interval,
+    ledger: PaymentLedger | None,
+    *,
+    windows: Sequence[Interval] | None = None,
+    items: SyncItems | None = None,
 ) -> list[ActiveAccount]:
-    """The interval's active accounts, in first-seen order (see the module docstring)."""
+    """The interval's active accounts, in first-seen order (see the module docstring), read
+    in ``windows`` when given. With ``items``, an account whose every activity (payment,
+    change) was handled by an earlier run is ``already_done`` (and needs no invoice look-up)."""
     sync = biller.sync_settings()
     skip_channels = {c.strip().lower() for c in sync.payments_skip_channels}
     accounts: dict[str, ActiveAccount] = {}
-    payments = ic.list_payments(interval.start, interval.end)
+    windows = windows or (interval,)
+    payments = list_payments(ic, windows)
     for problem in payments.invalid:  # an account it would have made active waits for Balance All
         log.warning("IC payment left out (breaks the answer contract): %s", problem)
     pumped = [p for p in payments if p.channel.strip().lower() not in skip_channels]
@@ -78,15 +101,24 @@ def active_accounts(
     for p in payments:
         acct = accounts.setdefault(p.account_number, ActiveAccount(p.account_number))
         acct.reasons.add("payment")
+        acct.activity[item_key("payment", p.payment_guid)] = _utc(p.payment_date)
         if p.invoice_number and (not acct.invoice_number
                                  or _invoice_key(p.invoice_number) > _invoice_key(acct.invoice_number)):
             acct.invoice_number = p.invoice_number
         if p.payment_guid in pumped_guids and statuses.get(p.payment_guid) not in ("posted", "ignored"):
             acct.unposted_payment = p.payment_guid
     if sync.balances_from_change_log:
-        for change in ic.list_change_log(interval.start, interval.end):
-            accounts.setdefault(change.account_number, ActiveAccount(change.account_number)).reasons.add("change")
-    missing = {a.account_number for a in accounts.values() if not a.invoice_number and not a.unposted_payment}
+        for change in list_change_log(ic, windows):
+            acct = accounts.setdefault(change.account_number, ActiveAccount(change.account_number))
+            acct.reasons.add("change")
+            acct.activity[item_key("change", change_key(change))] = _utc(change.changed_at)
+    if items is not None:
+        done = items.done(biller.biller_id, FLOW, [k for a in accounts.values() for k in a.activity])
+        for acct in accounts.values():
+            acct.activity = {k: t for k, t in acct.activity.items() if k not in done}
+            acct.already_done = not acct.activity
+    missing = {a.account_number for a in accounts.values()
+               if not a.invoice_number and not a.unposted_payment and not a.already_done}
     if missing:
         latest: dict[str, Invoice] = {}
         for invoice in ic.iter_open_invoices():
@@ -189,22 +221,37 @@ def run_balances(
     policy: CallPolicy,
     ledger: PaymentLedger | None = None,
     accounts: Iterable[ActiveAccount] | None = None,
+    windows: Sequence[Interval] | None = None,
+    items: SyncItems | None = None,
+    run_id: str | None = None,
 ) -> SyncReport:
     """RTDR for the interval's active accounts; the report, or :class:`SyncFailed` (retry=True)
-    when every CIS call failed on transport. IC list errors propagate (nothing was changed)."""
+    when every CIS call failed on transport. IC list errors propagate (nothing was changed).
+
+    With ``items`` (watermarked runs, flows/windows.py) an account is refreshed once per
+    activity: the payments and changes of a refreshed account are recorded, and an account
+    active only through recorded ones is not asked again. A deferred account or one whose
+    calls failed on transport keeps its activity open: ``report.done_through`` is then the
+    time of its earliest open activity, so the watermark waits and a later run refreshes it."""
     report = SyncReport("balances", biller.biller_id, interval)
-    found = list(accounts) if accounts is not None else active_accounts(biller, ic, interval, ledger)
+    found = (list(accounts) if accounts is not None
+             else active_accounts(biller, ic, interval, ledger, windows=windows, items=items))
     todo = []
+    held: list[ActiveAccount] = []
     for acct in found:
-        if acct.unposted_payment:
+        if acct.already_done:
+            report.add("already_refreshed", acct.account_number)
+        elif acct.unposted_payment:
             report.add("deferred_payment_not_posted", acct.account_number,
-                       "its payment is not posted to the CIS yet; Balance All or its next activity refreshes it",
+                       "its payment is not posted to the CIS yet; a later run refreshes it (Balance All too)",
                        note=True, payment_guid=acct.unposted_payment)
+            held.append(acct)
         else:
             todo.append(acct)
     log.info("%s: %d active account(s) in %s, %d to refresh", biller.biller_id, len(found), interval, len(todo))
 
     cis_answered = cis_failed = 0
+    finished: list[ActiveAccount] = []
     for outcome in call_all(todo, _checker(biller, ic, cis_client), policy, retryable=_retryable):
         acct = outcome.item
         if outcome.ok:
@@ -212,7 +259,9 @@ def run_balances(
             assert done is not None
             cis_answered += done.cis_answered
             report.add(done.outcome, acct.account_number, done.detail, note=done.outcome != "updated")
+            finished.append(acct)
         else:
+            held.append(acct)
             err = outcome.error
             side = err.side if isinstance(err, _Step) else "cis"
             cause = err.cause if isinstance(err, _Step) else err
@@ -220,6 +269,13 @@ def run_balances(
             cis_failed += side == "cis"
             report.add(f"{side}_error", acct.account_number,
                        f"after {outcome.attempts} tries: {describe_error(cause)}", note=True)  # type: ignore[arg-type]
+    if items is not None:
+        items.mark_done(biller.biller_id, FLOW, [
+            DoneItem(key, a.account_number, "activity", when, "refreshed")
+            for a in finished for key, when in a.activity.items()], run_id)
+    open_times = [t for a in held for t in a.activity.values()]
+    if held:
+        report.done_through = min(open_times) if open_times and None not in open_times else interval.start
     if cis_failed and not cis_answered:
         raise SyncFailed(report, f"no CIS call got through ({cis_failed} account(s) failed): the CIS looks down "
                                  f"({report.describe()})", retry=True)

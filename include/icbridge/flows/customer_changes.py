@@ -18,18 +18,24 @@ refused value) is recorded and does not fail the run: retrying would not help.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from icbridge.calls import CallPolicy, call_all
 from icbridge.config.biller import BillerConfig
 from icbridge.flows.sync_common import Interval, SyncFailed, SyncReport, describe_error, read_retryable
+from icbridge.flows.windows import WindowedListing, read_windows
 from icbridge.mapping.accounts import drop_conveyance_suffix
 from icbridge.masking import mask_email
 from icbridge.soap.invoice_cloud import ChangeLogEntry, InvoiceCloudClient
+from icbridge.state.watermarks import DoneItem, SyncItems, item_key
 
 log = logging.getLogger(__name__)
 
-__all__ = ["parse_flag", "run_customer_changes"]
+__all__ = ["FLOW", "change_key", "list_change_log", "parse_flag", "run_customer_changes"]
+
+FLOW = "customer_changes"
 
 _TRUE = {"true", "on", "yes", "y", "1"}
 _FALSE = {"false", "off", "no", "n", "0"}
@@ -72,6 +78,31 @@ def _setter(biller: BillerConfig, cis_client: object):
     return apply
 
 
+def _done(entry: ChangeLogEntry, kind: str, outcome: str) -> DoneItem:
+    return DoneItem(change_key(entry), entry.account_number, kind[:32], _utc(entry.changed_at), outcome)
+
+
+def _drop_superseded(biller: BillerConfig, items: SyncItems, plan: list[_Change], report: SyncReport
+                     ) -> list[_Change]:
+    """Drop planned changes older than one of the same kind already applied to the account
+    (a late ChangeLog entry read in the lookback must not undo a newer change)."""
+    keep = []
+    latest: dict[str, dict[str, datetime]] = {}
+    for kind in {c.kind for c in plan}:
+        accounts = [c.entry.account_number for c in plan if c.kind == kind]
+        latest[kind] = items.latest(biller.biller_id, FLOW, accounts, kind, outcomes=("applied",))
+    for change in plan:
+        newer = latest[change.kind].get(change.entry.account_number)
+        when = _utc(change.entry.changed_at)
+        if newer is not None and when is not None and when < newer:
+            report.add("superseded_earlier", change.entry.account_number,
+                       f"{change.kind} of {when.isoformat()} is older than the one applied ({newer.isoformat()})",
+                       note=True)
+        else:
+            keep.append(change)
+    return keep
+
+
 def _plan(biller: BillerConfig, entries: list[ChangeLogEntry], report: SyncReport) -> list[_Change]:
     kinds = {"paperless": "paperless", "autopay": "autopay", "email": "email"}
     latest: dict[tuple[str, str], ChangeLogEntry] = {}
@@ -107,18 +138,63 @@ def _plan(biller: BillerConfig, entries: list[ChangeLogEntry], report: SyncRepor
     return plan
 
 
+def change_key(entry: ChangeLogEntry) -> str:
+    """A change's identity (account, type, value, ChangedAt) as stored in ``icb_sync_items``."""
+    return item_key(entry.account_number, entry.change_type.strip().lower(), entry.new_value, entry.changed_at)
+
+
+def list_change_log(ic: InvoiceCloudClient, windows: Sequence[Interval]) -> WindowedListing:
+    """IC ``ListChangeLog`` window by window (oldest first), each change identity once."""
+    return read_windows(ic.list_change_log, windows, change_key)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
 def run_customer_changes(
-    *, biller: BillerConfig, ic: InvoiceCloudClient, cis_client: object, interval: Interval, policy: CallPolicy
+    *,
+    biller: BillerConfig,
+    ic: InvoiceCloudClient,
+    cis_client: object,
+    interval: Interval,
+    policy: CallPolicy,
+    windows: Sequence[Interval] | None = None,
+    items: SyncItems | None = None,
+    run_id: str | None = None,
 ) -> SyncReport:
     """Send the interval's changes; the report, or :class:`SyncFailed` (retry=True) when some
-    change still failed on transport after the retries (after all others were sent)."""
+    change still failed on transport after the retries (after all others were sent).
+
+    With ``items`` (watermarked runs, flows/windows.py) every change is handled once by its
+    identity: one already handled (applied, refused, superseded, skipped) is not sent again,
+    and one older than a change of the same kind already applied to the account is
+    superseded (a late entry never undoes a newer one). ``report.done_through``: the
+    ChangedAt of the first change that failed on transport, or the start of the first window
+    where IC listed an entry breaking the answer contract (None: all were handled)."""
     report = SyncReport("customer_changes", biller.biller_id, interval)
-    entries = ic.list_change_log(interval.start, interval.end)
+    entries = list_change_log(ic, windows or (interval,))
     for problem in entries.invalid:  # left out by the answer contract: nothing invented from them
         report.add("error", "", f"IC change log entry breaks the answer contract: {problem}", note=True)
+    held_from = entries.held_from
+    read = len(entries)
+    done: set[str] = set()
+    if items is not None:
+        done = items.done(biller.biller_id, FLOW, [change_key(e) for e in entries])
+        for entry in entries:
+            if change_key(entry) in done:
+                report.add("already_handled", entry.account_number)
+    entries = [e for e in entries if change_key(e) not in done]
     plan = _plan(biller, entries, report)
-    log.info("%s: %d change(s) in %s, %d to send", biller.biller_id, len(entries), interval, len(plan))
+    if items is not None:
+        plan = _drop_superseded(biller, items, plan, report)
+    log.info("%s: %d change(s) in %s, %d already handled, %d to send", biller.biller_id, read, interval,
+             len(done), len(plan))
     apply = _setter(biller, cis_client)
+    handled: list[DoneItem] = []
+    failed: list[datetime | None] = []
     for outcome in call_all(plan, apply, policy, retryable=read_retryable):
         change = outcome.item
         label = f"{change.kind}={mask_email(change.value) if change.kind == 'email' else change.value}"
@@ -126,12 +202,26 @@ def run_customer_changes(
             report.add("error", change.entry.account_number,
                        f"{label}: after {outcome.attempts} tries: {describe_error(outcome.error)}",  # type: ignore[arg-type]
                        note=True)
-        elif outcome.result.ok:  # type: ignore[union-attr]
+            failed.append(_utc(change.entry.changed_at))
+            continue
+        if outcome.result.ok:  # type: ignore[union-attr]
             report.add(f"applied_{change.kind}", change.entry.account_number)
+            handled.append(_done(change.entry, change.kind, "applied"))
         else:
             result = outcome.result
             report.add("cis_not_found" if result.not_found else "cis_refused",  # type: ignore[union-attr]
                        change.entry.account_number, f"{label}: {result.message}", note=True)  # type: ignore[union-attr]
+            handled.append(_done(change.entry, change.kind, "refused"))
+    if items is not None:
+        planned = {change_key(c.entry) for c in plan}
+        handled += [_done(e, e.change_type.strip().lower(), "not_sent") for e in entries
+                    if change_key(e) not in planned]  # superseded, ignored, unsupported, invalid: final
+        items.mark_done(biller.biller_id, FLOW, handled, run_id)
+    if failed or held_from is not None:
+        known = [t for t in failed if t is not None]
+        if len(known) < len(failed):
+            known.append(interval.start)
+        report.done_through = min([*known, *([held_from] if held_from is not None else [])])
     errors = report.counts.get("error", 0)
     if errors:
         raise SyncFailed(report, f"{errors} change(s) could not be read from IC or did not reach the CIS after "

@@ -32,11 +32,13 @@ from icbridge.transfer.remote import RemoteFolder
 __all__ = [
     "FLOW",
     "ContentChanged",
+    "GapTooLong",
     "Destination",
     "InDoubt",
     "NotDelivered",
     "Outcome",
     "RemoteFolderDestination",
+    "days_to_export",
     "deliver",
     "export_day",
 ]
@@ -46,6 +48,33 @@ CLOUDPAY = "CloudPay"
 log = logging.getLogger(__name__)
 
 ListPayments = Callable[[datetime, datetime, str | None], list[PaymentLike]]
+
+
+class GapTooLong(Exception):  # noqa: N818 - the ops word
+    """More business days are missing than ``payment_export.max_catchup_days``: a person backfills."""
+
+
+def days_to_export(run_day: date, exported_through: date | None, *, max_days: int, dag_id: str) -> list[date]:
+    """The business days a run exports, oldest first: every day after the last one exported
+    (``exported_through``, the watermark) up to the run's own day; just the run's own day
+    when there is no watermark yet or the run is for a day already passed (a backfill or a
+    re-run: the delivery log keeps it to one delivery). More than ``max_days`` missing
+    raises :class:`GapTooLong` naming the days and the backfill command."""
+    if exported_through is None or exported_through >= run_day:
+        return [run_day]
+    missing = (run_day - exported_through).days
+    days = [exported_through + timedelta(days=i) for i in range(1, missing + 1)]
+    if missing > max_days:
+        first, last = days[0], days[-2] if len(days) > 1 else days[-1]
+        raise GapTooLong(
+            f"the payment export is {missing} business days behind: the last day exported is "
+            f"{exported_through.isoformat()} and this run is for {run_day.isoformat()}, more than max_catchup_days "
+            f"({max_days}). Nothing was exported. Export the missing days oldest first with `airflow backfill "
+            f"create --dag-id {dag_id} --from-date {first.isoformat()} --to-date {last.isoformat()}` (each run "
+            "exports its own day once), then clear this run; or raise payment_export.max_catchup_days "
+            "(docs/payment-export.md)"
+        )
+    return days
 
 
 class NotDelivered(Exception):  # noqa: N818 - the ops word

@@ -16,12 +16,14 @@ The run finishes every other payment, then fails naming what needs a person.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 from icbridge.calls import CallPolicy, call_all
 from icbridge.config.biller import BillerConfig
 from icbridge.flows.sync_common import Interval, SyncFailed, SyncReport, describe_error, is_not_sent
+from icbridge.flows.windows import WindowedListing, read_windows
 from icbridge.mapping.accounts import drop_conveyance_suffix
 from icbridge.soap.cis import CisFault
 from icbridge.soap.invoice_cloud import InvoiceCloudClient, Payment
@@ -29,7 +31,7 @@ from icbridge.state.payments import PaymentLedger
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PAYPAL", "cis_payment_type", "run_payments"]
+__all__ = ["PAYPAL", "cis_payment_type", "list_payments", "run_payments"]
 
 PAYPAL = "paypal"
 RESEND_WINDOW = timedelta(days=1)  # around a stored PaymentDate, whose UTC offset SQLite does not keep
@@ -101,17 +103,25 @@ def run_payments(
     interval: Interval,
     run_id: str,
     policy: CallPolicy,
+    windows: Sequence[Interval] | None = None,
+    reported_before: datetime | None = None,
 ) -> SyncReport:
     """Send the interval's payments once each; return the report, or raise :class:`SyncFailed`
     (after finishing every other payment) when a payment is in doubt or refused (retry=False)
     or could not reach the CIS (retry=True). ``run_id`` must differ per attempt (task try):
-    a row left ``sending`` by another attempt is in doubt."""
+    a row left ``sending`` by another attempt is in doubt.
+
+    Watermarked runs (flows/windows.py) read in ``windows`` and re-read a lookback overlap:
+    the ledger keeps every payment to one send. A payment still needing a person whose
+    PaymentDate is before ``reported_before`` (the overlap: an earlier run read it and failed
+    for it) is listed as ``*_reported`` and does not fail this run again."""
     report = SyncReport("payments", biller.biller_id, interval)
     skip_channels = {c.strip().lower() for c in biller.sync_settings().payments_skip_channels}
-    payments = ic.list_payments(interval.start, interval.end)
+    payments = list_payments(ic, windows or (interval,))
     log.info("%s: %d IC payment(s) in %s", biller.biller_id, len(payments), interval)
     for problem in payments.invalid:  # left out by the answer contract: never posted with a 0
         report.add("invalid_in_ic_answer", "", problem, note=True, payment_guid="?")
+    report.done_through = payments.held_from  # a watermark must not pass a payment IC listed broken
     payments = list(payments)
     payments += _earlier_resends(biller, ic, ledger, {p.payment_guid for p in payments})
 
@@ -131,7 +141,9 @@ def run_payments(
             report.add(f"already_{status}", p.account_number)
             continue
         if status in ("in_doubt", "refused", "sending"):
-            report.add(f"{'in_doubt' if status == 'sending' else status}_earlier", p.account_number,
+            seen = reported_before is not None and p.payment_date is not None and _utc(p.payment_date) < reported_before
+            report.add(f"{'in_doubt' if status == 'sending' else status}_{'reported' if seen else 'earlier'}",
+                       p.account_number,
                        "not sent again: settle it (docs/operations.md)", note=True, payment_guid=p.payment_guid)
             continue
         try:
@@ -188,6 +200,15 @@ def run_payments(
 
     _judge(report)
     return report
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def list_payments(ic: InvoiceCloudClient, windows: Sequence[Interval]) -> WindowedListing:
+    """IC ``ListPayments`` window by window (oldest first), each PaymentGUID once."""
+    return read_windows(ic.list_payments, windows, lambda p: p.payment_guid)
 
 
 def _earlier_resends(

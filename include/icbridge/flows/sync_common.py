@@ -77,6 +77,8 @@ class SyncReport:
     counts: Counter[str] = field(default_factory=Counter)
     items: list[dict[str, str]] = field(default_factory=list)  # outcome, account (masked), detail
     failure: str | None = None  # why the run must fail, set by the flow
+    done_through: datetime | None = None  # everything before this succeeded (None: the whole interval)
+    covered_through: datetime | None = None  # the watermark after the run (flows/windows.py)
 
     def add(self, outcome: str, account: str = "", detail: str = "", *, note: bool = False, **extra: str) -> None:
         self.counts[outcome] += 1
@@ -107,6 +109,7 @@ class SyncReport:
             "counts": dict(sorted(self.counts.items())),
             "items": self.items[:200],
             "failure": self.failure,
+            "covered_through": self.covered_through.isoformat() if self.covered_through else None,
         }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import smtplib
 import tempfile
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +13,15 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from icbridge.config.biller import BillerConfig, PaymentExportConfig
 from icbridge.flows.payment_export import (
+    FLOW,
     ContentChanged,
     Destination,
+    GapTooLong,
     InDoubt,
     NotDelivered,
     Outcome,
     RemoteFolderDestination,
+    days_to_export,
     deliver,
     export_day,
 )
@@ -26,10 +29,11 @@ from icbridge.hooks.invoice_cloud import InvoiceCloudHook
 from icbridge.hooks.smtp import IcbSmtpHook
 from icbridge.hooks.state import state_db_url
 from icbridge.hooks.transfer import open_remote_folder
-from icbridge.layouts.logis import UnknownPaymentType, business_day, day_window
+from icbridge.layouts.logis import UnknownPaymentType, business_day, closure, day_window
 from icbridge.masking import mask_email
 from icbridge.operators.common import BillerOperator, run_artifacts, run_flag
 from icbridge.state.deliveries import DeliveryLog
+from icbridge.state.watermarks import Watermarks
 
 
 class EmailDestination:
@@ -89,9 +93,11 @@ class PaymentExportOperator(BillerOperator):
     """Build the day's Payment Export File from IC ListPayments and deliver it once.
 
     The day is the last business day closed (23:59 biller time) at or before the run's
-    logical date. Retries are safe (state DB): a failure before the file has its final name
-    is retried; one that may have delivered is checked on the server (FTP family) or stops
-    the run for a person (email). ``redeliver`` sends again on purpose.
+    logical date; every business day after the last one exported (the ``payment_export``
+    watermark) is exported first, oldest first, up to ``max_catchup_days``. Retries are safe
+    (state DB): a failure before the file has its final name is retried; one that may have
+    delivered is checked on the server (FTP family) or stops the run for a person (email).
+    ``redeliver`` sends the run's own day again on purpose.
     """
 
     template_fields = ("biller_id", "redeliver")
@@ -108,13 +114,47 @@ class PaymentExportOperator(BillerOperator):
             raise AirflowFailException(f"biller {biller.biller_id} has no payment_export section")
         redeliver = run_flag(context, "redeliver", self.redeliver)
         moment: datetime = context.get("logical_date") or context["dag_run"].run_after
-        day = business_day(moment, biller.tz)
+        run_day = business_day(moment, biller.tz)
+        run_id = context["run_id"]
+        marks = Watermarks(state_db_url())
+        log = DeliveryLog(engine=marks.engine)
+        outcomes: list[Outcome] = []
+        try:
+            through = marks.covered_through(biller.biller_id, FLOW)
+            exported = business_day(through, biller.tz) if through else log.last_delivered_day(biller.biller_id, FLOW)
+            try:
+                days = days_to_export(run_day, exported, max_days=pe.max_catchup_days, dag_id=self.dag_id)
+            except GapTooLong as exc:
+                marks.record_run(biller.biller_id, FLOW, run_id=run_id, ok=False, message=str(exc))
+                raise AirflowFailException(str(exc)) from None
+            if len(days) > 1:
+                self.log.warning("last day exported %s: catching up %d missed business day(s) %s .. %s, oldest first",
+                                 exported, len(days) - 1, days[0], days[-2])
+            client = InvoiceCloudHook(ic_conn_id=biller.ic_conn_id).get_conn()
+            for day in days:
+                try:
+                    outcomes.append(self._export_day(biller, client, log, day, run_id,
+                                                     redeliver=redeliver and day == run_day))
+                except Exception as exc:
+                    marks.record_run(biller.biller_id, FLOW, run_id=run_id, ok=False, message=f"{day}: {exc}")
+                    raise
+                marks.advance(biller.biller_id, FLOW, closure(day, biller.tz), run_id)
+            marks.record_run(biller.biller_id, FLOW, run_id=run_id, ok=True, message=None)
+        finally:
+            marks.dispose()
+        result = outcomes[-1].as_dict()
+        if len(outcomes) > 1:
+            result["earlier_days"] = [o.as_dict() for o in outcomes[:-1]]
+        return result
+
+    def _export_day(self, biller: BillerConfig, client: Any, log: DeliveryLog, day: date, run_id: str, *,
+                    redeliver: bool) -> Outcome:
+        pe: PaymentExportConfig = biller.payment_export  # type: ignore[assignment]
         start, end = day_window(day, biller.tz)
         self.log.info(
             "business day %s: %s < PaymentDate <= %s (%s)",
             day, start.astimezone(biller.tz), end.astimezone(biller.tz), biller.timezone,
         )
-        client = InvoiceCloudHook(ic_conn_id=biller.ic_conn_id).get_conn()
         try:
             export = export_day(
                 client.list_payments, bid=biller.bid, day=day, tz=biller.tz, channel=pe.channel,
@@ -126,24 +166,20 @@ class PaymentExportOperator(BillerOperator):
             "%s: %d payment(s), amount %s, fees %s, %d bytes, sha256 %s",
             export.name, export.payments, export.amount, export.fees, export.size, export.sha256,
         )
-        run_id = context["run_id"]
         artifacts = run_artifacts(self.dag_id, run_id)
         artifacts.mkdir(parents=True, exist_ok=True)
         (artifacts / export.name).write_bytes(export.content)
 
         if export.payments == 0 and not pe.empty_day_file:
             self.log.info("no payments on %s and empty_day_file is off: no file", day)
-            return Outcome(day, None, 0, None, "no_file", "no payments; empty_day_file is off").as_dict()
+            return Outcome(day, None, 0, None, "no_file", "no payments; empty_day_file is off")
 
         destination = destination_for(biller, export.name, day.isoformat(), export.payments)
-        log = DeliveryLog(state_db_url())
         try:
             outcome = deliver(
                 export, destination, log, biller_id=biller.biller_id, run_id=run_id, redeliver=redeliver
             )
         except (InDoubt, ContentChanged) as exc:
             raise AirflowFailException(str(exc)) from exc
-        finally:
-            log.dispose()
         self.log.info("%s", outcome.message)
-        return outcome.as_dict()
+        return outcome

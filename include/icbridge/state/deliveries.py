@@ -85,6 +85,18 @@ class DeliveryLog:
             ).first()
         return Delivery(**row._mapping) if row is not None else None
 
+    def last_delivered_day(self, biller_id: str, flow: str) -> date | None:
+        """The latest business day with a ``delivered`` attempt (None: none yet)."""
+        with self.engine.connect() as conn:
+            day = conn.execute(
+                select(deliveries.c.day)
+                .where(deliveries.c.biller_id == biller_id, deliveries.c.flow == flow,
+                       deliveries.c.status == "delivered")
+                .order_by(deliveries.c.day.desc())
+                .limit(1)
+            ).scalar()
+        return None if day is None else date.fromisoformat(day)
+
     def begin(
         self,
         *,

@@ -6,7 +6,10 @@ Pages (all behind the caller's Airflow login, see :mod:`icbridge.web.auth`):
 * ``/icbridge/balance-all/runs/{id}`` — one run: summary, the two charts (inline SVG), the
   item table (server-side sort, outcome filter and paging, for 100,000 rows);
 * ``/icbridge/balance-all/runs/{id}/items.csv`` and ``.xlsx`` — the items (current filter
-  and order), streamed.
+  and order), streamed;
+* ``/icbridge/health/`` — Integration health: per biller and flow, last success, covered
+  through, lag, items in doubt, files rejected in 7 days; sortable, worst first
+  (icbridge.state.health).
 
 Links are relative, so the pages work under any ``[api] base_url`` and inside the Airflow
 UI's iframe (external view). Reads the state DB only.
@@ -20,6 +23,7 @@ import os
 import tempfile
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -28,9 +32,12 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
+from icbridge.config.biller import default_billers_dir, load_billers
+from icbridge.flows.windows import describe_gap
 from icbridge.reconcile.charts import RatePoint, histogram_svg, mismatch_rate_svg
 from icbridge.reconcile.compare import OUTCOMES
 from icbridge.reconcile.export import MONEY_COLUMNS, csv_chunks, summary_rows, write_xlsx
+from icbridge.state.health import HealthRow, health_rows
 from icbridge.state.locate import locate_state_db
 from icbridge.state.reconcile import SORTABLE, ReconcileStore, RunRow
 from icbridge.web.auth import NotAuthenticated, current_user, not_authenticated_handler
@@ -241,4 +248,53 @@ def create_app() -> FastAPI:
             background=BackgroundTask(cleanup),
         )
 
+    @app.get("/health", include_in_schema=False)
+    def to_health(request: Request) -> RedirectResponse:
+        return RedirectResponse(request.scope.get("root_path", "") + "/health/", status_code=307)
+
+    @app.get("/health/", response_class=HTMLResponse)
+    def health(sort: str = "worst", desc: bool = False, user: Any = user_dep) -> HTMLResponse:
+        if sort not in HEALTH_SORTS:
+            raise HTTPException(400, f"sort must be one of {', '.join(HEALTH_SORTS)}")
+        now = datetime.now(UTC)
+        rows = health_rows(get_store().engine, load_billers(default_billers_dir()).billers, now)
+        if sort != "worst":
+            present = [r for r in rows if HEALTH_SORTS[sort](r) is not None]
+            absent = [r for r in rows if HEALTH_SORTS[sort](r) is None]  # unknown values last, either way
+            rows = sorted(present, key=HEALTH_SORTS[sort], reverse=desc) + absent
+        elif desc:
+            rows.reverse()
+
+        def sort_url(column: str) -> str:
+            return "?" + urlencode({"sort": column, "desc": int(not desc) if column == sort else 0})
+
+        return _html("health.html", rows=rows, columns=HEALTH_COLUMNS, sort=sort, desc=desc, sort_url=sort_url,
+                     now=now.strftime("%Y-%m-%d %H:%M"), lag=_lag_text, when=_when, user_name=_user_name(user))
+
     return app
+
+
+HEALTH_COLUMNS = [("biller", "Biller"), ("flow", "Flow"), ("worst", "Status"), ("lag", "Lag"),
+                  ("covered_through", "Covered through (UTC)"), ("last_success", "Last success (UTC)"),
+                  ("in_doubt", "In doubt"), ("rejected_7d", "Files rejected (7 d)")]
+HEALTH_SORTS: dict[str, Callable[[HealthRow], Any]] = {
+    "worst": HealthRow.sort_key,
+    "biller": lambda r: (r.biller_id, r.flow),
+    "flow": lambda r: (r.flow, r.biller_id),
+    "lag": lambda r: r.lag,
+    "covered_through": lambda r: r.covered_through,
+    "last_success": lambda r: r.last_success,
+    "in_doubt": lambda r: r.in_doubt,
+    "rejected_7d": lambda r: r.rejected_7d,
+}
+
+
+def _when(moment: datetime | None) -> str:
+    return "—" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _lag_text(row: HealthRow) -> str:
+    if row.lag is None:
+        return "—"
+    text = describe_gap(row.lag) if row.lag >= timedelta(0) else "0 min"
+    return f"{text} (bound {describe_gap(row.lag_bound)})" if row.lag_bound is not None else text

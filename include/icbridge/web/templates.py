@@ -98,8 +98,40 @@ RUN = """{% extends "base.html" %}
 {% endblock %}
 """
 
+HEALTH = """{% extends "base.html" %}
+{% block title %}Integration health{% endblock %}
+{% block body %}
+<h1>Integration health</h1>
+<p class="muted">Per biller and flow: the last successful run, the point up to which everything was
+handled (the watermark), the lag behind now, items waiting for a person, and invoice files
+rejected in the last 7 days. Worst first; click a column to sort. As of {{ now }} UTC.
+Logged in as {{ user_name }}.</p>
+{% if not rows %}<p>No biller flow is configured or recorded yet.</p>{% endif %}
+<table class="runs health">
+<thead><tr>{% for key, label in columns %}<th><a href="{{ sort_url(key) }}">{{ label }}{% if key == sort %}
+{{ " ▼" if desc else " ▲" }}{% endif %}</a></th>{% endfor %}<th>Last message</th></tr></thead>
+<tbody>
+{% for row in rows %}
+<tr class="health-row" data-biller="{{ row.biller_id }}" data-flow="{{ row.flow }}">
+<td>{{ row.biller_id }}</td><td>{{ row.flow }}</td>
+<td class="status-{{ 'failed' if row.status in ('behind', 'failed') else ('running' if row.status == 'attention'
+ else 'succeeded') }}">{{ row.status }}</td>
+<td class="num">{{ lag(row) }}</td>
+<td>{{ when(row.covered_through) }}</td><td>{{ when(row.last_success) }}</td>
+<td class="num">{{ "—" if row.in_doubt is none else row.in_doubt }}</td>
+<td class="num">{{ "—" if row.rejected_7d is none else row.rejected_7d }}</td>
+<td class="muted">{{ (row.last_message or "")[:300] }}</td></tr>
+{% endfor %}
+</tbody></table>
+<p class="muted">Lag bound: <code>sync.max_lag_minutes</code> per biller (a live run further behind
+fails); 26 h for the daily payment export. In doubt: payments in doubt, refused or being sent
+(<code>python -m icbridge payments show</code>), uploads and deliveries left sending
+(docs/operations.md). — : nothing recorded or not applicable.</p>
+{% endblock %}
+"""
+
 ENV = Environment(
-    loader=DictLoader({"base.html": BASE, "index.html": INDEX, "run.html": RUN}),
+    loader=DictLoader({"base.html": BASE, "index.html": INDEX, "run.html": RUN, "health.html": HEALTH}),
     autoescape=select_autoescape(default=True),
     trim_blocks=True,
     lstrip_blocks=True,
