@@ -169,10 +169,19 @@ def test_analyst_logs_in_and_reads_the_report(airflow_api, browser):
     assert len(browser.find_elements(By.CSS_SELECTOR, "#chart-rate rect.bar")) == 4
     assert "page 1 of 3" in browser.page_source
     _shot(browser, "balance_all_run.png")
-    browser.find_element(By.PARTIAL_LINK_TEXT, "missing_in_cis (").click()
+    # compact rows, and no sideways scroll at 1280 px (issue 15)
+    browser.set_window_size(1280, 1000)
+    width = browser.execute_script("return document.documentElement.clientWidth")
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= width
+    assert browser.execute_script("return document.getElementById('items').scrollWidth") <= width
+    heights = [r.size["height"] for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
+    assert max(heights) < 60, max(heights)  # before/after JSON is behind a "details" toggle
+    _shot(browser, "balance_all_run_1280.png")
+    browser.set_window_size(1400, 1000)
+    browser.find_element(By.PARTIAL_LINK_TEXT, "Missing in the CIS (").click()
     wait.until(ec.url_contains("outcome=missing_in_cis"))
     outcomes = {td.text for td in browser.find_elements(By.CSS_SELECTOR, "#items tbody tr td:nth-child(3)")}
-    assert outcomes == {"missing_in_cis"}
+    assert outcomes == {"Missing in the CIS"}
 
     # 3. The CSV download (current filter) is a file the analyst can open.
     browser.find_element(By.ID, "download-csv").click()

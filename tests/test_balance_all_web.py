@@ -161,7 +161,8 @@ def test_run_page_summary_charts_and_first_page(api, state):
     rows = _rows(page)
     assert len(rows) == 100 and rows[0][0] == "100040"  # default: account order, matches not stored
     assert "page 1 of 3" in page
-    assert f"cis_error ({store.run(run_id).counts['cis_error']})" in page
+    assert f"CIS errors ({store.run(run_id).counts['cis_error']})" in page  # labels people read
+    assert ">cis_error" not in page and ">balance_mismatch" not in page  # code names only in URLs
 
 
 def test_run_page_sort_filter_and_paging(api, state):
@@ -172,7 +173,7 @@ def test_run_page_sort_filter_and_paging(api, state):
     assert differences == sorted(differences, reverse=True) and differences[0] == D(f"{50 + ITEMS + 39}.25") - 50
     only = api.get(url, params={"outcome": "missing_in_cis", "per_page": 10, "page": 2}, headers=bearer()).text
     rows = _rows(only)
-    assert len(rows) == 10 and {r[2] for r in rows} == {"missing_in_cis"}
+    assert len(rows) == 10 and {r[2] for r in rows} == {"Missing in the CIS"}
     expected = [r["account_number"] for r in store.items(run_id, outcome="missing_in_cis", offset=10, limit=10)]
     assert [r[0] for r in rows] == expected
     last = api.get(url, params={"page": 99}, headers=bearer()).text  # past the end: the last page
@@ -291,3 +292,27 @@ def test_chart_labels_tell_runs_of_the_same_week_apart():
             SimpleNamespace(week="2026-W48", started_at=datetime(2026, 11, 29, 2, 0)),
             SimpleNamespace(week="2026-W48", started_at=datetime(2026, 11, 29, 23, 41))]
     assert run_labels(runs) == ["2026-W47", "2026-W48 Sun 02:00", "2026-W48 Sun 23:41"]
+
+
+def test_a_wrong_url_answers_a_page_and_blank_values_sort_last(api, state):
+    store, run_id = state
+    page = api.get("/icbridge/balance-all/runs/999999", headers={**bearer(), "Accept": "text/html"})
+    assert page.status_code == 404 and page.text.startswith("<!doctype html>")
+    assert "no Balance All run 999999" in page.text
+    assert "balance-all/" in page.text  # a way back
+    assert api.get("/icbridge/balance-all/runs/999999", headers={**bearer(), "Accept": "application/json"}).json() == {
+        "detail": "no Balance All run 999999"}
+    nowhere = api.get("/icbridge/no-such-page", headers={**bearer(), "Accept": "text/html"})
+    assert nowhere.status_code == 404 and "<h1>404" in nowhere.text
+    for desc in (0, 1):
+        rows = list(store.items(run_id, sort="difference", descending=bool(desc), offset=0, limit=10_000))
+        blanks = [i for i, r in enumerate(rows) if r["difference"] is None]
+        assert blanks and blanks == list(range(len(rows) - len(blanks), len(rows)))  # nulls last, both ways
+
+
+def test_the_histogram_shows_zero_differences_of_total_only_mismatches(tmp_path):
+    from icbridge.reconcile.charts import histogram_svg
+
+    svg = histogram_svg([D("0.00"), D("0.00"), D("-10.00")])
+    counts = [int(n) for n in re.findall(r": (\d+) accounts</title>", svg)]
+    assert sorted(counts) == [1, 2]  # the two zeros are a bar of their own

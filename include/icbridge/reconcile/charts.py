@@ -115,14 +115,14 @@ def mismatch_rate_svg(points: Sequence[RatePoint]) -> str:
         body.append(
             f'<rect class="bar" x="{x + slot * 0.15:.1f}" y="{TOP + plot_h - h:.1f}" width="{slot * 0.7:.1f}" '
             f'height="{h:.1f}" fill="{fill}"><title>{escape(point.label)}: mismatches {point.mismatch_pct:.2f} %, '
-            f"cis_error {point.error_pct:.2f} %</title></rect>"
+            f"CIS errors {point.error_pct:.2f} %</title></rect>"
         )
         line.append(f"{x + slot / 2:.1f},{TOP + plot_h - plot_h * point.error_pct / top:.1f}")
         if i % step == 0 or point.current:
             body.append(f'<text x="{x + slot / 2:.1f}" y="{bottom + 14}" text-anchor="middle">'
                         f"{escape(point.label)}</text>")
     body.append(f'<polyline points="{" ".join(line)}" fill="none" stroke="{LINE}" stroke-width="1.5" '
-                'stroke-dasharray="4,2"><title>cis_error rate</title></polyline>')
+                'stroke-dasharray="4,2"><title>CIS error rate</title></polyline>')
     body.append(f'<text x="{LEFT + plot_w / 2}" y="{HEIGHT - 8}" text-anchor="middle">bars: mismatch rate; '
-                "dashed line: cis_error rate</text>")
+                "dashed line: CIS error rate</text>")
     return _svg("Mismatch rate over past weeks", body)

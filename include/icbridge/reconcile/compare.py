@@ -33,6 +33,14 @@ class Outcome(StrEnum):
 
 
 OUTCOMES = tuple(Outcome)
+OUTCOME_LABELS = {
+    Outcome.MATCH: "Matches",
+    Outcome.BALANCE_MISMATCH: "Balance mismatches",
+    Outcome.FLAGS_MISMATCH: "Payment-block mismatches",
+    Outcome.MISSING_IN_CIS: "Missing in the CIS",
+    Outcome.CIS_ERROR: "CIS errors",
+}
+"""What people read for each outcome (pages, XLSX summary); the code names stay in URLs and data."""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from icbridge.exports import safe_text, xlsx_text
+from icbridge.reconcile.compare import OUTCOME_LABELS
 from icbridge.state.reconcile import ITEM_COLUMNS, RunRow
+
+STATUS_LABELS = {
+    "running": "running",
+    "succeeded": "succeeded",
+    "failed_threshold": "failed: CIS errors above the threshold",
+    "failed": "failed",
+    "interrupted": "interrupted",
+}
 
 MONEY_COLUMNS = {
     "ic_balance_due",
@@ -67,10 +76,10 @@ def summary_rows(run: RunRow) -> list[tuple[str, Any]]:
         ("Airflow run", run.dag_run_id or ""),
         ("Started", run.started_at.isoformat(sep=" ", timespec="seconds") if run.started_at else ""),
         ("Finished", run.finished_at.isoformat(sep=" ", timespec="seconds") if run.finished_at else ""),
-        ("Status", run.status),
-        ("Dry run", "yes" if run.dry_run else "no"),
+        ("Status", STATUS_LABELS.get(run.status, run.status)),
+        ("Dry run", "yes (nothing corrected)" if run.dry_run else "no"),
         ("Accounts checked", run.accounts_checked),
-        *((outcome, count) for outcome, count in run.counts.items()),
+        *((OUTCOME_LABELS.get(outcome, outcome), count) for outcome, count in run.counts.items()),
         ("Sum of absolute differences", run.sum_abs_difference),
         ("Net difference", run.net_difference),
         ("Corrections made", run.corrections_made),

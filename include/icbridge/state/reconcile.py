@@ -393,9 +393,10 @@ class ReconcileStore:
                 yield dict(row._mapping)
 
     def differences(self, run_id: int) -> Iterator[Decimal]:
-        """The non-zero balance differences of a run (histogram), streamed."""
+        """Every balance difference of a run's stored items (histogram), zero included (a
+        mismatch of the total alone has a balance difference of 0.00), streamed."""
         query = select(balance_items.c.difference).where(
-            balance_items.c.run_id == run_id, balance_items.c.difference.is_not(None), balance_items.c.difference != 0
+            balance_items.c.run_id == run_id, balance_items.c.difference.is_not(None)
         )
         with self.engine.connect() as conn:
             yield from conn.execution_options(stream_results=True, yield_per=5000).execute(query).scalars()

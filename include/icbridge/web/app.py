@@ -31,11 +31,12 @@ from urllib.parse import urlencode
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, StreamingResponse
 from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from icbridge.config.biller import default_billers_dir, load_billers
 from icbridge.flows.windows import describe_gap
 from icbridge.reconcile.charts import RatePoint, histogram_svg, mismatch_rate_svg
-from icbridge.reconcile.compare import OUTCOMES
+from icbridge.reconcile.compare import OUTCOME_LABELS, OUTCOMES
 from icbridge.reconcile.export import MONEY_COLUMNS, csv_chunks, summary_rows, write_xlsx
 from icbridge.state.health import HealthRow, health_rows
 from icbridge.state.locate import locate_state_db
@@ -46,6 +47,14 @@ from icbridge.web.templates import ENV
 URL_PREFIX = "/icbridge"
 PER_PAGE_DEFAULT, PER_PAGE_MAX = 100, 1000
 OUTCOME_NAMES = [str(o) for o in OUTCOMES]
+ITEM_HEADERS = {
+    "account_number": "Account", "invoice_number": "Invoice", "outcome": "Outcome",
+    "ic_balance_due": "IC balance", "cis_balance": "CIS balance", "difference": "Difference",
+    "ic_total_amount_due": "IC total due", "cis_future_balance": "CIS future balance",
+    "total_difference": "Total difference", "ic_block_cc": "IC blocks cards", "ic_block_eft": "IC blocks ACH",
+    "cis_cash_only": "CIS cash only", "corrected": "Corrected", "message": "Message",
+}
+"""Column headers people read on the run page (the code names stay in URLs, CSV and XLSX)."""
 STORED_OUTCOMES = [o for o in OUTCOME_NAMES if o != "match"]
 # Pages are framed by the Airflow UI (same origin) and load nothing from elsewhere.
 SECURITY_HEADERS = {
@@ -121,9 +130,27 @@ def _run_items_query(run_id: int, outcome: str | None, sort: str) -> tuple[Recon
     return store, run, _check_query(outcome, sort)
 
 
+async def _error_page(request: Request, exc: StarletteHTTPException) -> Any:
+    """A wrong URL or a bad query answers a page inside the Airflow UI frame, not raw JSON
+    (a client that asks for JSON still gets FastAPI's ``{"detail": …}``)."""
+    accept = request.headers.get("accept", "")
+    if "text/html" not in accept and "*/*" not in accept and accept:
+        from fastapi.exception_handlers import http_exception_handler
+
+        return await http_exception_handler(request, exc)
+    titles = {400: "Bad request", 401: "Not logged in", 403: "Not allowed", 404: "Not found"}
+    depth = request.url.path.rstrip("/").count("/") - (request.scope.get("root_path", "").count("/"))
+    response = ENV.get_template("error.html").render(
+        status=exc.status_code, title=titles.get(exc.status_code, "Error"), detail=str(exc.detail),
+        index_url="../" * max(depth - 1, 0) + "balance-all/",
+    )
+    return HTMLResponse(response, status_code=exc.status_code, headers={**SECURITY_HEADERS, **(exc.headers or {})})
+
+
 def create_app() -> FastAPI:
     app = FastAPI(title="icbridge reports", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_exception_handler(NotAuthenticated, not_authenticated_handler)
+    app.add_exception_handler(StarletteHTTPException, _error_page)
     user_dep = Depends(current_user)
 
     @app.get("/", include_in_schema=False)
@@ -194,6 +221,8 @@ def create_app() -> FastAPI:
             total=total,
             rows=rows,
             columns=list(SORTABLE),
+            headers=ITEM_HEADERS,
+            labels=OUTCOME_LABELS,
             money=MONEY_COLUMNS,
             sort=sort,
             desc=desc,

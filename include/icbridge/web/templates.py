@@ -21,7 +21,11 @@ BASE = """<!doctype html>
  .pill.on{background:#1565c0;color:#fff;border-color:#1565c0} .charts{display:flex;flex-wrap:wrap;gap:24px}
  .charts figure{margin:0} figcaption{font-weight:600;margin-bottom:4px} .muted{color:#666}
  nav.crumbs{margin-bottom:8px} .pager a,.pager span{margin-right:8px}
- table.runs,table.items{display:block;overflow-x:auto;max-width:100%} /* wide tables scroll, not the page */
+ table.runs{display:block;overflow-x:auto;max-width:100%} /* a long run list scrolls, not the page */
+ table.items{width:100%;font-size:13px} table.items th,table.items td{padding:3px 5px}
+ table.items th{white-space:normal;vertical-align:bottom} table.items td{white-space:nowrap}
+ table.items td.msg{white-space:normal;min-width:12em;max-width:28em;overflow-wrap:anywhere}
+ details summary{cursor:pointer;color:#1565c0} details pre{white-space:pre-wrap;margin:4px 0;font-size:12px}
 </style></head>
 <body>{% block body %}{% endblock %}</body></html>
 """
@@ -65,12 +69,12 @@ RUN = """{% extends "base.html" %}
 <figure id="chart-differences"><figcaption>Difference distribution</figcaption>{{ histogram | safe }}</figure>
 <figure id="chart-rate"><figcaption>Mismatch rate, past weeks</figcaption>{{ rate_chart | safe }}</figure>
 </div>
-<h2>Accounts that are not a match ({{ total }}{% if outcome %} {{ outcome }}{% endif %})</h2>
+<h2>Accounts that are not a match ({{ total }}{% if outcome %}: {{ labels.get(outcome, outcome) }}{% endif %})</h2>
 <p>
 <a class="pill{% if not outcome %} on{% endif %}" href="{{ page_url(outcome='', page=1) }}">all ({{ stored }})</a>
 {% for name, count in outcome_counts %}
 <a class="pill{% if outcome == name %} on{% endif %}" href="{{ page_url(outcome=name, page=1) }}">
-{{- name }} ({{ count }})</a>
+{{- labels.get(name, name) }} ({{ count }})</a>
 {% endfor %}
 </p>
 <p>Download: <a id="download-csv" href="{{ download_url('csv') }}">CSV</a> ·
@@ -78,14 +82,18 @@ RUN = """{% extends "base.html" %}
 <span class="muted">(the rows shown: current filter and order)</span></p>
 <table class="items" id="items">
 <thead><tr>
-{% for column in columns %}<th><a href="{{ sort_url(column) }}">{{ column }}
+{% for column in columns %}<th title="{{ column }}"><a href="{{ sort_url(column) }}">{{ headers.get(column, column) }}
 {%- if sort == column %} {{ "▼" if desc else "▲" }}{% endif %}</a></th>{% endfor %}
-<th>before</th><th>after</th></tr></thead>
+<th>Correction</th></tr></thead>
 <tbody>
 {% for row in rows %}
-<tr>{% for column in columns %}<td{% if column in money %} class="num"{% endif %}>
-{{- cell(row[column]) }}</td>{% endfor %}
-<td>{{ cell(row["before"]) }}</td><td>{{ cell(row["after"]) }}</td></tr>
+<tr>{% for column in columns %}<td
+{%- if column in money %} class="num"{% elif column == "message" %} class="msg"{% endif %}>
+{%- if column == "outcome" %}{{ labels.get(row[column], row[column]) }}{% else %}{{ cell(row[column]) }}{% endif %}</td>
+{%- endfor %}
+<td>{% if row["before"] or row["after"] %}<details><summary>before / after</summary>
+<pre>before: {{ cell(row["before"]) }}
+after:  {{ cell(row["after"]) }}</pre></details>{% endif %}</td></tr>
 {% endfor %}
 </tbody></table>
 <div class="pager">
@@ -130,8 +138,19 @@ fails); 26 h for the daily payment export. In doubt: payments in doubt, refused 
 {% endblock %}
 """
 
+ERROR = """{% extends "base.html" %}
+{% block title %}{{ status }} {{ title }}{% endblock %}
+{% block body %}
+<nav class="crumbs"><a href="{{ index_url }}">Balance All</a></nav>
+<h1>{{ status }} — {{ title }}</h1>
+<p>{{ detail }}</p>
+<p class="muted">Back to <a href="{{ index_url }}">the Balance All runs</a>.</p>
+{% endblock %}
+"""
+
 ENV = Environment(
-    loader=DictLoader({"base.html": BASE, "index.html": INDEX, "run.html": RUN, "health.html": HEALTH}),
+    loader=DictLoader({"base.html": BASE, "index.html": INDEX, "run.html": RUN, "health.html": HEALTH,
+                       "error.html": ERROR}),
     autoescape=select_autoescape(default=True),
     trim_blocks=True,
     lstrip_blocks=True,
