@@ -6,6 +6,7 @@ so what is asserted is what Invoice Cloud would receive.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import random
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from icbridge.layouts.aus import FileRejected, IncompleteFile, columns
-from icbridge.layouts.bif import BifFile, check_bif, read_bif, registry
+from icbridge.layouts.bif import BifFile, check_bif, encode_row, read_bif, registry
 from icbridge.mapping import aus_to_bif
 from icbridge.mapping.aus_to_bif import InvoiceSettings, MapResult, map_aus
 from icbridge.sim import aus_files
@@ -1250,6 +1251,11 @@ def _messy(rows: list[dict], rng: random.Random) -> list[dict]:
         elif kind == 19:
             for r in lines:
                 r["CustomerName"] = "Zoë Ünal, Sr."
+        elif kind == 20:
+            lines[-1]["ServiceAddress"] = "S" * rng.choice((100, 101))  # at, or over, its BIF field's limit
+        elif kind == 21:
+            for r in lines:
+                r["CustomerName"] = "C" * rng.choice((100, 101))
         del first
         out.extend(lines)
     return out
@@ -1355,11 +1361,30 @@ def test_a_utf16_file_is_rejected_naming_its_encoding(tmp_path):
         assert exc.rule == "encoding" and "UTF-16" in str(exc) and "header lacks" not in str(exc)
 
 
-def test_what_the_writer_writes_the_reader_reads_even_a_200000_character_value(tmp_path):
+def test_a_value_longer_than_its_bif_field_rejects_the_bill_naming_it(tmp_path):
+    """Every BIF text field has a maximum length as data (bif_lengths.csv): a 200,000-character
+    ServiceAddress rejects its bill naming the column and the limit; the other bill goes."""
     rows = bills(2)
     rows[1]["ServiceAddress"] = "x" * 200_000
-    m = run(tmp_path, encode(rows))  # run() itself check_bif()s and read_bif()s every part
-    assert m.invoices[1]["ID"][0]["CustomField2"] == "x" * 200_000
+    m = run(tmp_path, encode(rows), LENIENT)
+    assert m.result.accepted == 1
+    assert m.reasons() == ["line 3: ServiceAddress is 200000 characters long; its BIF field takes 100"]
+    rows = bills(3)
+    rows[0]["CustomerName"] = "N" * 101
+    assert run(tmp_path / "name", encode(rows), LENIENT).reasons() == [
+        "CustomerName is 101 characters long; its BIF field takes 100"]
+
+
+def test_the_bif_reader_reads_whatever_the_writer_writes(tmp_path):
+    """csv's 131,072-character field limit is lifted: a 200,000-character field written by the
+    BIF writer reads back (the upload path must never trip on its own bytes)."""
+    m = run(tmp_path, encode(bills(1)))
+    lines = m.raw[0].split(b"\r\n")
+    fields = next(csv.reader([lines[1].decode()]))
+    fields[-1] = "y" * 200_000
+    lines[1] = encode_row(fields).removesuffix("\r\n").encode()
+    data = b"\r\n".join(lines)
+    assert any(len(v) == 200_000 for v in read_bif(data).invoices().__next__()["IH"].values())
 
 
 def test_check_bif_flags_a_control_character_that_reached_a_bif(tmp_path):

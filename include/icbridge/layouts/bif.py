@@ -41,6 +41,7 @@ class BifField:
     required: bool
     description: str
     format: str | None = None
+    max_length: int | None = None  # bif_lengths.csv; a longer value rejects its bill (mapping)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ def registry() -> dict[str, RowLayout]:
     pkg = resources.files("icbridge.layouts")
     formats = dict(csv.reader(io.StringIO(pkg.joinpath("bif_formats.csv").read_text("utf-8"))))
     formats.pop("ic_field", None)
+    lengths = {r["ic_field"]: int(r["max_length"])
+               for r in csv.DictReader(io.StringIO(pkg.joinpath("bif_lengths.csv").read_text("utf-8")))}
     by_type: dict[str, list[BifField]] = {t: [] for t in ROW_TYPES}
     for rec in csv.DictReader(io.StringIO(pkg.joinpath("bif_fields.csv").read_text("utf-8"))):
         f = BifField(
@@ -79,6 +82,7 @@ def registry() -> dict[str, RowLayout]:
             required=rec["required"].strip().upper() == "TRUE",
             description=rec["description"],
             format=formats.get(rec["ic_field"]),
+            max_length=lengths.get(rec["ic_field"]),
         )
         by_type[f.row_type].append(f)
     layouts = {}

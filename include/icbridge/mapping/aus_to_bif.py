@@ -33,6 +33,7 @@ from datetime import date
 from decimal import Decimal
 from itertools import accumulate, chain, compress
 from pathlib import Path
+from typing import Any
 
 from icbridge.layouts.aus import (
     CONTROL_CHARACTERS,
@@ -219,6 +220,18 @@ class _RowTemplate:
         return self.format % values
 
 
+def _limit(col: _Col, layouts: Mapping[str, Any]) -> int | None:
+    """The longest value a text column may have: the smallest max_length of its BIF fields."""
+    if col.type != "text":  # AccountNumber's own rule (account) already bounds it at 50
+        return None
+    lengths = []
+    for target in col.targets:
+        row_type, position = target if isinstance(target, tuple) else ("ID", target)
+        lengths.append(layouts[row_type].fields[position].max_length)
+    known = [n for n in lengths if n]
+    return min(known) if known else None
+
+
 class _Plan:
     """Column positions (source) and field positions (BIF) worked out once per file."""
 
@@ -256,6 +269,9 @@ class _Plan:
                     targets += [self.id.index(f"CustomField{base + k}") for k in range(4)]
                 self.meter_cols.append(_Col(c.name, idx[c.name], c.type, c.required, targets, kind))
         self.bill_key = operator.itemgetter(*bill_positions)
+        # text values longer than their BIF field takes (bif_lengths.csv) reject the bill
+        self.bill_limits = [(c, n) for c in self.bill_cols if (n := _limit(c, layouts))]
+        self.line_limits = [(c, n) for c in self.line_cols if (n := _limit(c, {"ID": self.id}))]
         self.required = [c for c in self.bill_cols if c.required]
         self.required_getter = operator.itemgetter(*[c.src for c in self.required])
         ih_constants = {
@@ -313,6 +329,14 @@ class _Mapper:
         if not all(p.required_getter(first)):
             missing = [c.name for c in p.required if not first[c.src]]
             raise BadValue(f"missing required value {', '.join(missing)}")
+        for col, limit in p.bill_limits:
+            if len(first[col.src]) > limit:
+                raise BadValue(f"{col.name} is {len(first[col.src])} characters long; its BIF field takes {limit}")
+        for col, limit in p.line_limits:
+            for fields, line_no in zip(rows, line_nos, strict=True):
+                if len(fields[col.src]) > limit:
+                    raise BadValue(f"line {line_no}: {col.name} is {len(fields[col.src])} characters long; its BIF "
+                                   f"field takes {limit}")
         values = self._bill_values(first, line_nos[0])
         detail = self._detail_text(rows, line_nos, quote)
         return p.ih_row.encode(values, quote) + p.cr_row.encode(values, quote) + detail, values[p.total_src]

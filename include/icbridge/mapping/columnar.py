@@ -19,7 +19,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from itertools import accumulate, chain, compress, repeat
-from operator import and_, ge, is_, lt, ne, not_, or_
+from operator import and_, ge, gt, is_, lt, ne, not_, or_
 from typing import TYPE_CHECKING
 
 from icbridge.layouts.bif import encode_field, tuple_getter
@@ -157,6 +157,11 @@ class ColumnarPlan:
 
         for col in plan.required:
             bad.update(compress(range(len(bills)), map(not_, bill_column(col.src))))
+        for col, limit in plan.bill_limits:  # too long for its BIF field: map_bill rejects it
+            bad.update(compress(range(len(bills)), map(gt, map(len, bill_column(col.src)), repeat(limit))))
+        for col, limit in plan.line_limits:
+            long_lines = compress(range(table.rows), map(gt, map(len, table.column(col.src)), repeat(limit)))
+            bad.update(bisect_right(starts, line) - 1 for line in long_lines)
         bill_values = self._convert(self.bill_columns, bill_column, bad, None)
         line_values = self._convert(self.line_columns, table.column, bad, starts)
         heads = map(
