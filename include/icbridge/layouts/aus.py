@@ -24,6 +24,7 @@ EOF_MARKER = b"\x1a"  # DOS end-of-file (Ctrl-Z), written after the trailer by o
 # C0 control characters other than TAB, LF and CR (those have rules of their own): removed
 # from every value (docs/architecture.md, "Where the specs were silent")
 CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+CONTROL_BYTES = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20)])  # the same, as bytes
 
 
 class FileRejected(Exception):  # noqa: N818 - the domain word is "rejected"

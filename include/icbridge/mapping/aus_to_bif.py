@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from icbridge.layouts.aus import (
-    CONTROL_CHARACTERS,
+    CONTROL_BYTES,
     AusFile,
     BodyRange,
     FileRejected,
@@ -811,13 +811,14 @@ def _map_range(task: tuple[int, int, int]) -> _RangeResult | None:
 def _map_range_lines(task: tuple[int, int, int]) -> _RangeResult | None:
     mapper, data, encoding, name = _JOB
     start, stop, first_line = task
+    raw = data[start:stop]
+    if len(raw.translate(None, CONTROL_BYTES)) != len(raw):  # the line path removes and counts them
+        return None  # (C0 bytes are the same in cp1252 and UTF-8; translate is ~5x a regex search)
     try:
-        text = str(memoryview(data)[start:stop], encoding)
+        text = raw.decode(encoding)
     except UnicodeDecodeError:
         return None
     text = text.replace("\r\n", "\n")
-    if CONTROL_CHARACTERS.search(text):  # the line path removes and counts them
-        return None
     lines = text.split("\n")
     lines.pop()  # the range ends with a line break
     if not all(map(str.strip, lines)):  # a blank line: read_aus numbers and skips those
