@@ -2,6 +2,7 @@
 
     python benchmarks/bench_map.py [--bills 250000] [--workdir DIR] [--keep] [--json]
                                    [--settle S] [--retries N] [--rounds N] [--save FILE] [--modes ...]
+                                   [--warn-heavy]
 
 Generates (or reuses, if the workdir already holds one with the same bill count) the file
 123_20261101_UB.TXT, then measures, each in a fresh Python subprocess so that peak memory
@@ -261,15 +262,17 @@ def trailer_bills(path: Path) -> int | None:
         return None
 
 
-def ensure_file(workdir: Path, bills: int) -> tuple[Path, bool, float | None]:
+def ensure_file(workdir: Path, bills: int, warn_heavy: bool = False) -> tuple[Path, bool, float | None]:
+    if warn_heavy:  # its own folder: the reuse check reads only the trailer
+        workdir = workdir / "warn-heavy"
     path = workdir / FILE_NAME
     if path.exists() and trailer_bills(path) == bills:
         return path, True, None
-    from icbridge.sim.aus_files import write_file
+    from icbridge.sim import aus_files
 
     workdir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    write_file(path, bills, bid=BID, seed=SEED)
+    aus_files.write_file(path, bills, bid=BID, seed=SEED, per_bill=aus_files.warn_heavy if warn_heavy else None)
     return path, False, time.perf_counter() - start
 
 
@@ -336,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
         "that each ratio compares runs minutes apart on a busy machine; the table shows every round",
     )
     ap.add_argument("--save", type=Path, metavar="FILE", help="also write the JSON results to FILE")
+    ap.add_argument("--warn-heavy", action="store_true",
+                    help="a file like small utilities' data: 2/3 of bills with a warned phone, 1/3 a warned email, "
+                    "1 %% rejected (icbridge.sim.aus_files.warn_heavy)")
     ap.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of " + ",".join(MODES))
     args = ap.parse_args(argv)
     modes = [m for m in args.modes.split(",") if m]
@@ -351,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         f"machine: {info['nproc']} cores, {info['cpu']}, {info['mem_total'] / 2**30:.1f} GiB RAM, "
         f"Python {info['python']}, pandas {info['pandas']}"
     )
-    path, reused, gen_s = ensure_file(args.workdir, args.bills)
+    path, reused, gen_s = ensure_file(args.workdir, args.bills, args.warn_heavy)
     size = path.stat().st_size
     say(
         f"input: {path} ({size:,} bytes, {args.bills:,} bills) "

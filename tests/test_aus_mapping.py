@@ -1391,3 +1391,31 @@ def test_check_bif_flags_a_control_character_that_reached_a_bif(tmp_path):
     m = run(tmp_path, encode(bills(2)))
     tampered = m.raw[0].replace(b"A001", b"A0\x001", 1)
     assert any("control character" in p and "U+0000" in p for p in check_bif(tampered, "x.BIF"))
+
+
+def test_warn_heavy_bills_stay_on_the_column_path_with_the_same_output(tmp_path, monkeypatch):
+    """Two bills in three with a warned phone, one in three a warned email, 1 % rejected: the
+    column path blanks and warns a column at a time — the same bytes, rejects and warnings (in
+    the same order) as the per-bill path — and only the rejected bills reach map_bill."""
+    path = aus_files.write_file(tmp_path / NAME, 3_000, per_bill=aus_files.warn_heavy)
+    data = path.read_bytes()
+    settings = dataclasses.replace(SETTINGS, reject_threshold_pct=100, max_invoices_per_file=1_000)
+    monkeypatch.setattr(aus_to_bif, "CHUNK_BYTES", 200_000)
+    calls = 0
+    original = aus_to_bif._Mapper.map_bill
+
+    def spy(self, rows, line_nos, quote):
+        nonlocal calls
+        calls += 1
+        return original(self, rows, line_nos, quote)
+
+    monkeypatch.setattr(aus_to_bif._Mapper, "map_bill", spy)
+    by_columns = map_aus(data, NAME, settings, tmp_path / "columns", DAY, workers=1)
+    column_calls, calls = calls, 0
+    monkeypatch.setattr(aus_to_bif, "USE_RANGES", False)
+    by_bills = map_aus(data, NAME, settings, tmp_path / "bills", DAY, workers=1)
+    _assert_same_output(by_columns, by_bills)
+    assert by_columns.warning_counts["Phone invalid, left blank"] > 1_500
+    assert by_columns.warning_counts["Email invalid, left blank"] > 700
+    assert 0 < len(by_columns.rejects) < 100
+    assert column_calls == len(by_columns.rejects)  # warned bills never leave the column path

@@ -668,12 +668,17 @@ def _map_bills(
     mapper.warnings, mapper.warning_counts = [], {}
     plan = mapper.plan
     if table is not None:
-        texts, amounts = plan.columnar.map_bills(table, bills)
+        texts, amounts, blanked = plan.columnar.map_bills(table, bills)
     else:
-        texts, amounts = [None] * len(bills), [None] * len(bills)
+        texts, amounts, blanked = [None] * len(bills), [None] * len(bills), {}
     rejects: list[Reject] = []
-    for b in [b for b, text in enumerate(texts) if text is None]:  # in order, as are rejects and warnings
+    for b in [b for b, text in enumerate(texts) if text is None or b in blanked]:  # in order, as are warnings
         members = bills[b]
+        if texts[b] is not None:  # mapped a column at a time; its blanked values are warned as map_bill does
+            first = table.row(members[0])  # type: ignore[union-attr]
+            for column, value in blanked[b]:
+                mapper.warn(numbers[members[0]], first[plan.acct_i], first[plan.bill_i], column, value)
+            continue
         source = list(map(lines.__getitem__, members))
         line_nos = list(map(numbers.__getitem__, members))
         rows = list(map(_split, source)) if table is None else list(map(table.row, members))

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from icbridge.mapping.aus_to_bif import _Col, _Plan, _RowTemplate
 
 SEP = "\x1f"  # joins a column's values for one regex over all of them
-_BAD = "\x00bad"  # a value map_bill would reject, or blank (and maybe warn about)
+_BAD = "\x00bad"  # a value map_bill would reject
+_WARN = "\x00warn"  # a soft value map_bill would blank (and, for a bill column, warn about)
 _QUOTE = re.compile('[,"]')  # as the per-bill path: a value with these is written quoted
 _LINE_NUMBERS = re.compile(r"[0-9]+(?:\x1f[0-9]+)*+")
 _AMOUNTS = re.compile(f"(?:{UNCHANGED['money']})(?:\x1f(?:{UNCHANGED['money']}))*+")
@@ -58,7 +59,7 @@ class Table:
 class _Memo(dict):
     """A column's converted values by raw value, for one range (a dict lookup per value from
     C; the column's own memo, _Col.value, behind it); _BAD where the converter rejects the
-    value or blanks it."""
+    value, _WARN where it blanks it."""
 
     def __init__(self, convert: Callable[[str], str | None]) -> None:
         super().__init__({"": ""})  # a blank stays blank, as in map_bill
@@ -68,8 +69,8 @@ class _Memo(dict):
         try:
             value = self.convert(raw)
         except ValueError:  # BadValue, or a digit int() does not take
-            value = None
-        self[raw] = value = _BAD if value is None else value
+            value = _BAD
+        self[raw] = value = _WARN if value is None else value
         return value
 
 
@@ -78,17 +79,19 @@ class _Column:
 
     def __init__(self, col: _Col) -> None:
         self.src = col.src
+        self.name = col.name
         self.convert = col.value
         one = UNCHANGED.get(col.type)
         self.unchanged = re.compile(f"(?:{one})?(?:\x1f(?:{one})?)*+") if one else None
 
-    def apply(self, values: Sequence[str]) -> tuple[Sequence[str], bool]:
-        """The column's BIF values, and whether any is _BAD."""
+    def apply(self, values: Sequence[str]) -> tuple[Sequence[str], bool, bool]:
+        """The column's BIF values, whether any is _BAD, whether any is _WARN."""
         if self.unchanged is not None and self.unchanged.fullmatch(SEP.join(values)):
-            return values, False
+            return values, False, False
         memo = _Memo(self.convert)
         values = list(map(memo.__getitem__, values))
-        return values, _BAD in memo.values()
+        found = set(memo.values())
+        return values, _BAD in found, _WARN in found
 
 
 class ColumnarPlan:
@@ -122,14 +125,18 @@ class ColumnarPlan:
             return None
         return list(map(range, starts, [*starts[1:], n])), first_keys, sum(map(Decimal, amounts), Decimal(0))
 
-    def map_bills(self, table: Table, bills: Sequence[Sequence[int]]) -> tuple[list[str | None], list[str | None]]:
+    def map_bills(
+        self, table: Table, bills: Sequence[Sequence[int]]
+    ) -> tuple[list[str | None], list[str | None], dict[int, list[tuple[str, str]]]]:
         """Each bill's BIF text (IH, CR and ID lines) and TotalAmountDue; None for a bill
-        that map_bill must take. Bills must be the table's lines in order, each one's lines
-        together (as group gives them); otherwise every bill is left to map_bill."""
+        that map_bill must take; and per bill mapped here, the (column, value) pairs it
+        blanked, in map_bill's warning order (one per row the column fills). Bills must be
+        the table's lines in order, each one's lines together (as group gives them);
+        otherwise every bill is left to map_bill."""
         plan = self.plan
         none: list[str | None] = [None] * len(bills)
         if not bills or not _in_order(bills, table.rows):
-            return none, none.copy()
+            return none, none.copy(), {}
         line_numbers = table.column(plan.line_i)
         if _LINE_NUMBERS.fullmatch(SEP.join(line_numbers)):
             numbers = list(map(int, line_numbers))
@@ -162,8 +169,8 @@ class ColumnarPlan:
         for col, limit in plan.line_limits:
             long_lines = compress(range(table.rows), map(gt, map(len, table.column(col.src)), repeat(limit)))
             bad.update(bisect_right(starts, line) - 1 for line in long_lines)
-        bill_values = self._convert(self.bill_columns, bill_column, bad, None)
-        line_values = self._convert(self.line_columns, table.column, bad, starts)
+        bill_values, blanked = self._convert(self.bill_columns, bill_column, bad, None)
+        line_values, _ = self._convert(self.line_columns, table.column, bad, starts)  # blanked silently
         heads = map(
             str.__add__,
             _render(plan.ih_row, bill_values, bill_column, len(bills)),
@@ -176,22 +183,33 @@ class ColumnarPlan:
         amounts: list[str | None] = list(bill_values[plan.total_src])
         for b in bad:
             texts[b] = amounts[b] = None
-        return texts, amounts
+        warnings: dict[int, list[tuple[str, str]]] = {}
+        for b in sorted(set(blanked) - bad):
+            srcs = blanked[b]
+            warnings[b] = [(col.name, bill_column(col.src)[b]) for col in plan.bill_conv_order if col.src in srcs]
+        return texts, amounts, warnings
 
     @staticmethod
     def _convert(
         columns: list[_Column], column: Callable[[int], Sequence[str]], bad: set[int], starts: list[int] | None
-    ) -> dict[int, Sequence[str]]:
-        """The converted columns by source position; bills with a _BAD value join `bad`
-        (`starts`: each bill's first line, when the values are lines rather than bills)."""
+    ) -> tuple[dict[int, Sequence[str]], dict[int, set[int]]]:
+        """The converted columns by source position, a _WARN value blanked; bills with a
+        _BAD value join `bad` (`starts`: each bill's first line, when the values are lines
+        rather than bills); and per value index, the source columns it blanked."""
         converted = {}
+        blanked: dict[int, set[int]] = {}
         for col in columns:
-            values, any_bad = col.apply(column(col.src))
-            converted[col.src] = values
+            values, any_bad, any_warn = col.apply(column(col.src))
             if any_bad:
                 for i in compress(range(len(values)), map(is_, values, repeat(_BAD))):
                     bad.add(i if starts is None else bisect_right(starts, i) - 1)
-        return converted
+            if any_warn:
+                values = list(values)
+                for i in compress(range(len(values)), map(is_, values, repeat(_WARN))):
+                    values[i] = ""
+                    blanked.setdefault(i, set()).add(col.src)
+            converted[col.src] = values
+        return converted, blanked
 
 
 def _in_order(bills: Sequence[Sequence[int]], rows: int) -> bool:
