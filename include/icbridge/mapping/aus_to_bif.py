@@ -27,6 +27,7 @@ import re
 import shutil
 import tempfile
 from array import array
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -310,7 +311,12 @@ class _Mapper:
     def warn(self, line: int, account: str, bill: str, column: str, value: str) -> None:
         key = f"{column} invalid, left blank"
         self.warning_counts[key] = self.warning_counts.get(key, 0) + 1
+        self.keep_warning(line, account, bill, column)
+
+    def keep_warning(self, line: int, account: str, bill: str, column: str) -> None:
+        """List a warning (counted elsewhere) while the list has room."""
         if len(self.warnings) < MAX_WARNINGS_KEPT:
+            key = f"{column} invalid, left blank"
             self.warnings.append({"line": line, "account": account, "bill": bill, "column": column, "reason": key})
 
     def map_bill(self, rows: list[list[str]], line_nos: list[int], quote: bool) -> tuple[str, str]:
@@ -672,12 +678,21 @@ def _map_bills(
     else:
         texts, amounts, blanked = [None] * len(bills), [None] * len(bills), {}
     rejects: list[Reject] = []
+    # the column path's blanked values, warned as map_bill warns them: counted in bulk (one per
+    # row the column fills, as in map_bill), listed in bill order below while the list has room
+    per_src = Counter(chain.from_iterable(blanked.values()))
+    for col in plan.bill_conv_order:
+        if per_src[col.src]:
+            key = f"{col.name} invalid, left blank"
+            mapper.warning_counts[key] = mapper.warning_counts.get(key, 0) + per_src[col.src]
     for b in [b for b, text in enumerate(texts) if text is None or b in blanked]:  # in order, as are warnings
         members = bills[b]
-        if texts[b] is not None:  # mapped a column at a time; its blanked values are warned as map_bill does
-            first = table.row(members[0])  # type: ignore[union-attr]
-            for column, value in blanked[b]:
-                mapper.warn(numbers[members[0]], first[plan.acct_i], first[plan.bill_i], column, value)
+        if texts[b] is not None:  # mapped a column at a time
+            if len(mapper.warnings) < MAX_WARNINGS_KEPT:
+                first = table.row(members[0])  # type: ignore[union-attr]
+                for col in plan.bill_conv_order:
+                    if col.src in blanked[b]:
+                        mapper.keep_warning(numbers[members[0]], first[plan.acct_i], first[plan.bill_i], col.name)
             continue
         source = list(map(lines.__getitem__, members))
         line_nos = list(map(numbers.__getitem__, members))

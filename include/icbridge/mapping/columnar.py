@@ -127,12 +127,12 @@ class ColumnarPlan:
 
     def map_bills(
         self, table: Table, bills: Sequence[Sequence[int]]
-    ) -> tuple[list[str | None], list[str | None], dict[int, list[tuple[str, str]]]]:
+    ) -> tuple[list[str | None], list[str | None], dict[int, set[int]]]:
         """Each bill's BIF text (IH, CR and ID lines) and TotalAmountDue; None for a bill
-        that map_bill must take; and per bill mapped here, the (column, value) pairs it
-        blanked, in map_bill's warning order (one per row the column fills). Bills must be
-        the table's lines in order, each one's lines together (as group gives them);
-        otherwise every bill is left to map_bill."""
+        that map_bill must take; and per bill mapped here that blanked a soft value, the
+        source columns it blanked (the caller warns as map_bill does). Bills must be the
+        table's lines in order, each one's lines together (as group gives them); otherwise
+        every bill is left to map_bill."""
         plan = self.plan
         none: list[str | None] = [None] * len(bills)
         if not bills or not _in_order(bills, table.rows):
@@ -183,11 +183,9 @@ class ColumnarPlan:
         amounts: list[str | None] = list(bill_values[plan.total_src])
         for b in bad:
             texts[b] = amounts[b] = None
-        warnings: dict[int, list[tuple[str, str]]] = {}
-        for b in sorted(set(blanked) - bad):
-            srcs = blanked[b]
-            warnings[b] = [(col.name, bill_column(col.src)[b]) for col in plan.bill_conv_order if col.src in srcs]
-        return texts, amounts, warnings
+        for b in bad.intersection(blanked):
+            del blanked[b]
+        return texts, amounts, blanked
 
     @staticmethod
     def _convert(
