@@ -4,7 +4,8 @@
   Airflow does not authenticate plugin apps; the app checks the caller's Airflow login itself.
 * ``external_views``: a "Balance All" entry in the UI's Browse menu that shows the pages
   inside the Airflow UI (``url_route``), at ``/plugin/balance-all``; and "Integration health"
-  (per biller and flow: watermark, lag, items in doubt) at ``/plugin/integration-health``.
+  (per biller and flow: watermark, lag, items in doubt) at ``/plugin/integration-health``;
+  "Biller check" in the Admin menu: the onboarding preflight of each biller file.
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ class IcbridgeReportsPlugin(AirflowPlugin):
             "destination": "nav",
             "category": "browse",
             "url_route": "balance-all",
+        },
+        {
+            "name": "Biller check",
+            "href": f"{URL_PREFIX.strip('/')}/billers/",
+            "destination": "nav",
+            "category": "admin",
+            "url_route": "biller-check",
         },
         {
             "name": "Integration health",

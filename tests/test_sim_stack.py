@@ -200,3 +200,23 @@ def test_biller_check_proves_every_connection_of_each_demo_biller(stack, billers
     code = main(["biller", "check", "demo_aus", "--billers-dir", str(billers_dir)])
     out = capsys.readouterr().out
     assert code == 1 and "[FAIL] invoice inbox" in out and "folders are missing: /outbound" in out
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_biller_check_page_in_the_airflow_ui(stack, billers_dir, monkeypatch):
+    """The same preflight as a page (Admin › Biller check), behind the Airflow login."""
+    from airflow.api_fastapi.app import create_app
+    from fastapi.testclient import TestClient
+
+    from tests.test_balance_all_web import HTML, bearer
+
+    monkeypatch.setenv("ICBRIDGE_BILLERS_DIR", str(billers_dir))
+    (billers_dir / "broken_three.yaml").write_text("biller_id: broken_three\n")
+    with TestClient(create_app("core"), base_url="http://127.0.0.1", follow_redirects=False) as api:
+        listing = api.get("/icbridge/billers/", headers={**bearer(), **HTML})
+        assert listing.status_code == 200 and "demo_aus" in listing.text and "broken_three" in listing.text
+        page = api.get("/icbridge/billers/demo_aus/check", headers={**bearer(), **HTML})
+        assert page.status_code == 200 and "ready to unpause" in page.text and "FAIL" not in page.text
+        broken = api.get("/icbridge/billers/broken_three/check", headers={**bearer(), **HTML})
+        assert "fix the failed checks first" in broken.text and "Field required" in broken.text
+        assert api.get("/icbridge/billers/demo_aus/check", headers=HTML).status_code in (302, 303, 307, 401)

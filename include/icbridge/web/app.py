@@ -300,6 +300,32 @@ def create_app() -> FastAPI:
         return _html("health.html", rows=rows, columns=HEALTH_COLUMNS, sort=sort, desc=desc, sort_url=sort_url,
                      now=now.strftime("%Y-%m-%d %H:%M"), lag=_lag_text, when=_when, user_name=_user_name(user))
 
+    @app.get("/billers", include_in_schema=False)
+    def to_billers(request: Request) -> RedirectResponse:
+        return RedirectResponse(request.scope.get("root_path", "") + "/billers/", status_code=307)
+
+    @app.get("/billers/", response_class=HTMLResponse)
+    def billers(user: Any = user_dep) -> HTMLResponse:
+        """Every biller file, valid or not, with a link to its onboarding preflight."""
+        loaded = load_billers(default_billers_dir())
+        rows = [(b.biller_id, f"{b.cis}, BID {b.bid}", True) for b in loaded.billers]
+        rows += [(path.stem, message.splitlines()[0], False) for path, message in loaded.errors.items()]
+        return _html("billers.html", rows=sorted(rows), user_name=_user_name(user))
+
+    @app.get("/billers/{biller_id}/check", response_class=HTMLResponse)
+    def biller_check(biller_id: str, user: Any = user_dep) -> HTMLResponse:
+        """The onboarding preflight (icbridge.preflight, as ``python -m icbridge biller check``)."""
+        from icbridge.preflight import check_biller
+
+        if not biller_id.replace("_", "").isalnum():
+            raise HTTPException(404, f"no biller {biller_id!r}")
+        path = default_billers_dir() / f"{biller_id}.yaml"
+        if not path.exists():
+            raise HTTPException(404, f"no biller file {biller_id}.yaml")
+        checks = check_biller(path)
+        return _html("check.html", biller_id=biller_id, checks=checks, ok=all(c.ok for c in checks),
+                     user_name=_user_name(user))
+
     return app
 
 

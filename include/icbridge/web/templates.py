@@ -148,9 +148,41 @@ ERROR = """{% extends "base.html" %}
 {% endblock %}
 """
 
+BILLERS = """{% extends "base.html" %}
+{% block title %}Biller check{% endblock %}
+{% block body %}
+<h1>Biller check: onboarding preflight</h1>
+<p class="muted">Validates the biller file and proves every connection it names (IC, the CIS, the
+FTPS/SFTP inbox, SMTP); nothing is uploaded, paid, sent or created. Run it before unpausing a new
+biller (the same as <code>python -m icbridge biller check &lt;biller_id&gt;</code>).</p>
+<table class="runs"><thead><tr><th>Biller</th><th>File</th><th></th></tr></thead><tbody>
+{% for biller_id, detail, valid in rows %}
+<tr><td>{{ biller_id }}</td><td{% if not valid %} class="status-failed"{% endif %}>{{ detail }}</td>
+<td><a href="{{ biller_id }}/check">check</a></td></tr>
+{% endfor %}
+</tbody></table>
+{% endblock %}
+"""
+
+CHECK = """{% extends "base.html" %}
+{% block title %}Check {{ biller_id }}{% endblock %}
+{% block body %}
+<nav class="crumbs"><a href="../">Biller check</a> › {{ biller_id }}</nav>
+<h1 class="{{ 'status-succeeded' if ok else 'status-failed' }}">{{ biller_id }}:
+{{ "ready to unpause" if ok else "fix the failed checks first" }}</h1>
+<table class="summary" id="checks"><tbody>
+{% for c in checks %}
+<tr><td class="{{ 'status-succeeded' if c.ok else 'status-failed' }}">{{ "ok" if c.ok else "FAIL" }}</td>
+<td>{{ c.name }}</td><td>{{ c.detail }}</td></tr>
+{% endfor %}
+</tbody></table>
+<p><a href="check">Check again</a></p>
+{% endblock %}
+"""
+
 ENV = Environment(
     loader=DictLoader({"base.html": BASE, "index.html": INDEX, "run.html": RUN, "health.html": HEALTH,
-                       "error.html": ERROR}),
+                       "error.html": ERROR, "billers.html": BILLERS, "check.html": CHECK}),
     autoescape=select_autoescape(default=True),
     trim_blocks=True,
     lstrip_blocks=True,
