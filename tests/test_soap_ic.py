@@ -25,7 +25,7 @@ from icbridge.layouts.bif import check_bif, encode_row, registry
 from icbridge.sim.invoice_cloud import INVALID_CREDENTIALS
 from icbridge.sim.soapserver import SoapFault, SoapServer
 from icbridge.soap.client import make_client, redact_soap, soap_text
-from icbridge.soap.errors import MalformedAnswer
+from icbridge.soap.errors import CredentialsRefused, MalformedAnswer
 from icbridge.soap.invoice_cloud import (
     WSDL_DIR,
     InvoiceCloudClient,
@@ -505,10 +505,10 @@ def test_bad_credentials(ic_sim: IcSim) -> None:
         lambda: bad.list_change_log(datetime(2026, 1, 1), datetime(2026, 2, 1)),
         lambda: bad.list_payments(datetime(2026, 1, 1), datetime(2026, 2, 1)),
     ]
-    for call in calls:
-        with pytest.raises(InvoiceCloudError) as info:
+    for call in calls:  # a fault that refuses the credentials: final, not retried (issue 15)
+        with pytest.raises(CredentialsRefused) as info:
             call()
-        assert info.value.message == INVALID_CREDENTIALS
+        assert info.value.message == f"credentials refused: {INVALID_CREDENTIALS}"
         assert ic_sim.web_service_key not in str(info.value)
     unknown = InvoiceCloudClient(ic_sim.base_url, str(uuid.uuid4()), ic_sim.web_service_key, timeout=10)
     assert unknown.upload_invoice_file("x.BIF", data).error_message == INVALID_CREDENTIALS

@@ -530,3 +530,51 @@ def test_changes_business_refusal_is_recorded_and_a_lasting_fault_fails_the_run(
     with pytest.raises(SyncFailed) as failed:
         world.changes(_biller("inhance"))
     assert failed.value.retry and failed.value.report.counts == {"error": 1, "applied_paperless": 1}
+
+
+@pytest.mark.parametrize("cis", ["inhance", "aus"])
+def test_a_refused_web_service_key_applies_nothing_and_fails_at_once(world, cis):
+    """The CIS refuses the key (inHance Success=false "Invalid credentials", AUS code 2): the
+    payment was not applied, so it is marked resend (not refused, not in doubt) and the run
+    fails without retry naming the key; with the key fixed the next run posts it once."""
+    biller = _biller(cis)
+    guid = world.pay("1001")
+    if cis == "inhance":
+        bad = InhanceClient({
+            DEFAULT: CisEndpoint(world.inhance.endpoint_url("t_inhance"), world.keys["inhance"]),
+            "MakePaymentExtended": CisEndpoint(world.inhance.endpoint_url("t_inhance", "payments"), "wrong-key"),
+        }, timeout=10)
+    else:
+        bad = AusClient.single(world.aus.endpoint_url("t_aus"), "wrong-key", timeout=10)
+    with pytest.raises(SyncFailed, match="refused the web-service key") as failed:
+        world.payments(biller, client=bad)
+    assert not failed.value.retry
+    assert world.row(biller, guid).status == "resend" and world.sim(cis).payments(f"t_{cis}") == []
+    assert world.payments(biller, run_id="r2#try1").counts.get("posted") == 1
+    assert len(world.sim(cis).payments(f"t_{cis}")) == 1
+
+
+def test_an_ic_fault_refusing_the_credentials_is_final_not_retried(ic_sim):
+    from icbridge.calls import is_transport_error
+    from icbridge.soap.errors import CredentialsRefused
+    from icbridge.soap.invoice_cloud import InvoiceCloudClient
+
+    client = InvoiceCloudClient(ic_sim.base_url, ic_sim.biller_guid, "wrong-key", timeout=10)
+    with pytest.raises(CredentialsRefused, match="credentials refused") as refused:
+        client.list_payments(T0, T0 + timedelta(hours=1))
+    assert not is_transport_error(refused.value)
+
+
+def test_operators_fail_at_once_on_refused_credentials():
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from icbridge.operators.common import final_errors
+    from icbridge.soap.errors import CredentialsRefused
+
+    class Op:
+        @final_errors
+        def execute(self, context):
+            raise CredentialsRefused("invoice_cloud", "ListPayments", "credentials refused: Invalid credentials")
+
+    with pytest.raises(AirflowFailException, match="fix the connection's credentials"):
+        Op().execute({})

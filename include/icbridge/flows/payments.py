@@ -26,6 +26,7 @@ from icbridge.flows.sync_common import Interval, SyncFailed, SyncReport, describ
 from icbridge.flows.windows import WindowedListing, read_windows
 from icbridge.mapping.accounts import drop_conveyance_suffix
 from icbridge.soap.cis import CisFault
+from icbridge.soap.errors import CredentialsRefused
 from icbridge.soap.invoice_cloud import InvoiceCloudClient, Payment
 from icbridge.state.payments import PaymentLedger
 
@@ -58,6 +59,7 @@ class _Answer:
     ok: bool
     message: str
     reference: str | None = None
+    credentials_refused: bool = False
 
 
 def _sender(biller: BillerConfig, cis_client: object):
@@ -75,7 +77,7 @@ def _sender(biller: BillerConfig, cis_client: object):
                 p.payment_amount,
                 p.convenience_fee,
             )
-            return _Answer(result.ok, result.message)
+            return _Answer(result.ok, result.message, credentials_refused=result.credentials_refused)
 
         return send
 
@@ -89,7 +91,8 @@ def _sender(biller: BillerConfig, cis_client: object):
             p.payment_guid,
             p.convenience_fee,
         )
-        return _Answer(result.ok, result.message, result.pending_payment_id or None)
+        return _Answer(result.ok, result.message, result.pending_payment_id or None,
+                       credentials_refused=result.credentials_refused)
 
     return send_aus
 
@@ -182,9 +185,17 @@ def run_payments(
                 ledger.finish(biller.biller_id, p.payment_guid, "posted", message=answer.message or None,
                               cis_reference=answer.reference)
                 report.add("posted", p.account_number)
+            elif answer.credentials_refused:  # not applied: it goes again once the key is fixed
+                message = f"not applied: the CIS refused the web-service key ({answer.message})"
+                ledger.finish(biller.biller_id, p.payment_guid, "resend", message=message)
+                report.add("credentials_refused", p.account_number, message, note=True, payment_guid=p.payment_guid)
             else:
                 ledger.finish(biller.biller_id, p.payment_guid, "refused", message=answer.message)
                 report.add("refused", p.account_number, answer.message, note=True, payment_guid=p.payment_guid)
+        elif isinstance(outcome.error, CredentialsRefused):  # not applied: it goes again once the key is fixed
+            message = f"not applied: {outcome.error.message}"
+            ledger.finish(biller.biller_id, p.payment_guid, "resend", message=message)
+            report.add("credentials_refused", p.account_number, message, note=True, payment_guid=p.payment_guid)
         elif isinstance(outcome.error, CisFault):  # the CIS answered with a fault: it refused
             message = f"refused (SOAP fault): {outcome.error.message}"
             ledger.finish(biller.biller_id, p.payment_guid, "refused", message=message)
@@ -239,6 +250,15 @@ def _earlier_resends(
 
 def _judge(report: SyncReport) -> None:
     """Fail the run (after all payments were handled) when any needs a person or a retry."""
+    refused_key = [i for i in report.items if i["outcome"] == "credentials_refused"]
+    if refused_key:
+        raise SyncFailed(
+            report,
+            f"the CIS refused the web-service key for {len(refused_key)} payment(s): fix the password of the "
+            f"biller's payments connection (docs/cis-services.md); nothing was applied, the payments are marked "
+            "resend and go with the next run",
+            retry=False,
+        )
     attention = [i for i in report.items if i["outcome"] in ("in_doubt", "refused", "in_doubt_earlier",
                                                              "refused_earlier")]
     invalid = [i["detail"] for i in report.items if i["outcome"] == "invalid_in_ic_answer"]

@@ -17,7 +17,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from icbridge.flows.balance_all import ThresholdExceeded, iso_week, run_balance_all
 from icbridge.hooks.invoice_cloud import InvoiceCloudHook
 from icbridge.hooks.state import state_db_url
-from icbridge.operators.common import BillerOperator, cis_client, run_flag
+from icbridge.operators.common import BillerOperator, cis_client, final_errors, run_flag
 from icbridge.reconcile.compare import Rules
 from icbridge.reconcile.engine import IcOrderError, IcUnavailable, Limits, Settings
 from icbridge.reconcile.invoice_cloud import InvoiceCloudSide, ic_accounts
@@ -44,6 +44,7 @@ class BalanceAllOperator(BillerOperator):
 
         return aus_lookup(cis_client(biller).lean()), Rules(cash_only=True)
 
+    @final_errors
     def execute(self, context: Any) -> dict[str, Any]:
         biller = self.biller()
         config, cis = biller.balance_all, biller.cis_service

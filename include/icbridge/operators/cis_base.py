@@ -41,7 +41,7 @@ from icbridge.hooks.ftps import parse_bool
 from icbridge.hooks.inhance import InhanceHook
 from icbridge.hooks.invoice_cloud import InvoiceCloudHook
 from icbridge.masking import mask_account, mask_email
-from icbridge.operators.common import load_biller_file
+from icbridge.operators.common import final_errors, load_biller_file
 from icbridge.soap.cis import CisFault, CisResult, money
 from icbridge.soap.errors import is_not_sent
 from icbridge.soap.invoice_cloud import InvoiceCloudError
@@ -322,6 +322,7 @@ class CisCallOperator(BaseOperator):
 
     # running -------------------------------------------------------------------------------
 
+    @final_errors
     def execute(self, context: Any) -> dict[str, Any]:
         biller = self.load_biller()
         self.prepare(context, biller)

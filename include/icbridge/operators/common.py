@@ -7,16 +7,20 @@ CIS operators) resolves these the same way; one place keeps them the same.
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
 
 from icbridge.config.biller import BillerConfig, default_billers_dir, load_biller
+from icbridge.soap.errors import CredentialsRefused
 
-__all__ = ["BillerOperator", "artifacts_root", "cis_client", "load_biller_file", "param_flag", "run_artifacts",
-           "run_flag"]
+__all__ = ["BillerOperator", "artifacts_root", "cis_client", "final_errors", "load_biller_file", "param_flag",
+           "run_artifacts", "run_flag"]
 
 
 def artifacts_root() -> Path:
@@ -30,6 +34,21 @@ def artifacts_root() -> Path:
 def run_artifacts(dag_id: str, run_id: str) -> Path:
     """``<artifacts root>/<dag>/<run>``; the run id made safe as a folder name (``:``/``+`` -> ``_``)."""
     return artifacts_root() / dag_id / str(run_id).replace(":", "_").replace("+", "_")
+
+
+def final_errors(execute: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator for ``execute``: a refusal no retry can fix (the peer refused our
+    credentials) fails the task at once, naming what to fix, instead of after the retries."""
+
+    @functools.wraps(execute)
+    def wrapper(self: Any, context: Any) -> Any:
+        try:
+            return execute(self, context)
+        except CredentialsRefused as exc:
+            raise AirflowFailException(f"{exc} — fix the connection's credentials (login / password); no retry "
+                                       "can fix this") from exc
+
+    return wrapper
 
 
 def run_flag(context: Any, name: str, explicit: bool | str | None, default: bool = False) -> bool:

@@ -16,7 +16,7 @@ from icbridge.hooks.invoice_cloud import InvoiceCloudHook
 from icbridge.hooks.state import get_ledger
 from icbridge.hooks.transfer import open_remote_folder
 from icbridge.layouts.aus import FileRejected, IncompleteFile
-from icbridge.operators.common import BillerOperator, artifacts_root, run_artifacts, run_flag
+from icbridge.operators.common import BillerOperator, artifacts_root, final_errors, run_artifacts, run_flag
 from icbridge.soap.errors import AnswerError, NoAnswer
 from icbridge.soap.invoice_cloud import InvoiceCloudError
 from icbridge.state.db import InDoubt
@@ -32,6 +32,7 @@ class FindAusFilesOperator(BillerOperator):
 
     ui_color = "#e8f1fb"
 
+    @final_errors
     def execute(self, context: Any) -> list[str]:
         biller = self.biller()
         transfer = biller.invoices.transfer
@@ -64,6 +65,7 @@ class UploadAusFileOperator(BillerOperator):
         self.file_name = file_name
         self.force = force
 
+    @final_errors
     def execute(self, context: Any) -> dict:
         biller = self.biller()
         force = run_flag(context, "force", self.force)

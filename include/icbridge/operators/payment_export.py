@@ -31,7 +31,7 @@ from icbridge.hooks.state import state_db_url
 from icbridge.hooks.transfer import open_remote_folder
 from icbridge.layouts.logis import UnknownPaymentType, business_day, closure, day_window
 from icbridge.masking import mask_email
-from icbridge.operators.common import BillerOperator, run_artifacts, run_flag
+from icbridge.operators.common import BillerOperator, final_errors, run_artifacts, run_flag
 from icbridge.state.deliveries import DeliveryLog
 from icbridge.state.watermarks import Watermarks
 
@@ -107,6 +107,7 @@ class PaymentExportOperator(BillerOperator):
         super().__init__(**kwargs)
         self.redeliver = redeliver
 
+    @final_errors
     def execute(self, context: Any) -> dict:
         biller = self.biller()
         pe = biller.payment_export

@@ -22,7 +22,7 @@ from icbridge.flows.sync_common import Interval, SyncFailed, SyncReport, policy_
 from icbridge.flows.windows import ReadPlan, last_complete_period, run_watermarked
 from icbridge.hooks.invoice_cloud import InvoiceCloudHook
 from icbridge.hooks.state import state_db_url
-from icbridge.operators.common import BillerOperator, cis_client
+from icbridge.operators.common import BillerOperator, cis_client, final_errors
 from icbridge.state.payments import PaymentLedger
 from icbridge.state.watermarks import SyncItems, Watermarks
 
@@ -61,6 +61,7 @@ class _SyncOperator(BillerOperator):
     def flow(self, biller: BillerConfig, plan: ReadPlan, context: Any) -> SyncReport:
         raise NotImplementedError
 
+    @final_errors
     def execute(self, context: Any) -> dict[str, Any]:
         biller = self.biller()
         if biller.cis_service is None or biller.cis not in ("inhance", "aus"):

@@ -69,6 +69,10 @@ class AusResult(CisResult):
     def not_found(self) -> bool:
         return self.code in (ACCOUNT_NOT_FOUND, BILL_NOT_FOUND)
 
+    @property
+    def credentials_refused(self) -> bool:
+        return self.code == INVALID_CREDENTIALS
+
 
 @dataclass(frozen=True)
 class AccountData(AusResult):

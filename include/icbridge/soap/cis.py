@@ -17,7 +17,7 @@ from typing import Any
 
 from icbridge.soap.client import BoundClient, make_client
 from icbridge.soap.contract import Record
-from icbridge.soap.errors import HttpStatusError
+from icbridge.soap.errors import HttpStatusError, is_credentials_refusal
 from icbridge.soap.operation import SoapOperation
 from icbridge.soap.transport import DEFAULT_MAX_ANSWER_BYTES, HttpTransport
 
@@ -110,6 +110,11 @@ class CisResult:
     def not_found(self) -> bool:
         """The CIS does not know the account (or bill). Vendor-specific; see docs/cis-services.md."""
         return not self.ok and "not found" in self.message.lower()
+
+    @property
+    def credentials_refused(self) -> bool:
+        """The CIS refused the web-service key: nothing was applied (inHance: by its message)."""
+        return not self.ok and is_credentials_refusal(self.message)
 
 
 def money(value: Decimal | int | str | float) -> Decimal:

@@ -23,6 +23,7 @@ import requests
 
 __all__ = [
     "AnswerError",
+    "CredentialsRefused",
     "AnswerTimeout",
     "HttpStatusError",
     "MalformedAnswer",
@@ -30,6 +31,7 @@ __all__ = [
     "NoAnswer",
     "NotSent",
     "TlsRefused",
+    "is_credentials_refusal",
     "is_not_sent",
 ]
 
@@ -103,6 +105,22 @@ class MissingValue(MalformedAnswer):
         super().__init__(service, operation, f"{path} is required but was nil or absent{where}")
         self.path = path
         self.account = account
+
+
+class CredentialsRefused(AnswerError):
+    """The peer refused our credentials (a SOAP fault saying so): nothing was applied, and no
+    retry can help until the connection's key/GUID is fixed — the task fails at once."""
+
+
+_CREDENTIAL_WORDS = ("credential", "authenticat", "unauthori", "web service key", "webservicekey", "biller guid")
+
+
+def is_credentials_refusal(text: str) -> bool:
+    """Whether a refusal's text says the credentials were refused (IC's and the CIS vendors'
+    wording: "Invalid credentials", "Authentication failed", "Unauthorized", "invalid web
+    service key"). The project's assumption: docs/cis-services.md."""
+    lowered = text.lower()
+    return any(word in lowered for word in _CREDENTIAL_WORDS)
 
 
 def is_not_sent(exc: BaseException) -> bool:

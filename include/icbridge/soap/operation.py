@@ -15,7 +15,8 @@ This is the single call path of every IC, inHance and AUS method (docs/cis-servi
      DOCTYPE, a proxy's page, a login page): with a non-2xx status an
      :class:`HttpStatusError` with the status and the page's title; with a 2xx a
      :class:`MalformedAnswer` (an empty body is an empty answer: ``None``);
-  3. a SOAP 1.1 or 1.2 fault: ``on_fault(reason text, code)`` (the service's own error);
+  3. a SOAP 1.1 or 1.2 fault: ``on_fault(reason text, code)`` (the service's own error) —
+     or :class:`CredentialsRefused` when its text says the credentials were refused;
   4. any other non-200: :class:`HttpStatusError`;
   5. the ``…Response`` element read by the operation's contract (icbridge.soap.contract):
      a :class:`~icbridge.soap.contract.Record`, or None when there is no Result.
@@ -42,7 +43,7 @@ from lxml import etree
 
 from icbridge.soap.client import BoundClient
 from icbridge.soap.contract import OperationContract, Record, operation_contract, parser, read_result
-from icbridge.soap.errors import HttpStatusError, MalformedAnswer
+from icbridge.soap.errors import CredentialsRefused, HttpStatusError, MalformedAnswer, is_credentials_refusal
 from icbridge.soap.transport import AnswerTooLarge, HttpTransport
 
 __all__ = ["SoapOperation", "judge_http"]
@@ -235,6 +236,8 @@ class SoapOperation:
         fault = soap_body.find(f"{{{ns}}}Fault")
         if fault is not None:
             message, code = _fault(fault, ns)
+            if is_credentials_refusal(message):
+                raise CredentialsRefused(self.service, self.operation, f"credentials refused: {message}")
             raise self._on_fault(message, code)
         if status != 200:
             raise HttpStatusError(self.service, self.operation, status, body, title="a SOAP answer without a fault",
