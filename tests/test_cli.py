@@ -374,3 +374,37 @@ def test_the_readme_map_and_check_commands_work_as_written(tmp_path):
         run = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert run.returncode == 0, (command, run.stderr)
     assert (tmp_path / "out" / "123_20261101_UB.BIF").exists()
+
+
+def _documented_cli_commands() -> list[tuple[str, str]]:
+    """Every complete ``python -m icbridge …`` command in README.md and docs/*.md (in code
+    blocks or backticks), as (where, command)."""
+    found = []
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        text = doc.read_text()
+        candidates = re.findall(r"`([^`\n]*python -m icbridge [^`\n]*)`", text)
+        candidates += [line for line in text.splitlines() if re.match(r"\s*(\S*/)?python -m icbridge ", line)]
+        for raw in candidates:
+            command = raw.split("python -m icbridge ", 1)[1].split("  #")[0].strip()
+            if "…" in command or "..." in command or command.endswith(("\\", "|")):
+                continue  # an abbreviation, not a command to run
+            found.append((doc.name, command))
+    return found
+
+
+def test_every_documented_cli_command_parses_as_written():
+    """Each documented command names a real subcommand with real options (placeholders such as
+    <biller_id> filled in; alternatives a|b: the first)."""
+    import shlex
+
+    from icbridge.cli import _parser
+
+    commands = _documented_cli_commands()
+    assert len(commands) >= 8
+    for where, command in commands:
+        filled = re.sub(r"<[^>]+>", "x", command).replace("YYYY-MM-DD", "2026-03-08")
+        filled = re.sub(r"(\w+)\|[\w|]+", r"\1", filled)
+        try:
+            _parser().parse_args(shlex.split(filled))
+        except SystemExit as exc:
+            pytest.fail(f"{where}: `python -m icbridge {command}` does not parse ({exc})")
