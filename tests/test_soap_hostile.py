@@ -490,3 +490,27 @@ def test_keep_alive_survives_more_than_1024_open_files(hostile):
         for sock in held:
             sock.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_dotnet_value_forms_are_read_as_the_vendors_clients_read_them(hostile):
+    """A .NET DateTime where the WSDL says xs:date (its date part), a long where int is
+    declared, booleans as 1/0 — on both renderings of ListOpenInvoices (Balance All's pages)."""
+    from datetime import date
+
+    invoice = ("<Invoice><AccountNumber>55501002</AccountNumber><InvoiceNumber>7002</InvoiceNumber>"
+               "<InvoiceDate>2026-11-01T00:00:00-05:00</InvoiceDate><DueDate>2026-11-28T00:00:00</DueDate>"
+               "<TotalAmountDue>100.00</TotalAmountDue><BalanceDue>40.5</BalanceDue>"
+               "<BlockPaymentsCC>1</BlockPaymentsCC><BlockPaymentsEFT xsi:nil=\"true\"/></Invoice>")
+    body = answer("200 OK", envelope(
+        f'<ListOpenInvoicesResponse xmlns="{IC_INV}"><ListOpenInvoicesResult><Invoices>{invoice}</Invoices>'
+        "<TotalCount>5000000000</TotalCount></ListOpenInvoicesResult></ListOpenInvoicesResponse>"))
+    client = InvoiceCloudClient(hostile.url, "guid", "k", timeout=5)
+    pages = []
+    for call in (lambda: client.list_open_invoices(1, 500), lambda: client.lean().list_open_invoices(1, 500)):
+        hostile.script("/CloudInvoicing.asmx", body)
+        pages.append(call())
+    assert pages[0] == pages[1]
+    (only,) = pages[0].invoices
+    assert only.invoice_date == date(2026, 11, 1) and only.due_date == date(2026, 11, 28)
+    assert only.balance_due == Decimal("40.5") and only.block_payments_cc is True and only.block_payments_eft is None
+    assert pages[0].total_count == 5_000_000_000
