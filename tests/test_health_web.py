@@ -118,3 +118,17 @@ def test_health_rows_catch_up_when_the_watermark_moves(seeded):
     [row] = [r for r in health_rows(engine, billers, NOW) if (r.biller_id, r.flow) == ("hb_inhance", "payments")]
     assert row.status == "attention" and row.lag == timedelta(minutes=2)  # caught up; the payment still waits
     engine.dispose()
+
+
+def test_the_cli_prints_the_same_rows_and_exits_1_when_a_flow_is_behind(seeded, capsys):
+    from icbridge.cli import main as cli
+
+    assert cli(["health", "--db", seeded]) == 1  # hb_inhance payments: 5 h behind a 60 min bound
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["behind", "hb_inhance", "payments"]
+    assert re.search(r"lag 5 h( \d+ min)? \(bound 1 h\)", lines[0]), lines[0]
+    assert "in doubt 1" in lines[0]
+    assert lines[1].strip() == "payments of hb_inhance is 5 h behind"  # the last run's message
+    assert cli(["health", "--db", seeded, "--biller", "hb_aus"]) == 0  # a rejected file: attention, not behind
+    out = capsys.readouterr().out
+    assert "attention  hb_aus  invoices" in out and "rejected 7d 1" in out and "hb_inhance" not in out

@@ -4,12 +4,14 @@ is stopped for a few intervals while IC takes payments and changes, one more of 
 late (its time in a window already read), Airflow is started again. With ``catchup`` off the
 scheduler creates no runs for the missed intervals: the runs after the restart read from the
 watermark and every payment reaches the CIS exactly once, every change is applied once; the
-Integration health page shows both flows; a backfill of the whole span (completed runs
-re-run) sends nothing twice. The figures are printed.
+Integration health page shows the lag of both flows (the DAGs are paused across the outage so
+the page can be read before any run) and then the catch-up; a backfill of the whole span
+(completed runs re-run) sends nothing twice. The figures are printed.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -91,6 +93,22 @@ def _wait(done: Callable[[], Counter[str]], wanted: list[str], airflow: Airflow)
         time.sleep(2)
 
 
+def _lag_minutes(api: Api, flow: str) -> int:
+    """The lag the Integration health page shows for the biller's flow, in whole minutes."""
+    page = api.get("/icbridge/health/")
+    assert page.status_code == 200, page.text[:300]
+    row = page.text.split(f'data-biller="{BILLER}" data-flow="{flow}">', 1)[1].split("</tr>", 1)[0]
+    lag = re.search(r'<td class="num">(?:(\d+) d )?(?:(\d+) h )?(\d+) min', row)
+    assert lag, row
+    days, hours, minutes = (int(g or 0) for g in lag.groups())
+    return (days * 24 + hours) * 60 + minutes
+
+
+def _set_paused(api: Api, paused: bool) -> None:
+    for dag_id in (DAG, CHANGES_DAG):
+        api.call("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": paused})
+
+
 def _backfill(api: Api, dag_id: str, start: datetime) -> list[dict]:
     body = {"dag_id": dag_id, "from_date": start.isoformat(), "to_date": datetime.now(UTC).isoformat(),
             "reprocess_behavior": "completed", "max_active_runs": 1}
@@ -149,7 +167,9 @@ def test_payments_survive_a_scheduler_outage_and_a_backfill(tmp_path: Path) -> N
         _wait(lambda: _posted(stack), [before], airflow)
         _wait(lambda: _applied(stack), [changed_before], airflow)
 
-        # outage: the scheduler (and everything else) is down; IC takes payments and changes meanwhile
+        # outage: the scheduler (and everything else) is down; IC takes payments and changes meanwhile.
+        # The DAGs are paused across it so that, back up, the health page can be read before any run.
+        _set_paused(api, True)
         airflow.stop()
         down_at = datetime.now(UTC)
         during: list[str] = []
@@ -163,6 +183,11 @@ def test_payments_survive_a_scheduler_outage_and_a_backfill(tmp_path: Path) -> N
         airflow, api = _start(home, airflow_home, stack, billers)
         sessions.append(airflow.sid)
         up_at = datetime.now(UTC)
+        outage_minutes = int((up_at - down_at).total_seconds() // 60)
+        lag_before = {flow: _lag_minutes(api, flow) for flow in ("payments", "customer_changes")}
+        assert min(lag_before.values()) >= outage_minutes, lag_before  # the page shows the gap
+        unpause(api, DAG, time.monotonic() + WAIT)
+        unpause(api, CHANGES_DAG, time.monotonic() + WAIT)
         created = [before, *during, late]
         changes = [changed_before, *changed_during, changed_late]
         _wait(lambda: _posted(stack), created, airflow)
@@ -180,10 +205,8 @@ def test_payments_survive_a_scheduler_outage_and_a_backfill(tmp_path: Path) -> N
             starts = {datetime.fromisoformat(r["data_interval_start"]) for r in runs}
             assert not starts & set(missed), (dag_id, sorted(starts))
 
-        health = api.get("/icbridge/health/")
-        assert health.status_code == 200
-        for flow in ("payments", "customer_changes"):
-            assert f'data-biller="{BILLER}" data-flow="{flow}"' in health.text
+        lag_after = {flow: _lag_minutes(api, flow) for flow in ("payments", "customer_changes")}
+        assert max(lag_after.values()) <= 2, lag_after  # caught up: within the last interval or two
 
         # backfill the whole span, completed runs included: nothing is sent again
         backfilled = [len(_backfill(api, dag_id, began - timedelta(minutes=1))) for dag_id in (DAG, CHANGES_DAG)]
@@ -193,7 +216,8 @@ def test_payments_survive_a_scheduler_outage_and_a_backfill(tmp_path: Path) -> N
             f"({len(missed)}+ 1-minute intervals with no run); payments: {len(during)} created while down + 1 late "
             f"+ 1 before = {len(created)}, {sum(posted.values())} CIS posts (once each); changes: "
             f"{len(changed_during)} while down + 1 late + 1 before = {len(changes)}, {sum(applied.values())} applied "
-            f"(once each); backfill of {backfilled[0]} + {backfilled[1]} runs sent nothing more"
+            f"(once each); health page lag {lag_before} min before the catch-up, {lag_after} after; "
+            f"backfill of {backfilled[0]} + {backfilled[1]} runs sent nothing more"
         )
     finally:
         if airflow is not None:

@@ -86,6 +86,19 @@ def _parser() -> argparse.ArgumentParser:
     bcheck.add_argument("--billers-dir", type=Path, help="folder of biller files (default: as the DAGs find it)")
     bcheck.set_defaults(run=_biller_check)
 
+    health = commands.add_parser(
+        "health", help="how far each biller flow got (watermark, lag, items in doubt); exit 1 when one is behind",
+        description="The Integration health rows of the Airflow UI page, from the state DB and the biller files: "
+        "per biller and flow, status, lag against its bound, covered through, last success, items in doubt, "
+        "files rejected in 7 days; worst first. Exit 1 when a flow is behind its bound or its last run failed, "
+        "0 otherwise: a monitor can run it while Airflow itself is down. The state DB is found as the DAGs "
+        "find it (see `payments --help`).",
+    )
+    health.add_argument("--db", help="SQLAlchemy URL of the state DB (default: as the DAGs find it)")
+    health.add_argument("--biller", help="one biller only")
+    health.add_argument("--billers-dir", type=Path, help="folder of biller files (default: as the DAGs find it)")
+    health.set_defaults(run=_health)
+
     c = commands.add_parser(
         "check-bif", help="run the pre-upload checks on BIF file(s)", description="Run the pre-upload BIF checks."
     )
@@ -301,6 +314,37 @@ def _biller_check(args: argparse.Namespace) -> int:
     print(f"{len(checks) - len(failed)} of {len(checks)} checks passed"
           + ("" if not failed else ": fix the FAIL lines, then run this again before unpausing the biller"))
     return 1 if failed else 0
+
+
+def _health(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from icbridge.config.biller import default_billers_dir, load_billers
+    from icbridge.flows.windows import describe_gap
+    from icbridge.state.db import make_engine
+    from icbridge.state.health import health_rows
+
+    def when(moment: datetime | None) -> str:
+        return "-" if moment is None else f"{moment:%Y-%m-%d %H:%M}"
+
+    engine = make_engine(_state_db(args))
+    try:
+        rows = health_rows(engine, load_billers(args.billers_dir or default_billers_dir()).billers,
+                           datetime.now(UTC))
+    finally:
+        engine.dispose()
+    rows = [r for r in rows if not args.biller or r.biller_id == args.biller]
+    for r in rows:
+        lag = "-" if r.lag is None else describe_gap(max(r.lag, timedelta(0)))
+        bound = "" if r.lag_bound is None else f" (bound {describe_gap(r.lag_bound)})"
+        print(f"{r.status:<9}  {r.biller_id}  {r.flow}  lag {lag}{bound}  covered through {when(r.covered_through)}"
+              f"  last success {when(r.last_success)}  in doubt {'-' if r.in_doubt is None else r.in_doubt}"
+              f"  rejected 7d {'-' if r.rejected_7d is None else r.rejected_7d}")
+        if r.status in ("behind", "failed") and r.last_message:
+            print(f"    {r.last_message[:500]}")
+    if not rows:
+        print("no biller flow configured or recorded")
+    return 1 if any(r.status in ("behind", "failed") for r in rows) else 0
 
 
 def _sample_aus(args: argparse.Namespace) -> int:
