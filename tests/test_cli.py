@@ -385,7 +385,7 @@ def _documented_cli_commands() -> list[tuple[str, str]]:
         candidates = re.findall(r"`([^`\n]*python -m icbridge [^`\n]*)`", text)
         candidates += [line for line in text.splitlines() if re.match(r"\s*(\S*/)?python -m icbridge ", line)]
         for raw in candidates:
-            command = raw.split("python -m icbridge ", 1)[1].split("  #")[0].strip()
+            command = raw.split("python -m icbridge ", 1)[1].split("  #")[0].split(" >")[0].split(" ||")[0].strip()
             if "…" in command or "..." in command or command.endswith(("\\", "|")):
                 continue  # an abbreviation, not a command to run
             found.append((doc.name, command))
