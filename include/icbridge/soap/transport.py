@@ -103,8 +103,11 @@ class Answer:
 
 
 def _tls_refusal(exc: BaseException) -> bool:
+    """Whether a certificate or host-name check is behind ``exc`` (urllib3 wraps it)."""
     seen: BaseException | None = exc
-    while seen is not None:
+    for _ in range(10):  # a chain of causes, bounded
+        if seen is None:
+            return False
         if isinstance(seen, ssl.SSLCertVerificationError | ssl.CertificateError):
             return True
         seen = seen.__cause__ or seen.__context__ or (seen.args[0] if seen.args and isinstance(
