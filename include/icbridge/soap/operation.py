@@ -242,9 +242,13 @@ class SoapOperation:
         if status != 200:
             raise HttpStatusError(self.service, self.operation, status, body, title="a SOAP answer without a fault",
                                   retry_after=_retry_after(headers.get("retry-after")))
-        for child in soap_body:
-            if isinstance(child.tag, str) and etree.QName(child).localname == self.contract.response:
-                return read_result(self.contract, child)
+        responses = [c for c in soap_body
+                     if isinstance(c.tag, str) and etree.QName(c).localname == self.contract.response]
+        if len(responses) > 1:
+            raise MalformedAnswer(self.service, self.operation, f"{self.contract.response} came {len(responses)} "
+                                  "times (an answer that cannot be judged)")
+        if responses:
+            return read_result(self.contract, responses[0])
         raise MalformedAnswer(self.service, self.operation, f"no {self.contract.response} in the answer")
 
 
