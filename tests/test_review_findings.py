@@ -3,16 +3,18 @@ send that the answer rules judged wrongly. Each test failed before its fix."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from icbridge.calls import CallPolicy
 from icbridge.soap.aus import AusClient
-from icbridge.soap.errors import MalformedAnswer
+from icbridge.soap.cis import DEFAULT, CisEndpoint
+from icbridge.soap.errors import MalformedAnswer, is_credentials_refusal
 from icbridge.soap.inhance import InhanceClient
 from tests import test_soap_hostile as soap_hostile
 from tests.hostile_http import answer, envelope
-from tests.test_soap_hostile import TEMPURI, _aus, _pay
+from tests.test_soap_hostile import T0, TEMPURI, _aus, _pay
 
 hostile = soap_hostile.hostile  # the suite's fixtures
 world_hostile = soap_hostile.world_hostile
@@ -56,3 +58,37 @@ def test_two_results_in_one_response_cannot_be_judged(hostile):
         "</MakePaymentExtendedResponse>")))
     with pytest.raises(MalformedAnswer):
         _pay(_inhance(hostile))
+
+
+# 2. a .NET exception name in a fault is not a key refusal (a payment marked resend) --------------
+
+
+@pytest.mark.parametrize("text", [
+    ASMX_UNAUTHORIZED_ACCESS.replace("&gt;", ">"),
+    "System.Security.Authentication.AuthenticationException: A call to SSPI failed",
+])
+def test_dotnet_exception_names_are_not_credential_refusals(text):
+    assert not is_credentials_refusal(text)
+    assert is_credentials_refusal("Invalid credentials")
+    assert is_credentials_refusal("Server was unable to process request. ---> Authentication failed")
+    assert is_credentials_refusal("Unauthorized")
+
+
+def test_a_fault_after_processing_is_never_resent_automatically(world_hostile):
+    """ASMX answers an exception thrown after the payment was applied (its log file not
+    writable) as a fault naming ``System.UnauthorizedAccessException``: the payment may be in
+    the CIS; it must not be marked ``resend`` (the next run would post it again)."""
+    from icbridge.flows.payments import run_payments
+    from icbridge.flows.sync_common import Interval, SyncFailed
+
+    world, hostile, biller = world_hostile
+    guid = world.pay("1001")
+    hostile.script("/pay/iCloud.asmx", answer("500 Internal Server Error", envelope(
+        FAULT.format(ASMX_UNAUTHORIZED_ACCESS))))
+    cis = InhanceClient({DEFAULT: CisEndpoint(world.inhance.endpoint_url("t_inhance"), world.keys["inhance"]),
+                         "MakePaymentExtended": CisEndpoint(hostile.url + "/pay/iCloud.asmx", "k")}, timeout=5)
+    with pytest.raises(SyncFailed):
+        run_payments(biller=biller, ic=world.ic_client(), cis_client=cis, ledger=world.ledger,
+                     interval=Interval(T0, T0 + timedelta(minutes=15)), run_id="r#1",
+                     policy=CallPolicy(in_flight=1, per_second=0))
+    assert world.ledger.get(biller.biller_id, guid).status != "resend"
