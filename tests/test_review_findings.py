@@ -9,8 +9,8 @@ import pytest
 
 from icbridge.calls import CallPolicy
 from icbridge.soap.aus import AusClient
-from icbridge.soap.cis import DEFAULT, CisEndpoint
-from icbridge.soap.errors import MalformedAnswer, is_credentials_refusal
+from icbridge.soap.cis import DEFAULT, CisEndpoint, CisFault
+from icbridge.soap.errors import HttpStatusError, MalformedAnswer, is_credentials_refusal
 from icbridge.soap.inhance import InhanceClient
 from tests import test_soap_hostile as soap_hostile
 from tests.hostile_http import answer, envelope
@@ -92,3 +92,17 @@ def test_a_fault_after_processing_is_never_resent_automatically(world_hostile):
                      interval=Interval(T0, T0 + timedelta(minutes=15)), run_id="r#1",
                      policy=CallPolicy(in_flight=1, per_second=0))
     assert world.ledger.get(biller.biller_id, guid).status != "resend"
+
+
+# 3. a gateway's SOAP fault on a 502/504 is not the CIS refusing ---------------------------------
+
+
+@pytest.mark.parametrize("status", ["502 Bad Gateway", "504 Gateway Timeout"])
+def test_a_gateway_fault_is_not_a_refusal(hostile, status):
+    """An API gateway in front of the .asmx (it answers 504 with a SOAP fault when the service
+    did not answer in time): the service may have applied the payment — not ``refused``."""
+    hostile.script("/iCloud.asmx", answer(status, envelope(FAULT.format("Backend service did not respond"))))
+    with pytest.raises(HttpStatusError) as raised:
+        _pay(_inhance(hostile))
+    assert not isinstance(raised.value, CisFault) and raised.value.retryable
+    assert "Backend service did not respond" in str(raised.value)

@@ -16,7 +16,8 @@ This is the single call path of every IC, inHance and AUS method (docs/cis-servi
      :class:`HttpStatusError` with the status and the page's title; with a 2xx a
      :class:`MalformedAnswer` (an empty body is an empty answer: ``None``);
   3. a SOAP 1.1 or 1.2 fault: ``on_fault(reason text, code)`` (the service's own error) —
-     or :class:`CredentialsRefused` when its text says the credentials were refused;
+     or :class:`CredentialsRefused` when its text says the credentials were refused; with a
+     502 or 504 it is a gateway's fault (the service's outcome unknown): :class:`HttpStatusError`;
   4. any other non-200: :class:`HttpStatusError`;
   5. the ``…Response`` element read by the operation's contract (icbridge.soap.contract):
      a :class:`~icbridge.soap.contract.Record`, or None when there is no Result.
@@ -59,6 +60,9 @@ _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
 _SPACES = re.compile(r"\s+")
 MAX_RETRY_AFTER_S = 300.0
+_GATEWAY_STATUSES = frozenset({502, 504})
+"""A SOAP fault with these is a gateway's (API gateway, proxy) saying the service did not answer
+in time or properly — the service may have applied the call: an HttpStatusError, never a fault."""
 
 
 def _title(body: bytes) -> str:
@@ -236,6 +240,10 @@ class SoapOperation:
         fault = soap_body.find(f"{{{ns}}}Fault")
         if fault is not None:
             message, code = _fault(fault, ns)
+            if status in _GATEWAY_STATUSES:  # a gateway's fault (the service did not answer it): not a refusal
+                raise HttpStatusError(self.service, self.operation, status, body,
+                                      title=f"a gateway's SOAP fault: {message}",
+                                      retry_after=_retry_after(headers.get("retry-after")))
             if is_credentials_refusal(message):
                 raise CredentialsRefused(self.service, self.operation, f"credentials refused: {message}")
             raise self._on_fault(message, code)
