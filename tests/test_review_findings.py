@@ -4,6 +4,7 @@ send that the answer rules judged wrongly. Each test failed before its fix."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -106,3 +107,31 @@ def test_a_gateway_fault_is_not_a_refusal(hostile, status):
         _pay(_inhance(hostile))
     assert not isinstance(raised.value, CisFault) and raised.value.retryable
     assert "Backend service did not respond" in str(raised.value)
+
+
+# 4. numbers in forms no .NET service writes ------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", ["\u0660", "0_0", "\uff10"])  # Arabic-Indic zero, underscore, full-width zero
+def test_a_response_code_in_no_xsd_form_is_malformed(hostile, code):
+    hostile.script("/aus.asmx", _aus("AddPendingPayment", f"<ResponseCode>{code}</ResponseCode>"))
+    client = AusClient.single(hostile.url + "/aus.asmx", "k", timeout=5)
+    with pytest.raises(MalformedAnswer, match="is not a int"):
+        client.add_pending_payment("1001", datetime(2026, 3, 2, tzinfo=UTC), "10.00", "ACH", "g")
+
+
+@pytest.mark.parametrize("amount", ["1E3", "1_000.00", "\u0661\u0660.00"])
+def test_a_decimal_in_no_xsd_form_is_malformed(hostile, amount):
+    hostile.script("/iCloud.asmx", _aus("BalanceCheck", f"<Balance>{amount}</Balance><FutureBalance>1.00"
+                                                        "</FutureBalance><Success>true</Success>"))
+    with pytest.raises(MalformedAnswer, match="Balance"):
+        _inhance(hostile).balance_check("1001", 7)
+
+
+def test_xsd_decimal_forms_still_read():
+    from icbridge.soap.contract import CONVERTERS
+
+    for text, value in (("12.34", "12.34"), ("-0.5", "-0.5"), ("+7", "7"), (".5", "0.5"), ("5.", "5"),
+                        (" 1.00\n", "1.00")):
+        assert CONVERTERS["decimal"](text) == Decimal(value)
+    assert CONVERTERS["int"](" -12 ") == -12 and CONVERTERS["long"]("+3") == 3

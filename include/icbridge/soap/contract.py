@@ -83,11 +83,24 @@ def _boolean(text: str) -> bool:
     raise ValueError(text)
 
 
+_XSD_INTEGER = re.compile(r"[+-]?[0-9]+")
+_XSD_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+"""xs:integer / xs:decimal lexical forms: ASCII digits only (Python's int() and Decimal() also
+take other scripts' digits, ``_`` and exponents, which no .NET service writes)."""
+
+
 def _decimal(text: str) -> Decimal:
-    value = Decimal(text.strip())
-    if not value.is_finite():
+    text = text.strip()
+    if not _XSD_DECIMAL.fullmatch(text):
         raise ValueError(text)
-    return value
+    return Decimal(text)
+
+
+def _integer(text: str) -> int:
+    text = text.strip()
+    if not _XSD_INTEGER.fullmatch(text):
+        raise ValueError(text)
+    return int(text)
 
 
 def _date(text: str) -> date:
@@ -111,8 +124,8 @@ def _string(text: str) -> str:
 
 CONVERTERS: dict[str, Callable[[str], Any]] = {
     "decimal": _decimal,
-    "int": lambda text: int(text.strip()),
-    "long": lambda text: int(text.strip()),
+    "int": _integer,
+    "long": _integer,
     "boolean": _boolean,
     "date": _date,
     "dateTime": _datetime,
