@@ -11,7 +11,7 @@ import pytest
 from icbridge.calls import CallPolicy
 from icbridge.soap.aus import AusClient
 from icbridge.soap.cis import DEFAULT, CisEndpoint, CisFault
-from icbridge.soap.errors import HttpStatusError, MalformedAnswer, is_credentials_refusal
+from icbridge.soap.errors import CredentialsRefused, HttpStatusError, MalformedAnswer, is_credentials_refusal
 from icbridge.soap.inhance import InhanceClient
 from tests import test_soap_hostile as soap_hostile
 from tests.hostile_http import answer, envelope
@@ -135,3 +135,45 @@ def test_xsd_decimal_forms_still_read():
                         (" 1.00\n", "1.00")):
         assert CONVERTERS["decimal"](text) == Decimal(value)
     assert CONVERTERS["int"](" -12 ") == -12 and CONVERTERS["long"]("+3") == 3
+
+
+# 5. header values that escaped as ValueError (money operators call a ValueError "invalid") ------
+
+
+def test_a_retry_after_in_no_form_is_ignored(hostile):
+    raw = answer("503 Service Unavailable", "<html><title>busy</title></html>",
+                 {"Content-Type": "text/html", "Retry-After": "\u00b2"})
+    hostile.script("/iCloud.asmx", raw)
+    with pytest.raises(HttpStatusError) as raised:
+        _pay(_inhance(hostile))
+    assert raised.value.retry_after is None
+
+
+def test_a_redirect_to_an_unparseable_location_is_an_http_error(hostile):
+    hostile.script("/iCloud.asmx", answer("302 Found", "", {"Location": "http://[login.example/"}))
+    with pytest.raises(HttpStatusError, match="302"):
+        _pay(_inhance(hostile))
+
+
+def test_credentials_fault_still_refused_at_once(hostile):
+    hostile.script("/iCloud.asmx", answer("500 Internal Server Error", envelope(FAULT.format("Invalid credentials"))))
+    with pytest.raises(CredentialsRefused):
+        _pay(_inhance(hostile))
+
+
+def test_a_content_length_in_no_form_is_not_a_value_error(hostile):
+    """``Content-Length: ²`` (str.isdigit() is true, int() refuses it) on a payment: the request
+    was sent; the error must be a transport/answer error, not a ValueError (which the money
+    operators record as "invalid", i.e. never sent)."""
+    body = _aus("MakePaymentExtended", "<Success>true</Success>").split(b"\r\n\r\n", 1)[1]
+    raw = (b"HTTP/1.1 200 OK\r\nContent-Type: text/xml; charset=utf-8\r\nContent-Length: \xb2\r\n"
+           b"Connection: close\r\n\r\n" + body)
+    hostile.script("/iCloud.asmx", raw)
+    try:
+        result = _pay(_inhance(hostile))
+    except ValueError as exc:  # noqa: PT017
+        pytest.fail(f"ValueError escaped: {exc!r}")
+    except Exception:  # noqa: BLE001, S110 - any answer or transport error is acceptable
+        pass
+    else:
+        assert result.ok

@@ -59,6 +59,7 @@ _CARRIAGE_RETURN = {"\r": "&#13;"}
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
 _SPACES = re.compile(r"\s+")
+_DIGITS = re.compile(r"[0-9]+")
 MAX_RETRY_AFTER_S = 300.0
 _GATEWAY_STATUSES = frozenset({502, 504})
 """A SOAP fault with these is a gateway's (API gateway, proxy) saying the service did not answer
@@ -77,7 +78,7 @@ def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _DIGITS.fullmatch(value):  # not str.isdigit(): it takes "²", which float() refuses
         return min(float(value), MAX_RETRY_AFTER_S)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -93,7 +94,11 @@ def judge_http(service: str, operation: str, status: int, headers: Mapping[str, 
     """Steps 1, 2 and 4 of the answer rules for a status and a parsed envelope (or None)."""
     if 300 <= status < 400:
         location = headers.get("location", "")
-        raise HttpStatusError(service, operation, status, body, location_host=urlsplit(location).hostname or location)
+        try:
+            host = urlsplit(location).hostname or location
+        except ValueError:  # "http://[host": an answer still (never followed), not a ValueError of ours
+            host = location[:200]
+        raise HttpStatusError(service, operation, status, body, location_host=host)
     if envelope is None and not 200 <= status < 300:
         raise HttpStatusError(service, operation, status, body, title=_title(body),
                               retry_after=_retry_after(headers.get("retry-after")))

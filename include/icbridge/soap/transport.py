@@ -187,7 +187,7 @@ class HttpTransport:
 
     def _read(self, response: urllib3.BaseHTTPResponse) -> bytes:
         length = response.headers.get("content-length")
-        if length and length.isdigit() and int(length) > self.max_answer_bytes:
+        if length and length.isascii() and length.isdigit() and int(length) > self.max_answer_bytes:
             raise AnswerTooLarge(self._too_large())
         parts, total = [], 0
         for chunk in response.stream(1 << 16, decode_content=True):
