@@ -13,9 +13,10 @@ from icbridge.soap.aus import AusClient
 from icbridge.soap.cis import DEFAULT, CisEndpoint, CisFault
 from icbridge.soap.errors import CredentialsRefused, HttpStatusError, MalformedAnswer, is_credentials_refusal
 from icbridge.soap.inhance import InhanceClient
+from icbridge.soap.invoice_cloud import InvoiceCloudClient
 from tests import test_soap_hostile as soap_hostile
 from tests.hostile_http import answer, envelope
-from tests.test_soap_hostile import T0, TEMPURI, _aus, _pay
+from tests.test_soap_hostile import IC_PAY, T0, TEMPURI, _aus, _pay
 
 hostile = soap_hostile.hostile  # the suite's fixtures
 world_hostile = soap_hostile.world_hostile
@@ -177,3 +178,51 @@ def test_a_content_length_in_no_form_is_not_a_value_error(hostile):
         pass
     else:
         assert result.ok
+
+
+# 6. an empty answer to a listing is not "nothing listed" ----------------------------------------
+
+EMPTY_LIST_ANSWERS = [
+    answer("200 OK", ""),  # a proxy's / WAF's empty 200
+    answer("200 OK", envelope(f'<ListPaymentsResponse xmlns="{IC_PAY}"/>')),  # the method returned null
+    answer("200 OK", envelope(f'<ListPaymentsResponse xmlns="{IC_PAY}"><ListPaymentsResult xsi:nil="true"/>'
+                              "</ListPaymentsResponse>")),
+]
+
+
+@pytest.mark.parametrize("raw", EMPTY_LIST_ANSWERS, ids=["empty body", "no Result", "nil Result"])
+def test_an_empty_list_payments_answer_is_not_zero_payments(hostile, raw):
+    """A run that read "no payments" from an answer that said nothing moves its watermark past
+    IC's payments: they never reach the CIS."""
+    hostile.script("/CloudPayments.asmx", raw)
+    client = InvoiceCloudClient(hostile.url, "guid", "k", timeout=5)
+    with pytest.raises(MalformedAnswer, match="empty answer"):
+        client.list_payments(datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC))
+
+
+def test_an_empty_list_change_log_answer_is_not_zero_changes(hostile):
+    hostile.script("/CloudManagement.asmx", answer("200 OK", ""))
+    client = InvoiceCloudClient(hostile.url, "guid", "k", timeout=5)
+    with pytest.raises(MalformedAnswer, match="empty answer"):
+        client.list_change_log(datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC))
+
+
+def test_an_empty_open_invoices_page_is_not_the_end_of_the_list(hostile):
+    hostile.script("/CloudInvoicing.asmx", answer("200 OK", ""))
+    client = InvoiceCloudClient(hostile.url, "guid", "k", timeout=5)
+    for call in (lambda: client.list_open_invoices(2, 500), lambda: client.lean().list_open_invoices(2)):
+        with pytest.raises(MalformedAnswer, match="empty answer"):
+            call()
+
+
+def test_payments_run_fails_on_an_empty_listing_and_posts_nothing(world_hostile):
+    from icbridge.flows.payments import run_payments
+    from icbridge.flows.sync_common import Interval
+
+    world, hostile, biller = world_hostile
+    hostile.script("/CloudPayments.asmx", answer("200 OK", ""))
+    ic = InvoiceCloudClient(hostile.url, "guid", "k", timeout=5)
+    with pytest.raises(MalformedAnswer):
+        run_payments(biller=biller, ic=ic, cis_client=world.client("inhance"), ledger=world.ledger,
+                     interval=Interval(T0, T0 + timedelta(minutes=15)), run_id="e#1",
+                     policy=CallPolicy(in_flight=1, per_second=0))
