@@ -226,3 +226,20 @@ def test_payments_run_fails_on_an_empty_listing_and_posts_nothing(world_hostile)
         run_payments(biller=biller, ic=ic, cis_client=world.client("inhance"), ledger=world.ledger,
                      interval=Interval(T0, T0 + timedelta(minutes=15)), run_id="e#1",
                      policy=CallPolicy(in_flight=1, per_second=0))
+
+
+# 7. a fault beside a Response: not a fault message -----------------------------------------------
+
+
+@pytest.mark.parametrize("order", ["response first", "fault first"])
+def test_a_fault_beside_a_response_cannot_be_judged(hostile, order):
+    """SOAP 1.2: a fault message has the Fault as the Body's only child; SOAP 1.1: one Fault,
+    as a body entry. A Body with ``Success=true`` and a Fault says both things: in doubt for a
+    payment, never "refused"."""
+    response = (f'<MakePaymentExtendedResponse xmlns="{TEMPURI}"><MakePaymentExtendedResult>'
+                "<Success>true</Success></MakePaymentExtendedResult></MakePaymentExtendedResponse>")
+    fault = FAULT.format("Object reference not set to an instance of an object.")
+    inner = response + fault if order == "response first" else fault + response
+    hostile.script("/iCloud.asmx", answer("500 Internal Server Error", envelope(inner)))
+    with pytest.raises(MalformedAnswer, match="Fault"):
+        _pay(_inhance(hostile))

@@ -15,7 +15,8 @@ This is the single call path of every IC, inHance and AUS method (docs/cis-servi
      DOCTYPE, a proxy's page, a login page): with a non-2xx status an
      :class:`HttpStatusError` with the status and the page's title; with a 2xx a
      :class:`MalformedAnswer` (an empty body is an empty answer: ``None``);
-  3. a SOAP 1.1 or 1.2 fault: ``on_fault(reason text, code)`` (the service's own error) —
+  3. a SOAP 1.1 or 1.2 fault (the Body's only element; beside others: :class:`MalformedAnswer`):
+     ``on_fault(reason text, code)`` (the service's own error) —
      or :class:`CredentialsRefused` when its text says the credentials were refused; with a
      502 or 504 it is a gateway's fault (the service's outcome unknown): :class:`HttpStatusError`;
   4. any other non-200: :class:`HttpStatusError`;
@@ -244,6 +245,9 @@ class SoapOperation:
             raise MalformedAnswer(self.service, self.operation, "the SOAP envelope has no Body")
         fault = soap_body.find(f"{{{ns}}}Fault")
         if fault is not None:
+            if sum(1 for c in soap_body if isinstance(c.tag, str)) > 1:  # a fault message has it alone
+                raise MalformedAnswer(self.service, self.operation, "a Fault beside other elements in the SOAP "
+                                      "Body (an answer that cannot be judged)")
             message, code = _fault(fault, ns)
             if status in _GATEWAY_STATUSES:  # a gateway's fault (the service did not answer it): not a refusal
                 raise HttpStatusError(self.service, self.operation, status, body,
