@@ -11,11 +11,17 @@ import pytest
 from icbridge.calls import CallPolicy
 from icbridge.soap.aus import AusClient
 from icbridge.soap.cis import DEFAULT, CisEndpoint, CisFault
-from icbridge.soap.errors import CredentialsRefused, HttpStatusError, MalformedAnswer, is_credentials_refusal
+from icbridge.soap.errors import (
+    CredentialsRefused,
+    HttpStatusError,
+    MalformedAnswer,
+    NoAnswer,
+    is_credentials_refusal,
+)
 from icbridge.soap.inhance import InhanceClient
 from icbridge.soap.invoice_cloud import InvoiceCloudClient
 from tests import test_soap_hostile as soap_hostile
-from tests.hostile_http import answer, envelope
+from tests.hostile_http import Interim, answer, envelope
 from tests.test_soap_hostile import IC_PAY, T0, TEMPURI, _aus, _pay
 
 hostile = soap_hostile.hostile  # the suite's fixtures
@@ -243,3 +249,21 @@ def test_a_fault_beside_a_response_cannot_be_judged(hostile, order):
     hostile.script("/iCloud.asmx", answer("500 Internal Server Error", envelope(inner)))
     with pytest.raises(MalformedAnswer, match="Fault"):
         _pay(_inhance(hostile))
+
+
+# 8. an interim 1xx (not 100) was taken as the answer; the real one answered the next call ------
+
+
+def test_an_interim_answer_never_answers_the_next_payment(hostile):
+    """``102 Processing`` (or ``103 Early Hints`` from a proxy) then, later, the real answer:
+    http.client ignores only 100. The 102 came back as the answer and the connection went back
+    to the pool with payment A's ``Success=true`` still on its way — payment B, sent on it, was
+    judged by A's answer (posted) and its own answer waited for payment C."""
+    ok_a = _aus("MakePaymentExtended", "<Success>true</Success><ErrorMessage>A</ErrorMessage>")
+    refused_b = _aus("MakePaymentExtended", "<Success>false</Success><ErrorMessage>B</ErrorMessage>")
+    hostile.script("/iCloud.asmx", Interim(b"HTTP/1.1 102 Processing\r\n\r\n", 0.3, ok_a), refused_b)
+    client = _inhance(hostile)
+    with pytest.raises(NoAnswer):  # A: sent, no final answer read: in doubt
+        _pay(client)
+    b = _pay(client)
+    assert (b.ok, b.message) == (False, "B")
