@@ -267,3 +267,25 @@ def test_an_interim_answer_never_answers_the_next_payment(hostile):
         _pay(client)
     b = _pay(client)
     assert (b.ok, b.message) == (False, "B")
+
+
+# 9. an envelope with two Bodies; a value cut by a child node -------------------------------------
+
+
+def test_two_bodies_cannot_be_judged(hostile):
+    """One Body per envelope (SOAP 1.1/1.2): the first one decided (``Success=false``: refused)."""
+    result = (f'<soap:Body><MakePaymentExtendedResponse xmlns="{TEMPURI}"><MakePaymentExtendedResult><Success>{{}}'
+              "</Success></MakePaymentExtendedResult></MakePaymentExtendedResponse></soap:Body>")
+    two = envelope("").replace("<soap:Body></soap:Body>", result.format("false") + result.format("true"))
+    hostile.script("/iCloud.asmx", answer("200 OK", two))
+    with pytest.raises(MalformedAnswer, match="Body"):
+        _pay(_inhance(hostile))
+
+
+@pytest.mark.parametrize("amount", ["1<?x y?>000.00", "1<b/>000.00"])
+def test_a_value_with_a_child_node_is_malformed_not_its_first_text(hostile, amount):
+    """``<Balance>1<?x?>000.00</Balance>`` read as 1 (lxml's ``.text`` stops at the first child)."""
+    hostile.script("/iCloud.asmx", _aus("BalanceCheck", f"<Balance>{amount}</Balance><FutureBalance>1.00"
+                                                        "</FutureBalance><Success>true</Success>"))
+    with pytest.raises(MalformedAnswer, match="Balance"):
+        _inhance(hostile).balance_check("1001", 7)

@@ -356,13 +356,17 @@ def _read(contract: OperationContract, type_name: str, element: etree._Element, 
             else:
                 values[name] = _read(contract, f.type, child, f"{path}.{name}")
             continue
-        text = child.text or ""
-        if f.type != "string" and not text.strip():
-            continue  # <Balance/>: no value received
-        try:
-            value = CONVERTERS[f.type](text)
-        except (ValueError, InvalidOperation, binascii.Error, OverflowError):
-            value = _Bad(text)
+        value: Any
+        if len(child):  # an element or processing instruction inside a value: .text is only its first part
+            value = _Bad("".join(child.itertext()))
+        else:
+            text = child.text or ""
+            if f.type != "string" and not text.strip():
+                continue  # <Balance/>: no value received
+            try:
+                value = CONVERTERS[f.type](text)
+            except (ValueError, InvalidOperation, binascii.Error, OverflowError):
+                value = _Bad(text)
         if f.many:
             values.setdefault(name, []).append(value)
         else:

@@ -240,9 +240,13 @@ class SoapOperation:
             raise MalformedAnswer(self.service, self.operation, f"HTTP {status} answer is not a SOAP envelope"
                                   + (f" (page titled {title!r})" if title else ""))
         ns = _ENVELOPES[envelope.tag]
-        soap_body = envelope.find(f"{{{ns}}}Body")
-        if soap_body is None:
+        bodies = envelope.findall(f"{{{ns}}}Body")
+        if not bodies:
             raise MalformedAnswer(self.service, self.operation, "the SOAP envelope has no Body")
+        if len(bodies) > 1:
+            raise MalformedAnswer(self.service, self.operation, f"the SOAP envelope has {len(bodies)} Body elements "
+                                  "(an answer that cannot be judged)")
+        (soap_body,) = bodies
         fault = soap_body.find(f"{{{ns}}}Fault")
         if fault is not None:
             if sum(1 for c in soap_body if isinstance(c.tag, str)) > 1:  # a fault message has it alone
