@@ -11,7 +11,8 @@ Script steps (a list, played in order for each request to that path; the last on
 * ``Drop()``           — read the request, then close without a byte of answer;
 * ``Cut(raw)``         — send ``raw`` (e.g. headers and half a chunk), then close;
 * ``Stall(seconds)``   — read the request, wait, then close (a read timeout for the client);
-* ``Continue(raw)``    — send ``HTTP/1.1 100 Continue`` first, then ``raw``.
+* ``Continue(raw)``    — send ``HTTP/1.1 100 Continue`` first, then ``raw``;
+* ``Interim(head, seconds, raw)`` — send ``head`` (e.g. ``102 Processing``), wait, then ``raw``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Continue", "Cut", "Drop", "HostileServer", "Stall", "answer", "envelope", "soap12_fault"]
+__all__ = ["Continue", "Cut", "Drop", "HostileServer", "Interim", "Stall", "answer", "envelope", "soap12_fault"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,13 @@ class Stall:
 
 @dataclass(frozen=True)
 class Continue:
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class Interim:
+    head: bytes
+    seconds: float
     raw: bytes
 
 
@@ -194,6 +202,10 @@ class HostileServer:
                 if isinstance(step, Stall):
                     time.sleep(step.seconds)
                     return
+                if isinstance(step, Interim):
+                    conn.sendall(step.head)
+                    time.sleep(step.seconds)
+                    step = step.raw
                 if isinstance(step, Continue):
                     conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
                     step = step.raw

@@ -83,11 +83,24 @@ def _boolean(text: str) -> bool:
     raise ValueError(text)
 
 
+_XSD_INTEGER = re.compile(r"[+-]?[0-9]+")
+_XSD_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+"""xs:integer / xs:decimal lexical forms: ASCII digits only (Python's int() and Decimal() also
+take other scripts' digits, ``_`` and exponents, which no .NET service writes)."""
+
+
 def _decimal(text: str) -> Decimal:
-    value = Decimal(text.strip())
-    if not value.is_finite():
+    text = text.strip()
+    if not _XSD_DECIMAL.fullmatch(text):
         raise ValueError(text)
-    return value
+    return Decimal(text)
+
+
+def _integer(text: str) -> int:
+    text = text.strip()
+    if not _XSD_INTEGER.fullmatch(text):
+        raise ValueError(text)
+    return int(text)
 
 
 def _date(text: str) -> date:
@@ -111,8 +124,8 @@ def _string(text: str) -> str:
 
 CONVERTERS: dict[str, Callable[[str], Any]] = {
     "decimal": _decimal,
-    "int": lambda text: int(text.strip()),
-    "long": lambda text: int(text.strip()),
+    "int": _integer,
+    "long": _integer,
     "boolean": _boolean,
     "date": _date,
     "dateTime": _datetime,
@@ -229,12 +242,16 @@ def reset_reports() -> None:
 
 
 class _Bad:
-    """A value received in no accepted form: raises when read."""
+    """A value received in no accepted form (or more than once): raises when read."""
 
-    __slots__ = ("text",)
+    __slots__ = ("reason", "text")
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, reason: str = "") -> None:
         self.text = text
+        self.reason = reason
+
+
+_DUPLICATE = _Bad("", "came more than once (an answer that cannot be judged)")
 
 
 _ABSENT = object()
@@ -275,8 +292,8 @@ class Record:
             return [] if self._fields[name].many else None
         if isinstance(value, _Bad):
             c = self._contract
-            raise MalformedAnswer(c.service, c.operation, f"{self._path}.{name} {value.text[:40]!r} is not a "
-                                  f"{self._fields[name].type}{self._account_note()}")
+            what = value.reason or f"{value.text[:40]!r} is not a {self._fields[name].type}"
+            raise MalformedAnswer(c.service, c.operation, f"{self._path}.{name} {what}{self._account_note()}")
         return value
 
     def _account_note(self) -> str:
@@ -312,6 +329,7 @@ class Record:
 def _read(contract: OperationContract, type_name: str, element: etree._Element, path: str) -> Record:
     fields = contract.types.get(type_name, {})
     values: dict[str, Any] = {}
+    seen: set[str] = set()
     nil_items = 0
     for child in element:
         if not isinstance(child.tag, str):
@@ -322,6 +340,11 @@ def _read(contract: OperationContract, type_name: str, element: etree._Element, 
             _report_once((contract.operation, path, name), "%s %s: unknown element %s in %s ignored",
                          contract.service, contract.operation, name, path)
             continue
+        if not f.many:  # one value expected: a second one (even nil) makes the field unreadable
+            if name in seen:
+                values[name] = _DUPLICATE
+                continue
+            seen.add(name)
         if child.get(XSI_NIL) in ("true", "1"):
             if f.many:
                 nil_items += 1
@@ -333,13 +356,17 @@ def _read(contract: OperationContract, type_name: str, element: etree._Element, 
             else:
                 values[name] = _read(contract, f.type, child, f"{path}.{name}")
             continue
-        text = child.text or ""
-        if f.type != "string" and not text.strip():
-            continue  # <Balance/>: no value received
-        try:
-            value = CONVERTERS[f.type](text)
-        except (ValueError, InvalidOperation, binascii.Error, OverflowError):
-            value = _Bad(text)
+        value: Any
+        if len(child):  # an element or processing instruction inside a value: .text is only its first part
+            value = _Bad("".join(child.itertext()))
+        else:
+            text = child.text or ""
+            if f.type != "string" and not text.strip():
+                continue  # <Balance/>: no value received
+            try:
+                value = CONVERTERS[f.type](text)
+            except (ValueError, InvalidOperation, binascii.Error, OverflowError):
+                value = _Bad(text)
         if f.many:
             values.setdefault(name, []).append(value)
         else:
@@ -355,14 +382,18 @@ def read_result(contract: OperationContract, response: etree._Element) -> Record
     no Result (empty, or ``xsi:nil``): the caller judges what an empty answer means."""
     if contract.result is None:
         return None
-    for child in response:
-        if isinstance(child.tag, str) and etree.QName(child).localname == contract.result.name:
-            if child.get(XSI_NIL) in ("true", "1"):
-                return None
-            if not contract.result.complex:  # a Result that is a plain value
-                raise MalformedAnswer(contract.service, contract.operation, "a plain-value Result is not supported")
-            return _read(contract, contract.result.type, child, contract.result.name)
-    return None
+    results = [c for c in response if isinstance(c.tag, str) and etree.QName(c).localname == contract.result.name]
+    if len(results) > 1:
+        raise MalformedAnswer(contract.service, contract.operation,
+                              f"{contract.result.name} came {len(results)} times (an answer that cannot be judged)")
+    if not results:
+        return None
+    (child,) = results
+    if child.get(XSI_NIL) in ("true", "1"):
+        return None
+    if not contract.result.complex:  # a Result that is a plain value
+        raise MalformedAnswer(contract.service, contract.operation, "a plain-value Result is not supported")
+    return _read(contract, contract.result.type, child, contract.result.name)
 
 
 def items(record: Record | None, *path: str) -> Iterator[Record]:

@@ -19,6 +19,8 @@ Airflow imports.
 
 from __future__ import annotations
 
+import re
+
 import requests
 
 __all__ = [
@@ -112,14 +114,19 @@ class CredentialsRefused(AnswerError):
     retry can help until the connection's key/GUID is fixed — the task fails at once."""
 
 
+_DOTNET_TYPE = re.compile(r"\b(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*Exception\b")
+"""A .NET exception type name in an ASMX fault's text (``System.UnauthorizedAccessException``,
+``System.Security.Authentication.AuthenticationException``): the service's own failure — maybe
+after it applied the call — never a refusal of our credentials."""
 _CREDENTIAL_WORDS = ("credential", "authenticat", "unauthori", "web service key", "webservicekey", "biller guid")
 
 
 def is_credentials_refusal(text: str) -> bool:
     """Whether a refusal's text says the credentials were refused (IC's and the CIS vendors'
     wording: "Invalid credentials", "Authentication failed", "Unauthorized", "invalid web
-    service key"). The project's assumption: docs/cis-services.md."""
-    lowered = text.lower()
+    service key"). The project's assumption: docs/cis-services.md. .NET exception type names
+    in the text are not read (an ASMX fault names the exception it caught)."""
+    lowered = _DOTNET_TYPE.sub(" ", text).lower()
     return any(word in lowered for word in _CREDENTIAL_WORDS)
 
 

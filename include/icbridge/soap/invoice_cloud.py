@@ -214,9 +214,16 @@ def _iter_pages(list_page: Any, page_size: int) -> Iterator[Invoice]:
         page_number += 1
 
 
-def _open_invoices_page(node: Record | None) -> OpenInvoicesPage:
+def _answered_list(node: Record | None, operation: str) -> Record:
+    """A list answer must have come: an empty one (no body, no Result, a nil Result) is not an
+    empty list — a run that read "nothing" would move its watermark past what IC holds."""
     if node is None:
-        return OpenInvoicesPage([], 0)
+        raise MalformedAnswer("invoice_cloud", operation, "empty answer (no Result): what IC lists is unknown")
+    return node
+
+
+def _open_invoices_page(node: Record | None) -> OpenInvoicesPage:
+    node = _answered_list(node, "ListOpenInvoices")
     listing = _listing(items(node, "Invoices", "Invoice"), _invoice)
     return OpenInvoicesPage(listing, node.TotalCount, listing.invalid)
 
@@ -431,15 +438,17 @@ class InvoiceCloudClient:
     def list_change_log(self, from_date: datetime, to_date: datetime) -> Listing:
         """Customer changes (Paperless, AutoPay, Email, Phone) with from_date <= ChangedAt < to_date
         (entries that break the contract left out and named in ``invalid``)."""
-        node = self._call("CloudManagement", "ListChangeLog", FromDate=from_date, ToDate=to_date)
+        node = _answered_list(self._call("CloudManagement", "ListChangeLog", FromDate=from_date, ToDate=to_date),
+                              "ListChangeLog")
         return _listing(items(node, "Changes", "ChangeLogEntry"), _change,
-                        node.get("Changes").nil_items if node is not None and node.get("Changes") else 0)
+                        node.get("Changes").nil_items if node.get("Changes") else 0)
 
     # CloudPayments --------------------------------------------------------------------------
 
     def list_payments(self, from_date: datetime, to_date: datetime, channel: str | None = None) -> Listing:
         """Payments with from_date <= PaymentDate < to_date, optionally of one channel (payments
         that break the contract left out and named in ``invalid``: never posted with a 0)."""
-        node = self._call("CloudPayments", "ListPayments", FromDate=from_date, ToDate=to_date, Channel=channel)
+        node = _answered_list(self._call("CloudPayments", "ListPayments", FromDate=from_date, ToDate=to_date,
+                                         Channel=channel), "ListPayments")
         return _listing(items(node, "Payments", "Payment"), _payment,
-                        node.get("Payments").nil_items if node is not None and node.get("Payments") else 0)
+                        node.get("Payments").nil_items if node.get("Payments") else 0)

@@ -15,8 +15,10 @@ This is the single call path of every IC, inHance and AUS method (docs/cis-servi
      DOCTYPE, a proxy's page, a login page): with a non-2xx status an
      :class:`HttpStatusError` with the status and the page's title; with a 2xx a
      :class:`MalformedAnswer` (an empty body is an empty answer: ``None``);
-  3. a SOAP 1.1 or 1.2 fault: ``on_fault(reason text, code)`` (the service's own error) —
-     or :class:`CredentialsRefused` when its text says the credentials were refused;
+  3. a SOAP 1.1 or 1.2 fault (the Body's only element; beside others: :class:`MalformedAnswer`):
+     ``on_fault(reason text, code)`` (the service's own error) —
+     or :class:`CredentialsRefused` when its text says the credentials were refused; with a
+     502 or 504 it is a gateway's fault (the service's outcome unknown): :class:`HttpStatusError`;
   4. any other non-200: :class:`HttpStatusError`;
   5. the ``…Response`` element read by the operation's contract (icbridge.soap.contract):
      a :class:`~icbridge.soap.contract.Record`, or None when there is no Result.
@@ -58,7 +60,11 @@ _CARRIAGE_RETURN = {"\r": "&#13;"}
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
 _SPACES = re.compile(r"\s+")
+_DIGITS = re.compile(r"[0-9]+")
 MAX_RETRY_AFTER_S = 300.0
+_GATEWAY_STATUSES = frozenset({502, 504})
+"""A SOAP fault with these is a gateway's (API gateway, proxy) saying the service did not answer
+in time or properly — the service may have applied the call: an HttpStatusError, never a fault."""
 
 
 def _title(body: bytes) -> str:
@@ -73,7 +79,7 @@ def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _DIGITS.fullmatch(value):  # not str.isdigit(): it takes "²", which float() refuses
         return min(float(value), MAX_RETRY_AFTER_S)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -89,7 +95,11 @@ def judge_http(service: str, operation: str, status: int, headers: Mapping[str, 
     """Steps 1, 2 and 4 of the answer rules for a status and a parsed envelope (or None)."""
     if 300 <= status < 400:
         location = headers.get("location", "")
-        raise HttpStatusError(service, operation, status, body, location_host=urlsplit(location).hostname or location)
+        try:
+            host = urlsplit(location).hostname or location
+        except ValueError:  # "http://[host": an answer still (never followed), not a ValueError of ours
+            host = location[:200]
+        raise HttpStatusError(service, operation, status, body, location_host=host)
     if envelope is None and not 200 <= status < 300:
         raise HttpStatusError(service, operation, status, body, title=_title(body),
                               retry_after=_retry_after(headers.get("retry-after")))
@@ -230,21 +240,36 @@ class SoapOperation:
             raise MalformedAnswer(self.service, self.operation, f"HTTP {status} answer is not a SOAP envelope"
                                   + (f" (page titled {title!r})" if title else ""))
         ns = _ENVELOPES[envelope.tag]
-        soap_body = envelope.find(f"{{{ns}}}Body")
-        if soap_body is None:
+        bodies = envelope.findall(f"{{{ns}}}Body")
+        if not bodies:
             raise MalformedAnswer(self.service, self.operation, "the SOAP envelope has no Body")
+        if len(bodies) > 1:
+            raise MalformedAnswer(self.service, self.operation, f"the SOAP envelope has {len(bodies)} Body elements "
+                                  "(an answer that cannot be judged)")
+        (soap_body,) = bodies
         fault = soap_body.find(f"{{{ns}}}Fault")
         if fault is not None:
+            if sum(1 for c in soap_body if isinstance(c.tag, str)) > 1:  # a fault message has it alone
+                raise MalformedAnswer(self.service, self.operation, "a Fault beside other elements in the SOAP "
+                                      "Body (an answer that cannot be judged)")
             message, code = _fault(fault, ns)
+            if status in _GATEWAY_STATUSES:  # a gateway's fault (the service did not answer it): not a refusal
+                raise HttpStatusError(self.service, self.operation, status, body,
+                                      title=f"a gateway's SOAP fault: {message}",
+                                      retry_after=_retry_after(headers.get("retry-after")))
             if is_credentials_refusal(message):
                 raise CredentialsRefused(self.service, self.operation, f"credentials refused: {message}")
             raise self._on_fault(message, code)
         if status != 200:
             raise HttpStatusError(self.service, self.operation, status, body, title="a SOAP answer without a fault",
                                   retry_after=_retry_after(headers.get("retry-after")))
-        for child in soap_body:
-            if isinstance(child.tag, str) and etree.QName(child).localname == self.contract.response:
-                return read_result(self.contract, child)
+        responses = [c for c in soap_body
+                     if isinstance(c.tag, str) and etree.QName(c).localname == self.contract.response]
+        if len(responses) > 1:
+            raise MalformedAnswer(self.service, self.operation, f"{self.contract.response} came {len(responses)} "
+                                  "times (an answer that cannot be judged)")
+        if responses:
+            return read_result(self.contract, responses[0])
         raise MalformedAnswer(self.service, self.operation, f"no {self.contract.response} in the answer")
 
 

@@ -12,6 +12,9 @@ What it gives the SOAP layer (icbridge.soap.operation), for IIS/ASP.NET peers as
 * redirects are never followed (the envelope carries the web-service key): the 3xx comes
   back as an answer for the caller to refuse;
 * an answer larger than ``max_answer_bytes`` is refused with an error naming the limit;
+* an interim ``1xx`` answer other than ``100`` (``102 Processing``, a proxy's ``103 Early
+  Hints``), which http.client hands back as if final, is *sent, no answer* and its connection
+  is discarded (the real answer would otherwise answer the next call on it);
 * every failure as exactly one of :class:`~icbridge.soap.errors.NotSent` (no complete
   request written: connection, TLS, proxy) or :class:`~icbridge.soap.errors.NoAnswer` /
   :class:`~icbridge.soap.errors.AnswerTimeout` (written, no complete answer). Which one is
@@ -177,6 +180,11 @@ class HttpTransport:
             )
         except (Urllib3Error, OSError) as exc:
             raise self._failure(exc, reading=False) from exc
+        if response.status < 200:  # an interim 1xx http.client does not skip (102, 103): the final answer
+            response.close()       # may still come on this connection — it must answer no other call
+            response.release_conn()
+            raise NoAnswer(f"{self.url}: an interim HTTP {response.status} and no final answer read "
+                           "(connection discarded)")
         try:
             data = self._read(response)
         except AnswerTooLarge:
@@ -190,7 +198,7 @@ class HttpTransport:
 
     def _read(self, response: urllib3.BaseHTTPResponse) -> bytes:
         length = response.headers.get("content-length")
-        if length and length.isdigit() and int(length) > self.max_answer_bytes:
+        if length and length.isascii() and length.isdigit() and int(length) > self.max_answer_bytes:
             raise AnswerTooLarge(self._too_large())
         parts, total = [], 0
         for chunk in response.stream(1 << 16, decode_content=True):
