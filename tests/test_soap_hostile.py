@@ -119,7 +119,7 @@ BALANCE_CASES: list[tuple[str, list[Any], Any]] = [
     ("answer cut mid-chunk", [Cut(_cut_mid_chunk())], (NoAnswer, "")),
     ("connection dropped after the request", [Drop()], (NoAnswer, "")),
     ("no answer in time", [Stall(3)], (AnswerTimeout, "no answer within 1.0 s")),
-    ("204 without a length", [answer("204 No Content", "", length=False)], "empty response"),
+    ("204 without a length", [answer("204 No Content", "", length=False)], (MalformedAnswer, "empty answer")),
 ]
 
 

@@ -122,8 +122,8 @@ def account_data(node: Record | None) -> AccountData:
     """A GetAccountData Result as the dataclass. Balance, PastDue and CashOnly are read only
     when ResponseCode is 0, and then must have come (MissingValue otherwise: a nil CashOnly
     never unblocks payments)."""
-    if node is None:
-        return AccountData(False, "empty response", OTHER_ERROR, "", "", "", None, None, None, "")
+    if node is None:  # an answer that cannot be judged is never a refusal (nor a made-up code)
+        raise MalformedAnswer(SERVICE, "GetAccountData", "empty answer (no Result)")
     ok, message, code = _head(node)
     return AccountData(
         ok=ok,
@@ -215,7 +215,5 @@ class AusClient(CisClient):
     def retrieve_bill_print_image(self, account_number: str, bill_number: str) -> BillImage:
         """RetrieveBillPrintImageV2: the bill PDF (check ``is_pdf`` before passing it on)."""
         node = self._call("RetrieveBillPrintImageV2", AccountNumber=account_number, BillNumber=bill_number)
-        if node is None:
-            return BillImage(False, "empty response", OTHER_ERROR, b"")
-        ok, message, code = _head(node)
+        ok, message, code = _head(_answered(node, "RetrieveBillPrintImageV2"))
         return BillImage(ok, message, code, node.PdfContent or b"")

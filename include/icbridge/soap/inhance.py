@@ -70,8 +70,8 @@ def _invoice_int(value: int | str) -> int:
 def balance_check_result(node: Record | None) -> BalanceCheckResult:
     """A BalanceCheck Result as the dataclass. Balance and FutureBalance are read only when
     ``Success`` is true, and then must have come (MissingValue otherwise: never a 0)."""
-    if node is None:
-        return BalanceCheckResult(False, "empty response", None, None, "", "")
+    if node is None:  # an answer that cannot be judged is never a refusal
+        raise MalformedAnswer(SERVICE, "BalanceCheck", "empty answer (no Result)")
     ok = node.Success
     return BalanceCheckResult(
         ok=ok,

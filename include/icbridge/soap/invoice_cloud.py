@@ -72,8 +72,8 @@ class UploadResult:
     success: bool
     error_message: str
     file_id: str
-    invoices_accepted: int
-    invoices_rejected: int
+    invoices_accepted: int | None  # None: IC did not send it (never read as 0)
+    invoices_rejected: int | None
 
 
 @dataclass(frozen=True)
@@ -350,8 +350,8 @@ class InvoiceCloudClient:
             success=success,
             error_message=soap_text(node.ErrorMessage),
             file_id=soap_text(node.FileID),
-            invoices_accepted=node.InvoicesAccepted if success else (node.get("InvoicesAccepted") or 0),
-            invoices_rejected=node.get("InvoicesRejected") or 0,
+            invoices_accepted=node.InvoicesAccepted if success else node.get("InvoicesAccepted"),
+            invoices_rejected=node.get("InvoicesRejected"),  # a count for the log, not a judgement
         )
 
     def view_invoice_by_invoice_number(self, invoice_number: str) -> Invoice | None:
