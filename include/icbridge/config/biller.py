@@ -316,7 +316,6 @@ def load_biller(path: Path) -> BillerConfig:
     text = path.read_text(encoding="utf-8")
     try:
         raw = yaml.safe_load(text)
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -327,6 +326,7 @@ def load_biller(path: Path) -> BillerConfig:
     try:
         config = BillerConfig.model_validate(raw)
     except ValidationError as exc:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)  # positions, only when there is something to point at
         lines = [
             f"{path}:{_yaml_position(root, tuple(err['loc']))}: {'.'.join(str(p) for p in err['loc']) or '(top level)'}"
             f": {err['msg']}"
@@ -334,6 +334,7 @@ def load_biller(path: Path) -> BillerConfig:
         ]
         raise BillerConfigError("\n".join(lines)) from None
     if config.biller_id != path.stem:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
         raise BillerConfigError(f"{path}:{_yaml_position(root, ('biller_id',))}: biller_id: {config.biller_id!r} "
                                 f"must equal the file name {path.stem!r}")
     return config
