@@ -6,6 +6,7 @@ so what is asserted is what Invoice Cloud would receive.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import random
@@ -1127,32 +1128,48 @@ def test_parallel_and_serial_output_identical(tmp_path, monkeypatch):
     del rows
     monkeypatch.setattr(aus_to_bif, "CHUNK_BYTES", 4_000_000)
     calls = []
-    real_run = aus_to_bif._run
+    real_run, real_in_order = aus_to_bif._run, aus_to_bif._in_order
 
     def spy(fn, items, workers):
         calls.append((fn.__name__, len(items), workers))
         return real_run(fn, items, workers)
 
+    @contextlib.contextmanager
+    def spy_in_order(fn, tasks, workers, job):
+        tasks = list(tasks)
+        with real_in_order(fn, tasks, workers, job) as results:
+            yield results
+        calls.append((fn.__name__, len(tasks), workers))
+
     monkeypatch.setattr(aus_to_bif, "_run", spy)
+    monkeypatch.setattr(aus_to_bif, "_in_order", spy_in_order)
     settings = dataclasses.replace(MULTI, max_invoices_per_file=10_000)
     serial = map_aus(data, NAME, settings, tmp_path / "serial", DAY, workers=1)
     parallel = map_aus(data, NAME, settings, tmp_path / "parallel", DAY, workers=2)
     # 5 ranges, by 2 workers; the parts' rows were proven where they were built: no part re-read
     assert calls == [("_map_range", 5, 1), ("_check_part", 0, 1), ("_map_range", 5, 2), ("_check_part", 0, 2)]
+    # from the file on disk: read by ranges in workers the forkserver starts, the same bytes
+    (tmp_path / NAME).write_bytes(data)
+    calls.clear()
+    from_disk = map_aus(tmp_path / NAME, NAME, settings, tmp_path / "disk", DAY, workers=2)
+    assert calls == [("_map_range", 5, 2), ("_check_part", 0, 2)]
     monkeypatch.setattr(aus_to_bif, "USE_RANGES", False)
     by_lines = map_aus(data, NAME, settings, tmp_path / "lines", DAY, workers=2)
     monkeypatch.setattr(aus_to_bif, "USE_RANGES", True)
     calls.clear()
     fallback = map_aus(scattered, NAME, settings, tmp_path / "fallback", DAY, workers=2)
     assert [c[:2] for c in calls] == [("_map_range", 5), ("_map_chunk", 1), ("_check_part", 0)]
+    (tmp_path / "scattered.txt").write_bytes(scattered)
+    fallback_from_disk = map_aus(tmp_path / "scattered.txt", NAME, settings, tmp_path / "fallback2", DAY, workers=2)
     by_lines_scattered = map_aus(scattered, NAME, settings, tmp_path / "lines2", DAY, workers=1)
 
     assert serial.bills_read == parallel.bills_read == 25_000
     assert len(serial.rejects) > 0 and serial.warning_counts.get("Email invalid, left blank", 0) > 0
     assert [p.invoices for p in serial.bifs] == [10_000, 10_000, 25_000 - 10_000 * 2 - len(serial.rejects)]
-    for other in (parallel, by_lines):
+    for other in (parallel, from_disk, by_lines):
         _assert_same_output(serial, other)
     _assert_same_output(by_lines_scattered, fallback)
+    _assert_same_output(by_lines_scattered, fallback_from_disk)
 
 
 @pytest.mark.parametrize("workers", [1, 2])

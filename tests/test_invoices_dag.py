@@ -3,6 +3,7 @@ and the IC simulator over HTTP: what IC received, what was archived, what the le
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -249,3 +250,29 @@ def test_ic_answers_to_an_upload_refused_or_in_doubt_never_guessed(world, set_ai
         sent = len(hostile.received("/CloudInvoicing.asmx"))
         assert str(world.run().state) == "failed"  # the next run stops: in doubt, not re-sent
         assert len(hostile.received("/CloudInvoicing.asmx")) == sent
+
+
+def test_a_large_file_is_mapped_by_workers_and_uploaded_in_parts_by_bytes(world):
+    """An initial-dump-like file above the parallel threshold (20,000 bills, ~13.7 MB): the
+    Airflow task maps it from disk with 2 workers the forkserver starts (they never import the
+    task's __main__) and uploads it in parts no larger than max_bytes_per_file; IC receives
+    every invoice once; the task reports each stage's time."""
+    from icbridge.mapping import aus_to_bif
+    from icbridge.sim.aus_files import write_file
+
+    cap = 2 << 20
+    world.configure(max_bytes_per_file=cap)
+    name = f"{world.bid}_20261101_UB.TXT"
+    path = write_file(world.inbox / name, 20_000, bid=world.bid)
+    assert path.stat().st_size >= aus_to_bif.PARALLEL_MIN_BYTES
+    dag_run = world.run()
+    assert str(dag_run.state) == "success", _states(dag_run)
+    uploads = world.uploads()
+    assert len(uploads) >= 5 and all(u["success"] for u in uploads)
+    assert sum(u["invoices"] for u in uploads) == 20_000 == len(world.sim.invoices(world.guid))
+    bifs = world.artifacts / world.dag.dag_id
+    summary = json.loads(next(bifs.glob("*/*/summary.json")).read_text())
+    assert [p["invoices"] for p in summary["bifs"]] == [u["invoices"] for u in uploads]
+    ti = next(t for t in dag_run.get_task_instances() if t.task_id.startswith("upload"))
+    seconds = ti.xcom_pull(task_ids=ti.task_id, map_indexes=ti.map_index)["seconds"]
+    assert set(seconds) == {"download", "map", "upload", "archive"}

@@ -391,12 +391,13 @@ def _map_aus(args: argparse.Namespace) -> int:
     creation_date = args.date or datetime.now(config.tz).date()
 
     try:
-        data = args.input.read_bytes()
+        with args.input.open("rb"):  # mapped from its path, by ranges: never held whole
+            pass
     except OSError as exc:
         return _error(f"{args.input}: cannot read: {exc.strerror or exc}")
 
     try:
-        result = map_aus(data, args.input.name, settings, args.out, creation_date, workers=args.workers)
+        result = map_aus(args.input, args.input.name, settings, args.out, creation_date, workers=args.workers)
     except FileRejected as exc:
         # map_aus leaves no BIF behind; we write no rejects.csv / summary.json either, so
         # whatever a previous run left in the folder is not rewritten or mixed with this one

@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -79,6 +81,7 @@ class FileOutcome:
     skipped_parts: list[str] = field(default_factory=list)
     archived_to: str | None = None
     artifacts: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time of each stage: download, map, upload, archive
 
 
 def process_file(
@@ -100,17 +103,19 @@ def process_file(
     transfer = biller.invoices.transfer
     remote_path = f"{transfer.inbox.rstrip('/')}/{file_name}"
     local = workdir / file_name
+    clock = _Stages()
     try:
-        folder.download(remote_path, local)
+        with clock("download"):
+            folder.download(remote_path, local)
     except Exception:
         if file_name in folder.list_names(transfer.inbox):
             raise
         # a concurrent run (e.g. a backfill running several at once) took and archived it
         log.info("%s is no longer in the inbox (processed by another run): skipped", file_name)
         return FileOutcome(file_name, "skipped", {"reason": "no longer in the inbox"})
-    data = local.read_bytes()
-    sha256 = hashlib.sha256(data).hexdigest()
-    record = ledger.begin_file(biller.biller_id, file_name, sha256, len(data), run_id, force)
+    with local.open("rb") as f:  # the file is mapped from disk by ranges: never held whole
+        sha256 = hashlib.file_digest(f, "sha256").hexdigest()
+    record = ledger.begin_file(biller.biller_id, file_name, sha256, local.stat().st_size, run_id, force)
     if record.status == "uploaded":
         log.info("%s (sha256 %s…) was uploaded before: not uploading again", file_name, sha256[:12])
         archived = archive(folder, transfer, file_name, sha256)
@@ -119,7 +124,8 @@ def process_file(
 
     out_dir = workdir / "bif"
     try:
-        result = map_aus(data, file_name, biller.invoice_settings(biller_guid), out_dir, today)
+        with clock("map"):
+            result = map_aus(local, file_name, biller.invoice_settings(biller_guid), out_dir, today)
     except IncompleteFile:
         raise  # not recorded as rejected: the same name may complete later
     except FileRejected as exc:
@@ -128,7 +134,7 @@ def process_file(
     run_artifacts = write_artifacts(result, artifacts_dir)
     log_summary(result)
 
-    outcome = FileOutcome(file_name, "uploaded", result.summary(), artifacts=str(run_artifacts))
+    outcome = FileOutcome(file_name, "uploaded", result.summary(), artifacts=str(run_artifacts), seconds=clock.seconds)
     for index, part in enumerate(result.bifs, start=1):
         status = ledger.part_status(record, index)
         if status == "uploaded":
@@ -144,7 +150,8 @@ def process_file(
             )
         ledger.mark_sending(record, index, part.name, part.sha256, part.invoices, f"{part.total:.2f}", run_id)
         try:
-            answer = uploader(part.name, part.path.read_bytes())
+            with clock("upload"):
+                answer = uploader(part.name, part.path.read_bytes())
         except NotSent as exc:
             ledger.mark_part(record, index, "not_sent", message=str(exc))
             raise
@@ -156,11 +163,28 @@ def process_file(
                  answer.file_id)
         outcome.uploaded_parts.append(part.name)
 
-    outcome.archived_to = archive(folder, transfer, file_name, sha256)
+    with clock("archive"):
+        outcome.archived_to = archive(folder, transfer, file_name, sha256)
     if not result.bifs:
         outcome.status = "empty"
+    log.info("%s: %s", file_name, ", ".join(f"{stage} {s:.1f} s" for stage, s in clock.seconds.items()))
     ledger.finish_file(record, "uploaded", summary=outcome.summary, archived_to=outcome.archived_to)
     return outcome
+
+
+class _Stages:
+    """Wall seconds spent in each stage of a file (a stage entered again adds up)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - start, 3)
 
 
 def archive(folder: RemoteFolder, transfer, file_name: str, sha256: str) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from importlib import resources
+from pathlib import Path
 
 FILE_NAME = re.compile(r"^(?P<bid>\d+)_(?P<stamp>\d{14}|\d{8})_(?P<bill_type>[A-Z0-9]{1,8})\.(?i:txt)$")
 MONEY = re.compile(r"-?\d+(?:\.\d{1,2})?")
@@ -195,6 +197,96 @@ def _parse_trailer(line_text: str, name: str, line: int) -> tuple[int, int, Deci
     return int(parts[1]), int(parts[2]), total
 
 
+class AusSource:
+    """An AUS file's bytes, held in memory or read by ranges from disk (``os.pread``), so a
+    large file is never held whole. The DOS end-of-file byte(s) at its very end are not part
+    of it (strip_eof_marker). Offsets are bytes; `size` is the length without those bytes.
+
+    A source on disk pickles as its path (a worker process reopens it); one in memory as its
+    bytes (workers forked from the holder inherit them instead)."""
+
+    BLOCK = 8 << 20  # bytes per read when searching or counting on disk
+
+    def __init__(self, data: bytes | None = None, path: Path | None = None) -> None:
+        if (data is None) == (path is None):
+            raise ValueError("AusSource takes data or path")
+        self.data, self.path = (strip_eof_marker(data) if data is not None else None), path
+        self._fd: int | None = None
+        if path is not None:
+            self._fd = os.open(path, os.O_RDONLY)
+            size = os.fstat(self._fd).st_size
+            while size:  # the trailing EOF bytes, as strip_eof_marker drops them
+                tail = os.pread(self._fd, min(size, 4096), max(size - 4096, 0))
+                kept = tail.rstrip(EOF_MARKER)
+                size -= len(tail) - len(kept)
+                if kept:
+                    break
+            self.size = size
+        else:
+            self.size = len(self.data)
+
+    @classmethod
+    def of(cls, source: bytes | Path | AusSource) -> AusSource:
+        if isinstance(source, AusSource):
+            return source
+        return cls(path=Path(source)) if isinstance(source, (str, os.PathLike)) else cls(data=source)
+
+    def __getstate__(self) -> dict:
+        return {"data": self.data} if self.path is None else {"path": self.path}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def read(self, start: int, stop: int) -> bytes:
+        """Bytes [start, stop) (clipped to the file)."""
+        stop = min(stop, self.size)
+        if start >= stop:
+            return b""
+        if self.data is not None:
+            return self.data[start:stop]
+        return os.pread(self._fd, stop - start, start)
+
+    def whole(self) -> bytes:
+        return self.data if self.data is not None else self.read(0, self.size)
+
+    def find(self, sub: bytes, start: int, stop: int) -> int:
+        """Like bytes.find over [start, stop); -1 when absent. `sub` is one byte."""
+        if self.data is not None:
+            return self.data.find(sub, start, stop)
+        stop = min(stop, self.size)
+        while start < stop:
+            at = self.read(start, min(start + self.BLOCK, stop)).find(sub)
+            if at >= 0:
+                return start + at
+            start += self.BLOCK
+        return -1
+
+    def rfind(self, sub: bytes, start: int, stop: int) -> int:
+        """Like bytes.rfind over [start, stop); -1 when absent. `sub` is one byte."""
+        if self.data is not None:
+            return self.data.rfind(sub, start, stop)
+        stop = min(stop, self.size)
+        while stop > start:
+            lo = max(start, stop - (64 << 10))
+            at = self.read(lo, stop).rfind(sub)
+            if at >= 0:
+                return lo + at
+            stop = lo
+        return -1
+
+    def count(self, sub: bytes, start: int, stop: int) -> int:
+        """Like bytes.count over [start, stop). `sub` is one byte."""
+        if self.data is not None:
+            return self.data.count(sub, start, stop)
+        stop = min(stop, self.size)
+        return sum(self.read(lo, min(lo + self.BLOCK, stop)).count(sub) for lo in range(start, stop, self.BLOCK))
+
+
 @dataclass(frozen=True)
 class BodyRange:
     """Where the data lines of an AUS file are, without decoding them (see frame_body)."""
@@ -204,22 +296,25 @@ class BodyRange:
     encoding: str
 
 
-def frame_body(data: bytes, name: str, aliases: Mapping[str, str] | None = None) -> tuple[AusFile, BodyRange] | None:
+def frame_body(
+    source: AusSource, name: str, aliases: Mapping[str, str] | None = None
+) -> tuple[AusFile, BodyRange] | None:
     """Header and trailer of a file in the common shape, the data lines left as bytes.
 
-    A large file is mapped by workers that each decode their own byte range, so the parent
-    reads only the first and last line here. Returns None when the file is not in the
+    A large file is mapped by workers that each read and decode their own byte range, so
+    only the first and last line are read here. Returns None when the file is not in the
     common shape (no final line break, a blank first or last line, or anything read_aus
     would reject): read_aus then frames it, with its exact messages. The AusFile returned
     has no lines; the caller checks the data lines (blank lines, encoding) itself."""
-    encoding, offset = ("utf-8", 3) if data.startswith(UTF8_BOM) else ("cp1252", 0)
-    header_end = data.find(b"\n", offset)
-    trailer_start = data.rfind(b"\n", 0, len(data) - 1) + 1
-    if not data.endswith(b"\n") or header_end < 0 or trailer_start <= header_end:
+    size = source.size
+    encoding, offset = ("utf-8", 3) if source.read(0, 3) == UTF8_BOM else ("cp1252", 0)
+    header_end = source.find(b"\n", offset, size)
+    trailer_start = source.rfind(b"\n", 0, size - 1) + 1
+    if source.read(size - 1, size) != b"\n" or header_end < 0 or trailer_start <= header_end:
         return None
     try:
-        header = _line_text(data[offset:header_end], encoding)
-        trailer = _line_text(data[trailer_start:-1], encoding)
+        header = _line_text(source.read(offset, header_end), encoding)
+        trailer = _line_text(source.read(trailer_start, size - 1), encoding)
         if not header.strip() or not is_trailer(trailer) or CONTROL_CHARACTERS.search(header + trailer):
             return None
         index, unknown = _header_index(header, name, 1, aliases or {})

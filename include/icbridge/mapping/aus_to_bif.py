@@ -2,17 +2,18 @@
 
 Driven by the column table (aus_columns.csv) and the BIF registry (bif_fields.csv): each
 column has a type (its value rule), a level (bill, line or meter) and its BIF target(s).
-The file is read whole (its trailer is a control total over all of it), grouped into bills
-in order of first appearance, mapped bill by bill, and written as BIF parts into a staging
-folder that becomes visible only when the whole file passed: nothing partial is left.
+Bills are grouped in order of first appearance, mapped bill by bill (or a column at a time,
+see columnar), and written as BIF parts into a staging folder that becomes visible only when
+the whole file passed (its trailer is a control total over all of it): nothing partial is left.
 
 Two ways to the same bytes. The range path (the common shape of a file): the parent reads
 only the header and the trailer, cuts the data lines into byte ranges between bills, and
-workers decode, group, map and encode a range each; the parent adds up their figures, checks
-them against the trailer and writes the parts. Whenever a file is not in that shape or a
-range finds anything file-level (a bill whose lines fall in two ranges, a blank line, a byte
-that does not decode, a trailer that does not add up, ...), the line path maps the whole
-file the general way and raises the exact file-level error.
+workers read, decode, group, map and encode a range each; the parent writes the parts as the
+ranges come back, in order, adds up their figures and checks them against the trailer. The
+file is never held whole, so memory does not grow with it. Whenever a file is not in that
+shape or a range finds anything file-level (a bill whose lines fall in two ranges, a blank
+line, a byte that does not decode, a trailer that does not add up, ...), the line path reads
+the whole file, maps it the general way and raises the exact file-level error.
 """
 
 from __future__ import annotations
@@ -25,13 +26,17 @@ import operator
 import os
 import re
 import shutil
+import sys
 import tempfile
 from array import array
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from importlib.machinery import ModuleSpec
 from itertools import accumulate, chain, compress
 from pathlib import Path
 from typing import Any
@@ -39,6 +44,7 @@ from typing import Any
 from icbridge.layouts.aus import (
     CONTROL_BYTES,
     AusFile,
+    AusSource,
     BodyRange,
     FileRejected,
     IncompleteFile,
@@ -46,7 +52,6 @@ from icbridge.layouts.aus import (
     frame_body,
     parse_file_name,
     read_aus,
-    strip_eof_marker,
 )
 from icbridge.layouts.bif import (
     CRLF,
@@ -499,7 +504,7 @@ def _plain(value: Decimal) -> str:
 
 
 def map_aus(
-    data: bytes,
+    source: bytes | Path,
     name: str,
     settings: InvoiceSettings,
     out_dir: Path,
@@ -508,31 +513,42 @@ def map_aus(
 ) -> MapResult:
     """Map one AUS file to BIF part(s) in out_dir. Raises FileRejected for file-level rules.
 
-    `workers`: processes for the per-bill work; by default every core for large files.
+    `source`: the file's bytes, or its path. From a path, a file in the common shape is read
+    by ranges and its parts are written as they are produced, so memory stays bounded
+    whatever the file's size (docs/benchmarks.md, "Initial data dump"); a file that needs the
+    line path is read whole. `workers`: processes for the per-bill work; by default every
+    core for large files.
     """
     parsed = parse_file_name(name)
     if parsed is None:
         raise FileRejected(name, "file name", "name does not follow {BID}_{YYYYMMDD[HHMMSS]}_{BillType}.TXT")
     if parsed.bid != settings.bid:
         raise FileRejected(name, "BID", f"file name BID {parsed.bid} is not this biller's BID {settings.bid}")
-    data = strip_eof_marker(data)  # a DOS EOF byte after the trailer is not data
-    mapped = _map_ranges(data, name, settings, workers) if USE_RANGES else None
-    if mapped is None:
-        mapped = _map_lines(data, name, settings, workers)
+    src = AusSource.of(source)  # a DOS EOF byte after the trailer is not data
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir))
     try:
-        rejects, parts, proven = _write_parts(mapped, name, staging, creation_date)
-        limit = settings.reject_threshold_pct * mapped.bills / 100
-        if len(rejects) > limit:
+        written = _map_ranges(src, name, settings, workers, staging, creation_date) if USE_RANGES else None
+        if written is None:
+            for leftover in staging.iterdir():  # parts of a range path that gave up
+                leftover.unlink()
+            mapped = _map_lines(src.whole(), name, settings, workers)
+            writer = _PartWriter(settings, name, staging, creation_date)
+            for chunk in mapped.chunks:
+                writer.add(chunk)
+            written = writer.finish(mapped.mapper.af, mapped.bills, mapped.orphans, mapped.workers)
+        limit = settings.reject_threshold_pct * written.bills / 100
+        if len(written.rejects) > limit:
             raise FileRejected(
                 name,
                 "reject threshold",
-                f"{len(rejects)} of {mapped.bills} bills rejected, more than the biller's threshold "
+                f"{len(written.rejects)} of {written.bills} bills rejected, more than the biller's threshold "
                 f"of {settings.reject_threshold_pct:g}%",
             )
-        unproven = [part for part, ok in zip(parts, proven, strict=True) if not ok]
-        for part, problems in zip(unproven, _run(_check_part, [p.path for p in unproven], mapped.workers), strict=True):
+        parts = written.parts
+        unproven = [part for part, ok in zip(parts, written.proven, strict=True) if not ok]
+        checked = _run(_check_part, [p.path for p in unproven], written.workers)
+        for part, problems in zip(unproven, checked, strict=True):
             if problems:
                 raise FileRejected(name, "BIF check", f"{part.name}: " + "; ".join(problems[:5]))
         for part in parts:
@@ -541,11 +557,13 @@ def map_aus(
             part.path = final
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    mapper = mapped.mapper
-    if mapper.af.control_characters:
-        mapper.warning_counts["control characters removed"] = mapper.af.control_characters
+        if src is not source:
+            src.close()
+    if written.control_characters:
+        written.warning_counts["control characters removed"] = written.control_characters
     return MapResult(
-        name, mapped.bills, parts, rejects, mapper.warnings, mapper.warning_counts, mapper.af.unknown_columns
+        name, written.bills, parts, written.rejects, written.warnings, written.warning_counts,
+        written.af.unknown_columns,
     )
 
 
@@ -565,7 +583,7 @@ _Chunk = tuple[bytes, list[int], list[str], list[str] | None, list[Reject], list
 
 @dataclass
 class _Mapped:
-    """A file mapped but not yet written: what the parts and the summary are made of."""
+    """A file mapped by the line path but not yet written: what the parts are made of."""
 
     mapper: _Mapper
     bills: int
@@ -731,73 +749,80 @@ class _RangeResult:
     orphans: list[Reject]
     total: Decimal
     key_hashes: array  # hash of each bill's key: a bill in two ranges shows up as a repeat
+    control_characters: int  # C0 control characters removed (as read_aus removes them)
     chunk: _Chunk
 
 
-def _map_ranges(data: bytes, name: str, settings: InvoiceSettings, workers: int | None) -> _Mapped | None:
-    """The range path; None when the file needs the line path (see the module docstring)."""
-    global _JOB
-    framed = frame_body(data, name, settings.column_aliases)
+def _map_ranges(
+    source: AusSource, name: str, settings: InvoiceSettings, workers: int | None, staging: Path, day: date
+) -> _Written | None:
+    """The range path: ranges mapped by workers, their parts written into `staging` as the
+    results come back, in order. None when the file needs the line path (see the module
+    docstring); `staging` may then hold parts, which the caller removes."""
+    framed = frame_body(source, name, settings.column_aliases)
     if framed is None:
         return None
     af, body = framed
-    mapper = _Mapper(af, settings)
+    plan = _Plan(af, settings)
     if workers is None:
         workers = (os.cpu_count() or 1) if body.stop - body.start >= PARALLEL_MIN_BYTES else 1
-    tasks = _ranges(data, body, mapper.plan)
-    _JOB = (mapper, data, body.encoding, name)
-    try:
-        results = _run(_map_range, tasks, workers)
-    finally:
-        _JOB = None
-    if any(r is None for r in results) or not _adds_up(results, af.trailer):
+    writer = _PartWriter(settings, name, staging, day)
+    lines = bills = removed = 0
+    total = Decimal(0)
+    orphans: list[Reject] = []
+    hashes: list[array] = []
+    job = (af, settings, source, body.encoding, name)
+    with _in_order(_map_range, _ranges(source, body, plan), workers, job) as results:
+        for result in results:
+            if result is None:
+                return None
+            lines += result.lines
+            bills += result.bills + len(result.orphans)
+            total += result.total
+            removed += result.control_characters
+            orphans.extend(result.orphans)
+            hashes.append(result.key_hashes)
+            writer.add(result.chunk)
+    if (lines, bills, total) != af.trailer or _repeats(hashes):
         return None
-    orphans = [reject for r in results for reject in r.orphans]
-    bills = sum(r.bills for r in results) + len(orphans)
-    return _Mapped(mapper, bills, orphans, [r.chunk for r in results], workers)
+    written = writer.finish(af, bills, orphans, workers)
+    written.control_characters = removed
+    return written
 
 
-def _adds_up(results: list[_RangeResult], trailer: tuple[int, int, Decimal]) -> bool:
-    """Whether the ranges' lines, bills and total match the trailer, and no bill's lines
-    fell into two ranges (its key would count in both; a hash repeat sends the file to the
-    line path, which groups it whole)."""
-    lines, bills, total = trailer
-    hashes = [h for r in results for h in r.key_hashes]
-    return (
-        sum(r.lines for r in results) == lines
-        and sum(r.bills + len(r.orphans) for r in results) == bills
-        and sum((r.total for r in results), Decimal(0)) == total
-        and len(set(hashes)) == len(hashes)
-    )
+def _repeats(hashes: list[array]) -> bool:
+    """Whether a bill key hash shows up twice: a bill whose lines fell into two ranges (its
+    key counts in both; the line path then groups it whole). 8 bytes a bill, sorted with
+    numpy: a set of Python ints would take ~60 bytes a bill (240 MB at 4 million bills)."""
+    import numpy as np
+
+    keys = np.frombuffer(b"".join(hashes), dtype=np.int64).copy()
+    keys.sort()
+    return bool((keys[1:] == keys[:-1]).any())
 
 
-def _ranges(data: bytes, body: BodyRange, plan: _Plan) -> list[tuple[int, int, int]]:
-    """(start, stop, first line number) of each task: ~CHUNK_BYTES of whole lines, cut
-    between two lines of different bills (a bill's lines are usually contiguous)."""
-    cuts = [body.start]
-    pos = body.start + CHUNK_BYTES
-    while pos < body.stop:
-        cut = _bill_start_after(data, pos, body.stop, plan)
-        if cut >= body.stop:
-            break
-        cuts.append(cut)
-        pos = cut + CHUNK_BYTES
-    cuts.append(body.stop)
-    tasks, line = [], 2  # line 1 is the header
-    for start, stop in zip(cuts, cuts[1:], strict=False):
-        tasks.append((start, stop, line))
-        line += data.count(b"\n", start, stop)
-    return tasks
+def _ranges(source: AusSource, body: BodyRange, plan: _Plan) -> Iterator[tuple[int, int, int]]:
+    """(start, stop, first line number) of each task, as they are found: ~CHUNK_BYTES of
+    whole lines, cut between two lines of different bills (a bill's lines are usually
+    contiguous). Reads the file once, a range at a time, to count its lines."""
+    start, line = body.start, 2  # line 1 is the header
+    while start < body.stop:
+        stop = body.stop
+        if start + CHUNK_BYTES < body.stop:
+            stop = _bill_start_after(source, start + CHUNK_BYTES, body.stop, plan)
+        yield start, stop, line
+        line += source.count(b"\n", start, stop)
+        start = stop
 
 
-def _bill_start_after(data: bytes, pos: int, stop: int, plan: _Plan) -> int:
+def _bill_start_after(source: AusSource, pos: int, stop: int, plan: _Plan) -> int:
     """The start of the first line after `pos` whose bill differs from the line before it
-    (compared on the raw bytes: a cut that does split a bill is caught by _adds_up)."""
-    cut = data.find(b"\n", pos, stop) + 1 or stop
-    previous = _raw_key(data[data.rfind(b"\n", 0, cut - 1) + 1 : cut], plan)
+    (compared on the raw bytes: a cut that does split a bill is caught by _repeats)."""
+    cut = source.find(b"\n", pos, stop) + 1 or stop
+    previous = _raw_key(source.read(source.rfind(b"\n", 0, cut - 1) + 1, cut), plan)
     while cut < stop:
-        end = data.find(b"\n", cut, stop) + 1 or stop
-        key = _raw_key(data[cut:end], plan)
+        end = source.find(b"\n", cut, stop) + 1 or stop
+        key = _raw_key(source.read(cut, end), plan)
         if key is None or key != previous:
             return cut
         cut = end
@@ -812,9 +837,70 @@ def _raw_key(line: bytes, plan: _Plan) -> tuple[bytes, bytes] | None:
     return fields[plan.acct_i].strip(), fields[plan.bill_i].strip()
 
 
+def _init_range_job(af: AusFile, settings: InvoiceSettings, source: AusSource, encoding: str, name: str) -> None:
+    """What every range task of one file shares (set in each worker, or here when serial)."""
+    global _JOB
+    _JOB = (_Mapper(af, settings), source, encoding, name)
+
+
+@contextmanager
+def _in_order(fn, tasks: Iterable, workers: int, job: tuple) -> Iterator[Iterator]:
+    """fn over tasks, the results in order as they are ready. In this process when `workers`
+    <= 1; else in a pool of `workers`: started by the forkserver for a source on disk (fresh
+    processes holding their own range only, not the memory of the process that maps, which
+    may be an Airflow task), forked for bytes in memory (the workers inherit them). A worker
+    that dies (killed for memory, say) fails the file with BrokenProcessPool, never hangs it;
+    leaving the block early cancels the tasks not started."""
+    global _JOB
+    source = job[2]
+    if workers <= 1:
+        _init_range_job(*job)
+        try:
+            yield map(fn, tasks)
+        finally:
+            _JOB = None
+        return
+    if source.path is None:
+        ctx = multiprocessing.get_context("fork")
+        gc.freeze()  # see _run
+    else:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+    try:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_range_job, initargs=job) as pool:
+            with _main_not_imported():  # the workers start as the tasks are submitted
+                results = pool.map(fn, tasks)
+            try:
+                yield results
+            finally:
+                pool.shutdown(cancel_futures=True)
+    finally:
+        if source.path is None:
+            gc.unfreeze()
+
+
+@contextmanager
+def _main_not_imported() -> Iterator[None]:
+    """While workers start: a worker the forkserver starts imports the starting process's
+    __main__ (as spawn does) unless that is a package's __main__. The workers need only this
+    module, and an Airflow task's __main__ is the `airflow` CLI, which would bring all of
+    Airflow into each of them (~1 s and ~100 MB a worker); a script's could even map again.
+    So __main__ is presented as a package's while they start (multiprocessing then skips it)."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = main.__dict__.get("__spec__")
+    main.__spec__ = ModuleSpec("__main__", None)
+    try:
+        yield
+    finally:
+        main.__spec__ = saved
+
+
 def _map_range(task: tuple[int, int, int]) -> _RangeResult | None:
-    """Range path task: decode, group and map the lines of data[start:stop]. None when the
-    range holds something file-level (the line path then names it).
+    """Range path task: read, decode, group and map the lines of [start, stop). None when
+    the range holds something file-level (the line path then names it).
 
     The collector is off meanwhile: the range's lines, split once, are ~1.5 M tracked objects
     that live until the task ends, and every collection would walk them (that doubled the
@@ -829,15 +915,16 @@ def _map_range(task: tuple[int, int, int]) -> _RangeResult | None:
 
 
 def _map_range_lines(task: tuple[int, int, int]) -> _RangeResult | None:
-    mapper, data, encoding, name = _JOB
+    mapper, source, encoding, name = _JOB
     start, stop, first_line = task
-    raw = data[start:stop]
-    if len(raw.translate(None, CONTROL_BYTES)) != len(raw):  # the line path removes and counts them
-        return None  # (C0 bytes are the same in cp1252 and UTF-8; translate is ~5x a regex search)
+    raw = source.read(start, stop)
+    clean = raw.translate(None, CONTROL_BYTES)  # removed and counted, as read_aus does (C0 bytes are the
+    removed = len(raw) - len(clean)  # same in cp1252 and UTF-8; translate is ~5x a regex search)
     try:
-        text = raw.decode(encoding)
+        text = clean.decode(encoding)
     except UnicodeDecodeError:
         return None
+    del raw, clean
     text = text.replace("\r\n", "\n")
     lines = text.split("\n")
     lines.pop()  # the range ends with a line break
@@ -859,7 +946,7 @@ def _map_range_lines(task: tuple[int, int, int]) -> _RangeResult | None:
             return None
         bills, keys = list(groups.values()), list(groups)
     chunk = _map_bills(mapper, lines, numbers, bills, table)
-    return _RangeResult(len(lines), len(bills), orphans, total, array("q", map(hash, keys)), chunk)
+    return _RangeResult(len(lines), len(bills), orphans, total, array("q", map(hash, keys)), removed, chunk)
 
 
 def _table(text: str, lines: list[str], width: int) -> Table | None:
@@ -883,7 +970,8 @@ def _check_part(path: Path) -> list[str]:
 
 
 def _run(fn, items: list, workers: int) -> list:
-    """fn over items, in order: in forked worker processes when workers > 1 (2 cores here)."""
+    """fn over items, in order: in forked worker processes when workers > 1 (2 cores here).
+    A worker that dies fails the file with BrokenProcessPool, never hangs it."""
     if workers <= 1 or len(items) <= 1:
         return [fn(item) for item in items]
     ctx = multiprocessing.get_context("fork")
@@ -891,68 +979,95 @@ def _run(fn, items: list, workers: int) -> list:
     # worker's garbage collections do not walk (and copy-on-write) the parent's objects.
     gc.freeze()
     try:
-        with ctx.Pool(min(workers, len(items))) as pool:
-            return pool.map(fn, items, chunksize=1)
+        with ProcessPoolExecutor(min(workers, len(items)), mp_context=ctx) as pool:
+            return list(pool.map(fn, items))
     finally:
         gc.unfreeze()
 
 
-def _write_parts(
-    mapped: _Mapped, source: str, staging: Path, creation_date: date
-) -> tuple[list[Reject], list[BifPart], list[bool]]:
-    """Write the invoices of every chunk, in order, as parts of at most max_invoices_per_file
-    invoices and max_bytes_per_file bytes (an invoice larger than that goes alone in a part);
-    gather the rejects (orphan lines first) and the warnings (capped) into the mapper. The
-    third list says which parts are proven to pass check_bif (see _write_part)."""
-    mapper = mapped.mapper
-    settings = mapper.settings
-    mapper.warnings, mapper.warning_counts = [], {}
-    stem = Path(source).stem
-    rejects: list[Reject] = list(mapped.orphans)
-    parts: list[BifPart] = []
-    proven: list[bool] = []
-    body: list[memoryview] = []  # the current part's invoices, as slices of the chunks' bytes
-    size = 0  # bytes in body
-    amounts: list[str] = []
-    totals: list[str] | None = []  # the current part's proven IH totals; None: a chunk is not proven
+@dataclass
+class _Written:
+    """A file mapped and its parts written to staging: what the MapResult is made of."""
 
-    def write() -> None:
-        part, ok = _write_part(settings, stem, len(parts) + 1, body, amounts, totals, staging, creation_date)
-        parts.append(part)
-        proven.append(ok)
+    af: AusFile
+    bills: int
+    rejects: list[Reject]  # orphan lines first, then the bills' rejects in file order
+    parts: list[BifPart]
+    proven: list[bool]  # which parts are proven to pass check_bif (see _write_part)
+    warnings: list[dict]
+    warning_counts: dict[str, int]
+    workers: int
+    control_characters: int = 0
 
-    for blob, ends, chunk_amounts, chunk_totals, chunk_rejects, warnings, counts in mapped.chunks:
-        rejects.extend(chunk_rejects)
-        room = MAX_WARNINGS_KEPT - len(mapper.warnings)
-        mapper.warnings.extend(warnings[: max(room, 0)])
+
+class _PartWriter:
+    """Writes the invoices of the chunks given, in order and as they come, as parts of at
+    most max_invoices_per_file invoices and max_bytes_per_file bytes (an invoice larger than
+    that goes alone in a part): only the part being filled is held (slices of its chunks'
+    bytes), so memory is bounded by the part size, not the file. Gathers the rejects and
+    the warnings (capped)."""
+
+    def __init__(self, settings: InvoiceSettings, source: str, staging: Path, day: date) -> None:
+        self.settings, self.stem, self.staging, self.day = settings, Path(source).stem, staging, day
+        self.rejects: list[Reject] = []
+        self.warnings: list[dict] = []
+        self.warning_counts: dict[str, int] = {}
+        self.parts: list[BifPart] = []
+        self.proven: list[bool] = []
+        self.body: list[memoryview] = []  # the current part's invoices, as slices of the chunks' bytes
+        self.size = 0  # bytes in body
+        self.amounts: list[str] = []
+        self.totals: list[str] | None = []  # the current part's proven IH totals; None: a chunk is not proven
+
+    def add(self, chunk: _Chunk) -> None:
+        blob, ends, chunk_amounts, chunk_totals, chunk_rejects, warnings, counts = chunk
+        settings = self.settings
+        self.rejects.extend(chunk_rejects)
+        room = MAX_WARNINGS_KEPT - len(self.warnings)
+        self.warnings.extend(warnings[: max(room, 0)])
         for key, n in counts.items():
-            mapper.warning_counts[key] = mapper.warning_counts.get(key, 0) + n
+            self.warning_counts[key] = self.warning_counts.get(key, 0) + n
         view, done = memoryview(blob), 0  # invoices of this chunk already in a part
         while done < len(ends):
-            take = min(settings.max_invoices_per_file - len(amounts), len(ends) - done)
+            take = min(settings.max_invoices_per_file - len(self.amounts), len(ends) - done)
             start = ends[done - 1] if done else 0
-            room = start + settings.max_bytes_per_file - _FH_ROOM - size  # the last end offset that fits
+            room = start + settings.max_bytes_per_file - _FH_ROOM - self.size  # the last end offset that fits
             fits = bisect.bisect_right(ends, room, done, done + take) - done
             full = fits < take
-            take = max(fits, 0 if amounts else 1)  # an invoice larger than the cap goes alone
+            take = max(fits, 0 if self.amounts else 1)  # an invoice larger than the cap goes alone
             if take:
-                body.append(view[start : ends[done + take - 1]])
-                size += ends[done + take - 1] - start
-                amounts.extend(chunk_amounts[done : done + take])
-                totals = None if totals is None or chunk_totals is None else totals + chunk_totals[done : done + take]
+                self.body.append(view[start : ends[done + take - 1]])
+                self.size += ends[done + take - 1] - start
+                self.amounts.extend(chunk_amounts[done : done + take])
+                self.totals = (
+                    None if self.totals is None or chunk_totals is None
+                    else self.totals + chunk_totals[done : done + take]
+                )
                 done += take
-            if full or len(amounts) >= settings.max_invoices_per_file:
-                write()
-                body, amounts, totals, size = [], [], [], 0
-    if amounts:
-        write()
-    if len(parts) == 1:
-        single = parts[0]
-        single.name = f"{stem}.BIF"
-        renamed = staging / single.name
-        single.path.replace(renamed)
-        single.path = renamed
-    return rejects, parts, proven
+            if full or len(self.amounts) >= settings.max_invoices_per_file:
+                self._write()
+
+    def _write(self) -> None:
+        part, ok = _write_part(
+            self.settings, self.stem, len(self.parts) + 1, self.body, self.amounts, self.totals, self.staging, self.day
+        )
+        self.parts.append(part)
+        self.proven.append(ok)
+        self.body, self.amounts, self.totals, self.size = [], [], [], 0
+
+    def finish(self, af: AusFile, bills: int, orphans: list[Reject], workers: int) -> _Written:
+        """Write the last part (a file of one part drops the _01 from its name)."""
+        if self.amounts:
+            self._write()
+        if len(self.parts) == 1:
+            single = self.parts[0]
+            single.name = f"{self.stem}.BIF"
+            renamed = self.staging / single.name
+            single.path.replace(renamed)
+            single.path = renamed
+        return _Written(
+            af, bills, [*orphans, *self.rejects], self.parts, self.proven, self.warnings, self.warning_counts, workers
+        )
 
 
 def _write_part(
