@@ -19,7 +19,10 @@ shared/specs/web-services.md and the docs):
   BillerGUID". A bad file gets ``Success=false``, the problems joined by "; ", no FileID,
   InvoicesRejected = its IH rows; only the upload record is kept. A good file gets a FileID
   and its invoices (and the customers of its CR rows) are stored; an invoice number seen
-  before is replaced (a re-billed invoice).
+  before is replaced (a re-billed invoice). The answer comes once the file is checked; the
+  invoices are stored just after, in the background (as IC queues a file for processing),
+  so a 20 MiB part is answered in well under a second. Every read of the simulator's state
+  (SOAP or Python) first waits for the files still being stored: none reads half a file.
 * ViewInvoiceByInvoiceNumber / ViewCustomerRecord: an unknown number answers an empty
   Response (no Result element; zeep gives None), as ASMX does for a null result.
 * ListOpenInvoices: invoices with BalanceDue != 0, ordered by account and invoice number;
@@ -35,8 +38,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import csv
 import hashlib
 import hmac
+import logging
 import sqlite3
 import threading
 import time
@@ -85,6 +90,8 @@ CREATE TABLE IF NOT EXISTS change_log (
 CREATE INDEX IF NOT EXISTS invoices_open ON invoices (biller, account_number, invoice_number)
     WHERE balance_cents != 0;
 """
+
+log = logging.getLogger(__name__)
 
 
 # request values (strings from the soap server) -> Python; a bad value is the caller's fault
@@ -186,6 +193,9 @@ class InvoiceCloudSimulator:
         self._own_server = server is None
         self.server = server if server is not None else SoapServer()
         self._lock = threading.RLock()
+        self._stored = threading.Condition()  # uploads checked and answered, not yet stored
+        self._to_store: list[tuple[str, bytes, str]] = []
+        self._storer: threading.Thread | None = None
         self._db = sqlite3.connect(self.db_path, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         sim_pragmas(self._db)
@@ -225,6 +235,7 @@ class InvoiceCloudSimulator:
     def stop(self) -> None:
         if self._own_server:
             self.server.stop()
+        self._wait_stored()
         with self._lock:
             self._db.close()
 
@@ -240,9 +251,48 @@ class InvoiceCloudSimulator:
         return self.server.url + self.base_path
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, wait: bool = True) -> Iterator[sqlite3.Connection]:
+        """The DB in a transaction. `wait`: first let the uploads being stored finish (every
+        reader does; the upload path itself does not, so a part is answered while the one
+        before it is stored)."""
+        if wait and threading.current_thread() is not self._storer:
+            self._wait_stored()
         with self._lock, self._db:
             yield self._db
+
+    def _wait_stored(self) -> None:
+        with self._stored:
+            self._stored.wait_for(lambda: not self._to_store)
+
+    def _store_later(self, biller: str, data: bytes, file_id: str) -> None:
+        """Store a checked file's invoices and customers in the background (one thread, in
+        order of upload)."""
+        with self._stored:
+            self._to_store.append((biller, data, file_id))
+            if self._storer is None or not self._storer.is_alive():
+                self._storer = threading.Thread(target=self._store_queued, name="ic-sim-store", daemon=True)
+                self._storer.start()
+
+    def _store_queued(self) -> None:
+        from icbridge.layouts.bif import read_bif
+
+        while True:
+            with self._stored:
+                if not self._to_store:
+                    self._storer = None
+                    return
+                biller, data, file_id = self._to_store[0]
+            try:
+                entries = self._bif_invoices(read_bif(data))
+                with self._tx(wait=False) as db:
+                    self._store_invoices(db, biller, [inv for inv, _ in entries], file_id)
+                    self._upsert_customers_from_cr(db, biller, entries)
+            except Exception:  # a file check_bif passed and read_bif cannot read: a bug here
+                log.exception("IC simulator: could not store upload %s", file_id)
+            finally:
+                with self._stored:
+                    self._to_store.pop(0)
+                    self._stored.notify_all()
 
     # seeding and inspection (tests, demo) ---------------------------------------------------
 
@@ -485,12 +535,12 @@ class InvoiceCloudSimulator:
             "file_id": r["file_id"],
         }
 
-    def _auth(self, args: dict[str, Any]) -> str | None:
+    def _auth(self, args: dict[str, Any], wait: bool = True) -> str | None:
         """The biller's stored GUID when BillerGUID + WebServiceKey match, else None."""
         guid, key = args.get("BillerGUID"), args.get("WebServiceKey")
         if not isinstance(guid, str) or not isinstance(key, str) or not guid or not key:
             return None
-        with self._tx() as db:
+        with self._tx(wait) as db:
             row = db.execute("SELECT guid, key FROM billers WHERE guid = ?", (guid.strip(),)).fetchone()
         if row is None or not hmac.compare_digest(row["key"].encode(), key.encode()):
             return None
@@ -503,28 +553,37 @@ class InvoiceCloudSimulator:
         return biller
 
     def _store_invoice(self, db: sqlite3.Connection, biller: str, inv: dict[str, Any], file_id: str | None) -> None:
+        self._store_invoices(db, biller, [inv], file_id)
+
+    def _store_invoices(
+        self, db: sqlite3.Connection, biller: str, invoices: list[dict[str, Any]], file_id: str | None
+    ) -> None:
         def flag(v: bool | None) -> int | None:
             return None if v is None else int(v)
 
         self._invoices_changed()
-        db.execute(
+        stamp = _stamp(datetime.now(UTC))
+        db.executemany(
             "INSERT OR REPLACE INTO invoices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                biller,
-                inv["invoice_number"],
-                inv["account_number"],
-                inv["invoice_date"].isoformat(),
-                inv["due_date"].isoformat(),
-                str(inv["total"]),
-                str(inv["balance"]),
-                _cents(inv["balance"]),
-                flag(inv["allow_partial"]),
-                flag(inv["block_cc"]),
-                flag(inv["block_ach"]),
-                inv["customer_name"],
-                file_id,
-                _stamp(datetime.now(UTC)),
-            ),
+            [
+                (
+                    biller,
+                    inv["invoice_number"],
+                    inv["account_number"],
+                    inv["invoice_date"].isoformat(),
+                    inv["due_date"].isoformat(),
+                    str(inv["total"]),
+                    str(inv["balance"]),
+                    _cents(inv["balance"]),
+                    flag(inv["allow_partial"]),
+                    flag(inv["block_cc"]),
+                    flag(inv["block_ach"]),
+                    inv["customer_name"],
+                    file_id,
+                    stamp,
+                )
+                for inv in invoices
+            ],
         )
 
     @staticmethod
@@ -571,9 +630,9 @@ class InvoiceCloudSimulator:
     # CloudInvoicing -------------------------------------------------------------------------
 
     def _upload_invoice_file(self, args: dict[str, Any]) -> dict[str, Any]:
-        from icbridge.layouts.bif import check_bif, read_bif  # the project's own checks
+        from icbridge.layouts.bif import check_bif, registry  # the project's own checks
 
-        biller = self._auth(args)
+        biller = self._auth(args, wait=False)
         if biller is None:
             return self._upload_result(False, INVALID_CREDENTIALS)
         name = _str(args, "FileName") or ""
@@ -592,22 +651,23 @@ class InvoiceCloudSimulator:
             problems.append(refusal)
         if not data and not problems:
             problems.append("FileContent is empty")
-        bif = None
+        count = 0
         if data:
             problems.extend(check_bif(data, name or "BIF"))
+            lines = data.splitlines()
+            count = sum(1 for line in lines if line.startswith(b"IH,"))
+            fh_layout = registry()["FH"]
             try:
-                bif = read_bif(data)
-            except Exception:  # unreadable: check_bif has said why
-                bif = None
-            if bif is not None and bif.header:
-                fh_guid = bif.header.get("BillerGuid", "").strip()
+                fh = next(csv.reader([lines[0].decode("utf-8")])) if lines else []
+            except UnicodeDecodeError:  # check_bif has said why
+                fh = []
+            if fh[:1] == ["FH"] and len(fh) > fh_layout.index("BillerGuid"):
+                fh_guid = fh[fh_layout.index("BillerGuid")].strip()
                 if fh_guid.lower() != biller.lower():
                     problems.append(f"{name}: FH BillerGuid {fh_guid!r} is not the BillerGUID of this call")
-        entries = self._bif_invoices(bif) if bif is not None and not problems else []
-        count = sum(1 for t, _ in bif.rows if t == "IH") if bif is not None else 0
         file_id = None if problems else str(uuid.uuid4())
         message = "; ".join(problems)
-        with self._tx() as db:
+        with self._tx(wait=False) as db:
             db.execute(
                 "INSERT INTO uploads (file_id, biller, file_name, sha256, size, success, message, invoices,"
                 " received_at, content) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -619,39 +679,43 @@ class InvoiceCloudSimulator:
                     len(data),
                     int(not problems),
                     message,
-                    len(entries),
+                    0 if problems else count,
                     _stamp(datetime.now(UTC)),
                     data,
                 ),
             )
-            for inv, cr in entries:
-                self._store_invoice(db, biller, inv, file_id)
-                self._upsert_customer_from_cr(db, biller, inv, cr)
+        if file_id is not None:
+            self._store_later(biller, data, file_id)
         with self._lock:
             late = self._late_answers.pop(name, 0.0)
         if late:
             time.sleep(late)  # stored, but the answer reaches the client after its timeout
         if problems:
             return self._upload_result(False, message, None, 0, count)
-        return self._upload_result(True, "", file_id, len(entries), 0)
+        return self._upload_result(True, "", file_id, count, 0)
 
     @staticmethod
-    def _upsert_customer_from_cr(db: sqlite3.Connection, biller: str, inv: dict[str, Any], cr: dict[str, str]) -> None:
-        """A BIF's CR row refreshes the customer; paperless/autopay are IC-side and kept."""
-        db.execute(
+    def _upsert_customers_from_cr(
+        db: sqlite3.Connection, biller: str, entries: list[tuple[dict[str, Any], dict[str, str]]]
+    ) -> None:
+        """A BIF's CR rows refresh the customers; paperless/autopay are IC-side and kept."""
+        db.executemany(
             "INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0) ON CONFLICT (biller, account_number)"
             " DO UPDATE SET customer_name = excluded.customer_name, email_address = excluded.email_address,"
             " phone = excluded.phone, block_payments_cc = excluded.block_payments_cc,"
             " block_payments_eft = excluded.block_payments_eft",
-            (
-                biller,
-                inv["account_number"],
-                inv["customer_name"],
-                cr.get("EmailAddress", ""),
-                cr.get("Phone", ""),
-                int(bool(inv["block_cc"])),
-                int(bool(inv["block_ach"])),
-            ),
+            [
+                (
+                    biller,
+                    inv["account_number"],
+                    inv["customer_name"],
+                    cr.get("EmailAddress", ""),
+                    cr.get("Phone", ""),
+                    int(bool(inv["block_cc"])),
+                    int(bool(inv["block_ach"])),
+                )
+                for inv, cr in entries
+            ],
         )
 
     def _invoices_changed(self) -> None:
