@@ -66,6 +66,7 @@ class _Memory:
         self.root = root
         self.peak_all = self.peak_task = 0
         self.task_pid: int | None = None
+        self.peaks: dict[int, tuple[int, str]] = {}  # pid -> (peak RSS, command line)
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -78,6 +79,8 @@ class _Memory:
                 for p in tree:
                     try:
                         rss[p.pid] = p.memory_info().rss
+                        if rss[p.pid] > self.peaks.get(p.pid, (0, ""))[0]:
+                            self.peaks[p.pid] = (rss[p.pid], " ".join(p.cmdline())[:100])
                         if self.task_pid is None and "upload_file" in " ".join(p.cmdline()):
                             self.task_pid = p.pid
                         if "multiprocessing.forkserver" in " ".join(p.cmdline()):
@@ -153,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             "invoices_received": sum(u["invoices"] for u in received if u["success"]),
             "peak_rss_task_tree": memory.peak_task,
             "peak_rss_airflow_tree": memory.peak_all,
+            "peak_rss_largest_processes": sorted(memory.peaks.values(), reverse=True)[:6],
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         base = seconds.get("download", 0) + seconds.get("map", 0)
@@ -165,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  parts: {len(parts)}, largest {report['part_bytes_max'] / 2**20:.1f} MiB; "
               f"IC received {report['invoices_received']:,} invoices")
         print(f"peak RSS: task tree {memory.peak_task / 1e6:,.0f} MB, "
-              f"whole Airflow tree {memory.peak_all / 1e6:,.0f} MB")
+              f"whole Airflow tree {memory.peak_all / 1e6:,.0f} MB; largest processes:")
+        for peak, cmdline in report["peak_rss_largest_processes"]:
+            print(f"  {peak / 1e6:>7,.0f} MB  {cmdline}")
         if report["ratio"] is not None:
             verdict = "PASS" if report["ratio"] <= TARGET else "MISS"
             print(f"task / (download + map) = {report['ratio']:.2f}x  (target <= {TARGET}x)  {verdict}")
