@@ -821,3 +821,21 @@ def test_a_bif_part_over_10_mb_goes_through_to_the_simulator(ic_sim: IcSim, tmp_
     result = client.upload_invoice_file(part.name, content)
     assert result.success, result.error_message
     assert result.invoices_accepted == 20_000
+
+
+def test_upload_template_is_the_envelope_zeep_sends(ic_sim: IcSim) -> None:
+    """UploadInvoiceFile is rendered from a template (a 20 MiB part's base64 in C, not through
+    zeep's tree): the same envelope, canonically, as zeep's for the same file name and bytes."""
+    from lxml import etree
+
+    client = ic_sim.client(timeout=10)
+    content = "FH,é,&<>\r\n".encode() + bytes(range(256))
+    operation = client.operation("CloudInvoicing", "UploadInvoiceFile", template=True)
+    plain = client.operation("CloudInvoicing", "UploadInvoiceFile")
+    got = operation.render(FileName="a&b<c>.BIF", FileContent=content)
+    expected = plain.render(FileName="a&b<c>.BIF", FileContent=content)
+    assert etree.tostring(etree.fromstring(got), method="c14n") == etree.tostring(
+        etree.fromstring(expected), method="c14n"
+    )
+    result = client.upload_invoice_file("x.BIF", content)  # the simulator decodes it and judges the bytes
+    assert not result.success and "x.BIF" in result.error_message

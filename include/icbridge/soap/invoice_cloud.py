@@ -341,7 +341,9 @@ class InvoiceCloudClient:
         """Send one BIF. A refusal is ``success=False`` with IC's message (a SOAP fault raises
         InvoiceCloudError: also a refusal); an empty answer or one without Success raises
         MalformedAnswer / MissingValue: the outcome is unknown (in doubt), never a refusal."""
-        node = self._call("CloudInvoicing", "UploadInvoiceFile", FileName=file_name, FileContent=content)
+        # from a template: zeep renders a 20 MiB part's ~27 MB of base64 in ~0.2 s, the template in ~0.05 s
+        operation = self.operation("CloudInvoicing", "UploadInvoiceFile", template=True)
+        node = operation.call(FileName=file_name, FileContent=content)
         if node is None:
             raise MalformedAnswer("invoice_cloud", "UploadInvoiceFile", "empty answer (no Result): the outcome "
                                   "is unknown")
