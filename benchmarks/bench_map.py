@@ -492,7 +492,7 @@ def _print_notes(args, results, verdicts, load_before, load_after) -> None:
     print(
         "wall = the operation timed inside the subprocess (after imports); proc = whole subprocess;\n"
         "CPU = user+sys of the process and its workers; peak RSS tree = psutil, every 50 ms, process +\n"
-        "children (copy-on-write pages shared after fork are counted per process: an upper bound);\n"
+        "descendants (pages shared between them are counted per process: an upper bound);\n"
         "parent max / worker max = ru_maxrss of the process / of its largest worker. MB = 10^6 bytes.\n"
         "other% = CPU used by everything else on the machine meanwhile, % of all cores: if it is\n"
         "not near 0 the figures are disturbed (re-run)."
