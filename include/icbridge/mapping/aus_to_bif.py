@@ -793,7 +793,9 @@ def _map_ranges(
 def _repeats(hashes: list[array]) -> bool:
     """Whether a bill key hash shows up twice: a bill whose lines fell into two ranges (its
     key counts in both; the line path then groups it whole). 8 bytes a bill, sorted with
-    numpy: a set of Python ints would take ~60 bytes a bill (240 MB at 4 million bills)."""
+    numpy: a set of Python ints would take ~60 bytes a bill (240 MB at 4 million bills).
+    The hashes of one file agree: every worker of one pool is forked from the same
+    forkserver (one str hash seed), and a serial run hashes in this process."""
     import numpy as np
 
     keys = np.frombuffer(b"".join(hashes), dtype=np.int64).copy()
