@@ -101,3 +101,51 @@ def _dies(item: int) -> int:
 def test_a_worker_that_dies_fails_the_file_instead_of_hanging(tmp_path):
     with pytest.raises(BrokenProcessPool):
         aus_to_bif._run(_dies, list(range(6)), 2)
+
+
+def _every_way(tmp_path, data: bytes, monkeypatch) -> list[str]:
+    """The outcome of mapping `data` by the line path, from bytes, and from disk with 1 and 2
+    workers (small ranges): 'OK <summary>' or the rejection's text."""
+    monkeypatch.setattr(aus_to_bif, "CHUNK_BYTES", 300)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "in.txt").write_bytes(data)
+    outcomes = []
+    for n, (use_ranges, source, workers) in enumerate(
+        [(False, data, 1), (True, data, 1), (True, tmp_path / "in.txt", 1), (True, tmp_path / "in.txt", 2)]
+    ):
+        monkeypatch.setattr(aus_to_bif, "USE_RANGES", use_ranges)
+        try:
+            result = map_aus(source, NAME, SETTINGS, tmp_path / f"out{n}", DAY, workers=workers)
+            outcomes.append(f"OK {result.summary()} {result.warning_counts}")
+        except FileRejected as exc:
+            outcomes.append(str(exc))
+    return outcomes
+
+
+def test_a_control_byte_inside_a_utf8_character_is_an_encoding_error_by_every_path(tmp_path, monkeypatch):
+    """read_aus decodes before it removes control characters: C3 01 A9 is not UTF-8, whichever
+    path maps the file (the range path removed the 01 first and read an é)."""
+    rows = aus_files.make_rows(5, seed=4)
+    rows[3]["CustomerName"] = "Renée"
+    data = b"\xef\xbb\xbf" + aus_files.render(rows).encode("utf-8")
+    assert len(set(_every_way(tmp_path / "ok", data, monkeypatch))) == 1
+    outcomes = _every_way(tmp_path / "bad", data.replace("é".encode(), b"\xc3\x01\xa9"), monkeypatch)
+    assert len(set(outcomes)) == 1 and "is not valid utf-8 (rule: encoding)" in outcomes[0]
+
+
+def test_a_file_that_looks_utf16_is_rejected_by_every_path(tmp_path, monkeypatch):
+    rows = aus_files.make_rows(2, seed=4)
+    rows[0]["CustomerName"] = "Bob" + "\x00" * 3000  # NUL bytes fill its first 4 KiB
+    outcomes = _every_way(tmp_path, aus_files.render(rows).encode("cp1252"), monkeypatch)
+    assert len(set(outcomes)) == 1 and "UTF-16" in outcomes[0]
+
+
+def test_control_characters_are_counted_by_every_path(tmp_path, monkeypatch):
+    """A file without a final line break goes to the line path: it counts the control
+    characters it removed as the range path does."""
+    rows = aus_files.make_rows(4, seed=4)
+    rows[1]["CustomerName"] += "\x07"
+    data = aus_files.render(rows).encode("cp1252")
+    for case in (data, data.rstrip(b"\r\n")):
+        outcomes = _every_way(tmp_path / str(len(case)), case, monkeypatch)
+        assert len(set(outcomes)) == 1 and "'control characters removed': 1" in outcomes[0]

@@ -839,3 +839,30 @@ def test_upload_template_is_the_envelope_zeep_sends(ic_sim: IcSim) -> None:
     )
     result = client.upload_invoice_file("x.BIF", content)  # the simulator decodes it and judges the bytes
     assert not result.success and "x.BIF" in result.error_message
+
+
+def test_an_accepted_upload_is_stored_even_when_the_simulator_stops_first(tmp_path: Path) -> None:
+    """The simulator answers once a file is checked and stores its invoices on the next read of
+    its state; stopping it first stores them too (SimStack keeps its database across restarts),
+    with the upload's receipt time, and a refused file is never stored."""
+    from icbridge.sim.invoice_cloud import InvoiceCloudSimulator
+
+    guid = str(uuid.uuid4()).upper()
+    db = tmp_path / "ic.sqlite"
+    with InvoiceCloudSimulator(db) as sim:
+        sim.add_biller(guid, "k", "123")
+        client = InvoiceCloudClient(sim.base_url, guid, "k", timeout=10)
+        assert client.upload_invoice_file("a.BIF", make_bif(guid, TWO_INVOICES)).invoices_accepted == 2
+        refused = make_bif(guid, [{**TWO_INVOICES[0], "InvoiceNumber": "B9"}]).replace(b"562.28", b"5x")
+        assert not client.upload_invoice_file("b.BIF", refused).success
+        client.close()
+    reopened = InvoiceCloudSimulator(db)
+    try:
+        received = {u["file_name"]: u["received_at"] for u in reopened.uploads()}
+        invoices = reopened.invoices(guid)
+        assert sorted(i["invoice_number"] for i in invoices) == ["B1001", "B1002"]
+        with reopened._tx() as conn:
+            stamps = {row[0] for row in conn.execute("SELECT updated_at FROM invoices")}
+        assert stamps == {received["a.BIF"].isoformat()}  # the receipt time, not the time of storing
+    finally:
+        reopened.stop()

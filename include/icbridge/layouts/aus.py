@@ -307,6 +307,10 @@ def frame_body(
     would reject): read_aus then frames it, with its exact messages. The AusFile returned
     has no lines; the caller checks the data lines (blank lines, encoding) itself."""
     size = source.size
+    try:
+        _check_not_utf16(source.read(0, 4096), name)
+    except FileRejected:
+        return None  # read_aus rejects it, naming the encoding
     encoding, offset = ("utf-8", 3) if source.read(0, 3) == UTF8_BOM else ("cp1252", 0)
     header_end = source.find(b"\n", offset, size)
     trailer_start = source.rfind(b"\n", 0, size - 1) + 1

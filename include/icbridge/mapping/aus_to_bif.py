@@ -537,6 +537,7 @@ def map_aus(
             for chunk in mapped.chunks:
                 writer.add(chunk)
             written = writer.finish(mapped.mapper.af, mapped.bills, mapped.orphans, mapped.workers)
+            written.control_characters = mapped.mapper.af.control_characters
         limit = settings.reject_threshold_pct * written.bills / 100
         if len(written.rejects) > limit:
             raise FileRejected(
@@ -924,6 +925,8 @@ def _map_range_lines(task: tuple[int, int, int]) -> _RangeResult | None:
     removed = len(raw) - len(clean)  # same in cp1252 and UTF-8; translate is ~5x a regex search)
     try:
         text = clean.decode(encoding)
+        if removed:  # read_aus decodes before it removes: a C0 byte inside a UTF-8 sequence is an encoding error
+            raw.decode(encoding)
     except UnicodeDecodeError:
         return None
     del raw, clean

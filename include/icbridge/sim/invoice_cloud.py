@@ -234,6 +234,8 @@ class InvoiceCloudSimulator:
         if self._own_server:
             self.server.stop()
         with self._lock:
+            if self._to_store:  # accepted files are stored before the state is closed
+                self._store_accepted()
             self._db.close()
 
     def __enter__(self) -> InvoiceCloudSimulator:
@@ -264,9 +266,11 @@ class InvoiceCloudSimulator:
         to_store, self._to_store = self._to_store, []
         for biller, file_id in to_store:
             with self._tx(wait=False) as db:
-                (data,) = db.execute("SELECT content FROM uploads WHERE file_id = ?", (file_id,)).fetchone()
+                data, received_at = db.execute(
+                    "SELECT content, received_at FROM uploads WHERE file_id = ?", (file_id,)
+                ).fetchone()
                 entries = self._bif_invoices(_invoice_rows(data) or read_bif(data))
-                self._store_invoices(db, biller, [inv for inv, _ in entries], file_id)
+                self._store_invoices(db, biller, [inv for inv, _ in entries], file_id, received_at)
                 self._upsert_customers_from_cr(db, biller, entries)
 
     # seeding and inspection (tests, demo) ---------------------------------------------------
@@ -531,13 +535,20 @@ class InvoiceCloudSimulator:
         self._store_invoices(db, biller, [inv], file_id)
 
     def _store_invoices(
-        self, db: sqlite3.Connection, biller: str, invoices: list[dict[str, Any]], file_id: str | None
+        self,
+        db: sqlite3.Connection,
+        biller: str,
+        invoices: list[dict[str, Any]],
+        file_id: str | None,
+        stamp: str | None = None,
     ) -> None:
+        """`stamp`: when IC got them (an upload's receipt time; default now)."""
+
         def flag(v: bool | None) -> int | None:
             return None if v is None else int(v)
 
         self._invoices_changed()
-        stamp = _stamp(datetime.now(UTC))
+        stamp = stamp or _stamp(datetime.now(UTC))
         db.executemany(
             "INSERT OR REPLACE INTO invoices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
@@ -643,7 +654,7 @@ class InvoiceCloudSimulator:
                     problems.append(f"{name}: FH BillerGuid {fh_guid!r} is not the BillerGUID of this call")
         file_id = None if problems else str(uuid.uuid4())
         message = "; ".join(problems)
-        with self._tx(wait=False) as db:
+        with self._tx(wait=False) as db:  # queued in the same transaction: stored in upload order
             db.execute(
                 "INSERT INTO uploads (file_id, biller, file_name, sha256, size, success, message, invoices,"
                 " received_at, content) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -660,8 +671,7 @@ class InvoiceCloudSimulator:
                     data,
                 ),
             )
-        if file_id is not None:
-            with self._lock:
+            if file_id is not None:
                 self._to_store.append((biller, file_id))
         with self._lock:
             late = self._late_answers.pop(name, 0.0)
