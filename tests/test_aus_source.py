@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 import pytest
 
@@ -149,3 +150,26 @@ def test_control_characters_are_counted_by_every_path(tmp_path, monkeypatch):
     for case in (data, data.rstrip(b"\r\n")):
         outcomes = _every_way(tmp_path / str(len(case)), case, monkeypatch)
         assert len(set(outcomes)) == 1 and "'control characters removed': 1" in outcomes[0]
+
+
+def _map_in_a_daemon(path: str, out: str, answer) -> None:
+    try:
+        result = map_aus(Path(path), NAME, SETTINGS, Path(out), DAY, workers=2)
+        answer.put(("ok", result.bills_read))
+    except BaseException as exc:  # noqa: BLE001 - reported to the test
+        answer.put(("failed", repr(exc)))
+
+
+def test_a_daemonic_process_maps_with_workers(tmp_path):
+    """Celery runs tasks in daemonic processes, which multiprocessing refuses children: the
+    workers start anyway (they cannot outlive the mapping) and the output is whole."""
+    import multiprocessing
+
+    path = aus_files.write_file(tmp_path / NAME, 400)
+    ctx = multiprocessing.get_context("fork")
+    answer = ctx.Queue()
+    daemon = ctx.Process(target=_map_in_a_daemon, args=(str(path), str(tmp_path / "out"), answer), daemon=True)
+    daemon.start()
+    outcome = answer.get(timeout=120)
+    daemon.join(30)
+    assert outcome == ("ok", 400), outcome[1]
