@@ -538,8 +538,8 @@ def map_aus(
             writer = _PartWriter(settings, name, staging, creation_date)
             for chunk in mapped.chunks:
                 writer.add(chunk)
-            written = writer.finish(mapped.mapper.af, mapped.bills, mapped.orphans, mapped.workers)
-            written.control_characters = mapped.mapper.af.control_characters
+            af = mapped.mapper.af
+            written = writer.finish(af, mapped.bills, mapped.orphans, mapped.workers, af.control_characters)
         limit = settings.reject_threshold_pct * written.bills / 100
         if len(written.rejects) > limit:
             raise FileRejected(
@@ -788,9 +788,7 @@ def _map_ranges(
             writer.add(result.chunk)
     if (lines, bills, total) != af.trailer or _repeats(hashes):
         return None
-    written = writer.finish(af, bills, orphans, workers)
-    written.control_characters = removed
-    return written
+    return writer.finish(af, bills, orphans, workers, removed)
 
 
 def _repeats(hashes: list[array]) -> bool:
@@ -1043,7 +1041,7 @@ class _Written:
     warnings: list[dict]
     warning_counts: dict[str, int]
     workers: int
-    control_characters: int = 0
+    control_characters: int  # C0 control characters removed from the values
 
 
 class _PartWriter:
@@ -1101,7 +1099,9 @@ class _PartWriter:
         self.proven.append(ok)
         self.body, self.amounts, self.totals, self.size = [], [], [], 0
 
-    def finish(self, af: AusFile, bills: int, orphans: list[Reject], workers: int) -> _Written:
+    def finish(
+        self, af: AusFile, bills: int, orphans: list[Reject], workers: int, control_characters: int
+    ) -> _Written:
         """Write the last part (a file of one part drops the _01 from its name)."""
         if self.amounts:
             self._write()
@@ -1112,7 +1112,8 @@ class _PartWriter:
             single.path.replace(renamed)
             single.path = renamed
         return _Written(
-            af, bills, [*orphans, *self.rejects], self.parts, self.proven, self.warnings, self.warning_counts, workers
+            af, bills, [*orphans, *self.rejects], self.parts, self.proven, self.warnings, self.warning_counts, workers,
+            control_characters,
         )
 
 

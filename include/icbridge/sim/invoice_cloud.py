@@ -296,10 +296,10 @@ class InvoiceCloudSimulator:
         balance = total if balance_due is None else _money(balance_due)
         invoice_date = invoice_date or date.today()
         with self._tx() as db:
-            self._store_invoice(
+            self._store_invoices(
                 db,
                 biller_guid,
-                {
+                [{
                     "invoice_number": invoice_number,
                     "account_number": account_number,
                     "invoice_date": invoice_date,
@@ -310,7 +310,7 @@ class InvoiceCloudSimulator:
                     "block_cc": None,
                     "block_ach": None,
                     "customer_name": customer_name,
-                },
+                }],
                 file_id=None,
             )
 
@@ -319,31 +319,25 @@ class InvoiceCloudSimulator:
         has :meth:`add_invoice`'s arguments: account_number, invoice_number, total_amount_due and
         optionally balance_due, invoice_date, due_date, customer_name. Returns the count."""
         today = date.today()
-        count = 0
+        rows = []
+        for inv in invoices:
+            total = _money(inv["total_amount_due"])
+            invoice_date = inv.get("invoice_date") or today
+            rows.append({
+                "invoice_number": inv["invoice_number"],
+                "account_number": inv["account_number"],
+                "invoice_date": invoice_date,
+                "due_date": inv.get("due_date") or invoice_date + timedelta(days=30),
+                "total": total,
+                "balance": total if inv.get("balance_due") is None else _money(inv["balance_due"]),
+                "allow_partial": None,
+                "block_cc": None,
+                "block_ach": None,
+                "customer_name": inv.get("customer_name", ""),
+            })
         with self._tx() as db:
-            for inv in invoices:
-                total = _money(inv["total_amount_due"])
-                balance = total if inv.get("balance_due") is None else _money(inv["balance_due"])
-                invoice_date = inv.get("invoice_date") or today
-                self._store_invoice(
-                    db,
-                    biller_guid,
-                    {
-                        "invoice_number": inv["invoice_number"],
-                        "account_number": inv["account_number"],
-                        "invoice_date": invoice_date,
-                        "due_date": inv.get("due_date") or invoice_date + timedelta(days=30),
-                        "total": total,
-                        "balance": balance,
-                        "allow_partial": None,
-                        "block_cc": None,
-                        "block_ach": None,
-                        "customer_name": inv.get("customer_name", ""),
-                    },
-                    file_id=None,
-                )
-                count += 1
-        return count
+            self._store_invoices(db, biller_guid, rows, file_id=None)
+        return len(rows)
 
     def add_customers(self, biller_guid: str, customers: Iterable[Mapping[str, Any]]) -> int:
         """Seed many customer records in one transaction; each mapping has :meth:`add_customer`'s
@@ -530,9 +524,6 @@ class InvoiceCloudSimulator:
         if biller is None:
             raise SoapFault(INVALID_CREDENTIALS)
         return biller
-
-    def _store_invoice(self, db: sqlite3.Connection, biller: str, inv: dict[str, Any], file_id: str | None) -> None:
-        self._store_invoices(db, biller, [inv], file_id)
 
     def _store_invoices(
         self,
