@@ -113,12 +113,19 @@ def _backfill(api: Api, dag_id: str, start: datetime) -> list[dict]:
     body = {"dag_id": dag_id, "from_date": start.isoformat(), "to_date": datetime.now(UTC).isoformat(),
             "reprocess_behavior": "completed", "max_active_runs": 1}
     deadline = time.monotonic() + 2 * WAIT
-    while True:  # SQLite: the api-server answers 503 "Database is locked" while the scheduler writes
+    locked = False
+    while True:
         try:
             backfill = api.call("POST", "/api/v2/backfills", json=body)
             break
         except DemoError as exc:
-            if "HTTP 503" not in str(exc) or time.monotonic() > deadline:
+            # SQLite: the api-server answers 503 "Database is locked" while the scheduler writes. Airflow commits
+            # the backfill before its runs and removes it after a lock only at best effort, so after our own 503
+            # a 409 "already a running backfill" is that orphan: the scheduler completes it (at most 2 minutes
+            # for one with no runs), and then the backfill can be asked for again.
+            locked = locked or "HTTP 503" in str(exc)
+            retry = "HTTP 503" in str(exc) or (locked and "HTTP 409" in str(exc))
+            if not retry or time.monotonic() > deadline:
                 raise
             time.sleep(3)
     while True:
