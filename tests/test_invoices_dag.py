@@ -145,12 +145,60 @@ def test_retry_after_part_two_fails_does_not_resend_part_one(world):
     stem = name[:-4]
     world.sim.refuse_once(f"{stem}_02.BIF", "Simulated outage")
     assert str(world.run().state) == "failed"
-    assert [(u["file_name"], u["success"]) for u in world.uploads()] == [(f"{stem}_01.BIF", 1), (f"{stem}_02.BIF", 0)]
+    # two parts in flight (upload_in_flight: 2): 01 and 02 go together; 03 starts once 01 is
+    # answered, before 02's refusal is read, and is recorded too
+    sent = sorted((u["file_name"], u["success"]) for u in world.uploads())
+    assert sent == [(f"{stem}_01.BIF", 1), (f"{stem}_02.BIF", 0), (f"{stem}_03.BIF", 1)]
+    assert [(r["part_name"], r["status"]) for r in world.ledger()] == [
+        (f"{stem}_01.BIF", "uploaded"), (f"{stem}_02.BIF", "refused"), (f"{stem}_03.BIF", "uploaded")]
     assert (world.inbox / name).exists(), "a file not fully uploaded stays in the inbox"
     assert str(world.run().state) == "success"
-    sent = [(u["file_name"], u["success"]) for u in world.uploads()]
+    sent = sorted((u["file_name"], u["success"]) for u in world.uploads())
     assert sent == [(f"{stem}_01.BIF", 1), (f"{stem}_02.BIF", 0), (f"{stem}_02.BIF", 1), (f"{stem}_03.BIF", 1)]
     assert len(world.sim.invoices(world.guid)) == 12
+
+
+def test_one_part_at_a_time_stops_at_the_refused_part(world):
+    world.configure(max_invoices_per_file=5, upload_in_flight=1)
+    name = f"{world.bid}_20261107_UB.TXT"
+    world.drop(name, _file(world.bid, bills=12))
+    stem = name[:-4]
+    world.sim.refuse_once(f"{stem}_02.BIF", "Simulated outage")
+    assert str(world.run().state) == "failed"
+    assert [(u["file_name"], u["success"]) for u in world.uploads()] == [(f"{stem}_01.BIF", 1), (f"{stem}_02.BIF", 0)]
+    assert str(world.run().state) == "success"
+    assert [u["file_name"] for u in world.uploads()[2:]] == [f"{stem}_02.BIF", f"{stem}_03.BIF"]
+
+
+def test_parts_in_flight_together_and_an_in_doubt_one_is_named_and_never_resent(world, set_airflow_conn, ic_sim,
+                                                                              capfd):
+    """Part 01's answer comes after the client's timeout while 02 is sent and answered: 02 is
+    `uploaded`, 01 stays `sending` (in doubt), 03 never starts; the next run sends nothing and
+    names 01; once settled, only 03 is sent."""
+    set_airflow_conn("t_ic", **ic_sim.conn_fields(timeout=2))
+    world.configure(max_invoices_per_file=5)
+    name = f"{world.bid}_20261108_UB.TXT"
+    world.drop(name, _file(world.bid, bills=12))
+    stem = name[:-4]
+    world.sim.answer_late_once(f"{stem}_01.BIF", 3.5)
+    assert str(world.run().state) == "failed"
+    uploads = {u["file_name"]: u for u in world.uploads()}
+    assert sorted(uploads) == [f"{stem}_01.BIF", f"{stem}_02.BIF"]
+    # 02 reached IC while 01 waited for its answer (3.5 s after it was received)
+    assert uploads[f"{stem}_02.BIF"]["received_at"] - uploads[f"{stem}_01.BIF"]["received_at"] < timedelta(seconds=2)
+    assert [(r["part_name"], r["status"]) for r in world.ledger()] == [
+        (f"{stem}_01.BIF", "sending"), (f"{stem}_02.BIF", "uploaded")]
+    capfd.readouterr()
+    assert str(world.run().state) == "failed", "an in-doubt part stops the file: nothing is sent"
+    out = capfd.readouterr().out
+    assert f"1 part(s) sent in an earlier attempt got no answer and may be in IC: {stem}_01.BIF." in out
+    assert len(world.uploads()) == 2
+    ledger = Ledger(os.environ["ICBRIDGE_STATE_DB_URL"])
+    assert ledger.settle("t_aus", name, f"{stem}_01.BIF", "uploaded") == 1
+    ledger.dispose()
+    assert str(world.run().state) == "success"
+    assert sorted(u["file_name"] for u in world.uploads()) == [f"{stem}_01.BIF", f"{stem}_02.BIF", f"{stem}_03.BIF"]
+    assert len(world.sim.invoices(world.guid)) == 12 and not (world.inbox / name).exists()
 
 
 @pytest.mark.parametrize(
@@ -272,7 +320,8 @@ def test_a_large_file_is_mapped_by_workers_and_uploaded_in_parts_by_bytes(world)
     assert sum(u["invoices"] for u in uploads) == 20_000 == len(world.sim.invoices(world.guid))
     bifs = world.artifacts / world.dag.dag_id
     summary = json.loads(next(bifs.glob("*/*/summary.json")).read_text())
-    assert [p["invoices"] for p in summary["bifs"]] == [u["invoices"] for u in uploads]
+    received = {u["file_name"]: u["invoices"] for u in uploads}  # parts go two at a time: any order
+    assert {p["name"]: p["invoices"] for p in summary["bifs"]} == received and len(received) == len(uploads)
     ti = next(t for t in dag_run.get_task_instances() if t.task_id.startswith("upload"))
     seconds = ti.xcom_pull(task_ids=ti.task_id, map_indexes=ti.map_index)["seconds"]
     assert set(seconds) == {"download", "map", "upload", "archive"}

@@ -54,6 +54,7 @@ class InvoicesConfig(_Strict):
     max_invoices_per_file: int = Field(50_000, ge=1)
     max_bytes_per_file: int = Field(DEFAULT_MAX_BYTES_PER_FILE, ge=4096)  # a BIF part's size bound too
     reject_threshold_pct: float = Field(5.0, ge=0, le=100)
+    upload_in_flight: int = Field(2, ge=1, le=4)  # BIF parts of one file sent at once (docs/operations.md)
     column_aliases: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("invoice_format_guid")

@@ -10,7 +10,9 @@ import hashlib
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -19,10 +21,10 @@ from pathlib import Path
 from icbridge.config.biller import BillerConfig
 from icbridge.exports import rejects_csv
 from icbridge.layouts.aus import FileRejected, IncompleteFile, parse_file_name
-from icbridge.mapping.aus_to_bif import MapResult, map_aus
+from icbridge.mapping.aus_to_bif import BifPart, MapResult, map_aus
 from icbridge.masking import mask_account
 from icbridge.soap.errors import NotSent
-from icbridge.state.db import InDoubt, Ledger
+from icbridge.state.db import InDoubt, Ledger, SourceFile
 from icbridge.transfer.remote import RemoteFolder
 
 log = logging.getLogger(__name__)
@@ -135,33 +137,9 @@ def process_file(
     log_summary(result)
 
     outcome = FileOutcome(file_name, "uploaded", result.summary(), artifacts=str(run_artifacts), seconds=clock.seconds)
-    for index, part in enumerate(result.bifs, start=1):
-        status = ledger.part_status(record, index)
-        if status == "uploaded":
-            log.info("part %s already uploaded: skipped", part.name)
-            outcome.skipped_parts.append(part.name)
-            continue
-        if status == "sending" and not force:
-            raise InDoubt(
-                f"{file_name}: part {part.name} was sent in an earlier attempt and no answer came back; it may be "
-                "in IC. Check IC, then settle it: `python -m icbridge ledger settle --biller "
-                f"{biller.biller_id} --file {file_name} --part {part.name} --as uploaded|resend`, "
-                "or re-run with force=true"
-            )
-        ledger.mark_sending(record, index, part.name, part.sha256, part.invoices, f"{part.total:.2f}", run_id)
-        try:
-            with clock("upload"):
-                answer = uploader(part.name, part.path.read_bytes())
-        except NotSent as exc:
-            ledger.mark_part(record, index, "not_sent", message=str(exc))
-            raise
-        if not answer.success:
-            ledger.mark_part(record, index, "refused", message=answer.message)
-            raise UploadRefused(f"{file_name}: IC refused {part.name}: {answer.message}")
-        ledger.mark_part(record, index, "uploaded", ic_file_id=answer.file_id, message=answer.message or None)
-        log.info("uploaded %s: %d invoices, total %.2f, IC FileID %s", part.name, part.invoices, part.total,
-                 answer.file_id)
-        outcome.uploaded_parts.append(part.name)
+    with clock("upload"):
+        upload_parts(result.bifs, record, ledger, uploader, outcome, run_id=run_id, force=force,
+                     in_flight=biller.invoices.upload_in_flight, biller_id=biller.biller_id)
 
     with clock("archive"):
         outcome.archived_to = archive(folder, transfer, file_name, sha256)
@@ -170,6 +148,89 @@ def process_file(
     log.info("%s: %s", file_name, ", ".join(f"{stage} {s:.1f} s" for stage, s in clock.seconds.items()))
     ledger.finish_file(record, "uploaded", summary=outcome.summary, archived_to=outcome.archived_to)
     return outcome
+
+
+def upload_parts(
+    parts: list[BifPart],
+    record: SourceFile,
+    ledger: Ledger,
+    uploader: Uploader,
+    outcome: FileOutcome,
+    *,
+    run_id: str,
+    force: bool,
+    in_flight: int,
+    biller_id: str,
+) -> None:
+    """Send each part of a file once, ``in_flight`` at a time, and record every answer.
+
+    Before anything is sent: a part already ``uploaded`` is skipped; parts left ``sending`` by
+    an earlier attempt (in doubt) stop the file with InDoubt naming all of them, unless
+    ``force``. Each part is marked ``sending`` before its call, and its own answer is recorded
+    when it comes (``uploaded`` / ``refused`` / ``not_sent``; no answer that can be judged
+    leaves it ``sending``). After the first failure no new part starts, the parts in flight
+    are awaited and recorded, and the first failure in part order is raised: UploadRefused,
+    NotSent, or the uploader's own error (NoAnswer, AnswerError: in doubt). The ledger is
+    written from the calling thread only; the uploader runs in up to ``in_flight`` threads.
+    """
+    todo: list[tuple[int, BifPart]] = []
+    in_doubt: list[str] = []
+    for index, part in enumerate(parts, start=1):
+        status = ledger.part_status(record, index)
+        if status == "uploaded":
+            log.info("part %s already uploaded: skipped", part.name)
+            outcome.skipped_parts.append(part.name)
+        elif status == "sending" and not force:
+            in_doubt.append(part.name)
+        else:
+            todo.append((index, part))
+    if in_doubt:
+        raise InDoubt(
+            f"{record.file_name}: {len(in_doubt)} part(s) sent in an earlier attempt got no answer and may be in "
+            f"IC: {', '.join(in_doubt)}. Check IC, then settle each: `python -m icbridge ledger settle --biller "
+            f"{biller_id} --file {record.file_name} --part <part> --as uploaded|resend`, or re-run with force=true"
+        )
+    failures: list[BaseException] = []
+    flying: deque[tuple[int, BifPart, Future[UploadAnswer]]] = deque()
+    waiting = iter(todo)
+    with ThreadPoolExecutor(max_workers=max(1, in_flight), thread_name_prefix="icb-upload") as pool:
+        while True:
+            while not failures and len(flying) < max(1, in_flight):
+                nxt = next(waiting, None)
+                if nxt is None:
+                    break
+                index, part = nxt
+                ledger.mark_sending(record, index, part.name, part.sha256, part.invoices, f"{part.total:.2f}", run_id)
+                flying.append((index, part, pool.submit(_send, uploader, part)))
+            if not flying:
+                break
+            index, part, future = flying.popleft()  # answers are recorded in part order
+            try:
+                answer = future.result()
+            except NotSent as exc:
+                ledger.mark_part(record, index, "not_sent", message=str(exc))
+                log.warning("part %s not sent: %s", part.name, exc)
+                failures.append(exc)
+                continue
+            except Exception as exc:  # no answer, or one that cannot be judged: stays `sending`
+                log.error("part %s: IC's answer cannot be judged, in doubt: %s", part.name, exc)
+                failures.append(exc)
+                continue
+            if not answer.success:
+                ledger.mark_part(record, index, "refused", message=answer.message)
+                log.error("IC refused %s: %s", part.name, answer.message)
+                failures.append(UploadRefused(f"{record.file_name}: IC refused {part.name}: {answer.message}"))
+                continue
+            ledger.mark_part(record, index, "uploaded", ic_file_id=answer.file_id, message=answer.message or None)
+            log.info("uploaded %s: %d invoices, total %.2f, IC FileID %s", part.name, part.invoices, part.total,
+                     answer.file_id)
+            outcome.uploaded_parts.append(part.name)
+    if failures:
+        raise failures[0]
+
+
+def _send(uploader: Uploader, part: BifPart) -> UploadAnswer:
+    return uploader(part.name, part.path.read_bytes())
 
 
 class _Stages:

@@ -41,6 +41,7 @@ import csv
 import hashlib
 import hmac
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -632,11 +633,13 @@ class InvoiceCloudSimulator:
         count = 0
         if data:
             problems.extend(check_bif(data, name or "BIF"))
-            lines = data.splitlines()
-            count = sum(1 for line in lines if line.startswith(b"IH,"))
+            # the lines that start with "IH," as splitlines() cuts them (after LF, CRLF or a lone CR),
+            # counted without making a bytes object of every line
+            count = data.startswith(b"IH,") + data.count(b"\nIH,") + data.count(b"\rIH,")
             fh_layout = registry()["FH"]
+            first = re.match(rb"[^\r\n]*", data).group()
             try:
-                fh = next(csv.reader([lines[0].decode("utf-8")])) if lines else []
+                fh = next(csv.reader([first.decode("utf-8")])) if first else []
             except UnicodeDecodeError:  # check_bif has said why
                 fh = []
             if fh[:1] == ["FH"] and len(fh) > fh_layout.index("BillerGuid"):
