@@ -823,6 +823,40 @@ def test_a_bif_part_over_10_mb_goes_through_to_the_simulator(ic_sim: IcSim, tmp_
     assert result.invoices_accepted == 20_000
 
 
+def test_a_large_part_is_checked_apart_with_the_same_outcome(tmp_path: Path) -> None:
+    """A part of CHECK_APART_BYTES or more is checked by the simulator's checker processes (so
+    parts uploaded at once are checked at once, as by IC's farm): the same acceptance, the same
+    refusal message as check_bif gives here, and no process left once the simulator stops."""
+    import dataclasses
+
+    import psutil
+
+    from icbridge.sim.invoice_cloud import CHECK_APART_BYTES, InvoiceCloudSimulator
+    from tests.test_aus_mapping import SETTINGS, bills, run
+
+    guid = str(uuid.uuid4()).upper()
+    mapped = run(tmp_path, bills(3_000, lines=2), dataclasses.replace(SETTINGS, biller_guid=guid))
+    (part,) = mapped.result.bifs
+    good = part.path.read_bytes()
+    assert len(good) >= CHECK_APART_BYTES
+    bad = good.replace(b",IH,", b",IH,", 1)
+    at = bad.index(b"\r\nIH,", 1000) + 2
+    bad = bad[:at] + b"XX" + bad[at + 2:]  # an unknown row type in the middle of the part
+    with InvoiceCloudSimulator(tmp_path / "ic.sqlite") as sim:
+        sim.add_biller(guid, "k", SETTINGS.bid)
+        client = InvoiceCloudClient(sim.base_url, guid, "k", timeout=60)
+        assert client.upload_invoice_file("good.BIF", good).invoices_accepted == 3_000
+        refused = client.upload_invoice_file("bad.BIF", bad)
+        client.close()
+        checkers = [p for p in psutil.Process().children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+        assert checkers, "the large parts were checked in the simulator's own processes"
+    assert not refused.success
+    assert refused.error_message == "; ".join(check_bif(bad, "bad.BIF"))
+    assert "unknown row type 'XX'" in refused.error_message
+    gone, alive = psutil.wait_procs(checkers, timeout=10)
+    assert not alive, alive
+
+
 def test_upload_template_is_the_envelope_zeep_sends(ic_sim: IcSim) -> None:
     """UploadInvoiceFile is rendered from a template (a 20 MiB part's base64 in C, not through
     zeep's tree): the same envelope, canonically, as zeep's for the same file name and bytes."""
