@@ -857,6 +857,39 @@ def test_a_large_part_is_checked_apart_with_the_same_outcome(tmp_path: Path) -> 
     assert not alive, alive
 
 
+def test_checker_processes_never_run_the_script_that_started_the_simulator(tmp_path: Path) -> None:
+    """A script with no ``if __name__ == "__main__"`` guard starts the simulator and uploads a
+    large part: the checkers (spawned) do not run the script again (it would start a second
+    simulator on the same database), and the part is checked by them."""
+    import dataclasses
+    import subprocess
+    import sys
+
+    from tests.test_aus_mapping import SETTINGS, bills, run
+
+    guid = str(uuid.uuid4()).upper()
+    mapped = run(tmp_path, bills(3_000, lines=2), dataclasses.replace(SETTINGS, biller_guid=guid))
+    (part,) = mapped.result.bifs
+    runs = tmp_path / "runs.txt"
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import os, psutil\n"
+        "from icbridge.sim.invoice_cloud import InvoiceCloudSimulator\n"
+        "from icbridge.soap.invoice_cloud import InvoiceCloudClient\n"
+        f"with open({str(runs)!r}, 'a') as f: f.write('run\\n')\n"
+        f"with InvoiceCloudSimulator({str(tmp_path / 'ic.sqlite')!r}) as sim:\n"
+        f"    sim.add_biller({guid!r}, 'k', {SETTINGS.bid!r})\n"
+        f"    client = InvoiceCloudClient(sim.base_url, {guid!r}, 'k', timeout=60)\n"
+        f"    answer = client.upload_invoice_file('p.BIF', open({str(part.path)!r}, 'rb').read())\n"
+        "    kids = [p for p in psutil.Process().children() if 'spawn_main' in ' '.join(p.cmdline())]\n"
+        "    print(answer.invoices_accepted, len(kids))\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["3000", "1"], done.stdout  # one checker started for the one part
+    assert runs.read_text() == "run\n", "a checker ran the script again"
+
+
 def test_upload_template_is_the_envelope_zeep_sends(ic_sim: IcSim) -> None:
     """UploadInvoiceFile is rendered from a template (a 20 MiB part's base64 in C, not through
     zeep's tree): the same envelope, canonically, as zeep's for the same file name and bytes."""

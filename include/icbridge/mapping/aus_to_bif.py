@@ -26,20 +26,16 @@ import operator
 import os
 import re
 import shutil
-import sys
 import tempfile
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from importlib.machinery import ModuleSpec
 from itertools import accumulate, chain, compress
-from multiprocessing import forkserver
-from multiprocessing.process import AuthenticationString
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +64,7 @@ from icbridge.layouts.bif import (
 from icbridge.mapping.columnar import ColumnarPlan, Table
 from icbridge.mapping.values import CONVERTERS, UNCHANGED, BadValue, parse_money
 from icbridge.mapping.values import is_digits as _is_digits
+from icbridge.processes import workers_may_start
 
 MAX_METERS = 25
 METERS_PER_FIELD = 5
@@ -871,7 +868,7 @@ def _in_order(fn, tasks: Iterable, workers: int, job: tuple) -> Iterator[Iterato
         ctx.set_forkserver_preload([__name__])
     try:
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_range_job, initargs=job) as pool:
-            with _workers_may_start():  # the workers start as the tasks are submitted
+            with workers_may_start():  # the workers start as the tasks are submitted
                 results = pool.map(fn, tasks)
             try:
                 yield results
@@ -880,62 +877,6 @@ def _in_order(fn, tasks: Iterable, workers: int, job: tuple) -> Iterator[Iterato
     finally:
         if source.path is None:
             gc.unfreeze()
-
-
-def _forget_inherited_forkserver() -> None:
-    """In a process just forked: a parent's running forkserver is not this process's child,
-    yet multiprocessing (3.11) keeps its handle and then fails with ChildProcessError when
-    this process starts workers. Forget it (closing this copy of its keep-alive pipe), so
-    this process starts its own forkserver when it needs one."""
-    server = forkserver._forkserver  # noqa: SLF001 - the module's singleton
-    if server._forkserver_pid is None:  # noqa: SLF001
-        return
-    alive = server._forkserver_alive_fd  # noqa: SLF001
-    server._forkserver_pid = server._forkserver_address = server._forkserver_alive_fd = None  # noqa: SLF001
-    if alive is not None:
-        with suppress(OSError):
-            os.close(alive)
-
-
-os.register_at_fork(after_in_child=_forget_inherited_forkserver)
-
-
-@contextmanager
-def _workers_may_start() -> Iterator[None]:
-    """While a pool's workers start, two rules of multiprocessing are set aside:
-
-    - A worker the forkserver starts imports the starting process's __main__ (as spawn does)
-      unless that is a package's __main__. The workers need only this module, and an Airflow
-      task's __main__ is the `airflow` CLI, which would bring all of Airflow into each of
-      them (~1 s and ~100 MB a worker); a script's could even map again. So __main__ is
-      presented as a package's (multiprocessing then skips it).
-    - Celery runs a task in a daemonic process, and multiprocessing refuses a daemonic
-      process children ("daemonic processes are not allowed to have children"), so that
-      none outlives it. These cannot: the pool is shut down before map_aus returns, and the
-      forkserver exits with the process that started it. So the process is presented as not
-      daemonic (tests/test_celery_e2e.py maps a file with workers under Celery). Its
-      authentication key, which Celery's billiard gives a type that refuses to be sent to
-      a forkserver, is presented as multiprocessing's own (the same bytes)."""
-    main = sys.modules.get("__main__")
-    saved_spec = main.__dict__.get("__spec__") if main is not None else None
-    current = multiprocessing.current_process()
-    config = current._config  # noqa: SLF001 - where multiprocessing keeps the flag and the key
-    saved = {key: config[key] for key in ("daemon", "authkey") if key in config}
-    if main is not None:
-        main.__spec__ = ModuleSpec("__main__", None)
-    config["daemon"] = False
-    if "authkey" in config:  # multiprocessing's AuthenticationString of the same key (not through a setter:
-        config["authkey"] = AuthenticationString(bytes(config["authkey"]))  # billiard's would wrap it again)
-    try:
-        yield
-    finally:
-        if main is not None:
-            main.__spec__ = saved_spec
-        for key in ("daemon", "authkey"):
-            if key in saved:
-                config[key] = saved[key]
-            else:
-                config.pop(key, None)
 
 
 def _map_range(task: tuple[int, int, int]) -> _RangeResult | None:
@@ -1022,7 +963,7 @@ def _run(fn, items: list, workers: int) -> list:
     gc.freeze()
     try:
         with ProcessPoolExecutor(min(workers, len(items)), mp_context=ctx) as pool:
-            with _workers_may_start():  # the workers start as the items are submitted
+            with workers_may_start():  # the workers start as the items are submitted
                 results = pool.map(fn, items)
             return list(results)
     finally:

@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from icbridge.layouts.bif import BifFile, check_bif, read_bif, registry
+from icbridge.processes import workers_may_start
 from icbridge.sim.soapserver import NIL, SoapFault, SoapServer
 
 __all__ = ["INVALID_CREDENTIALS", "InvoiceCloudSimulator"]
@@ -625,13 +626,22 @@ class InvoiceCloudSimulator:
         (started by the first such file, stopped with the simulator); a smaller one here."""
         if len(data) < CHECK_APART_BYTES:
             return check_bif(data, name)
-        with self._lock:
+        with self._lock:  # a checker starts in submit(); workers_may_start() changes process-wide state
             if self._checkers is None:
                 self._checkers = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
             checkers = self._checkers
+            try:
+                with workers_may_start():  # a checker never runs the __main__ of the process that starts it
+                    future = checkers.submit(check_bif, data, name)
+            except RuntimeError:  # the simulator is stopping
+                return check_bif(data, name)
         try:
-            return checkers.submit(check_bif, data, name).result()
-        except (BrokenProcessPool, RuntimeError):  # a checker died, or the simulator is stopping
+            return future.result()
+        except BrokenProcessPool:  # a checker died: this file is checked here, the next file by new ones
+            with self._lock:
+                if self._checkers is checkers:
+                    self._checkers = None
+            checkers.shutdown(wait=False)
             return check_bif(data, name)
 
     def _upload_invoice_file(self, args: dict[str, Any]) -> dict[str, Any]:
