@@ -137,7 +137,7 @@ class SoapOperation:
         binding_op = client.wsdl.bindings[client.binding_name].get(operation)
         self._headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{binding_op.soapaction}"'}
         self.contract: OperationContract = operation_contract(Path(client.wsdl.location), operation, service)
-        self._parts: list[str] | None = None
+        self._parts: list[bytes] | None = None
         self._fields: list[tuple[str, str]] = []
         if template:
             self._make_template(binding_op)
@@ -178,7 +178,7 @@ class SoapOperation:
             head, rest = rest.split(token)
             parts.append(head)
         parts.append(rest)
-        self._parts = parts
+        self._parts = [part.encode("utf-8") for part in parts]
 
     def render(self, **values: Any) -> bytes:
         """The request envelope with ``values`` (every request field but the credentials)."""
@@ -190,17 +190,16 @@ class SoapOperation:
         for (name, xsd_type), part in zip(self._fields, self._parts[1:], strict=True):
             value = values[name]
             if xsd_type == "int":
-                text = str(int(value))
-            elif xsd_type == "base64Binary":  # its alphabet needs no escaping (a BIF part: ~27 MB of it)
-                text = base64.b64encode(value).decode("ascii")
+                out.append(str(int(value)).encode("ascii"))
+            elif xsd_type == "base64Binary":  # its alphabet needs no escaping (a BIF part: ~27 MB of it),
+                out.append(base64.b64encode(value))  # joined as bytes: no str copies of it
             else:
                 text = str(value)
                 if _NOT_XML.search(text):  # lxml refuses them on zeep's rendering too
                     raise ValueError(_NOT_XML_MESSAGE)
-                text = escape(text, _CARRIAGE_RETURN)  # lxml writes \r as &#13; too
-            out.append(text)
+                out.append(escape(text, _CARRIAGE_RETURN).encode("utf-8"))  # lxml writes \r as &#13; too
             out.append(part)
-        return "".join(out).encode("utf-8")
+        return b"".join(out)
 
     # the call -------------------------------------------------------------------------------
 
