@@ -23,7 +23,7 @@ from operator import and_, ge, gt, is_, lt, ne, not_, or_
 from typing import TYPE_CHECKING
 
 from icbridge.layouts.bif import encode_field, tuple_getter
-from icbridge.mapping.values import UNCHANGED, is_digits
+from icbridge.mapping.values import NEVER_QUOTED, UNCHANGED, is_digits
 
 if TYPE_CHECKING:
     from icbridge.mapping.aus_to_bif import _Col, _Plan, _RowTemplate
@@ -32,6 +32,8 @@ SEP = "\x1f"  # joins a column's values for one regex over all of them
 _BAD = "\x00bad"  # a value map_bill would reject
 _WARN = "\x00warn"  # a soft value map_bill would blank (and, for a bill column, warn about)
 _QUOTE = re.compile('[,"]')  # as the per-bill path: a value with these is written quoted
+# a whole value (of a column joined by SEP) with , or " in it; (?<!...) fails at once inside a value
+_QUOTED_VALUE = re.compile('(?<![^\x1f])[^\x1f,"]*+[,"][^\x1f]*+')
 _LINE_NUMBERS = re.compile(r"[0-9]+(?:\x1f[0-9]+)*+")
 _AMOUNTS = re.compile(f"(?:{UNCHANGED['money']})(?:\x1f(?:{UNCHANGED['money']}))*+")
 
@@ -101,6 +103,8 @@ class ColumnarPlan:
         self.plan = plan
         self.bill_columns = [_Column(c) for c in plan.bill_conv.all]
         self.line_columns = [_Column(c) for c in plan.id_conv.all]
+        # converted columns whose values a BIF line never quotes
+        self.unquoted = {c.src for c in plan.bill_conv.all + plan.id_conv.all if c.type in NEVER_QUOTED}
         self.bill_sources = sorted({c.src for c in plan.bill_cols})
 
     def group(self, table: Table, bid: str) -> tuple[list[range], list[tuple[str, str]], Decimal] | None:
@@ -162,21 +166,25 @@ class ColumnarPlan:
                 first_values[src] = firsts(table.column(src))
             return first_values[src]
 
+        # each rule first asks one C loop whether any value breaks it (the common answer: none)
         for col in plan.required:
-            bad.update(compress(range(len(bills)), map(not_, bill_column(col.src))))
+            if not all(values := bill_column(col.src)):
+                bad.update(compress(range(len(bills)), map(not_, values)))
         for col, limit in plan.bill_limits:  # too long for its BIF field: map_bill rejects it
-            bad.update(compress(range(len(bills)), map(gt, map(len, bill_column(col.src)), repeat(limit))))
+            if max(map(len, values := bill_column(col.src))) > limit:
+                bad.update(compress(range(len(bills)), map(gt, map(len, values), repeat(limit))))
         for col, limit in plan.line_limits:
-            long_lines = compress(range(table.rows), map(gt, map(len, table.column(col.src)), repeat(limit)))
-            bad.update(bisect_right(starts, line) - 1 for line in long_lines)
+            if max(map(len, values := table.column(col.src))) > limit:
+                long_lines = compress(range(table.rows), map(gt, map(len, values), repeat(limit)))
+                bad.update(bisect_right(starts, line) - 1 for line in long_lines)
         bill_values, blanked = self._convert(self.bill_columns, bill_column, bad, None)
         line_values, _ = self._convert(self.line_columns, table.column, bad, starts)  # blanked silently
         heads = map(
             str.__add__,
-            _render(plan.ih_row, bill_values, bill_column, len(bills)),
-            _render(plan.cr_row, bill_values, bill_column, len(bills)),
+            _render(plan.ih_row, bill_values, bill_column, len(bills), self.unquoted),
+            _render(plan.cr_row, bill_values, bill_column, len(bills), self.unquoted),
         )
-        ids = _render(plan.id_row, line_values, table.column, table.rows)
+        ids = _render(plan.id_row, line_values, table.column, table.rows, self.unquoted)
         texts: list[str | None] = [
             head + "".join(ids[start : start + size]) for head, start, size in zip(heads, starts, sizes, strict=True)
         ]
@@ -215,18 +223,32 @@ def _in_order(bills: Sequence[Sequence[int]], rows: int) -> bool:
     return list(chain.from_iterable(bills)) == list(range(rows))
 
 
+def _quoted(value: re.Match[str]) -> str:
+    """A matched value as encode_field writes it (the column path's values hold no CR/LF)."""
+    return encode_field(value.group())
+
+
 def _render(
-    template: _RowTemplate, converted: dict[int, Sequence[str]], column: Callable[[int], Sequence[str]], n: int
+    template: _RowTemplate,
+    converted: dict[int, Sequence[str]],
+    column: Callable[[int], Sequence[str]],
+    n: int,
+    unquoted: set[int],
 ) -> list[str]:
     """One BIF line of this row type per row: the template over the zipped columns, each
-    column's values quoted (RFC 4180) when one of them needs it."""
+    column's values quoted (RFC 4180) when one of them needs it (`unquoted`: the converted
+    columns whose values never need it)."""
     columns = []
     for src in template.picks:
         values = converted.get(src)
         if values is None:
             values = column(src)
-        if _QUOTE.search(SEP.join(values)):
-            values = list(map(encode_field, values))
+        elif src in unquoted:
+            columns.append(values)
+            continue
+        joined = SEP.join(values)
+        if _QUOTE.search(joined):  # quote the values that need it, as encode_field, in one pass
+            values = _QUOTED_VALUE.sub(_quoted, joined).split(SEP)
         columns.append(values)
     if not columns:
         return [template.format] * n

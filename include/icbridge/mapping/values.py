@@ -145,6 +145,9 @@ CONVERTERS: dict[str, Callable[[str], str | None]] = {
     "state": as_state,
 }
 SOFT_TYPES = frozenset({"phone", "email", "zip", "state"})
+# Types whose converted value never holds a comma or a quote (digits, signs, dots, slashes,
+# hyphens, letters), so a BIF line never quotes it: the column path skips looking.
+NEVER_QUOTED = frozenset({"digits", "date", "money", "decimal", "yn", "int", "phone", "zip", "state"})
 
 # Values each converter returns unchanged and never rejects, by type: a row whose values of
 # these types all match needs no conversion call for them (checked in one regex per row).
