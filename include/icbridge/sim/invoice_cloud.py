@@ -22,7 +22,8 @@ shared/specs/web-services.md and the docs):
   before is replaced (a re-billed invoice). The answer comes once the file is checked (as IC
   queues a file for processing), so a 20 MiB part is answered in well under a second; its
   invoices are stored by the next read of the simulator's state (SOAP or Python), before
-  that read: no read sees an accepted file's invoices missing.
+  that read: no read sees an accepted file's invoices missing. Files uploaded at once are
+  checked at once, as by IC's web farm: one of 1 MiB or more in one of two checker processes.
 * ViewInvoiceByInvoiceNumber / ViewCustomerRecord: an unknown number answers an empty
   Response (no Result element; zeep gives None), as ASMX does for a null result.
 * ListOpenInvoices: invoices with BalanceDue != 0, ordered by account and invoice number;
