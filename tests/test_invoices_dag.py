@@ -144,13 +144,14 @@ def test_retry_after_part_two_fails_does_not_resend_part_one(world):
     world.drop(name, _file(world.bid, bills=12))  # 3 parts: 5 + 5 + 2
     stem = name[:-4]
     world.sim.refuse_once(f"{stem}_02.BIF", "Simulated outage")
+    world.sim.answer_late_once(f"{stem}_01.BIF", 2)  # accepted, answered after 02's refusal
     assert str(world.run().state) == "failed"
-    # two parts in flight (upload_in_flight: 2): 01 and 02 go together; 03 starts once 01 is
-    # answered, before 02's refusal is read, and is recorded too
+    # two parts in flight (upload_in_flight: 2): 01 and 02 go together; once 02's refusal is
+    # in hand no part starts (03 waits for the next run), and 01's answer is still recorded
     sent = sorted((u["file_name"], u["success"]) for u in world.uploads())
-    assert sent == [(f"{stem}_01.BIF", 1), (f"{stem}_02.BIF", 0), (f"{stem}_03.BIF", 1)]
+    assert sent == [(f"{stem}_01.BIF", 1), (f"{stem}_02.BIF", 0)]
     assert [(r["part_name"], r["status"]) for r in world.ledger()] == [
-        (f"{stem}_01.BIF", "uploaded"), (f"{stem}_02.BIF", "refused"), (f"{stem}_03.BIF", "uploaded")]
+        (f"{stem}_01.BIF", "uploaded"), (f"{stem}_02.BIF", "refused")]
     assert (world.inbox / name).exists(), "a file not fully uploaded stays in the inbox"
     assert str(world.run().state) == "success"
     sent = sorted((u["file_name"], u["success"]) for u in world.uploads())
@@ -172,9 +173,9 @@ def test_one_part_at_a_time_stops_at_the_refused_part(world):
 
 def test_parts_in_flight_together_and_an_in_doubt_one_is_named_and_never_resent(world, set_airflow_conn, ic_sim,
                                                                               capfd):
-    """Part 01's answer comes after the client's timeout while 02 is sent and answered: 02 is
-    `uploaded`, 01 stays `sending` (in doubt), 03 never starts; the next run sends nothing and
-    names 01; once settled, only 03 is sent."""
+    """Part 01's answer comes after the client's timeout while 02 and then 03 are sent and
+    answered: they are `uploaded`, 01 stays `sending` (in doubt); the next run sends nothing
+    and names 01; once it is settled the file is done without sending anything again."""
     set_airflow_conn("t_ic", **ic_sim.conn_fields(timeout=2))
     world.configure(max_invoices_per_file=5)
     name = f"{world.bid}_20261108_UB.TXT"
@@ -183,21 +184,21 @@ def test_parts_in_flight_together_and_an_in_doubt_one_is_named_and_never_resent(
     world.sim.answer_late_once(f"{stem}_01.BIF", 3.5)
     assert str(world.run().state) == "failed"
     uploads = {u["file_name"]: u for u in world.uploads()}
-    assert sorted(uploads) == [f"{stem}_01.BIF", f"{stem}_02.BIF"]
-    # 02 reached IC while 01 waited for its answer (3.5 s after it was received)
+    assert sorted(uploads) == [f"{stem}_01.BIF", f"{stem}_02.BIF", f"{stem}_03.BIF"]
+    # 02 reached IC while 01 waited for its answer (one at a time, 02 would not have been sent)
     assert uploads[f"{stem}_02.BIF"]["received_at"] - uploads[f"{stem}_01.BIF"]["received_at"] < timedelta(seconds=2)
     assert [(r["part_name"], r["status"]) for r in world.ledger()] == [
-        (f"{stem}_01.BIF", "sending"), (f"{stem}_02.BIF", "uploaded")]
+        (f"{stem}_01.BIF", "sending"), (f"{stem}_02.BIF", "uploaded"), (f"{stem}_03.BIF", "uploaded")]
     capfd.readouterr()
     assert str(world.run().state) == "failed", "an in-doubt part stops the file: nothing is sent"
     out = capfd.readouterr().out
     assert f"1 part(s) sent in an earlier attempt got no answer and may be in IC: {stem}_01.BIF." in out
-    assert len(world.uploads()) == 2
+    assert len(world.uploads()) == 3
     ledger = Ledger(os.environ["ICBRIDGE_STATE_DB_URL"])
     assert ledger.settle("t_aus", name, f"{stem}_01.BIF", "uploaded") == 1
     ledger.dispose()
     assert str(world.run().state) == "success"
-    assert sorted(u["file_name"] for u in world.uploads()) == [f"{stem}_01.BIF", f"{stem}_02.BIF", f"{stem}_03.BIF"]
+    assert len(world.uploads()) == 3, "nothing is sent twice"
     assert len(world.sim.invoices(world.guid)) == 12 and not (world.inbox / name).exists()
 
 

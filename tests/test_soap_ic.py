@@ -857,6 +857,44 @@ def test_a_large_part_is_checked_apart_with_the_same_outcome(tmp_path: Path) -> 
     assert not alive, alive
 
 
+def test_a_dead_checker_is_replaced_and_none_starts_after_stop(tmp_path: Path) -> None:
+    """A checker killed while idle breaks the pool: new checkers start (the simulator's own
+    thread does not check every part from then on); once stopped, a request still
+    being handled is checked in the simulator's thread and starts no checker."""
+    import dataclasses
+
+    import psutil
+
+    from icbridge.sim.invoice_cloud import InvoiceCloudSimulator
+    from tests.test_aus_mapping import SETTINGS, bills, run
+
+    def checkers() -> list[psutil.Process]:
+        return [p for p in psutil.Process().children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+
+    guid = str(uuid.uuid4()).upper()
+    mapped = run(tmp_path, bills(3_000, lines=2), dataclasses.replace(SETTINGS, biller_guid=guid))
+    content = mapped.result.bifs[0].path.read_bytes()
+    sim = InvoiceCloudSimulator(tmp_path / "ic.sqlite").start()
+    try:
+        sim.add_biller(guid, "k", SETTINGS.bid)
+        client = InvoiceCloudClient(sim.base_url, guid, "k", timeout=60)
+        assert client.upload_invoice_file("a.BIF", content).invoices_accepted == 3_000
+        (first,) = checkers()
+        first.kill()
+        first.wait(10)
+        # the next part finds the pool broken (new checkers take it) or, if the death is not
+        # noticed yet, fails in the pool and is checked here; the one after goes to new checkers
+        assert client.upload_invoice_file("b.BIF", content).invoices_accepted == 3_000
+        assert client.upload_invoice_file("c.BIF", content).invoices_accepted == 3_000
+        assert [p.pid for p in checkers()] not in ([], [first.pid])
+        client.close()
+    finally:
+        sim.stop()
+    psutil.wait_procs(checkers(), timeout=10)
+    assert sim._check_bif(content, "late.BIF") == []  # noqa: SLF001 - a request handled after stop()
+    assert checkers() == []
+
+
 def test_checker_processes_never_run_the_script_that_started_the_simulator(tmp_path: Path) -> None:
     """A script with no ``if __name__ == "__main__"`` guard starts the simulator and uploads a
     large part: the checkers (spawned) do not run the script again (it would start a second

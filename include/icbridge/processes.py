@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from importlib.machinery import ModuleSpec
@@ -53,6 +54,16 @@ def workers_may_start() -> Iterator[None]:
       daemonic (tests/test_celery_e2e.py maps a file with workers under Celery). Its
       authentication key, which Celery's billiard gives a type that refuses to be sent to
       a forkserver, is presented as multiprocessing's own (the same bytes)."""
+    # one at a time (threads): each restores what it found, so two that overlap would leave it changed
+    with _STARTING, _set_aside():
+        yield
+
+
+_STARTING = threading.RLock()
+
+
+@contextmanager
+def _set_aside() -> Iterator[None]:
     main = sys.modules.get("__main__")
     saved_spec = main.__dict__.get("__spec__") if main is not None else None
     current = multiprocessing.current_process()

@@ -10,9 +10,8 @@ import hashlib
 import json
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -166,12 +165,14 @@ def upload_parts(
 
     Before anything is sent: a part already ``uploaded`` is skipped; parts left ``sending`` by
     an earlier attempt (in doubt) stop the file with InDoubt naming all of them, unless
-    ``force``. Each part is marked ``sending`` before its call, and its own answer is recorded
-    when it comes (``uploaded`` / ``refused`` / ``not_sent``; no answer that can be judged
-    leaves it ``sending``). After the first failure no new part starts, the parts in flight
-    are awaited and recorded, and the first failure in part order is raised: UploadRefused,
-    NotSent, or the uploader's own error (NoAnswer, AnswerError: in doubt). The ledger is
-    written from the calling thread only; the uploader runs in up to ``in_flight`` threads.
+    ``force``. Each part is marked ``sending`` before its call; each answer is recorded as soon
+    as it is in hand (``uploaded`` / ``refused`` / ``not_sent``; no answer, or one that cannot
+    be judged, leaves the part ``sending``). Once any failure is known no new part starts; the
+    parts already in flight are awaited and recorded, also when the loop is left by an error
+    of its own (the ledger, a signal). Then, by what the failures need: InDoubt naming every
+    part in doubt (and any refused), else UploadRefused naming every refused part, else the
+    first NotSent (the task retries: those parts were never sent). The ledger is written from
+    the calling thread only; the uploader runs in up to ``in_flight`` threads.
     """
     todo: list[tuple[int, BifPart]] = []
     in_doubt: list[str] = []
@@ -187,46 +188,90 @@ def upload_parts(
     if in_doubt:
         raise InDoubt(
             f"{record.file_name}: {len(in_doubt)} part(s) sent in an earlier attempt got no answer and may be in "
-            f"IC: {', '.join(in_doubt)}. Check IC, then settle each: `python -m icbridge ledger settle --biller "
-            f"{biller_id} --file {record.file_name} --part <part> --as uploaded|resend`, or re-run with force=true"
+            f"IC: {', '.join(in_doubt)}. {_SETTLE.format(biller=biller_id, file=record.file_name)}"
         )
-    failures: list[BaseException] = []
-    flying: deque[tuple[int, BifPart, Future[UploadAnswer]]] = deque()
+    slots = max(1, in_flight)
+    flying: dict[Future[UploadAnswer], tuple[int, BifPart]] = {}
+    failed: dict[int, tuple[str, BifPart, BaseException]] = {}  # by part index: (not_sent|refused|in_doubt, ...)
+    uploaded: dict[int, str] = {}
+
+    def settle(future: Future[UploadAnswer]) -> None:
+        """Record one answer in hand (the failure is noted before the ledger is written)."""
+        index, part = flying.pop(future)
+        try:
+            answer = future.result()
+        except NotSent as exc:
+            failed[index] = ("not_sent", part, exc)
+            log.warning("part %s not sent: %s", part.name, exc)
+            ledger.mark_part(record, index, "not_sent", message=str(exc))
+            return
+        except Exception as exc:  # no answer, or one that cannot be judged: stays `sending`
+            failed[index] = ("in_doubt", part, exc)
+            log.error("part %s: IC's answer cannot be judged, in doubt: %s", part.name, exc)
+            return
+        if not answer.success:
+            failed[index] = ("refused", part, UploadRefused(f"{part.name}: {answer.message}"))
+            log.error("IC refused %s: %s", part.name, answer.message)
+            ledger.mark_part(record, index, "refused", message=answer.message)
+            return
+        ledger.mark_part(record, index, "uploaded", ic_file_id=answer.file_id, message=answer.message or None)
+        uploaded[index] = part.name
+        log.info("uploaded %s: %d invoices, total %.2f, IC FileID %s", part.name, part.invoices, part.total,
+                 answer.file_id)
+
     waiting = iter(todo)
-    with ThreadPoolExecutor(max_workers=max(1, in_flight), thread_name_prefix="icb-upload") as pool:
-        while True:
-            while not failures and len(flying) < max(1, in_flight):
-                nxt = next(waiting, None)
-                if nxt is None:
+    with ThreadPoolExecutor(max_workers=slots, thread_name_prefix="icb-upload") as pool:
+        try:
+            while True:
+                for future in sorted((f for f in flying if f.done()), key=lambda f: flying[f][0]):
+                    settle(future)  # every answer in hand, before deciding to start another part
+                if not failed and len(flying) < slots and (nxt := next(waiting, None)) is not None:
+                    index, part = nxt
+                    ledger.mark_sending(record, index, part.name, part.sha256, part.invoices, f"{part.total:.2f}",
+                                        run_id)
+                    flying[pool.submit(_send, uploader, part)] = (index, part)
+                    continue
+                if not flying:
                     break
-                index, part = nxt
-                ledger.mark_sending(record, index, part.name, part.sha256, part.invoices, f"{part.total:.2f}", run_id)
-                flying.append((index, part, pool.submit(_send, uploader, part)))
-            if not flying:
-                break
-            index, part, future = flying.popleft()  # answers are recorded in part order
-            try:
-                answer = future.result()
-            except NotSent as exc:
-                ledger.mark_part(record, index, "not_sent", message=str(exc))
-                log.warning("part %s not sent: %s", part.name, exc)
-                failures.append(exc)
-                continue
-            except Exception as exc:  # no answer, or one that cannot be judged: stays `sending`
-                log.error("part %s: IC's answer cannot be judged, in doubt: %s", part.name, exc)
-                failures.append(exc)
-                continue
-            if not answer.success:
-                ledger.mark_part(record, index, "refused", message=answer.message)
-                log.error("IC refused %s: %s", part.name, answer.message)
-                failures.append(UploadRefused(f"{record.file_name}: IC refused {part.name}: {answer.message}"))
-                continue
-            ledger.mark_part(record, index, "uploaded", ic_file_id=answer.file_id, message=answer.message or None)
-            log.info("uploaded %s: %d invoices, total %.2f, IC FileID %s", part.name, part.invoices, part.total,
-                     answer.file_id)
-            outcome.uploaded_parts.append(part.name)
-    if failures:
-        raise failures[0]
+                wait(flying, return_when=FIRST_COMPLETED)
+        finally:
+            if flying:  # left early: the calls out are awaited and what they answered is recorded
+                wait(flying)
+                for future in sorted(flying, key=lambda f: flying[f][0]):
+                    name = flying[future][1].name
+                    try:
+                        settle(future)
+                    except Exception:
+                        log.exception("the answer to %s could not be recorded: it stays `sending` (in doubt)", name)
+    outcome.uploaded_parts.extend(uploaded[i] for i in sorted(uploaded))
+    if failed:
+        raise _failure(record.file_name, biller_id, [failed[i] for i in sorted(failed)])
+
+
+_SETTLE = ("Check IC, then settle each: `python -m icbridge ledger settle --biller {biller} --file {file} --part "
+           "<part> --as uploaded|resend`, or re-run with force=true")
+
+
+def _failure(file_name: str, biller_id: str, failures: list[tuple[str, BifPart, BaseException]]) -> BaseException:
+    """The error a file's failed parts (in part order) end the task with: in doubt is final and
+    needs a person, a refusal is final, a part not sent is retried."""
+    by_kind: dict[str, list[tuple[BifPart, BaseException]]] = {}
+    for kind, part, exc in failures:
+        by_kind.setdefault(kind, []).append((part, exc))
+    refused = "; ".join(f"IC refused {exc}" for _, exc in by_kind.get("refused", []))
+    if "in_doubt" in by_kind:
+        doubtful = by_kind["in_doubt"]
+        error = InDoubt(
+            f"{file_name}: IC's answer to {', '.join(p.name for p, _ in doubtful)} cannot be judged "
+            f"({doubtful[0][1]}): in doubt, not sent again until settled. "
+            f"{_SETTLE.format(biller=biller_id, file=file_name)}" + (f". Also: {refused}" if refused else "")
+        )
+        error.__cause__ = doubtful[0][1]
+        return error
+    if refused:
+        unsent = [p.name for p, _ in by_kind.get("not_sent", [])]
+        return UploadRefused(f"{file_name}: {refused}" + (f"; not sent: {', '.join(unsent)}" if unsent else ""))
+    return by_kind["not_sent"][0][1]
 
 
 def _send(uploader: Uploader, part: BifPart) -> UploadAnswer:

@@ -211,6 +211,7 @@ class InvoiceCloudSimulator:
         self._page_ends: dict[tuple[str, int], tuple[int, str, str]] = {}
         self._late_answers: dict[str, float] = {}
         self._checkers: ProcessPoolExecutor | None = None  # started by the first large upload
+        self._stopped = False
         with self._lock, self._db:
             self._db.executescript(_SCHEMA)
         handlers = {
@@ -242,6 +243,7 @@ class InvoiceCloudSimulator:
         if self._own_server:
             self.server.stop()
         with self._lock:
+            self._stopped = True
             if self._checkers is not None:
                 self._checkers.shutdown(cancel_futures=True)
                 self._checkers = None
@@ -627,23 +629,34 @@ class InvoiceCloudSimulator:
         (started by the first such file, stopped with the simulator); a smaller one here."""
         if len(data) < CHECK_APART_BYTES:
             return check_bif(data, name)
-        with self._lock:  # a checker starts in submit(); workers_may_start() changes process-wide state
-            if self._checkers is None:
-                self._checkers = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
-            checkers = self._checkers
-            try:
-                with workers_may_start():  # a checker never runs the __main__ of the process that starts it
-                    future = checkers.submit(check_bif, data, name)
-            except RuntimeError:  # the simulator is stopping
-                return check_bif(data, name)
+        checkers = None
+        with self._lock:
+            for _ in range(2):  # a pool whose checker died while idle is broken: new checkers, once
+                if self._stopped:  # a request still being handled as the simulator stops
+                    break
+                checkers = self._checkers
+                if checkers is None:
+                    checkers = self._checkers = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
+                try:
+                    with workers_may_start():  # a checker never runs the __main__ of the process that starts it
+                        future = checkers.submit(check_bif, data, name)
+                    break
+                except BrokenProcessPool:
+                    self._forget_checkers(checkers)
+                    checkers = None
+        if checkers is None:
+            return check_bif(data, name)
         try:
             return future.result()
         except BrokenProcessPool:  # a checker died: this file is checked here, the next file by new ones
             with self._lock:
-                if self._checkers is checkers:
-                    self._checkers = None
-            checkers.shutdown(wait=False)
+                self._forget_checkers(checkers)
             return check_bif(data, name)
+
+    def _forget_checkers(self, checkers: ProcessPoolExecutor) -> None:
+        if self._checkers is checkers:
+            self._checkers = None
+        checkers.shutdown(wait=False)
 
     def _upload_invoice_file(self, args: dict[str, Any]) -> dict[str, Any]:
         biller = self._auth(args, wait=False)

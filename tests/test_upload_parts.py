@@ -1,0 +1,156 @@
+"""upload_parts (flows/invoices.py): a file's BIF parts sent several at a time, against a real
+SQLite ledger, with answers scripted per part (the uploader is IC's side here: what it says,
+and when). What must hold with parts in flight: every answer in hand is recorded, also when
+the loop is left by an error of its own; no part starts once a failure is known; the error
+raised says what the failures need (in doubt > refused > not sent)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from icbridge.flows.invoices import FileOutcome, UploadAnswer, UploadRefused, upload_parts
+from icbridge.mapping.aus_to_bif import BifPart
+from icbridge.soap.errors import NoAnswer, NotSent
+from icbridge.state.db import InDoubt, Ledger
+
+
+class Script:
+    """IC's answers by part name: (delay in seconds, answer or exception); records who was sent."""
+
+    def __init__(self, answers: dict[str, tuple[float, object]]) -> None:
+        self.answers = answers
+        self.sent: list[str] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, name: str, content: bytes) -> UploadAnswer:
+        with self.lock:
+            self.sent.append(name)
+        delay, answer = self.answers.get(name, (0.0, UploadAnswer(True, "", f"id-{name}", 1)))
+        time.sleep(delay)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer  # type: ignore[return-value]
+
+
+@pytest.fixture
+def ledger(tmp_path: Path):
+    ledger = Ledger(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    yield ledger
+    ledger.dispose()
+
+
+def _parts(tmp_path: Path, n: int) -> list[BifPart]:
+    parts = []
+    for i in range(1, n + 1):
+        path = tmp_path / f"F_{i:02d}.BIF"
+        path.write_bytes(b"FH,...\r\n")
+        parts.append(BifPart(path.name, path, 1, Decimal("1.00"), f"{i:064x}"))
+    return parts
+
+
+def _run(ledger: Ledger, parts: list[BifPart], script: Script, in_flight: int = 2, force: bool = False):
+    record = ledger.begin_file("b1", "F.TXT", "ab" * 32, 10, "run-1", force)
+    outcome = FileOutcome("F.TXT", "uploaded", {})
+    upload_parts(parts, record, ledger, script, outcome, run_id="run-1", force=force, in_flight=in_flight,
+                 biller_id="b1")
+    return outcome
+
+
+def _states(ledger: Ledger) -> dict[str, str]:
+    return {row["part_name"]: row["status"] for row in ledger.uploads()}
+
+
+def test_no_part_starts_once_a_failure_is_known_and_the_retry_sends_only_the_rest(ledger, tmp_path):
+    parts = _parts(tmp_path, 6)
+    script = Script({"F_01.BIF": (0.6, UploadAnswer(True, "", "id-1", 1)),
+                     "F_02.BIF": (0.0, NotSent("connection refused"))})
+    with pytest.raises(NotSent):
+        _run(ledger, parts, script, in_flight=3)
+    # 01-03 start at once; 02's failure is in hand long before 01's answer frees a slot
+    assert sorted(script.sent) == ["F_01.BIF", "F_02.BIF", "F_03.BIF"]
+    assert _states(ledger) == {"F_01.BIF": "uploaded", "F_02.BIF": "not_sent", "F_03.BIF": "uploaded"}
+    retry = Script({})
+    outcome = _run(ledger, parts, retry, in_flight=3)
+    assert sorted(retry.sent) == ["F_02.BIF", "F_04.BIF", "F_05.BIF", "F_06.BIF"]
+    assert outcome.uploaded_parts == ["F_02.BIF", "F_04.BIF", "F_05.BIF", "F_06.BIF"]  # part order
+    assert outcome.skipped_parts == ["F_01.BIF", "F_03.BIF"]
+
+
+def test_answers_in_hand_are_recorded_when_the_ledger_fails_on_another(ledger, tmp_path, monkeypatch):
+    """mark_part of 01 fails (the state DB locked, say) while 02 is in flight: 02 is awaited
+    and recorded `uploaded` all the same, 01 stays `sending` (in doubt), nothing new starts
+    and the error surfaces."""
+    parts = _parts(tmp_path, 3)
+    real = Ledger.mark_part
+
+    def flaky(self, record, index, status, **kw):
+        if index == 1:
+            raise RuntimeError("database is locked")
+        return real(self, record, index, status, **kw)
+
+    monkeypatch.setattr(Ledger, "mark_part", flaky)
+    script = Script({"F_02.BIF": (0.3, UploadAnswer(True, "", "id-2", 1))})
+    with pytest.raises(RuntimeError, match="database is locked"):
+        _run(ledger, parts, script)
+    assert _states(ledger) == {"F_01.BIF": "sending", "F_02.BIF": "uploaded"}
+    assert "F_03.BIF" not in script.sent
+
+
+def test_an_interrupt_still_records_the_parts_answered(ledger, tmp_path):
+    """A BaseException from a call (as a signal's would be) ends the upload; the part in
+    flight is awaited and recorded `uploaded`, the interrupted one stays `sending`."""
+    parts = _parts(tmp_path, 3)
+    script = Script({"F_01.BIF": (0.0, KeyboardInterrupt()), "F_02.BIF": (0.3, UploadAnswer(True, "", "id", 1))})
+    with pytest.raises(KeyboardInterrupt):
+        _run(ledger, parts, script)
+    assert _states(ledger) == {"F_01.BIF": "sending", "F_02.BIF": "uploaded"}
+    assert "F_03.BIF" not in script.sent
+    with pytest.raises(InDoubt, match=r"1 part\(s\) sent in an earlier attempt .*: F_01\.BIF\."):
+        _run(ledger, parts, Script({}))
+
+
+def test_refused_and_in_doubt_together_fail_as_in_doubt_naming_both(ledger, tmp_path):
+    parts = _parts(tmp_path, 2)
+    script = Script({"F_01.BIF": (0.0, UploadAnswer(False, "Invalid BIF header")),
+                     "F_02.BIF": (0.1, NoAnswer("read timed out"))})
+    with pytest.raises(InDoubt) as caught:
+        _run(ledger, parts, script)
+    message = str(caught.value)
+    assert "IC's answer to F_02.BIF cannot be judged (read timed out)" in message
+    assert "IC refused F_01.BIF: Invalid BIF header" in message and "ledger settle" in message
+    assert _states(ledger) == {"F_01.BIF": "refused", "F_02.BIF": "sending"}
+
+
+def test_a_refusal_is_final_even_when_another_part_was_not_sent(ledger, tmp_path):
+    """NotSent alone is retried by Airflow; with a refusal beside it the task must stop for a
+    person, or the retry would send the refused part again."""
+    parts = _parts(tmp_path, 2)
+    script = Script({"F_01.BIF": (0.0, NotSent("connection reset before the request")),
+                     "F_02.BIF": (0.1, UploadAnswer(False, "FH BillerGuid is not yours"))})
+    with pytest.raises(UploadRefused, match="IC refused F_02.BIF: FH BillerGuid is not yours; not sent: F_01.BIF"):
+        _run(ledger, parts, script)
+    assert _states(ledger) == {"F_01.BIF": "not_sent", "F_02.BIF": "refused"}
+
+
+def test_one_in_flight_sends_one_after_the_other(ledger, tmp_path):
+    parts = _parts(tmp_path, 3)
+    script = Script({"F_02.BIF": (0.0, UploadAnswer(False, "no"))})
+    with pytest.raises(UploadRefused):
+        _run(ledger, parts, script, in_flight=1)
+    assert script.sent == ["F_01.BIF", "F_02.BIF"]
+
+
+def test_force_sends_parts_left_in_doubt_again(ledger, tmp_path):
+    parts = _parts(tmp_path, 2)
+    with pytest.raises(InDoubt):
+        _run(ledger, parts, Script({"F_01.BIF": (0.0, NoAnswer("x")), "F_02.BIF": (0.0, NoAnswer("y"))}))
+    with pytest.raises(InDoubt, match=r"2 part\(s\) .*: F_01\.BIF, F_02\.BIF\."):
+        _run(ledger, parts, Script({}))
+    again = Script({})
+    _run(ledger, parts, again, force=True)
+    assert sorted(again.sent) == ["F_01.BIF", "F_02.BIF"]
