@@ -154,3 +154,81 @@ def test_force_sends_parts_left_in_doubt_again(ledger, tmp_path):
     again = Script({})
     _run(ledger, parts, again, force=True)
     assert sorted(again.sent) == ["F_01.BIF", "F_02.BIF"]
+
+
+def test_a_known_refusal_is_what_the_task_ends_on_even_when_the_ledger_fails_after_it(ledger, tmp_path, monkeypatch):
+    """Part 1 is refused while the ledger fails to claim part 2 ("database is locked"): the
+    task ends refused (final), not on the ledger's error, which Airflow would retry, sending
+    the refused part again."""
+    parts = _parts(tmp_path, 3)
+    real = Ledger.mark_sending
+
+    def flaky(self, record, index, *args, **kw):
+        if index == 2:
+            time.sleep(0.3)  # 01's refusal comes meanwhile
+            raise RuntimeError("database is locked")
+        return real(self, record, index, *args, **kw)
+
+    monkeypatch.setattr(Ledger, "mark_sending", flaky)
+    script = Script({"F_01.BIF": (0.0, UploadAnswer(False, "Invalid BIF header"))})
+    with pytest.raises(UploadRefused, match="IC refused F_01.BIF: Invalid BIF header") as caught:
+        _run(ledger, parts, script)
+    assert isinstance(caught.value.__cause__, RuntimeError)
+    assert _states(ledger) == {"F_01.BIF": "refused"}
+
+
+def test_every_answer_in_hand_is_recorded_when_several_calls_are_interrupted(ledger, tmp_path):
+    parts = _parts(tmp_path, 3)
+    script = Script({"F_01.BIF": (0.1, KeyboardInterrupt()), "F_02.BIF": (0.2, KeyboardInterrupt()),
+                     "F_03.BIF": (0.4, UploadAnswer(True, "", "id-3", 1))})
+    with pytest.raises(KeyboardInterrupt):
+        _run(ledger, parts, script, in_flight=3)
+    assert _states(ledger) == {"F_01.BIF": "sending", "F_02.BIF": "sending", "F_03.BIF": "uploaded"}
+
+
+@pytest.mark.parametrize("answer", [None, UploadAnswer(None, ""), UploadAnswer("false", "")])  # type: ignore[arg-type]
+def test_an_answer_that_is_not_a_verdict_is_in_doubt(ledger, tmp_path, answer):
+    parts = _parts(tmp_path, 1)
+    with pytest.raises(InDoubt, match="cannot be judged"):
+        _run(ledger, parts, Script({"F_01.BIF": (0.0, answer)}))
+    assert _states(ledger) == {"F_01.BIF": "sending"}
+
+
+def test_a_part_that_cannot_be_read_is_not_sent_not_in_doubt(ledger, tmp_path):
+    parts = _parts(tmp_path, 2)
+    parts[0].path.unlink()
+    script = Script({})
+    with pytest.raises(NotSent, match="F_01.BIF could not be read"):
+        _run(ledger, parts, script, in_flight=1)
+    assert script.sent == [] and _states(ledger) == {"F_01.BIF": "not_sent"}
+
+
+def test_a_part_another_run_took_since_the_scan_is_not_sent_again(ledger, tmp_path, monkeypatch):
+    """Two runs on one file: this run scanned part 1 as never tried, then the other run sent
+    it and IC accepted it. The claim fails: this run does not send it and ends in doubt,
+    pointing at the other run; the part stays as the other run recorded it."""
+    parts = _parts(tmp_path, 2)
+    record = ledger.begin_file("b1", "F.TXT", "ab" * 32, 10, "run-0", False)
+    assert ledger.mark_sending(record, 1, "F_01.BIF", "1" * 64, 1, "1.00", "run-0")
+    ledger.mark_part(record, 1, "uploaded", ic_file_id="id-other")
+    monkeypatch.setattr(Ledger, "part_status", lambda self, rec, index: None)  # the scan came first
+    script = Script({})
+    with pytest.raises(InDoubt, match="being sent by another run, not by this one: F_01.BIF"):
+        _run(ledger, parts, script, in_flight=1)
+    assert script.sent == []
+    assert _states(ledger) == {"F_01.BIF": "uploaded"}
+
+
+def test_a_claim_takes_only_a_part_that_may_be_sent(ledger):
+    record = ledger.begin_file("b1", "G.TXT", "cd" * 32, 10, "run-1", False)
+
+    def claim(index: int, force: bool = False) -> bool:
+        return ledger.mark_sending(record, index, f"G_{index:02d}.BIF", "1" * 64, 1, "1.00", "run-1", force=force)
+
+    assert claim(1) and not claim(1), "a part being sent is not claimed again"
+    assert claim(1, force=True), "force takes a part left in doubt"
+    for status, again in (("not_sent", True), ("refused", True), ("uploaded", False)):
+        ledger.mark_part(record, 1, status)
+        assert claim(1) is again, status
+    assert not claim(1, force=True), "an uploaded part is never claimed (force starts a new generation)"
+    assert _states(ledger) == {"G_01.BIF": "uploaded"}

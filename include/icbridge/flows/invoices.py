@@ -200,6 +200,8 @@ def upload_parts(
         index, part = flying.pop(future)
         try:
             answer = future.result()
+            if not isinstance(answer, UploadAnswer) or not isinstance(answer.success, bool):
+                raise TypeError(f"the uploader's answer cannot be judged: {answer!r}")
         except NotSent as exc:
             failed[index] = ("not_sent", part, exc)
             log.warning("part %s not sent: %s", part.name, exc)
@@ -210,7 +212,7 @@ def upload_parts(
             log.error("part %s: IC's answer cannot be judged, in doubt: %s", part.name, exc)
             return
         if not answer.success:
-            failed[index] = ("refused", part, UploadRefused(f"{part.name}: {answer.message}"))
+            failed[index] = ("refused", part, UploadRefused(f"{part.name}: {answer.message or '(no message)'}"))
             log.error("IC refused %s: %s", part.name, answer.message)
             ledger.mark_part(record, index, "refused", message=answer.message)
             return
@@ -221,19 +223,27 @@ def upload_parts(
 
     waiting = iter(todo)
     with ThreadPoolExecutor(max_workers=slots, thread_name_prefix="icb-upload") as pool:
+        left_by: BaseException | None = None
         try:
             while True:
                 for future in sorted((f for f in flying if f.done()), key=lambda f: flying[f][0]):
                     settle(future)  # every answer in hand, before deciding to start another part
                 if not failed and len(flying) < slots and (nxt := next(waiting, None)) is not None:
                     index, part = nxt
-                    ledger.mark_sending(record, index, part.name, part.sha256, part.invoices, f"{part.total:.2f}",
-                                        run_id)
-                    flying[pool.submit(_send, uploader, part)] = (index, part)
+                    if ledger.mark_sending(record, index, part.name, part.sha256, part.invoices,
+                                           f"{part.total:.2f}", run_id, force=force):
+                        flying[pool.submit(_send, uploader, part)] = (index, part)
+                    else:  # another run on the same file took it since the scan above
+                        failed[index] = ("taken", part, InDoubt(f"{part.name} is being sent by another run"))
+                        log.error("part %s is being sent (or was sent) by another run: not sent by this one",
+                                  part.name)
                     continue
                 if not flying:
                     break
                 wait(flying, return_when=FIRST_COMPLETED)
+        except BaseException as exc:
+            left_by = exc
+            raise
         finally:
             if flying:  # left early: the calls out are awaited and what they answered is recorded
                 wait(flying)
@@ -241,8 +251,11 @@ def upload_parts(
                     name = flying[future][1].name
                     try:
                         settle(future)
-                    except Exception:
+                    except BaseException:  # the others are still recorded; what left the loop is raised
                         log.exception("the answer to %s could not be recorded: it stays `sending` (in doubt)", name)
+            if isinstance(left_by, Exception) and any(kind != "not_sent" for kind, _, _ in failed.values()):
+                # a refusal or a doubt is known: the task must not end on an error Airflow retries
+                raise _failure(record.file_name, biller_id, [failed[i] for i in sorted(failed)]) from left_by
     outcome.uploaded_parts.extend(uploaded[i] for i in sorted(uploaded))
     if failed:
         raise _failure(record.file_name, biller_id, [failed[i] for i in sorted(failed)])
@@ -259,23 +272,32 @@ def _failure(file_name: str, biller_id: str, failures: list[tuple[str, BifPart, 
     for kind, part, exc in failures:
         by_kind.setdefault(kind, []).append((part, exc))
     refused = "; ".join(f"IC refused {exc}" for _, exc in by_kind.get("refused", []))
+    unsent = ", ".join(p.name for p, _ in by_kind.get("not_sent", []))
+    taken = ", ".join(p.name for p, _ in by_kind.get("taken", []))
+    others = "".join([f"; {refused}" if refused else "", f"; not sent: {unsent}" if unsent else "",
+                      f"; being sent by another run, not by this one: {taken}" if taken else ""])
     if "in_doubt" in by_kind:
         doubtful = by_kind["in_doubt"]
         error = InDoubt(
             f"{file_name}: IC's answer to {', '.join(p.name for p, _ in doubtful)} cannot be judged "
-            f"({doubtful[0][1]}): in doubt, not sent again until settled. "
-            f"{_SETTLE.format(biller=biller_id, file=file_name)}" + (f". Also: {refused}" if refused else "")
+            f"({'; '.join(str(exc) for _, exc in doubtful)}): in doubt, not sent again until settled. "
+            f"{_SETTLE.format(biller=biller_id, file=file_name)}{others}"
         )
         error.__cause__ = doubtful[0][1]
         return error
     if refused:
-        unsent = [p.name for p, _ in by_kind.get("not_sent", [])]
-        return UploadRefused(f"{file_name}: {refused}" + (f"; not sent: {', '.join(unsent)}" if unsent else ""))
+        return UploadRefused(f"{file_name}: {others[2:]}")
+    if taken:
+        return InDoubt(f"{file_name}: {others[2:]}; that run records what IC answers (docs/operations.md)")
     return by_kind["not_sent"][0][1]
 
 
 def _send(uploader: Uploader, part: BifPart) -> UploadAnswer:
-    return uploader(part.name, part.path.read_bytes())
+    try:
+        content = part.path.read_bytes()
+    except (OSError, MemoryError) as exc:  # before any call: nothing went out
+        raise NotSent(f"{part.name} could not be read: {exc}") from exc
+    return uploader(part.name, content)
 
 
 class _Stages:

@@ -34,6 +34,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 
 from icbridge.state.locate import STATE_URL_ENV, default_state_path
 
@@ -197,8 +198,12 @@ class Ledger:
             ).scalar()
 
     def mark_sending(self, file: SourceFile, part_index: int, part_name: str, part_sha256: str, invoices: int,
-                     total: str, run_id: str) -> None:
-        """Record the attempt *before* the call, so a crash mid-call leaves a trace (in doubt)."""
+                     total: str, run_id: str, *, force: bool = False) -> bool:
+        """Claim the part for sending and record the attempt *before* the call, so a crash
+        mid-call leaves a trace (in doubt). A claim, not an overwrite: only a part never tried,
+        or last `not_sent` or `refused` (also `sending` with ``force``), is claimed; False when
+        the part is `uploaded` or another run is sending it (two runs on one file: the part is
+        then not sent by this one)."""
         values = {
             "part_name": part_name,
             "part_sha256": part_sha256,
@@ -216,15 +221,22 @@ class Ledger:
             invoice_uploads.c.generation == file.generation,
             invoice_uploads.c.part_index == part_index,
         )
-        with self.engine.begin() as conn:
-            if conn.execute(select(invoice_uploads.c.id).where(*key)).first():
-                conn.execute(update(invoice_uploads).where(*key).values(**values))
-            else:
+        claimable = ("not_sent", "refused", "sending") if force else ("not_sent", "refused")
+        try:
+            with self.engine.begin() as conn:
+                if conn.execute(select(invoice_uploads.c.id).where(*key)).first():
+                    claimed = conn.execute(
+                        update(invoice_uploads).where(*key, invoice_uploads.c.status.in_(claimable)).values(**values)
+                    )
+                    return claimed.rowcount == 1
                 conn.execute(
                     invoice_uploads.insert().values(
                         source_file_id=file.id, generation=file.generation, part_index=part_index, **values
                     )
                 )
+                return True
+        except IntegrityError:  # another run inserted the part's row first: it is sending it
+            return False
 
     def mark_part(self, file: SourceFile, part_index: int, status: str, *, ic_file_id: str | None = None,
                   message: str | None = None) -> None:
