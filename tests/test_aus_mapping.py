@@ -1448,3 +1448,46 @@ def test_column_quoting_in_one_pass_is_encode_field_on_every_value():
     for _ in range(300):
         values = ["".join(rng.choice(' ,"aB1') for _ in range(rng.randrange(6))) for _ in range(rng.randrange(1, 40))]
         assert _QUOTED_VALUE.sub(_quoted, SEP.join(values)).split(SEP) == list(map(encode_field, values)), values
+
+
+def test_block_table_has_the_columns_and_rows_of_a_plain_table():
+    """BlockTable cuts each line once and splits a repeated prefix once per block: every
+    column and row equal the plain Table's of the same lines, and block_starts are the lines
+    whose prefix differs from the line before's."""
+    from icbridge.mapping.columnar import BlockTable, Table
+
+    rng = random.Random(7)
+    width, prefix = 7, 4
+    lines: list[str] = []
+    for _ in range(400):
+        head = [rng.choice(["", "a", "b", "é", "a b"]) for _ in range(prefix)]
+        for _ in range(rng.randrange(1, 4)):
+            if rng.random() < 0.1:
+                head = [*head[:-1], "x"]  # a line that disagrees with its bill's first
+            lines.append("|".join(head + [rng.choice(["", "1", "2.50", "M-1"]) for _ in range(width - prefix)]))
+    plain = Table("|".join(lines).split("|"), width)
+    blocks = BlockTable(lines, width, prefix)
+    assert blocks.rows == plain.rows == len(lines)
+    for src in range(width):
+        assert blocks.column(src) == plain.column(src), src
+    assert all(blocks.row(i) == plain.row(i) for i in range(len(lines)))
+    heads = ["|".join(plain.row(i)[:prefix]) for i in range(len(lines))]
+    assert blocks.block_starts == [0] + [i for i in range(1, len(lines)) if heads[i] != heads[i - 1]]
+
+
+def test_the_aus_layout_maps_through_block_tables(tmp_path, monkeypatch):
+    """The AUS column order puts every bill field before the line fields, so ranges are cut
+    into BlockTables (the equivalence tests above then compare their output with map_bill's)."""
+    from icbridge.mapping import columnar
+
+    made: list[int] = []
+    real = columnar.BlockTable.__init__
+
+    def spy(self, lines, width, prefix):
+        made.append(prefix)
+        real(self, lines, width, prefix)
+
+    monkeypatch.setattr(columnar.BlockTable, "__init__", spy)
+    path = aus_files.write_file(tmp_path / NAME, 2_000)
+    map_aus(path, NAME, SETTINGS, tmp_path / "out", date(2026, 11, 1), workers=1)
+    assert made and set(made) == {25}

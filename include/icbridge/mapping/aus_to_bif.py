@@ -61,7 +61,7 @@ from icbridge.layouts.bif import (
     registry,
     tuple_getter,
 )
-from icbridge.mapping.columnar import ColumnarPlan, Table
+from icbridge.mapping.columnar import BlockTable, ColumnarPlan, Table
 from icbridge.mapping.values import CONVERTERS, UNCHANGED, BadValue, parse_money
 from icbridge.mapping.values import is_digits as _is_digits
 from icbridge.processes import workers_may_start
@@ -914,7 +914,7 @@ def _map_range_lines(task: tuple[int, int, int]) -> _RangeResult | None:
     if not all(map(str.strip, lines)):  # a blank line: read_aus numbers and skips those
         return None
     numbers = range(first_line, first_line + len(lines))
-    table = _table(text, lines, mapper.plan.n_fields)
+    table = _table(text, lines, mapper.plan.n_fields, mapper.plan.columnar.prefix)
     plain = "\t" not in text and "\r" not in text  # else _split changes more than trimming
     grouped = mapper.plan.columnar.group(table, mapper.settings.bid) if plain and table else None
     if grouped is not None:
@@ -932,14 +932,17 @@ def _map_range_lines(task: tuple[int, int, int]) -> _RangeResult | None:
     return _RangeResult(len(lines), len(bills), orphans, total, array("q", map(hash, keys)), removed, chunk)
 
 
-def _table(text: str, lines: list[str], width: int) -> Table | None:
-    """The range's lines split by _split into one flat Table; None when a line has another
-    number of fields than the header (its bill is then rejected by map_bill)."""
+def _table(text: str, lines: list[str], width: int, prefix: int | None = None) -> Table | None:
+    """The range's lines split by _split into one Table; None when a line has another number
+    of fields than the header (its bill is then rejected by map_bill). With nothing to trim
+    and `prefix` (the bill fields come first), a BlockTable: the same columns and rows."""
     if set(map(operator.methodcaller("count", "|"), lines)) != {width - 1}:
         return None
     joined = text.replace("\n", "|")  # every line's fields end to end (the text ends with a line break)
     if "\t" in text or "\r" in text or joined[:1] == " " or "| " in joined or " |" in joined:
         return Table(list(chain.from_iterable(map(_split, lines))), width)  # _split trims or replaces
+    if prefix is not None:
+        return BlockTable(lines, width, prefix)
     flat = joined.split("|")  # nothing to trim: one split for the whole range
     flat.pop()  # after the last line break
     return Table(flat, width)

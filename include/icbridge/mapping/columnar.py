@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from itertools import accumulate, chain, compress, repeat
-from operator import and_, ge, gt, is_, lt, ne, not_, or_
+from operator import and_, ge, gt, is_, lt, methodcaller, ne, not_, or_, sub
 from typing import TYPE_CHECKING
 
 from icbridge.layouts.bif import encode_field, tuple_getter
@@ -56,6 +56,42 @@ class Table:
     def row(self, i: int) -> list[str]:
         """Line i's fields, as _split gives them."""
         return self.flat[i * self.width : (i + 1) * self.width]
+
+    block_starts: list[int] | None = None  # see BlockTable
+
+
+class BlockTable(Table):
+    """A Table whose lines begin with the same `prefix` fields for as long as a *block* of
+    lines runs (a bill's lines repeat its bill columns): each line is cut once, its prefix
+    kept whole and the rest split; the prefix is split once per block, where it changes. A
+    column of the prefix is its block values repeated (shared strings), not a string per
+    line. ``block_starts``: the lines whose prefix differs from the line before (0 first)."""
+
+    def __init__(self, lines: list[str], width: int, prefix: int) -> None:
+        rest = width - prefix
+        cut = list(chain.from_iterable(map(methodcaller("rsplit", "|", rest), lines)))  # prefix, then `rest`
+        prefixes = cut[:: rest + 1]
+        n = len(prefixes)
+        self.block_starts = [0, *compress(range(1, n), map(ne, prefixes[1:], prefixes))] if n else []
+        self._sizes = list(map(sub, [*self.block_starts[1:], n], self.block_starts))
+        self._heads = list(chain.from_iterable(map(methodcaller("split", "|"), map(prefixes.__getitem__,
+                                                                                  self.block_starts))))
+        self._cut, self.prefix, self.width, self.rows = cut, prefix, width, n
+        self._columns = {}
+
+    def column(self, src: int) -> list[str]:
+        if src not in self._columns:
+            if src < self.prefix:
+                values = self._heads[src :: self.prefix]
+                self._columns[src] = list(chain.from_iterable(map(repeat, values, self._sizes)))
+            else:
+                self._columns[src] = self._cut[src - self.prefix + 1 :: self.width - self.prefix + 1]
+        return self._columns[src]
+
+    def row(self, i: int) -> list[str]:
+        block = bisect_right(self.block_starts, i) - 1
+        step = self.width - self.prefix + 1
+        return self._heads[block * self.prefix : (block + 1) * self.prefix] + self._cut[i * step + 1 : (i + 1) * step]
 
 
 class _Memo(dict):
@@ -106,6 +142,11 @@ class ColumnarPlan:
         # converted columns whose values a BIF line never quotes
         self.unquoted = {c.src for c in plan.bill_conv.all + plan.id_conv.all if c.type in NEVER_QUOTED}
         self.bill_sources = sorted({c.src for c in plan.bill_cols})
+        # the fields a bill's lines repeat, when they all come before every line field (the
+        # AUS layout's order): a BlockTable then cuts each line once (None: a plain Table)
+        bill_level = [plan.bid_i, plan.acct_i, plan.bill_i, plan.amount_i, *self.bill_sources]
+        line_level = [plan.line_i, *(c.src for c in plan.line_cols + plan.meter_cols)]
+        self.prefix = max(bill_level) + 1 if min(line_level) > max(bill_level) else None
 
     def group(self, table: Table, bid: str) -> tuple[list[range], list[tuple[str, str]], Decimal] | None:
         """Each bill's lines, key and the sum of the first AmountDues, as _group_lines finds
@@ -154,8 +195,15 @@ class ColumnarPlan:
             follows[start] = 0
         # a line that disagrees with the line before it on a bill column, or whose
         # LineNumber does not ascend from it, within a bill
-        keys = list(zip(*map(table.column, self.bill_sources), strict=True))
-        wrong = map(or_, map(ne, keys[1:], keys), map(ge, numbers, numbers[1:]))
+        if table.block_starts is not None:  # a line whose repeated fields differ from the line before
+            changes = bytearray(table.rows)
+            for line in table.block_starts:
+                changes[line] = 1
+            disagree: Iterable[bool | int] = changes[1:]
+        else:
+            keys = list(zip(*map(table.column, self.bill_sources), strict=True))
+            disagree = map(ne, keys[1:], keys)
+        wrong = map(or_, disagree, map(ge, numbers, numbers[1:]))
         bad = {bisect_right(starts, line) - 1 for line in compress(range(1, table.rows), map(and_, wrong, follows[1:]))}
         bad.update(compress(range(len(bills)), map(lt, firsts(numbers), repeat(1))))
         first_values: dict[int, tuple[str, ...]] = {}
