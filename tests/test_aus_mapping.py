@@ -1473,6 +1473,12 @@ def test_block_table_has_the_columns_and_rows_of_a_plain_table():
     assert all(blocks.row(i) == plain.row(i) for i in range(len(lines)))
     heads = ["|".join(plain.row(i)[:prefix]) for i in range(len(lines))]
     assert blocks.block_starts == [0] + [i for i in range(1, len(lines)) if heads[i] != heads[i - 1]]
+    from icbridge.layouts.bif import tuple_getter
+
+    for picked in (blocks.block_starts, blocks.block_starts[::3], sorted(rng.sample(range(len(lines)), 50))):
+        fresh = BlockTable(lines, width, prefix)  # no column made yet: values come from the blocks
+        for src in range(width):
+            assert fresh.at_lines(src, picked, tuple_getter(picked)) == tuple_getter(picked)(plain.column(src))
 
 
 def test_the_aus_layout_maps_through_block_tables(tmp_path, monkeypatch):

@@ -57,6 +57,10 @@ class Table:
         """Line i's fields, as _split gives them."""
         return self.flat[i * self.width : (i + 1) * self.width]
 
+    def at_lines(self, src: int, lines: list[int], pick: Callable[[Sequence[str]], tuple[str, ...]]) -> tuple[str, ...]:
+        """The column's values on these lines (`pick`: tuple_getter(lines))."""
+        return pick(self.column(src))
+
     block_starts: list[int] | None = None  # see BlockTable
 
 
@@ -78,6 +82,18 @@ class BlockTable(Table):
                                                                                   self.block_starts))))
         self._cut, self.prefix, self.width, self.rows = cut, prefix, width, n
         self._columns = {}
+        self._blocks_of: tuple[list[int], Callable[[Sequence[str]], tuple[str, ...]]] | None = None
+
+    def at_lines(self, src: int, lines: list[int], pick: Callable[[Sequence[str]], tuple[str, ...]]) -> tuple[str, ...]:
+        if src >= self.prefix or src in self._columns:
+            return pick(self.column(src))
+        values = self._heads[src :: self.prefix]  # one per block: no value per line made
+        if lines == self.block_starts:  # every block a bill (no line disagrees with its bill)
+            return tuple(values)
+        if self._blocks_of is None or self._blocks_of[0] is not lines:
+            blocks = [bisect_right(self.block_starts, line) - 1 for line in lines]
+            self._blocks_of = (lines, tuple_getter(blocks))
+        return self._blocks_of[1](values)
 
     def column(self, src: int) -> list[str]:
         if src not in self._columns:
@@ -211,7 +227,7 @@ class ColumnarPlan:
         def bill_column(src: int) -> tuple[str, ...]:
             """A column's values on each bill's first line."""
             if src not in first_values:
-                first_values[src] = firsts(table.column(src))
+                first_values[src] = table.at_lines(src, starts, firsts)
             return first_values[src]
 
         # each rule first asks one C loop whether any value breaks it (the common answer: none)
