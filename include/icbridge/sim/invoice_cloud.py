@@ -48,7 +48,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -619,16 +619,20 @@ class InvoiceCloudSimulator:
 
     # CloudInvoicing -------------------------------------------------------------------------
 
-    def _check_bif(self, data: bytes, name: str) -> list[str]:
-        """The project's own pre-upload checks, in a process of their own for a large file.
+    def _check_bif(self, data: bytes, name: str) -> Callable[[], list[str]]:
+        """Start the project's own pre-upload checks; the function returned waits for their
+        problems. A large file is checked in a process of its own, meanwhile this thread goes on.
 
         IC is a web farm: files uploaded at once are checked at once. In this process, the
         checks of every file would take turns on one core (the regexes hold the GIL), which
         would make the simulator, not the client, what a client's concurrent uploads wait for.
         A file of CHECK_APART_BYTES or more is checked by one of two spawned processes
         (started by the first such file, stopped with the simulator); a smaller one here."""
-        if len(data) < CHECK_APART_BYTES:
+        def here() -> list[str]:
             return check_bif(data, name)
+
+        if len(data) < CHECK_APART_BYTES:
+            return here
         checkers = None
         with self._lock:
             for _ in range(2):  # a pool whose checker died while idle is broken: new checkers, once
@@ -645,13 +649,17 @@ class InvoiceCloudSimulator:
                     self._forget_checkers(checkers)
                     checkers = None
         if checkers is None:
-            return check_bif(data, name)
-        try:
-            return future.result()
-        except BrokenProcessPool:  # a checker died: this file is checked here, the next file by new ones
-            with self._lock:
-                self._forget_checkers(checkers)
-            return check_bif(data, name)
+            return here
+
+        def apart() -> list[str]:
+            try:
+                return future.result()
+            except BrokenProcessPool:  # a checker died: this file is checked here, the next file by new ones
+                with self._lock:
+                    self._forget_checkers(checkers)
+                return check_bif(data, name)
+
+        return apart
 
     def _forget_checkers(self, checkers: ProcessPoolExecutor) -> None:
         if self._checkers is checkers:
@@ -680,8 +688,10 @@ class InvoiceCloudSimulator:
         if not data and not problems:
             problems.append("FileContent is empty")
         count = 0
+        sha256 = hashlib.sha256(b"").hexdigest()
         if data:
-            problems.extend(self._check_bif(data, name or "BIF"))
+            checked = self._check_bif(data, name or "BIF")  # a large file's checks run meanwhile
+            sha256 = hashlib.sha256(data).hexdigest()
             # the lines that start with "IH," as splitlines() cuts them (after LF, CRLF or a lone CR),
             # counted without making a bytes object of every line
             count = data.startswith(b"IH,") + data.count(b"\nIH,") + data.count(b"\rIH,")
@@ -691,6 +701,7 @@ class InvoiceCloudSimulator:
                 fh = next(csv.reader([first.decode("utf-8")])) if first else []
             except UnicodeDecodeError:  # check_bif has said why
                 fh = []
+            problems.extend(checked())
             if fh[:1] == ["FH"] and len(fh) > fh_layout.index("BillerGuid"):
                 fh_guid = fh[fh_layout.index("BillerGuid")].strip()
                 if fh_guid.lower() != biller.lower():
@@ -705,7 +716,7 @@ class InvoiceCloudSimulator:
                     file_id,
                     biller,
                     name,
-                    hashlib.sha256(data).hexdigest(),
+                    sha256,
                     len(data),
                     int(not problems),
                     message,
