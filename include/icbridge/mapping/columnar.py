@@ -61,7 +61,11 @@ class Table:
         """The column's values on these lines (`pick`: tuple_getter(lines))."""
         return pick(self.column(src))
 
-    block_starts: list[int] | None = None  # see BlockTable
+    def changes(self, sources: list[int]) -> Iterable[bool | int]:
+        """For each line after the first: whether it differs from the line before on any of
+        these columns (truthy: it does)."""
+        keys = list(zip(*map(self.column, sources), strict=True))
+        return map(ne, keys[1:], keys)
 
 
 class BlockTable(Table):
@@ -87,7 +91,7 @@ class BlockTable(Table):
     def at_lines(self, src: int, lines: list[int], pick: Callable[[Sequence[str]], tuple[str, ...]]) -> tuple[str, ...]:
         if src >= self.prefix or src in self._columns:
             return pick(self.column(src))
-        values = self._heads[src :: self.prefix]  # one per block: no value per line made
+        values = self._block_values(src)  # no value per line made
         if lines == self.block_starts:  # every block a bill (no line disagrees with its bill)
             return tuple(values)
         if self._blocks_of is None or self._blocks_of[0] is not lines:
@@ -95,11 +99,22 @@ class BlockTable(Table):
             self._blocks_of = (lines, tuple_getter(blocks))
         return self._blocks_of[1](values)
 
+    def changes(self, sources: list[int]) -> Iterable[bool | int]:
+        """A line whose prefix differs from the line before's (every source column is in it;
+        one differing elsewhere in the prefix only sends its bill to map_bill, which is safe)."""
+        changed = bytearray(self.rows)
+        for line in self.block_starts:
+            changed[line] = 1
+        return changed[1:]
+
+    def _block_values(self, src: int) -> list[str]:
+        """A prefix column's value in each block."""
+        return self._heads[src :: self.prefix]
+
     def column(self, src: int) -> list[str]:
         if src not in self._columns:
             if src < self.prefix:
-                values = self._heads[src :: self.prefix]
-                self._columns[src] = list(chain.from_iterable(map(repeat, values, self._sizes)))
+                self._columns[src] = list(chain.from_iterable(map(repeat, self._block_values(src), self._sizes)))
             else:
                 self._columns[src] = self._cut[src - self.prefix + 1 :: self.width - self.prefix + 1]
         return self._columns[src]
@@ -211,15 +226,7 @@ class ColumnarPlan:
             follows[start] = 0
         # a line that disagrees with the line before it on a bill column, or whose
         # LineNumber does not ascend from it, within a bill
-        if table.block_starts is not None:  # a line whose repeated fields differ from the line before
-            changes = bytearray(table.rows)
-            for line in table.block_starts:
-                changes[line] = 1
-            disagree: Iterable[bool | int] = changes[1:]
-        else:
-            keys = list(zip(*map(table.column, self.bill_sources), strict=True))
-            disagree = map(ne, keys[1:], keys)
-        wrong = map(or_, disagree, map(ge, numbers, numbers[1:]))
+        wrong = map(or_, table.changes(self.bill_sources), map(ge, numbers, numbers[1:]))
         bad = {bisect_right(starts, line) - 1 for line in compress(range(1, table.rows), map(and_, wrong, follows[1:]))}
         bad.update(compress(range(len(bills)), map(lt, firsts(numbers), repeat(1))))
         first_values: dict[int, tuple[str, ...]] = {}

@@ -41,7 +41,6 @@ import binascii
 import csv
 import hashlib
 import hmac
-import logging
 import multiprocessing
 import re
 import sqlite3
@@ -97,8 +96,6 @@ CREATE TABLE IF NOT EXISTS change_log (
 CREATE INDEX IF NOT EXISTS invoices_open ON invoices (biller, account_number, invoice_number)
     WHERE balance_cents != 0;
 """
-
-log = logging.getLogger(__name__)
 
 
 # request values (strings from the soap server) -> Python; a bad value is the caller's fault
