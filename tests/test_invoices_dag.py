@@ -301,6 +301,42 @@ def test_ic_answers_to_an_upload_refused_or_in_doubt_never_guessed(world, set_ai
         assert len(hostile.received("/CloudInvoicing.asmx")) == sent
 
 
+def test_parts_in_flight_against_raw_iis_answers(world, set_airflow_conn, ic_sim, capfd):
+    """Two parts in flight against a raw-bytes server answering as IIS/ASP.NET does (not our
+    simulator): a SOAP fault to both is two refusals, both recorded and named, and the third
+    part never starts; an empty 200 answer to both leaves both in doubt, named together, and
+    the next run sends nothing."""
+    from tests.hostile_http import HostileServer, answer, envelope
+
+    world.configure(max_invoices_per_file=5)
+    stem = f"{world.bid}_20261109_UB"
+    with HostileServer() as hostile:
+        set_airflow_conn("t_ic", **{**ic_sim.conn_fields(), "host": hostile.url})
+        fault = ("<soap:Fault><faultcode>soap:Client</faultcode><faultstring>Invalid BIF header</faultstring>"
+                 "</soap:Fault>")
+        hostile.script("/CloudInvoicing.asmx", answer("500 Internal Server Error", envelope(fault)))
+        world.drop(f"{stem}.TXT", _file(world.bid, bills=12))  # 3 parts: 5 + 5 + 2
+        capfd.readouterr()
+        assert str(world.run().state) == "failed"
+        assert f"IC refused {stem}_01.BIF: SOAP fault: Invalid BIF header; IC refused {stem}_02.BIF" in (
+            capfd.readouterr().out)
+        assert len(hostile.received("/CloudInvoicing.asmx")) == 2
+        assert [(r["part_name"], r["status"]) for r in world.ledger()] == [
+            (f"{stem}_01.BIF", "refused"), (f"{stem}_02.BIF", "refused")]
+
+        ns = "https://www.invoicecloud.com/portal/webservices/CloudInvoicing/"
+        hostile.script("/CloudInvoicing.asmx", answer("200 OK", envelope(f'<UploadInvoiceFileResponse xmlns="{ns}"/>')))
+        world.drop(f"{stem}.TXT", _file(world.bid, bills=12, seed=9))  # new content: a new file record
+        assert str(world.run().state) == "failed"
+        assert [r["status"] for r in world.ledger()[2:]] == ["sending", "sending"]  # both in doubt
+        sent = len(hostile.received("/CloudInvoicing.asmx"))
+        capfd.readouterr()
+        assert str(world.run().state) == "failed"
+        assert f"2 part(s) sent in an earlier attempt got no answer and may be in IC: {stem}_01.BIF, {stem}_02.BIF" in (
+            capfd.readouterr().out)
+        assert len(hostile.received("/CloudInvoicing.asmx")) == sent
+
+
 def test_a_large_file_is_mapped_by_workers_and_uploaded_in_parts_by_bytes(world):
     """An initial-dump-like file above the parallel threshold (20,000 bills, ~13.7 MB): the
     Airflow task maps it from disk with 2 workers the forkserver starts (they never import the
