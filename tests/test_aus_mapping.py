@@ -1506,6 +1506,51 @@ def test_block_table_has_the_columns_and_rows_of_a_plain_table():
             assert fresh.at_lines(src, picked, tuple_getter(picked)) == tuple_getter(picked)(plain.column(src))
 
 
+@pytest.mark.parametrize(
+    ("change", "whole"),
+    [
+        (lambda lines: None, True),
+        (lambda lines: lines.__setitem__(5, lines[5] + "|x"), False),  # one field too many, in the rest
+        (lambda lines: lines.__setitem__(5, lines[5].rsplit("|", 1)[0]), False),  # one too few
+        (lambda lines: lines.__setitem__(0, "x|" + lines[0]), False),  # one too many in a block's prefix
+        (lambda lines: lines.__setitem__(0, lines[0].replace("|", "", 1)), False),  # one too few there
+        # one too few in a later line of a block (a new block), one too many in another: the
+        # total count of fields is right, each line's is not
+        (lambda lines: (lines.__setitem__(1, lines[1].replace("|", "", 1)),
+                        lines.__setitem__(7, "y|" + lines[7])), False),
+        (lambda lines: lines.__setitem__(3, "|".join(["a"] * 9)), False),  # nothing but pipes
+    ],
+)
+def test_a_block_table_knows_when_a_line_has_another_field_count(change, whole):
+    """A BlockTable checks every line's field count from its cut (no count per line): a
+    table that is not whole is not used (_table gives None, and the lines' bills go to
+    map_bill, which rejects the bill whose line is wrong)."""
+    from icbridge.mapping.columnar import BlockTable
+
+    width, prefix = 6, 3
+    lines = [f"B{i // 3}|a{i // 3}|c|{i % 3 + 1}|v|w" for i in range(12)]
+    change(lines)
+    assert BlockTable(lines, width, prefix).whole is whole
+    text = "\n".join(lines) + "\n"
+    table = aus_to_bif._table(text, lines, width, False, prefix)
+    assert (table is not None) is whole
+    assert (aus_to_bif._table(text, lines, width, False) is not None) is whole  # a plain Table counts each line
+
+
+def test_spaced_finds_every_space_split_would_trim():
+    """_spaced (numpy over a range's bytes) says a value begins or ends with a space exactly
+    when the text, its CR LF made LF, has a space after a '|', a line break or at its start,
+    or before a '|' or a line break; in cp1252 and UTF-8 alike."""
+    rng = random.Random(5)
+    for _ in range(2000):
+        text = "".join(rng.choice(["a", "é", "€", " ", "|", "\r\n", "\n", "x y"]) for _ in range(rng.randrange(1, 12)))
+        text += "\n"
+        lf = text.replace("\r\n", "\n")
+        expected = lf[:1] == " " or any(pair in lf for pair in ("| ", " |", "\n ", " \n"))
+        for encoding in ("cp1252", "utf-8"):
+            assert aus_to_bif._spaced(text.encode(encoding)) is expected, (text, encoding)
+
+
 def test_the_aus_layout_maps_through_block_tables(tmp_path, monkeypatch):
     """The AUS column order puts every bill field before the line fields, so ranges are cut
     into BlockTables (the equivalence tests above then compare their output with map_bill's)."""

@@ -4,6 +4,7 @@ record-by-record loop passes, and everything else is left to that loop."""
 from __future__ import annotations
 
 import random
+import re
 from datetime import date
 
 import pytest
@@ -75,3 +76,39 @@ def test_random_damage_same_result_as_the_record_loop(good_bif, monkeypatch):
         assert check_bif(data) == slow_check(data, monkeypatch), i
     feb29 = text.replace("03/01/2026", "02/29/2024").encode("utf-8")
     assert check_bif(feb29) == slow_check(feb29, monkeypatch) == []
+
+
+def _python_invoice_pattern() -> re.Pattern:
+    """The run-of-invoices pattern as Python's engine takes it (the reference of the RE2 one)."""
+    rows = {t: bif._row_pattern(layout) for t, layout in bif.registry().items()}
+    return re.compile(f"(?:{rows['IH']}{rows['CR']}(?:{rows['ID']})*+)*+".encode())
+
+
+def test_the_re2_proof_of_invoices_agrees_with_pythons_engine(good_bif):
+    """invoice_totals proves a mapped chunk's rows with RE2 (bif._as_re2): on whole chunks,
+    every mutation above and random damage of any kind (separators, quotes, CR/LF, digits,
+    non-ASCII, year 0000, a February 29th), it accepts exactly what Python's engine accepts
+    with the original pattern, possessive quantifiers and lookahead included."""
+    reference = _python_invoice_pattern()
+    chunk = good_bif.split(b"\r\n", 1)[1]  # the invoices, without the FH row
+    text = chunk.decode("utf-8")
+    candidates = [text, *(mutate(text, None) for mutate in MUTATIONS)]
+    rng = random.Random(14)
+    alphabet = '0123456789,/."- \r\nAZé\x00'
+    for _ in range(600):
+        i = rng.randrange(len(text))
+        candidates.append(text[:i] + rng.choice(alphabet) + text[i + 1 :])
+    candidates += [text.replace("/2026,", "/0000,", 1), text.replace("/2026,", "/0001,", 1),
+                   text.replace("03/01/2026", "02/29/2024"), text.replace(",1,", ',"1",', 1)]
+    accepted = 0
+    for candidate in candidates:
+        data = candidate.encode("utf-8")
+        ours = bif.invoice_totals(data) is not None
+        assert ours == (reference.fullmatch(data) is not None), candidate[:200]
+        accepted += ours
+    assert 0 < accepted < len(candidates)  # both answers were seen
+
+
+def test_a_pattern_re2_cannot_take_is_refused():
+    with pytest.raises(ValueError, match="not in RE2's syntax"):
+        bif._as_re2("(?=x)y")

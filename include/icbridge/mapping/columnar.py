@@ -73,17 +73,22 @@ class BlockTable(Table):
     lines runs (a bill's lines repeat its bill columns): each line is cut once, its prefix
     kept whole and the rest split; the prefix is split once per block, where it changes. A
     column of the prefix is its block values repeated (shared strings), not a string per
-    line. ``block_starts``: the lines whose prefix differs from the line before (0 first)."""
+    line. ``block_starts``: the lines whose prefix differs from the line before (0 first).
+    ``whole``: every line has `width` fields (else the columns are not the lines' and the
+    table must not be used); known from the cut, without counting each line's fields: every
+    line gave `width - prefix + 1` pieces, and each block's prefix (the same text on each of
+    its lines) has `prefix` fields."""
 
     def __init__(self, lines: list[str], width: int, prefix: int) -> None:
         rest = width - prefix
         cut = list(chain.from_iterable(map(methodcaller("rsplit", "|", rest), lines)))  # prefix, then `rest`
+        n = len(lines)
         prefixes = cut[:: rest + 1]
-        n = len(prefixes)
         self.block_starts = [0, *compress(range(1, n), map(ne, prefixes[1:], prefixes))] if n else []
+        heads = list(map(prefixes.__getitem__, self.block_starts))
+        self.whole = len(cut) == n * (rest + 1) and set(map(methodcaller("count", "|"), heads)) == {prefix - 1}
         self._sizes = list(map(sub, [*self.block_starts[1:], n], self.block_starts))
-        self._heads = list(chain.from_iterable(map(methodcaller("split", "|"), map(prefixes.__getitem__,
-                                                                                  self.block_starts))))
+        self._heads = list(chain.from_iterable(map(methodcaller("split", "|"), heads)))
         self._cut, self.prefix, self.width, self.rows = cut, prefix, width, n
         self._columns = {}
         self._blocks_of: tuple[list[int], Callable[[Sequence[str]], tuple[str, ...]]] | None = None
