@@ -284,7 +284,7 @@ def check_bif(data: bytes, name: str = "BIF", max_problems: int = 50) -> list[st
     if control:
         problems.add(text.count("\n", 0, control.start()) + 1, "control character",
                      f"U+{ord(control.group()):04X} in a value (C0 controls and TAB are never sent)")
-    if not problems.items and _passes_whole(text):
+    if not problems.items and _passes_whole(data):
         return []
     return _check_records(text, problems)
 
@@ -394,22 +394,21 @@ def _row_pattern(layout: RowLayout) -> str:
 
 
 @cache
-def _whole_file_patterns() -> tuple[re.Pattern, re.Pattern]:
-    """The shape of a good BIF (FH, then per invoice IH, CR, ID...), and the IH
-    TotalAmountDue values (found after a line break, so only in IH rows of such a file)."""
+def _whole_file_pattern() -> re2._Regexp:
+    """The shape of a good BIF, as UTF-8 bytes (FH, then per invoice IH, CR, ID...), compiled
+    by RE2 (see _as_re2). Its \\d is ASCII only: a file with other digits is left to the
+    record loop, which gives the same answer more slowly."""
     rows = {t: _row_pattern(lay) for t, lay in registry().items()}
-    shape = re.compile(f"{rows['FH']}(?:{rows['IH']}{rows['CR']}(?:{rows['ID']})*+)*+")
-    before = registry()["IH"].index("TotalAmountDue") - 1
-    totals = re.compile(f"\nIH(?:,{_FREE}){{{before}}},({_KIND_PATTERN['amount']})?(?=[,\r])")
-    return shape, totals
+    return _as_re2(f"{rows['FH']}(?:{rows['IH']}{rows['CR']}(?:{rows['ID']})*+)*+")
 
 
-def _passes_whole(text: str) -> bool:
-    """Whether the file certainly passes every check of check_bif (False: not known)."""
-    shape, totals = _whole_file_patterns()
-    if shape.fullmatch(text) is None:
+def _passes_whole(data: bytes) -> bool:
+    """Whether the file (UTF-8) certainly passes every check of check_bif (False: not known)."""
+    if _whole_file_pattern().fullmatch(data) is None:
         return False
-    return _fh_adds_up(text[: text.index(CRLF)], totals.findall(text))
+    _, _, totals = _invoice_patterns()  # every IH row of such a file follows a line break
+    amounts = [a.decode("ascii") for a in totals.findall(data)]
+    return _fh_adds_up(data[: data.index(b"\r\n")].decode("utf-8"), amounts)
 
 
 def _fh_adds_up(fh_line: str, amounts: list[str]) -> bool:
@@ -478,7 +477,7 @@ def invoice_totals(chunk: bytes) -> list[str] | None:
     _, invoices, totals = _invoice_patterns()
     if invoices.fullmatch(chunk) is None:
         return None
-    # after a line break, as in _whole_file_patterns: a literal start the engine can search for
+    # after a line break, as in _passes_whole: a literal start the engine can search for
     return [a.decode("ascii") for a in totals.findall(b"\n" + chunk)]
 
 
