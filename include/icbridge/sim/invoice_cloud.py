@@ -56,6 +56,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+import pybase64
+
 from icbridge.layouts.bif import BifFile, check_bif, read_bif, registry
 from icbridge.processes import workers_may_start
 from icbridge.sim.soapserver import NIL, SoapFault, SoapServer
@@ -671,8 +673,8 @@ class InvoiceCloudSimulator:
         encoded = args.get("FileContent") or ""
         problems: list[str] = []
         try:
-            # strict: only the base64 alphabet and its padding (as validate=True, ~5x faster)
-            data = binascii.a2b_base64(encoded, strict_mode=True) if isinstance(encoded, str) else b""
+            # strict: only the base64 alphabet and its padding; SIMD, ~10x binascii on a 27 MB part
+            data = pybase64.b64decode(encoded, validate=True) if isinstance(encoded, str) else b""
         except (binascii.Error, ValueError):
             data = b""
             problems.append("FileContent is not valid base64")

@@ -42,6 +42,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
+import pybase64
 from lxml import etree
 
 from icbridge.soap.client import BoundClient
@@ -192,7 +193,7 @@ class SoapOperation:
             if xsd_type == "int":
                 out.append(str(int(value)).encode("ascii"))
             elif xsd_type == "base64Binary":  # its alphabet needs no escaping (a BIF part: ~27 MB of it),
-                out.append(base64.b64encode(value))  # joined as bytes: no str copies of it
+                out.append(pybase64.b64encode(value))  # joined as bytes: no str copies of it (SIMD: ~5x base64's)
             else:
                 text = str(value)
                 if _NOT_XML.search(text):  # lxml refuses them on zeep's rendering too
