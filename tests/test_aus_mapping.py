@@ -1475,6 +1475,33 @@ def test_column_quoting_in_one_pass_is_encode_field_on_every_value():
         assert _QUOTED_VALUE.sub(_quoted, SEP.join(values)).split(SEP) == list(map(encode_field, values)), values
 
 
+def test_column_patterns_in_re2_accept_what_pythons_re_accepts():
+    """A column's unchanged-pattern (one fullmatch over the column joined by SEP) is compiled
+    by RE2 where RE2 reads it as Python does: on columns of valid, odd and broken values
+    (non-ASCII digits, 29 February, year 0000, blanks, separators), it answers as re does."""
+    import re
+
+    from icbridge.mapping.columnar import SEP, column_pattern
+    from icbridge.mapping.values import UNCHANGED
+
+    rng = random.Random(3)
+    pieces = ["0", "1", "2", "9", "/", ".", "-", "A", "Z", "a", " ", "\u0663", "é", "@", ",", "x"]
+    samples = ["02/29/2024", "02/28/2026", "12/31/0000", "12/31/0001", "13/01/2026", "10.00", "-0.50", "01.00",
+               "1.5", "NH", "nh", "", "5", "a@b.co"]
+    compiled = {}
+    for kind, one in UNCHANGED.items():
+        pattern = f"(?:{one})?(?:\x1f(?:{one})?)*+"
+        compiled[kind] = (column_pattern(pattern), re.compile(pattern))
+    assert {k for k, (ours, _) in compiled.items() if not isinstance(ours, re.Pattern)} == {
+        "date", "money", "decimal", "state"}  # the ASCII-only ones; account and email use \\s
+    for _ in range(3000):
+        values = [rng.choice(samples) if rng.random() < 0.6 else "".join(rng.choices(pieces, k=rng.randrange(12)))
+                  for _ in range(rng.randrange(1, 6))]
+        joined = SEP.join(values)
+        for kind, (ours, reference) in compiled.items():
+            assert (ours.fullmatch(joined) is not None) == (reference.fullmatch(joined) is not None), (kind, values)
+
+
 def test_block_table_has_the_columns_and_rows_of_a_plain_table():
     """BlockTable cuts each line once and splits a repeated prefix once per block: every
     column and row equal the plain Table's of the same lines, and block_starts are the lines

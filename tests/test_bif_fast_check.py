@@ -86,7 +86,7 @@ def _python_invoice_pattern() -> re.Pattern:
 
 
 def test_the_re2_proof_of_invoices_agrees_with_pythons_engine(good_bif):
-    """invoice_totals proves a mapped chunk's rows with RE2 (bif._as_re2): on whole chunks,
+    """invoice_totals proves a mapped chunk's rows with RE2 (bif.as_re2): on whole chunks,
     every mutation above and random damage of any kind (separators, quotes, CR/LF, digits,
     non-ASCII, year 0000, a February 29th), it accepts exactly what Python's engine accepts
     with the original pattern, possessive quantifiers and lookahead included."""
@@ -112,4 +112,12 @@ def test_the_re2_proof_of_invoices_agrees_with_pythons_engine(good_bif):
 
 def test_a_pattern_re2_cannot_take_is_refused():
     with pytest.raises(ValueError, match="not in RE2's syntax"):
-        bif._as_re2("(?=x)y")
+        bif.as_re2("(?=x)y")
+    with pytest.raises(ValueError, match="otherwise"):
+        bif.as_re2(r"[^\s]+", for_bytes=False)  # Python's \s takes U+00A0, RE2's does not
+    with pytest.raises(ValueError, match="otherwise"):
+        bif.as_re2(r"\s")  # for bytes too: Python's takes the vertical tab, RE2's does not
+    with pytest.raises(ValueError, match="otherwise"):
+        bif.as_re2(r"\d", for_bytes=False)
+    assert bif.as_re2(r"\d+").fullmatch(b"0123456789")  # for bytes, both read \d as ASCII
+    assert bif.as_re2(r"[0-9]+", for_bytes=False).fullmatch("\u0663") is None

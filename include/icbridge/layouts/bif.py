@@ -396,10 +396,10 @@ def _row_pattern(layout: RowLayout) -> str:
 @cache
 def _whole_file_pattern() -> re2._Regexp:
     """The shape of a good BIF, as UTF-8 bytes (FH, then per invoice IH, CR, ID...), compiled
-    by RE2 (see _as_re2). Its \\d is ASCII only: a file with other digits is left to the
+    by RE2 (see as_re2). Its \\d is ASCII only: a file with other digits is left to the
     record loop, which gives the same answer more slowly."""
     rows = {t: _row_pattern(lay) for t, lay in registry().items()}
-    return _as_re2(f"{rows['FH']}(?:{rows['IH']}{rows['CR']}(?:{rows['ID']})*+)*+")
+    return as_re2(f"{rows['FH']}(?:{rows['IH']}{rows['CR']}(?:{rows['ID']})*+)*+")
 
 
 def _passes_whole(data: bytes) -> bool:
@@ -435,39 +435,53 @@ def _fh_adds_up(fh_line: str, amounts: list[str]) -> bool:
 @cache
 def _invoice_patterns() -> tuple[re.Pattern, re2._Regexp, re.Pattern]:
     """As bytes (the chunks are UTF-8; ASCII-only \\d makes them at most stricter): the FH
-    row, a run of whole invoices (compiled by RE2, see _as_re2), and the IH TotalAmountDue
+    row, a run of whole invoices (compiled by RE2, see as_re2), and the IH TotalAmountDue
     values in such a run."""
     rows = {t: _row_pattern(lay) for t, lay in registry().items()}
     fh = re.compile(rows["FH"].encode())
-    invoices = _as_re2(f"(?:{rows['IH']}{rows['CR']}(?:{rows['ID']})*+)*+")
+    invoices = as_re2(f"(?:{rows['IH']}{rows['CR']}(?:{rows['ID']})*+)*+")
     before = registry()["IH"].index("TotalAmountDue") - 1
     totals = re.compile(f"\nIH(?:,{_FREE}){{{before}}},({_KIND_PATTERN['amount']})?(?=[,\r])".encode())
     return fh, invoices, totals
 
 
-# The one lookahead of the row patterns (_SAFE_DATE's year), as RE2 has no lookaround
-_YEAR_NOT_0000 = (r"/(?!0000)\d{4}", r"/(?:[1-9]\d{3}|0[1-9]\d\d|00[1-9]\d|000[1-9])")
+# The one lookahead of the date patterns (a year that is not 0000), as RE2 has no lookaround
+_YEAR_NOT_0000 = [
+    (r"/(?!0000)\d{4}", r"/(?:[1-9]\d{3}|0[1-9]\d\d|00[1-9]\d|000[1-9])"),
+    (r"/(?!0000)[0-9]{4}", r"/(?:[1-9][0-9]{3}|0[1-9][0-9][0-9]|00[1-9][0-9]|000[1-9])"),
+]
+# classes Python and RE2 read otherwise: in a str pattern Python's are Unicode, RE2's ASCII;
+# for bytes both are ASCII, but RE2's \s leaves out the vertical tab
+_OTHER_CLASSES = {False: re.compile(r"\\[sSdDwWbB]"), True: re.compile(r"\\[sS]")}
 
 
-def _as_re2(pattern: str) -> re2._Regexp:
-    """A row pattern of this module compiled by RE2, for bytes, a byte a character (Latin-1,
-    as Python's bytes patterns read them).
+def as_re2(pattern: str, for_bytes: bool = True) -> re2._Regexp:
+    """A pattern of the project (Python's syntax) compiled by RE2, for the same language:
+    for bytes, a byte a character (Latin-1, as Python's bytes patterns read them); else for
+    str. Raises ValueError when RE2 would read it otherwise (lookaround, atomic groups, and
+    the classes it reads otherwise: \\s, and for str \\d \\w \\b, which Python makes Unicode).
 
-    Why: proving a mapped chunk's rows is one fullmatch over ~3 MB of them, which Python's
-    backtracking engine runs at ~130 MB/s and RE2's automaton at ~550 MB/s (a fifth of the
-    mapping's CPU before; docs/benchmarks.md, "Initial data dump"). The language is the same
-    (tests/test_bif.py compares the two on valid and broken rows): the possessive quantifiers
-    only spare Python's engine backtracking that cannot succeed (each repeated piece ends
-    where the next cannot start), and RE2 never backtracks; the one lookahead is spelled out.
-    """
-    lookahead, spelled = _YEAR_NOT_0000
-    syntax = pattern.replace(lookahead, spelled).replace("*+", "*").replace("++", "+")
+    Why: a fullmatch over megabytes (a mapped chunk's rows, a column of a range) runs at
+    ~130 MB/s in Python's backtracking engine and ~550 MB/s in RE2's automaton (the row
+    proof was a fifth of the mapping's CPU; docs/benchmarks.md, "Initial data dump"). The
+    possessive quantifiers only spare Python's engine backtracking that cannot succeed (each
+    repeated piece ends where the next cannot start); RE2 never backtracks, so they are
+    dropped; the one lookahead is spelled out (tests/test_bif_fast_check.py compares the two
+    engines on valid and damaged rows)."""
+    syntax = pattern
+    for lookahead, spelled in _YEAR_NOT_0000:
+        syntax = syntax.replace(lookahead, spelled)
+    syntax = syntax.replace("*+", "*").replace("++", "+")
     if any(mark in syntax for mark in ("(?=", "(?!", "(?<", "(?>", "?+", "}+")):
         raise ValueError(f"not in RE2's syntax: {pattern!r}")
+    if _OTHER_CLASSES[for_bytes].search(syntax):
+        raise ValueError(f"RE2 reads a class of it otherwise: {pattern!r}")
     options = re2.Options()
-    options.encoding = re2.Options.Encoding.LATIN1
     options.never_capture = True
     options.max_mem = 64 << 20  # the automaton of the invoice pattern, built as it runs
+    if not for_bytes:
+        return re2.compile(syntax, options)
+    options.encoding = re2.Options.Encoding.LATIN1
     return re2.compile(syntax.encode("latin-1"), options)
 
 

@@ -22,7 +22,9 @@ from itertools import accumulate, chain, compress, repeat
 from operator import and_, ge, gt, is_, lt, methodcaller, ne, not_, or_, sub
 from typing import TYPE_CHECKING
 
-from icbridge.layouts.bif import encode_field, tuple_getter
+import re2
+
+from icbridge.layouts.bif import as_re2, encode_field, tuple_getter
 from icbridge.mapping.values import NEVER_QUOTED, UNCHANGED, is_digits
 
 if TYPE_CHECKING:
@@ -34,8 +36,20 @@ _WARN = "\x00warn"  # a soft value map_bill would blank (and, for a bill column,
 _QUOTE = re.compile('[,"]')  # as the per-bill path: a value with these is written quoted
 # a whole value (of a column joined by SEP) with , or " in it; (?<!...) fails at once inside a value
 _QUOTED_VALUE = re.compile('(?<![^\x1f])[^\x1f,"]*+[,"][^\x1f]*+')
-_LINE_NUMBERS = re.compile(r"[0-9]+(?:\x1f[0-9]+)*+")
-_AMOUNTS = re.compile(f"(?:{UNCHANGED['money']})(?:\x1f(?:{UNCHANGED['money']}))*+")
+
+
+def column_pattern(pattern: str) -> re.Pattern[str] | re2._Regexp:
+    """A pattern for a column's values joined by SEP (one fullmatch over a whole column),
+    compiled by RE2 where it reads the pattern as Python does (~2-4x faster on a column; see
+    bif.as_re2), else by Python's re (a pattern with a Unicode class: \\s, \\d, ...)."""
+    try:
+        return as_re2(pattern, for_bytes=False)
+    except ValueError:
+        return re.compile(pattern)
+
+
+_LINE_NUMBERS = column_pattern(r"[0-9]+(?:\x1f[0-9]+)*+")
+_AMOUNTS = column_pattern(f"(?:{UNCHANGED['money']})(?:\x1f(?:{UNCHANGED['money']}))*+")
 
 
 class Table:
@@ -156,7 +170,7 @@ class _Column:
         self.name = col.name
         self.convert = col.value
         one = UNCHANGED.get(col.type)
-        self.unchanged = re.compile(f"(?:{one})?(?:\x1f(?:{one})?)*+") if one else None
+        self.unchanged = column_pattern(f"(?:{one})?(?:\x1f(?:{one})?)*+") if one else None
 
     def apply(self, values: Sequence[str]) -> tuple[Sequence[str], bool, bool]:
         """The column's BIF values, whether any is _BAD, whether any is _WARN."""
