@@ -455,7 +455,7 @@ _YEAR_NOT_0000 = [
 _OTHER_CLASSES = {False: re.compile(r"\\[sSdDwWbB]"), True: re.compile(r"\\[sS]")}
 
 
-def as_re2(pattern: str, for_bytes: bool = True) -> re2._Regexp:
+def as_re2(pattern: str, for_bytes: bool = True) -> re2._Regexp | _Utf8Matcher:
     """A pattern of the project (Python's syntax) compiled by RE2, for the same language:
     for bytes, a byte a character (Latin-1, as Python's bytes patterns read them); else for
     str. Raises ValueError when RE2 would read it otherwise (lookaround, atomic groups, and
@@ -480,9 +480,21 @@ def as_re2(pattern: str, for_bytes: bool = True) -> re2._Regexp:
     options.never_capture = True
     options.max_mem = 64 << 20  # the automaton of the invoice pattern, built as it runs
     if not for_bytes:
-        return re2.compile(syntax, options)
+        return _Utf8Matcher(re2.compile(syntax.encode("utf-8"), options))
     options.encoding = re2.Options.Encoding.LATIN1
     return re2.compile(syntax.encode("latin-1"), options)
+
+
+class _Utf8Matcher:
+    """An RE2 pattern for str, matched over the str's UTF-8 bytes. google-re2 takes a str
+    itself, but then counts the characters of the whole match to give str offsets (as long
+    again as the match); a fullmatch needs no offsets."""
+
+    def __init__(self, regexp: re2._Regexp) -> None:
+        self.regexp = regexp
+
+    def fullmatch(self, text: str) -> re2._Match | None:
+        return self.regexp.fullmatch(text.encode("utf-8"))
 
 
 def invoice_totals(chunk: bytes) -> list[str] | None:

@@ -22,12 +22,11 @@ from itertools import accumulate, chain, compress, repeat
 from operator import and_, ge, gt, is_, lt, methodcaller, ne, not_, or_, sub
 from typing import TYPE_CHECKING
 
-import re2
-
 from icbridge.layouts.bif import as_re2, encode_field, tuple_getter
 from icbridge.mapping.values import NEVER_QUOTED, UNCHANGED, is_digits
 
 if TYPE_CHECKING:
+    from icbridge.layouts.bif import _Utf8Matcher
     from icbridge.mapping.aus_to_bif import _Col, _Plan, _RowTemplate
 
 SEP = "\x1f"  # joins a column's values for one regex over all of them
@@ -38,7 +37,7 @@ _QUOTE = re.compile('[,"]')  # as the per-bill path: a value with these is writt
 _QUOTED_VALUE = re.compile('(?<![^\x1f])[^\x1f,"]*+[,"][^\x1f]*+')
 
 
-def column_pattern(pattern: str) -> re.Pattern[str] | re2._Regexp:
+def column_pattern(pattern: str) -> re.Pattern[str] | _Utf8Matcher:
     """A pattern for a column's values joined by SEP (one fullmatch over a whole column),
     compiled by RE2 where it reads the pattern as Python does (~2-4x faster on a column; see
     bif.as_re2), else by Python's re (a pattern with a Unicode class: \\s, \\d, ...)."""
