@@ -891,7 +891,7 @@ def test_a_dead_checker_is_replaced_and_none_starts_after_stop(tmp_path: Path) -
     finally:
         sim.stop()
     psutil.wait_procs(checkers(), timeout=10)
-    assert sim._check_bif(content, "late.BIF")() == []  # noqa: SLF001 - a request handled after stop()
+    assert sim._check_bif(content, "late.BIF")() == ([], 3_000)  # noqa: SLF001 - a request handled after stop()
     assert checkers() == []
 
 

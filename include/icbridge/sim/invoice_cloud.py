@@ -186,6 +186,15 @@ def _cents(value: Decimal) -> int:
     return int(value * 100)
 
 
+def _checked(data: bytes, name: str) -> tuple[list[str], int]:
+    """check_bif's problems and the IH rows of an uploaded file: the lines that start with
+    "IH," as splitlines() cuts them (after LF, CRLF or a lone CR), counted without making a
+    bytes object of every line. In a checker process for a large file (both scan the whole
+    file; the simulator's own thread, which every upload's request shares, does neither)."""
+    count = data.startswith(b"IH,") + data.count(b"\nIH,") + data.count(b"\rIH,")
+    return check_bif(data, name), count
+
+
 class InvoiceCloudSimulator:
     """IC's CloudInvoicing, CloudManagement and CloudPayments services, for tests and the demo."""
 
@@ -618,17 +627,18 @@ class InvoiceCloudSimulator:
 
     # CloudInvoicing -------------------------------------------------------------------------
 
-    def _check_bif(self, data: bytes, name: str) -> Callable[[], list[str]]:
-        """Start the project's own pre-upload checks; the function returned waits for their
-        problems. A large file is checked in a process of its own, meanwhile this thread goes on.
+    def _check_bif(self, data: bytes, name: str) -> Callable[[], tuple[list[str], int]]:
+        """Start the project's own pre-upload checks and the count of its IH rows
+        (_checked); the function returned waits for them. A large file is checked in a
+        process of its own, meanwhile this thread goes on.
 
         IC is a web farm: files uploaded at once are checked at once. In this process, the
         checks of every file would take turns on one core (the regexes hold the GIL), which
         would make the simulator, not the client, what a client's concurrent uploads wait for.
         A file of CHECK_APART_BYTES or more is checked by one of two spawned processes
         (started by the first such file, stopped with the simulator); a smaller one here."""
-        def here() -> list[str]:
-            return check_bif(data, name)
+        def here() -> tuple[list[str], int]:
+            return _checked(data, name)
 
         if len(data) < CHECK_APART_BYTES:
             return here
@@ -642,7 +652,7 @@ class InvoiceCloudSimulator:
                     checkers = self._checkers = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
                 try:
                     with workers_may_start():  # a checker never runs the __main__ of the process that starts it
-                        future = checkers.submit(check_bif, data, name)
+                        future = checkers.submit(_checked, data, name)
                     break
                 except BrokenProcessPool:
                     self._forget_checkers(checkers)
@@ -650,13 +660,13 @@ class InvoiceCloudSimulator:
         if checkers is None:
             return here
 
-        def apart() -> list[str]:
+        def apart() -> tuple[list[str], int]:
             try:
                 return future.result()
             except BrokenProcessPool:  # a checker died: this file is checked here, the next file by new ones
                 with self._lock:
                     self._forget_checkers(checkers)
-                return check_bif(data, name)
+                return _checked(data, name)
 
         return apart
 
@@ -691,16 +701,14 @@ class InvoiceCloudSimulator:
         if data:
             checked = self._check_bif(data, name or "BIF")  # a large file's checks run meanwhile
             sha256 = hashlib.sha256(data).hexdigest()
-            # the lines that start with "IH," as splitlines() cuts them (after LF, CRLF or a lone CR),
-            # counted without making a bytes object of every line
-            count = data.startswith(b"IH,") + data.count(b"\nIH,") + data.count(b"\rIH,")
             fh_layout = registry()["FH"]
             first = re.match(rb"[^\r\n]*", data).group()
             try:
                 fh = next(csv.reader([first.decode("utf-8")])) if first else []
             except UnicodeDecodeError:  # check_bif has said why
                 fh = []
-            problems.extend(checked())
+            found, count = checked()
+            problems.extend(found)
             if fh[:1] == ["FH"] and len(fh) > fh_layout.index("BillerGuid"):
                 fh_guid = fh[fh_layout.index("BillerGuid")].strip()
                 if fh_guid.lower() != biller.lower():
