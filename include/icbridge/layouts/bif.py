@@ -494,7 +494,8 @@ class _Utf8Matcher:
         self.regexp = regexp
 
     def fullmatch(self, text: str) -> re2._Match | None:
-        return self.regexp.fullmatch(text.encode("utf-8"))
+        # a lone surrogate (never in decoded AUS text) becomes bytes no class of ours matches
+        return self.regexp.fullmatch(text.encode("utf-8", "surrogatepass"))
 
 
 def invoice_totals(chunk: bytes) -> list[str] | None:
