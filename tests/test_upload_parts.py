@@ -20,16 +20,33 @@ from icbridge.state.db import InDoubt, Ledger
 
 
 class Script:
-    """IC's answers by part name: (delay in seconds, answer or exception); records who was sent."""
+    """IC's answers by part name: (delay in seconds, answer or exception); records who was sent.
+    ``together``: parts that answer only once all of them have been sent (so a test of parts
+    in flight together does not depend on how fast the loop starts the next one); ``after``:
+    a part that answers only once this event is set."""
 
-    def __init__(self, answers: dict[str, tuple[float, object]]) -> None:
+    def __init__(
+        self,
+        answers: dict[str, tuple[float, object]],
+        together: tuple[str, ...] = (),
+        after: dict[str, threading.Event] | None = None,
+    ) -> None:
         self.answers = answers
         self.sent: list[str] = []
         self.lock = threading.Lock()
+        self.together = together
+        self.all_sent = threading.Event()
+        self.after = after or {}
 
     def __call__(self, name: str, content: bytes) -> UploadAnswer:
         with self.lock:
             self.sent.append(name)
+            if set(self.together) <= set(self.sent):
+                self.all_sent.set()
+        if name in self.together:
+            assert self.all_sent.wait(30), f"{self.together} were not all sent"
+        if name in self.after:
+            assert self.after[name].wait(30), f"{name}: what it answers after did not happen"
         delay, answer = self.answers.get(name, (0.0, UploadAnswer(True, "", f"id-{name}", 1)))
         time.sleep(delay)
         if isinstance(answer, BaseException):
@@ -68,10 +85,12 @@ def _states(ledger: Ledger) -> dict[str, str]:
 def test_no_part_starts_once_a_failure_is_known_and_the_retry_sends_only_the_rest(ledger, tmp_path):
     parts = _parts(tmp_path, 6)
     script = Script({"F_01.BIF": (0.6, UploadAnswer(True, "", "id-1", 1)),
-                     "F_02.BIF": (0.0, NotSent("connection refused"))})
+                     "F_02.BIF": (0.0, NotSent("connection refused")),
+                     "F_03.BIF": (0.3, UploadAnswer(True, "", "id-3", 1))},
+                    together=("F_01.BIF", "F_02.BIF", "F_03.BIF"))
     with pytest.raises(NotSent):
         _run(ledger, parts, script, in_flight=3)
-    # 01-03 start at once; 02's failure is in hand long before 01's answer frees a slot
+    # 01-03 start at once; 02's failure is in hand long before 01's or 03's answer frees a slot
     assert sorted(script.sent) == ["F_01.BIF", "F_02.BIF", "F_03.BIF"]
     assert _states(ledger) == {"F_01.BIF": "uploaded", "F_02.BIF": "not_sent", "F_03.BIF": "uploaded"}
     retry = Script({})
@@ -94,7 +113,7 @@ def test_answers_in_hand_are_recorded_when_the_ledger_fails_on_another(ledger, t
         return real(self, record, index, status, **kw)
 
     monkeypatch.setattr(Ledger, "mark_part", flaky)
-    script = Script({"F_02.BIF": (0.3, UploadAnswer(True, "", "id-2", 1))})
+    script = Script({"F_02.BIF": (0.3, UploadAnswer(True, "", "id-2", 1))}, together=("F_01.BIF", "F_02.BIF"))
     with pytest.raises(RuntimeError, match="database is locked"):
         _run(ledger, parts, script)
     assert _states(ledger) == {"F_01.BIF": "sending", "F_02.BIF": "uploaded"}
@@ -105,7 +124,8 @@ def test_an_interrupt_still_records_the_parts_answered(ledger, tmp_path):
     """A BaseException from a call (as a signal's would be) ends the upload; the part in
     flight is awaited and recorded `uploaded`, the interrupted one stays `sending`."""
     parts = _parts(tmp_path, 3)
-    script = Script({"F_01.BIF": (0.0, KeyboardInterrupt()), "F_02.BIF": (0.3, UploadAnswer(True, "", "id", 1))})
+    script = Script({"F_01.BIF": (0.0, KeyboardInterrupt()), "F_02.BIF": (0.3, UploadAnswer(True, "", "id", 1))},
+                    together=("F_01.BIF", "F_02.BIF"))
     with pytest.raises(KeyboardInterrupt):
         _run(ledger, parts, script)
     assert _states(ledger) == {"F_01.BIF": "sending", "F_02.BIF": "uploaded"}
@@ -117,7 +137,7 @@ def test_an_interrupt_still_records_the_parts_answered(ledger, tmp_path):
 def test_refused_and_in_doubt_together_fail_as_in_doubt_naming_both(ledger, tmp_path):
     parts = _parts(tmp_path, 2)
     script = Script({"F_01.BIF": (0.0, UploadAnswer(False, "Invalid BIF header")),
-                     "F_02.BIF": (0.1, NoAnswer("read timed out"))})
+                     "F_02.BIF": (0.1, NoAnswer("read timed out"))}, together=("F_01.BIF", "F_02.BIF"))
     with pytest.raises(InDoubt) as caught:
         _run(ledger, parts, script)
     message = str(caught.value)
@@ -131,7 +151,8 @@ def test_a_refusal_is_final_even_when_another_part_was_not_sent(ledger, tmp_path
     person, or the retry would send the refused part again."""
     parts = _parts(tmp_path, 2)
     script = Script({"F_01.BIF": (0.0, NotSent("connection reset before the request")),
-                     "F_02.BIF": (0.1, UploadAnswer(False, "FH BillerGuid is not yours"))})
+                     "F_02.BIF": (0.1, UploadAnswer(False, "FH BillerGuid is not yours"))},
+                    together=("F_01.BIF", "F_02.BIF"))
     with pytest.raises(UploadRefused, match="IC refused F_02.BIF: FH BillerGuid is not yours; not sent: F_01.BIF"):
         _run(ledger, parts, script)
     assert _states(ledger) == {"F_01.BIF": "not_sent", "F_02.BIF": "refused"}
@@ -148,7 +169,8 @@ def test_one_in_flight_sends_one_after_the_other(ledger, tmp_path):
 def test_force_sends_parts_left_in_doubt_again(ledger, tmp_path):
     parts = _parts(tmp_path, 2)
     with pytest.raises(InDoubt):
-        _run(ledger, parts, Script({"F_01.BIF": (0.0, NoAnswer("x")), "F_02.BIF": (0.0, NoAnswer("y"))}))
+        _run(ledger, parts, Script({"F_01.BIF": (0.0, NoAnswer("x")), "F_02.BIF": (0.0, NoAnswer("y"))},
+                                   together=("F_01.BIF", "F_02.BIF")))
     with pytest.raises(InDoubt, match=r"2 part\(s\) .*: F_01\.BIF, F_02\.BIF\."):
         _run(ledger, parts, Script({}))
     again = Script({})
@@ -162,15 +184,17 @@ def test_a_known_refusal_is_what_the_task_ends_on_even_when_the_ledger_fails_aft
     the refused part again."""
     parts = _parts(tmp_path, 3)
     real = Ledger.mark_sending
+    claiming_02 = threading.Event()
 
     def flaky(self, record, index, *args, **kw):
         if index == 2:
+            claiming_02.set()
             time.sleep(0.3)  # 01's refusal comes meanwhile
             raise RuntimeError("database is locked")
         return real(self, record, index, *args, **kw)
 
     monkeypatch.setattr(Ledger, "mark_sending", flaky)
-    script = Script({"F_01.BIF": (0.0, UploadAnswer(False, "Invalid BIF header"))})
+    script = Script({"F_01.BIF": (0.0, UploadAnswer(False, "Invalid BIF header"))}, after={"F_01.BIF": claiming_02})
     with pytest.raises(UploadRefused, match="IC refused F_01.BIF: Invalid BIF header") as caught:
         _run(ledger, parts, script)
     assert isinstance(caught.value.__cause__, RuntimeError)
