@@ -265,7 +265,8 @@ def check_bif(data: bytes, name: str = "BIF", max_problems: int = 50) -> list[st
     the FH figures recounted and re-added from the rows.
     """
     problems = _Problems(name, max_problems)
-    if data.startswith(b"\xef\xbb\xbf"):
+    bom = data.startswith(b"\xef\xbb\xbf")
+    if bom:
         problems.add(1, "encoding", "file starts with a byte order mark; BIF is UTF-8 without BOM")
     try:
         text = data.decode("utf-8")
@@ -273,19 +274,19 @@ def check_bif(data: bytes, name: str = "BIF", max_problems: int = 50) -> list[st
         line = data[: exc.start].count(b"\n") + 1
         problems.add(line, "encoding", f"bytes are not UTF-8 ({exc.reason})")
         return problems.result()
-    if data.count(b"\n") != data.count(b"\r\n"):
-        problems.add(None, "framing", "every line must end in CRLF")
     if not text:
         problems.add(None, "framing", "file is empty")
         return problems.result()
+    if not bom and _passes_whole(data):
+        return []  # its shape: rows ending in CRLF, no other line break, no control character
+    if data.count(b"\n") != data.count(b"\r\n"):
+        problems.add(None, "framing", "every line must end in CRLF")
     # C0 bytes are the same characters in UTF-8: a bytes pass (~10x a regex over the text)
     # tells whether to look for the first one
     control = _CONTROL.search(text) if len(data.translate(None, _CONTROL_BYTES)) != len(data) else None
     if control:
         problems.add(text.count("\n", 0, control.start()) + 1, "control character",
                      f"U+{ord(control.group()):04X} in a value (C0 controls and TAB are never sent)")
-    if not problems.items and _passes_whole(data):
-        return []
     return _check_records(text, problems)
 
 
@@ -371,8 +372,10 @@ def _check_records(text: str, problems: _Problems) -> list[str]:
 # or a quoted CR/LF are left to the loop), so whatever it does not accept is checked by
 # _check_records, which names the problems. The result is the same either way.
 
-_FREE = r'(?:[^,"\r\n]*+|"(?:[^"\r\n]|"")*+")'  # any value: plain, or quoted without CR/LF
-_FILLED = r'(?:[^,"\r\n]++|"(?:[^"\r\n]|"")++")'  # a value that is not empty
+# any value: plain, or quoted; never a C0 control character (CR, LF and TAB included): a file
+# the pattern accepts has no line break but its rows' CRLF and no control character
+_FREE = r'(?:[^,"\x00-\x1f]*+|"(?:[^"\x00-\x1f]|"")*+")'
+_FILLED = r'(?:[^,"\x00-\x1f]++|"(?:[^"\x00-\x1f]|"")++")'  # a value that is not empty
 # dates that exist in every year 0001-9999: days 01-28, 29-30 except February, 31 in long
 # months (29 February goes to the record loop, which asks the calendar)
 _SAFE_DATE = (
