@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +48,27 @@ def require_service(name: str, host: str, port: int) -> None:
     if ON_CI:
         pytest.fail(f"{message}, and CI is set: CI must run this test")
     pytest.skip(f"{message}; set up {name} or run in CI to include this test")
+
+
+PG_URL = os.environ.get("ICBRIDGE_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A state-DB URL on a fresh PostgreSQL schema, dropped afterwards (skips without PostgreSQL)."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    schema = f"icb_test_{uuid.uuid4().hex[:10]}"
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")

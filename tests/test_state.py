@@ -3,36 +3,11 @@ required in CI)."""
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
 from sqlalchemy import text
 
 from icbridge.state.db import Ledger, metadata
-from tests.conftest import require_service
-
-PG_URL = os.environ.get("ICBRIDGE_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
-
-
-@contextmanager
-def postgres_schema() -> Iterator[str]:
-    """A state-DB URL on a fresh PostgreSQL schema, dropped afterwards (skips without PostgreSQL)."""
-    require_service("PostgreSQL", "127.0.0.1", 5432)
-    schema = f"icb_test_{uuid.uuid4().hex[:10]}"
-    from sqlalchemy import create_engine
-
-    admin = create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+from tests.conftest import postgres_schema
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

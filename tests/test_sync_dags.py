@@ -58,10 +58,10 @@ def world(tmp_path, ic_sim, set_airflow_conn, dag_env):
             path.write_text(yaml.safe_dump(config))
             return BUILDERS[flow].build(load_biller(path), billers)
 
-        def run(self, dag, interval_start: datetime, length: timedelta = timedelta(minutes=15)):
+        def run(self, dag, interval_start: datetime, length: timedelta = timedelta(minutes=15), **test):
             """Run the DAG for ``[interval_start, interval_start + length)``: a manual run covers the
             last whole interval before its logical date, so the interval's end is passed."""
-            run = dag.test(logical_date=interval_start + length)
+            run = dag.test(logical_date=interval_start + length, **test)
             assert run.data_interval_start == interval_start, (run.data_interval_start, interval_start)
             return run
 
@@ -167,3 +167,30 @@ def test_no_sync_dags_without_a_cis_service(tmp_path):
                                        "ic_conn_id": "t_ic"})
     for module in BUILDERS.values():
         assert module.build(logis, tmp_path) is None and module.build(aus, tmp_path) is None
+
+
+@pytest.mark.parametrize("cis", ["inhance", "aus"])
+def test_payments_dag_never_takes_a_row_left_sending_by_an_execution_of_the_same_try(world, cis, dag_env):
+    """Issue 22 item 1: Airflow may execute one task try twice (a duplicate start). The first
+    execution crashed mid-call and left the payment 'sending' under the token the old code gave
+    every execution of that try (``<run_id>#try<n>``); the second execution of the same try must
+    find it in doubt, not take it back and post it again."""
+    start = next(_dates)
+    dag = world.dag(cis, "payments")
+    first = world.run(dag, start, run_after=start + timedelta(hours=1))  # nothing to pay yet: learn the ids
+    assert str(first.state) == "success", _states(first)
+    ti = _result(first, "payments")
+    guid = world.ic.add_payment(world.guid, "1001", "7001", "25.00", start + timedelta(minutes=3))
+    ledger = PaymentLedger(dag_env.state_url)
+    try:
+        assert ledger.claim(f"t_{cis}", guid, account_number="1001", cis_account="1001", invoice_number="7001",
+                            amount=Decimal("25.00"), convenience_fee=Decimal("0.00"), payment_type="Credit Card",
+                            payment_date=start + timedelta(minutes=3), cis=cis,
+                            run_id=f"{first.run_id}#try{ti.try_number}")
+    finally:
+        ledger.dispose()
+    again = world.run(dag, start, run_after=start + timedelta(hours=1))  # the same run id, a new execution
+    assert again.run_id == first.run_id and _result(again, "payments").try_number == ti.try_number
+    assert str(again.state) == "failed", _states(again)
+    assert world.sims[cis].payments(f"t_{cis}") == []  # not posted again
+    assert [(r.payment_guid, r.status) for r in world.ledger_rows(cis)] == [(guid, "in_doubt")]

@@ -235,7 +235,7 @@ def test_a_part_another_run_took_since_the_scan_is_not_sent_again(ledger, tmp_pa
     record = ledger.begin_file("b1", "F.TXT", "ab" * 32, 10, "run-0", False)
     assert ledger.mark_sending(record, 1, "F_01.BIF", "1" * 64, 1, "1.00", "run-0")
     ledger.mark_part(record, 1, "uploaded", ic_file_id="id-other")
-    monkeypatch.setattr(Ledger, "part_status", lambda self, rec, index: None)  # the scan came first
+    monkeypatch.setattr(Ledger, "part_state", lambda self, rec, index: None)  # the scan came first
     script = Script({})
     with pytest.raises(InDoubt, match="being sent by another run, not by this one: F_01.BIF"):
         _run(ledger, parts, script, in_flight=1)

@@ -16,7 +16,7 @@ from icbridge.flows.payments import run_payments
 from icbridge.flows.sync_common import Interval, SyncFailed, SyncReport
 from icbridge.flows.windows import last_complete_period, plan_read, run_watermarked, split
 from icbridge.state.watermarks import DoneItem, SyncItems, Watermarks, item_key
-from tests.test_state import postgres_schema
+from tests.conftest import postgres_schema
 from tests.test_sync_flows import POLICY, T0, World, world  # noqa: F401 - the simulators fixture
 
 H = timedelta(hours=1)

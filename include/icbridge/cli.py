@@ -117,6 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     settle.add_argument("--part", required=True, help="BIF part name (.BIF)")
     settle.add_argument("--as", dest="outcome", required=True, choices=["uploaded", "resend"],
                         help="uploaded: IC has it (skip it); resend: IC does not (send it again)")
+    settle.add_argument("--force", action="store_true",
+                        help="settle even though the run sending the part still holds its lease (only when you "
+                             "know that run is dead)")
     settle.set_defaults(run=_ledger_settle)
 
     pay_commands = _state_command(commands, "payments", "read or settle the payment ledger (state DB)",
@@ -283,12 +286,28 @@ def _ledger_show(args: argparse.Namespace) -> int:
 
 
 def _ledger_settle(args: argparse.Namespace) -> int:
+    from icbridge.state.db import OwnerAlive
+
     with _ledger(args) as ledger:
-        changed = ledger.settle(args.biller, args.file, args.part, args.outcome)
+        try:
+            changed = ledger.settle(args.biller, args.file, args.part, args.outcome, force=args.force,
+                                    by=_operator())
+        except OwnerAlive as exc:
+            return _error(str(exc))
     if not changed:
         return _error(f"no in-doubt part {args.part} of {args.file} for biller {args.biller}")
     print(f"settled {args.part} of {args.file} as {args.outcome}")
     return 0
+
+
+def _operator() -> str:
+    """Who runs this command, for the ledgers' "settled by" (the login name, else the uid)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

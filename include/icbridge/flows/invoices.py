@@ -24,6 +24,7 @@ from icbridge.mapping.aus_to_bif import BifPart, MapResult, map_aus
 from icbridge.masking import mask_account
 from icbridge.soap.errors import NotSent
 from icbridge.state.db import InDoubt, Ledger, SourceFile
+from icbridge.state.executions import owner
 from icbridge.transfer.remote import RemoteFolder
 
 log = logging.getLogger(__name__)
@@ -176,15 +177,26 @@ def upload_parts(
     """
     todo: list[tuple[int, BifPart]] = []
     in_doubt: list[str] = []
+    elsewhere: list[str] = []
     for index, part in enumerate(parts, start=1):
-        status = ledger.part_status(record, index)
+        status, token = ledger.part_state(record, index) or (None, None)
         if status == "uploaded":
             log.info("part %s already uploaded: skipped", part.name)
             outcome.skipped_parts.append(part.name)
         elif status == "sending" and not force:
-            in_doubt.append(part.name)
+            running = owner(ledger.engine, token)
+            if running.alive and token != run_id:  # being sent now: not in doubt, not ours
+                elsewhere.append(f"{part.name} ({running.describe()})")
+            else:
+                in_doubt.append(part.name)
         else:
             todo.append((index, part))
+    if elsewhere:
+        raise InDoubt(
+            f"{record.file_name}: {len(elsewhere)} part(s) are being sent by another run right now, not by this "
+            f"one: {'; '.join(elsewhere)}. That run records what IC answers: check that run, then re-run this one "
+            "(what it uploaded is skipped); do not settle them while it runs (docs/operations.md)"
+        )
     if in_doubt:
         raise InDoubt(
             f"{record.file_name}: {len(in_doubt)} part(s) sent in an earlier attempt got no answer and may be in "
@@ -234,9 +246,11 @@ def upload_parts(
                                            f"{part.total:.2f}", run_id, force=force):
                         flying[pool.submit(_send, uploader, part)] = (index, part)
                     else:  # another run on the same file took it since the scan above
-                        failed[index] = ("taken", part, InDoubt(f"{part.name} is being sent by another run"))
-                        log.error("part %s is being sent (or was sent) by another run: not sent by this one",
-                                  part.name)
+                        _, token = ledger.part_state(record, index) or (None, None)
+                        holder = owner(ledger.engine, token).describe()
+                        failed[index] = ("taken", part, InDoubt(f"{part.name} ({holder})"))
+                        log.error("part %s is being sent (or was sent) by %s: not sent by this one", part.name,
+                                  holder)
                     continue
                 if not flying:
                     break
@@ -273,7 +287,7 @@ def _failure(file_name: str, biller_id: str, failures: list[tuple[str, BifPart, 
         by_kind.setdefault(kind, []).append((part, exc))
     refused = "; ".join(f"IC refused {exc}" for _, exc in by_kind.get("refused", []))
     unsent = ", ".join(p.name for p, _ in by_kind.get("not_sent", []))
-    taken = ", ".join(p.name for p, _ in by_kind.get("taken", []))
+    taken = ", ".join(str(exc) for _, exc in by_kind.get("taken", []))
     others = "".join([f"; {refused}" if refused else "", f"; not sent: {unsent}" if unsent else "",
                       f"; being sent by another run, not by this one: {taken}" if taken else ""])
     if "in_doubt" in by_kind:
@@ -288,7 +302,8 @@ def _failure(file_name: str, biller_id: str, failures: list[tuple[str, BifPart, 
     if refused:
         return UploadRefused(f"{file_name}: {others[2:]}")
     if taken:
-        return InDoubt(f"{file_name}: {others[2:]}; that run records what IC answers (docs/operations.md)")
+        return InDoubt(f"{file_name}: {others[2:]}; that run records what IC answers: check that run, do not "
+                       "settle these parts while it runs (docs/operations.md)")
     return by_kind["not_sent"][0][1]
 
 

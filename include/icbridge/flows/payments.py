@@ -20,14 +20,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from icbridge.calls import CallPolicy, call_all
 from icbridge.config.biller import BillerConfig
 from icbridge.flows.sync_common import Interval, SyncFailed, SyncReport, describe_error, is_not_sent
 from icbridge.flows.windows import WindowedListing, read_windows
 from icbridge.mapping.accounts import drop_conveyance_suffix
 from icbridge.soap.cis import CisFault
-from icbridge.soap.errors import CredentialsRefused
+from icbridge.soap.errors import CredentialsRefused, NotSent
 from icbridge.soap.invoice_cloud import InvoiceCloudClient, Payment
+from icbridge.state.db import StateDbFailed
 from icbridge.state.payments import PaymentLedger
 
 log = logging.getLogger(__name__)
@@ -133,8 +136,9 @@ def run_payments(
         if p.channel.strip().lower() in skip_channels:
             report.add("skipped_channel", p.account_number)
     guids = [p.payment_guid for p in wanted]
-    for guid in ledger.mark_stale_sending(biller.biller_id, guids, run_id):
-        log.error("payment %s was left 'sending' by an earlier attempt: now in doubt", guid)
+    stale, live = ledger.mark_stale_sending(biller.biller_id, guids, run_id)
+    for guid in stale:
+        log.error("payment %s was left 'sending' by an earlier execution: now in doubt", guid)
     known = ledger.statuses(biller.biller_id, guids)
 
     to_send: list[_Post] = []
@@ -142,6 +146,10 @@ def run_payments(
         status = known.get(p.payment_guid)
         if status in ("posted", "ignored"):
             report.add(f"already_{status}", p.account_number)
+            continue
+        if status == "sending" and p.payment_guid in live:  # another execution is sending it right now
+            report.add("being_sent_by_another_run", p.account_number, f"not sent by this run: {live[p.payment_guid]}"
+                       " is sending it and records the answer", note=True, payment_guid=p.payment_guid)
             continue
         if status in ("in_doubt", "refused", "sending"):
             seen = reported_before is not None and p.payment_date is not None and _utc(p.payment_date) < reported_before
@@ -165,14 +173,34 @@ def run_payments(
 
     def post(item: _Post) -> _Answer | None:
         p = item.payment
-        claimed = ledger.claim(
-            biller.biller_id, p.payment_guid, account_number=p.account_number, cis_account=item.cis_account,
-            invoice_number=p.invoice_number, amount=p.payment_amount, convenience_fee=p.convenience_fee,
-            payment_type=item.payment_type, payment_date=p.payment_date, cis=biller.cis, run_id=run_id,
-        )
+        try:
+            claimed = ledger.claim(
+                biller.biller_id, p.payment_guid, account_number=p.account_number, cis_account=item.cis_account,
+                invoice_number=p.invoice_number, amount=p.payment_amount, convenience_fee=p.convenience_fee,
+                payment_type=item.payment_type, payment_date=p.payment_date, cis=biller.cis, run_id=run_id,
+            )
+        except SQLAlchemyError as exc:  # before the call: nothing went to the CIS
+            raise NotSent(f"the state DB failed while claiming the payment, so it was not sent: {exc}") from exc
         if not claimed:
             return None  # another run took it between our read and now
         return send(item)
+
+    unrecorded: list[str] = []
+
+    def record(guid: str, status: str, *, message: str | None = None, cis_reference: str | None = None) -> None:
+        """The CIS's answer into the ledger; logged in full first, so a state DB that fails now
+        loses nothing: the row stays ``sending`` (in doubt for the next run) and this log has it."""
+        log.info("payment %s: %s%s%s", guid, status, f" ({message})" if message else "",
+                 f", CIS reference {cis_reference}" if cis_reference else "")
+        try:
+            if not ledger.finish(biller.biller_id, guid, status, message=message, cis_reference=cis_reference,
+                                 run_id=run_id):
+                log.error("payment %s: answer %s not recorded: another run changed its ledger row meanwhile",
+                          guid, status)
+        except SQLAlchemyError as exc:
+            unrecorded.append(guid)
+            log.error("payment %s: the state DB failed recording %r (kept in this log; the row stays 'sending', "
+                      "in doubt for the next run): %s", guid, status, exc)
 
     for outcome in call_all(to_send, post, policy, retryable=is_not_sent):
         p = outcome.item.payment
@@ -182,33 +210,38 @@ def run_payments(
             answer = outcome.result
             assert answer is not None
             if answer.ok:
-                ledger.finish(biller.biller_id, p.payment_guid, "posted", message=answer.message or None,
+                record(p.payment_guid, "posted", message=answer.message or None,
                               cis_reference=answer.reference)
                 report.add("posted", p.account_number)
             elif answer.credentials_refused:  # not applied: it goes again once the key is fixed
                 message = f"not applied: the CIS refused the web-service key ({answer.message})"
-                ledger.finish(biller.biller_id, p.payment_guid, "resend", message=message)
+                record(p.payment_guid, "resend", message=message)
                 report.add("credentials_refused", p.account_number, message, note=True, payment_guid=p.payment_guid)
             else:
-                ledger.finish(biller.biller_id, p.payment_guid, "refused", message=answer.message)
+                record(p.payment_guid, "refused", message=answer.message)
                 report.add("refused", p.account_number, answer.message, note=True, payment_guid=p.payment_guid)
         elif isinstance(outcome.error, CredentialsRefused):  # not applied: it goes again once the key is fixed
             message = f"not applied: {outcome.error.message}"
-            ledger.finish(biller.biller_id, p.payment_guid, "resend", message=message)
+            record(p.payment_guid, "resend", message=message)
             report.add("credentials_refused", p.account_number, message, note=True, payment_guid=p.payment_guid)
         elif isinstance(outcome.error, CisFault):  # the CIS answered with a fault: it refused
             message = f"refused (SOAP fault): {outcome.error.message}"
-            ledger.finish(biller.biller_id, p.payment_guid, "refused", message=message)
+            record(p.payment_guid, "refused", message=message)
             report.add("refused", p.account_number, message, note=True, payment_guid=p.payment_guid)
         elif is_not_sent(outcome.error):  # type: ignore[arg-type]
             message = f"not sent (CIS not reached after {outcome.attempts} tries): {describe_error(outcome.error)}"
-            ledger.finish(biller.biller_id, p.payment_guid, "resend", message=message)
+            record(p.payment_guid, "resend", message=message)
             report.add("not_sent", p.account_number, message, note=True, payment_guid=p.payment_guid)
         else:
             message = f"outcome unknown: {describe_error(outcome.error)}"  # type: ignore[arg-type]
-            ledger.finish(biller.biller_id, p.payment_guid, "in_doubt", message=message)
+            record(p.payment_guid, "in_doubt", message=message)
             report.add("in_doubt", p.account_number, message, note=True, payment_guid=p.payment_guid)
 
+    if unrecorded:
+        raise StateDbFailed(
+            f"the state DB failed while recording the CIS's answers to {len(unrecorded)} payment(s) "
+            f"({', '.join(unrecorded[:20])}): the answers are in this task log; those payments stay 'sending' and "
+            "the next run marks them in doubt for a person (docs/operations.md)")
     _judge(report)
     return report
 
@@ -275,6 +308,16 @@ def _judge(report: SyncReport) -> None:
             "sent twice. Check the CIS, then `python -m icbridge payments settle --biller "
             f"{report.biller_id} --payment-guid GUID --outcome posted|resend|ignore` (docs/operations.md)",
             retry=False,
+        )
+    elsewhere = [i for i in report.items if i["outcome"] == "being_sent_by_another_run"]
+    if elsewhere:
+        raise SyncFailed(
+            report,
+            f"{len(elsewhere)} payment(s) are being sent by another run right now and were not sent by this one: "
+            + "; ".join(f"{i['payment_guid']} ({i['detail']})" for i in elsewhere[:5])
+            + ". A retry checks again: by then that run has recorded the answer, or it is gone and the payment is "
+            "in doubt for a person",
+            retry=True,
         )
     not_sent = [i for i in report.items if i["outcome"] == "not_sent"]
     if not_sent:

@@ -7,9 +7,10 @@ CIS operators) resolves these the same way; one place keeps them the same.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,10 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from icbridge.config.biller import BillerConfig, default_billers_dir, load_biller
 from icbridge.soap.errors import CredentialsRefused
+from icbridge.state.executions import Execution
 
 __all__ = ["BillerOperator", "artifacts_root", "cis_client", "final_errors", "load_biller_file", "param_flag",
-           "run_artifacts", "run_flag"]
+           "run_artifacts", "run_flag", "task_execution"]
 
 
 def artifacts_root() -> Path:
@@ -49,6 +51,17 @@ def final_errors(execute: Callable[..., Any]) -> Callable[..., Any]:
                                        "can fix this") from exc
 
     return wrapper
+
+
+@contextlib.contextmanager
+def task_execution(context: Any, engine: Any) -> Iterator[Execution]:
+    """This task execution registered in the state DB with a live lease (icbridge.state.executions):
+    its ``token`` (``<run_id>#try<n>#<hex>``, new for every execution, even of one try) is what
+    the ledgers record as the owner of a row they mark ``sending``."""
+    ti = context.get("ti")
+    with Execution(engine, dag_id=getattr(ti, "dag_id", None), task_id=getattr(ti, "task_id", None),
+                   run_id=str(context["run_id"]), try_number=getattr(ti, "try_number", None)) as execution:
+        yield execution
 
 
 def run_flag(context: Any, name: str, explicit: bool | str | None, default: bool = False) -> bool:

@@ -16,7 +16,14 @@ from icbridge.hooks.invoice_cloud import InvoiceCloudHook
 from icbridge.hooks.state import get_ledger
 from icbridge.hooks.transfer import open_remote_folder
 from icbridge.layouts.aus import FileRejected, IncompleteFile
-from icbridge.operators.common import BillerOperator, artifacts_root, final_errors, run_artifacts, run_flag
+from icbridge.operators.common import (
+    BillerOperator,
+    artifacts_root,
+    final_errors,
+    run_artifacts,
+    run_flag,
+    task_execution,
+)
 from icbridge.soap.errors import AnswerError, NoAnswer
 from icbridge.soap.invoice_cloud import InvoiceCloudError
 from icbridge.state.db import InDoubt
@@ -87,6 +94,7 @@ class UploadAusFileOperator(BillerOperator):
         transfer = biller.invoices.transfer
         try:
             with (
+                task_execution(context, ledger.engine) as execution,  # owns the parts it marks `sending`
                 tempfile.TemporaryDirectory(prefix=f"icb-{biller.biller_id}-") as workdir,
                 open_remote_folder(transfer.protocol, transfer.conn_id) as folder,
             ):
@@ -99,7 +107,7 @@ class UploadAusFileOperator(BillerOperator):
                     biller_guid=ic_hook.biller_guid,
                     workdir=Path(workdir),
                     artifacts_dir=artifacts,
-                    run_id=run_id,
+                    run_id=execution.token,
                     today=datetime.now(biller.tz).date(),
                     force=force,
                 )

@@ -22,7 +22,7 @@ from icbridge.flows.sync_common import Interval, SyncFailed, SyncReport, policy_
 from icbridge.flows.windows import ReadPlan, last_complete_period, run_watermarked
 from icbridge.hooks.invoice_cloud import InvoiceCloudHook
 from icbridge.hooks.state import state_db_url
-from icbridge.operators.common import BillerOperator, cis_client, final_errors
+from icbridge.operators.common import BillerOperator, cis_client, final_errors, task_execution
 from icbridge.state.payments import PaymentLedger
 from icbridge.state.watermarks import SyncItems, Watermarks
 
@@ -124,22 +124,22 @@ class PaymentsOperator(_SyncOperator):
     def flow(self, biller: BillerConfig, plan: ReadPlan, context: Any) -> SyncReport:
         from icbridge.flows.payments import run_payments
 
-        ti = context.get("ti")
-        # one token per task try: a row left 'sending' by an earlier try is in doubt, never re-sent
-        run_token = f"{context['run_id']}#try{getattr(ti, 'try_number', 0)}"
         ledger = PaymentLedger(state_db_url())
+        # one token per execution (not per try): a row left 'sending' by any earlier execution,
+        # the same try executed twice included, is in doubt, never re-sent
         try:
-            return run_payments(
-                biller=biller,
-                ic=InvoiceCloudHook(ic_conn_id=biller.ic_conn_id).get_conn(),
-                cis_client=cis_client(biller),
-                ledger=ledger,
-                interval=plan.span,
-                windows=plan.windows,
-                reported_before=min(plan.own.start, plan.watermark) if plan.watermark else None,
-                run_id=run_token,
-                policy=policy_for(biller),
-            )
+            with task_execution(context, ledger.engine) as execution:
+                return run_payments(
+                    biller=biller,
+                    ic=InvoiceCloudHook(ic_conn_id=biller.ic_conn_id).get_conn(),
+                    cis_client=cis_client(biller),
+                    ledger=ledger,
+                    interval=plan.span,
+                    windows=plan.windows,
+                    reported_before=min(plan.own.start, plan.watermark) if plan.watermark else None,
+                    run_id=execution.token,
+                    policy=policy_for(biller),
+                )
         finally:
             ledger.dispose()
 

@@ -21,7 +21,6 @@ from sqlalchemy import (
     JSON,
     Column,
     DateTime,
-    Engine,
     ForeignKey,
     Integer,
     MetaData,
@@ -29,13 +28,12 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    create_engine,
-    event,
     select,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 
+from icbridge.state.engine import make_engine
 from icbridge.state.locate import STATE_URL_ENV, default_state_path
 
 metadata = MetaData()
@@ -96,21 +94,6 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # WAL: readers don't block the writer
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
-        return engine
-    return create_engine(url, pool_pre_ping=True)
-
-
 @dataclass(frozen=True)
 class SourceFile:
     id: int
@@ -119,6 +102,15 @@ class SourceFile:
     sha256: str
     status: str
     generation: int
+
+
+class StateDbFailed(RuntimeError):
+    """The state DB failed after a peer answered: the answers are in the task log, the rows stay
+    ``sending`` (in doubt for the next run). Never retried blindly by the task."""
+
+
+class OwnerAlive(ValueError):
+    """A person tried to settle a row whose sending execution is still alive (icbridge.state.executions)."""
 
 
 class InDoubt(Exception):  # noqa: N818 - the ops word
@@ -131,7 +123,9 @@ class Ledger:
     def __init__(self, url: str | None = None) -> None:
         self.url = url or default_state_url()
         self.engine = make_engine(self.url)
-        metadata.create_all(self.engine)
+        from icbridge.state.schema import ensure_schema  # it imports this module
+
+        ensure_schema(self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -188,14 +182,20 @@ class Ledger:
 
     # parts ------------------------------------------------------------------------------
     def part_status(self, file: SourceFile, part_index: int) -> str | None:
+        found = self.part_state(file, part_index)
+        return None if found is None else found[0]
+
+    def part_state(self, file: SourceFile, part_index: int) -> tuple[str, str | None] | None:
+        """(status, owner token) of the part in the file's generation; None: never tried."""
         with self.engine.connect() as conn:
-            return conn.execute(
-                select(invoice_uploads.c.status).where(
+            row = conn.execute(
+                select(invoice_uploads.c.status, invoice_uploads.c.run_id).where(
                     invoice_uploads.c.source_file_id == file.id,
                     invoice_uploads.c.generation == file.generation,
                     invoice_uploads.c.part_index == part_index,
                 )
-            ).scalar()
+            ).first()
+        return None if row is None else (row.status, row.run_id)
 
     def mark_sending(self, file: SourceFile, part_index: int, part_name: str, part_sha256: str, invoices: int,
                      total: str, run_id: str, *, force: bool = False) -> bool:
@@ -251,15 +251,20 @@ class Ledger:
                 .values(status=status, ic_file_id=ic_file_id, message=message, answered_at=now())
             )
 
-    def settle(self, biller_id: str, file_name: str, part_name: str, outcome: str) -> int:
+    def settle(self, biller_id: str, file_name: str, part_name: str, outcome: str, *, force: bool = False,
+               by: str | None = None) -> int:
         """Ops settle an in-doubt part: `uploaded` (IC has it) or `resend` (IC does not).
-        Returns the number of parts changed."""
+        Returns the number of parts changed. Raises :class:`OwnerAlive` when the execution
+        that is sending the part is still running (its lease holds: it is waiting for IC and
+        records the answer itself), unless ``force``."""
+        from icbridge.state.executions import owner
+
         if outcome not in ("uploaded", "resend"):
             raise ValueError("outcome must be 'uploaded' or 'resend'")
         status = "uploaded" if outcome == "uploaded" else "not_sent"
         with self.engine.begin() as conn:
-            ids = conn.execute(
-                select(invoice_uploads.c.id)
+            found = conn.execute(
+                select(invoice_uploads.c.id, invoice_uploads.c.run_id)
                 .join(source_files, source_files.c.id == invoice_uploads.c.source_file_id)
                 .where(
                     source_files.c.biller_id == biller_id,
@@ -268,12 +273,22 @@ class Ledger:
                     invoice_uploads.c.status == "sending",
                     invoice_uploads.c.generation == source_files.c.generation,
                 )
-            ).scalars().all()
+            ).all()
+            for _, token in found:
+                running = owner(self.engine, token)
+                if running.alive and not force:
+                    raise OwnerAlive(
+                        f"{part_name} of {file_name} is being sent right now by {running.describe()}: that run "
+                        "is waiting for IC and records the answer itself. Check that run first; settle only once "
+                        "it has ended (or pass --force if you know it is dead)")
+            ids = [i for i, _ in found]
             if ids:
                 conn.execute(
                     update(invoice_uploads)
-                    .where(invoice_uploads.c.id.in_(ids))
-                    .values(status=status, message=f"settled by ops as {outcome}", answered_at=now())
+                    .where(invoice_uploads.c.id.in_(ids), invoice_uploads.c.status == "sending")
+                    .values(status=status, answered_at=now(),
+                            message=f"settled by ops as {outcome}" + (f" by {by}" if by else "")
+                                    + (" (forced while its run was alive)" if force else ""))
                 )
             return len(ids)
 

@@ -15,6 +15,7 @@ from datetime import date, datetime
 from sqlalchemy import Column, DateTime, Engine, Index, Integer, String, Table, Text, select, update
 
 from icbridge.state.db import default_state_url, make_engine, metadata, now
+from icbridge.state.schema import ensure_schema
 
 __all__ = ["Delivery", "DeliveryLog", "deliveries"]
 
@@ -65,7 +66,7 @@ class DeliveryLog:
 
     def __init__(self, url: str | None = None, engine: Engine | None = None) -> None:
         self.engine = engine or make_engine(url or default_state_url())
-        metadata.create_all(self.engine, tables=[deliveries])
+        ensure_schema(self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -15,9 +15,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, func, select
 
 from icbridge.config.biller import BillerConfig
-from icbridge.state.db import invoice_uploads, metadata, source_files
+from icbridge.state.db import invoice_uploads, source_files
 from icbridge.state.deliveries import deliveries
 from icbridge.state.payments import NEEDS_OPS, payment_posts
+from icbridge.state.schema import ensure_schema
 from icbridge.state.watermarks import utc, watermarks
 
 __all__ = ["EXPORT_LAG_BOUND", "FLOWS", "HealthRow", "health_rows"]
@@ -73,7 +74,7 @@ def health_rows(engine: Engine, billers: Iterable[BillerConfig], now: datetime |
     """One row per (biller, flow) a biller file turns on, plus any flow the state DB knows of
     whose biller file is gone; worst first."""
     now = now or datetime.now(UTC)
-    metadata.create_all(engine, tables=[watermarks, payment_posts, source_files, invoice_uploads, deliveries])
+    ensure_schema(engine)
     configs = {b.biller_id: b for b in billers}
     cutoff = (now - REJECTED_WINDOW).astimezone(UTC)
     if engine.dialect.name == "sqlite":  # stored without an offset, in UTC

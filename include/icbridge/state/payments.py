@@ -31,6 +31,7 @@ from sqlalchemy import Column, DateTime, Integer, String, Table, Text, UniqueCon
 from sqlalchemy.exc import IntegrityError
 
 from icbridge.state.db import default_state_url, make_engine, metadata, now
+from icbridge.state.schema import ensure_schema
 
 __all__ = [
     "FINAL",
@@ -104,7 +105,7 @@ class PaymentLedger:
     def __init__(self, url: str | None = None) -> None:
         self.url = url or default_state_url()
         self.engine = make_engine(self.url)
-        metadata.create_all(self.engine, tables=[payment_posts])
+        ensure_schema(self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -165,8 +166,9 @@ class PaymentLedger:
         """Record ``sending`` before the call. True: this caller may send now. False: the payment
         is already posted, refused, in doubt, ignored, or being sent by another run.
 
-        A new payment is inserted; a ``resend`` row is taken by compare-and-set; a row this run
-        itself left ``sending`` (a not-sent retry inside the run) is taken again.
+        A new payment is inserted; a ``resend`` row is taken by compare-and-set; a row this
+        execution itself left ``sending`` (a not-sent retry inside the execution: ``run_id`` is
+        the execution's token, never shared by two executions) is taken again.
         """
         values = {
             "account_number": account_number,
@@ -205,17 +207,21 @@ class PaymentLedger:
             return taken.rowcount == 1
 
     def finish(self, biller_id: str, payment_guid: str, status: str, *, message: str | None = None,
-               cis_reference: str | None = None) -> None:
-        """The answer (or its absence) after a ``sending`` row's call."""
+               cis_reference: str | None = None, run_id: str | None = None) -> bool:
+        """The answer (or its absence) after a ``sending`` row's call. With ``run_id`` (the
+        caller's token) only a row still ``sending`` and claimed by that caller changes: False
+        when another run marked it meanwhile (the answer is then only in the task log)."""
         if status not in ("posted", "refused", "in_doubt", "resend"):
             raise ValueError(f"not a call outcome: {status!r}")
+        guard = () if run_id is None else (payment_posts.c.status == "sending", payment_posts.c.run_id == run_id)
         with self.engine.begin() as conn:
-            conn.execute(
+            result = conn.execute(
                 update(payment_posts)
-                .where(*self._key(biller_id, payment_guid))
+                .where(*self._key(biller_id, payment_guid), *guard)
                 .values(status=status, message=message, cis_reference=cis_reference, answered_at=now(),
                         updated_at=now())
             )
+        return result.rowcount == 1
 
     def refuse_unsent(self, biller_id: str, payment_guid: str, *, account_number: str, amount: Decimal,
                       convenience_fee: Decimal, payment_type: str, cis: str, run_id: str, message: str) -> None:
@@ -235,31 +241,48 @@ class PaymentLedger:
         except IntegrityError:
             pass
 
-    def mark_stale_sending(self, biller_id: str, payment_guids: Iterable[str], run_id: str) -> list[str]:
-        """Rows left ``sending`` by *another* run (a crash mid-call) become ``in_doubt``."""
+    def mark_stale_sending(self, biller_id: str, payment_guids: Iterable[str], run_id: str
+                           ) -> tuple[list[str], dict[str, str]]:
+        """Rows left ``sending`` by any *other* execution (``run_id`` is this execution's token,
+        icbridge.state.executions) whose execution is gone (ended, lease lapsed, or never
+        registered) become ``in_doubt``: the call went out and no answer was recorded. Rows of
+        an execution still alive are left to it. Returns (the GUIDs now in doubt, {GUID: the
+        live owner described} for those being sent right now)."""
+        from icbridge.state.executions import owner
+
         changed: list[str] = []
+        live: dict[str, str] = {}
         guids = list(payment_guids)
-        with self.engine.begin() as conn:
-            for start in range(0, len(guids), 500):
-                chunk = guids[start : start + 500]
-                stale = conn.execute(
-                    select(payment_posts.c.payment_guid).where(
+        for start in range(0, len(guids), 500):
+            chunk = guids[start : start + 500]
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    select(payment_posts.c.payment_guid, payment_posts.c.run_id).where(
                         payment_posts.c.biller_id == biller_id,
                         payment_posts.c.payment_guid.in_(chunk),
                         payment_posts.c.status == "sending",
                         (payment_posts.c.run_id != run_id) | payment_posts.c.run_id.is_(None),
                     )
-                ).scalars().all()
-                if stale:
-                    conn.execute(
+                ).all()
+            owners = {token: owner(self.engine, token) for token in {r.run_id for r in rows}}
+            for guid, token in rows:
+                found = owners[token]
+                if found.alive:
+                    live[guid] = found.describe()
+                    continue
+                with self.engine.begin() as conn:  # compare-and-set: only if still that execution's
+                    done = conn.execute(
                         update(payment_posts)
-                        .where(payment_posts.c.biller_id == biller_id, payment_posts.c.payment_guid.in_(stale))
+                        .where(*self._key(biller_id, guid), payment_posts.c.status == "sending",
+                               (payment_posts.c.run_id == token) if token is not None
+                               else payment_posts.c.run_id.is_(None))
                         .values(status="in_doubt", updated_at=now(),
-                                message="found 'sending' at the start of a run: the run that sent it ended "
-                                        "without an answer (crash?)")
+                                message=f"found 'sending' at the start of a run: the execution that sent it "
+                                        f"({found.describe()}) ended without recording an answer (crash?)")
                     )
-                    changed.extend(stale)
-        return changed
+                if done.rowcount == 1:
+                    changed.append(guid)
+        return changed, live
 
     def settle(self, biller_id: str, payment_guid: str, outcome: str, *, note: str | None = None) -> PaymentRow:
         """Ops settle an ``in_doubt`` or ``refused`` payment: ``posted`` (the CIS has it),

@@ -43,6 +43,7 @@ from sqlalchemy.engine import Dialect
 from icbridge.reconcile.compare import CENT, OUTCOMES, Item, Outcome
 from icbridge.reconcile.engine import Summary
 from icbridge.state.db import default_state_url, make_engine, metadata, now
+from icbridge.state.schema import ensure_schema
 
 
 class Money(TypeDecorator):
@@ -238,7 +239,7 @@ class ReconcileStore:
     def __init__(self, url: str | None = None, *, engine: Engine | None = None) -> None:
         self.url = url or default_state_url()
         self.engine = engine or make_engine(self.url)
-        metadata.create_all(self.engine, tables=[balance_runs, balance_items])
+        ensure_schema(self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()

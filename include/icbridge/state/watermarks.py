@@ -26,6 +26,7 @@ from sqlalchemy import Column, DateTime, Engine, Integer, String, Table, Text, U
 from sqlalchemy.exc import IntegrityError
 
 from icbridge.state.db import default_state_url, make_engine, metadata, now
+from icbridge.state.schema import ensure_schema
 
 __all__ = ["DoneItem", "SyncItems", "Watermark", "Watermarks", "item_key", "sync_items", "watermarks"]
 
@@ -98,7 +99,7 @@ class Watermarks:
 
     def __init__(self, url: str | None = None, engine: Engine | None = None) -> None:
         self.engine = engine or make_engine(url or default_state_url())
-        metadata.create_all(self.engine, tables=[watermarks, sync_items])
+        ensure_schema(self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -169,7 +170,7 @@ class SyncItems:
 
     def __init__(self, url: str | None = None, engine: Engine | None = None) -> None:
         self.engine = engine or make_engine(url or default_state_url())
-        metadata.create_all(self.engine, tables=[watermarks, sync_items])
+        ensure_schema(self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()
