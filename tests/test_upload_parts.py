@@ -256,3 +256,69 @@ def test_a_claim_takes_only_a_part_that_may_be_sent(ledger):
         assert claim(1) is again, status
     assert not claim(1, force=True), "an uploaded part is never claimed (force starts a new generation)"
     assert _states(ledger) == {"G_01.BIF": "uploaded"}
+
+
+def test_a_part_a_live_run_is_sending_is_named_not_called_an_earlier_attempt(ledger, tmp_path):
+    """Issue 22 item 2: two backfill runs on one file. Run A is waiting for IC's answer to part 1
+    when run B starts: B must say the part is being sent by A (named, alive) and that A records
+    the answer, never "sent in an earlier attempt ... settle"; `settle` refuses the part while A
+    holds its lease, and A's answer is what the ledger keeps."""
+    from icbridge.state.executions import Execution
+
+    parts = _parts(tmp_path, 1)
+    release = threading.Event()
+    script_a = Script({}, after={"F_01.BIF": release})
+    errors: list[BaseException] = []
+    with Execution(ledger.engine, dag_id="b1__invoices", task_id="upload_file", run_id="backfill__A",
+                   try_number=1) as run_a:
+        def a() -> None:
+            record = ledger.begin_file("b1", "F.TXT", "ab" * 32, 10, run_a.token, False)
+            try:
+                upload_parts(parts, record, ledger, script_a, FileOutcome("F.TXT", "uploaded", {}),
+                             run_id=run_a.token, force=False, in_flight=1, biller_id="b1")
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        thread = threading.Thread(target=a)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not script_a.sent and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert script_a.sent == ["F_01.BIF"]
+        with Execution(ledger.engine, dag_id="b1__invoices", task_id="upload_file", run_id="backfill__B",
+                       try_number=1) as run_b:
+            record = ledger.begin_file("b1", "F.TXT", "ab" * 32, 10, run_b.token, False)
+            script_b = Script({})
+            with pytest.raises(InDoubt) as raised:
+                upload_parts(parts, record, ledger, script_b, FileOutcome("F.TXT", "uploaded", {}),
+                             run_id=run_b.token, force=False, in_flight=1, biller_id="b1")
+        message = str(raised.value)
+        assert "being sent by another run right now" in message and "run backfill__A" in message
+        assert "alive" in message and "check that run" in message
+        assert "earlier attempt" not in message and "--as uploaded|resend" not in message
+        assert script_b.sent == []
+        from icbridge.state.db import OwnerAlive
+
+        with pytest.raises(OwnerAlive, match="being sent right now by run backfill__A"):
+            ledger.settle("b1", "F.TXT", "F_01.BIF", "resend")
+        release.set()
+        thread.join(30)
+    assert errors == []
+    [row] = ledger.uploads("b1")
+    assert (row["status"], row["ic_file_id"]) == ("uploaded", "id-F_01.BIF")
+
+
+def test_a_part_left_sending_by_a_gone_run_is_in_doubt_and_settled_with_who(ledger, tmp_path):
+    """The owner ended (or its lease lapsed) without an answer: the part is in doubt for a person,
+    and `settle` takes it and records who settled it."""
+    from icbridge.state.executions import Execution
+
+    parts = _parts(tmp_path, 1)
+    with Execution(ledger.engine, dag_id="d", task_id="t", run_id="scheduled__X", try_number=1) as gone:
+        record = ledger.begin_file("b1", "F.TXT", "ab" * 32, 10, gone.token, False)
+        assert ledger.mark_sending(record, 1, "F_01.BIF", parts[0].sha256, 1, "1.00", gone.token)
+    with pytest.raises(InDoubt, match="sent in an earlier attempt got no answer"):
+        _run(ledger, parts, Script({}))
+    assert ledger.settle("b1", "F.TXT", "F_01.BIF", "resend", by="ops-anna") == 1
+    [row] = ledger.uploads("b1")
+    assert (row["status"], row["message"]) == ("not_sent", "settled by ops as resend by ops-anna")
