@@ -299,7 +299,7 @@ def test_deliveries_show_and_settle(tmp_path):
     attempt = dict(biller_id="demo_logis_mail", flow="payment_export", file_name="456_20260308_CLOUDPAY.CSV",
                    sha256="c" * 64, size=120, records=2, method="email", destination="email://smtp to a***@b.test")
     done = log.begin(day=date(2026, 3, 7), run_id="run-1", **{**attempt, "file_name": "456_20260307_CLOUDPAY.CSV"})
-    log.finish(done, "delivered")
+    log.finish(done, "delivered", owner="run-1")
     log.begin(day=date(2026, 3, 8), run_id="run-2", **attempt)  # the answer to DATA never came
     log.dispose()
     base = ["deliveries", "--db", url]

@@ -157,6 +157,9 @@ def _parser() -> argparse.ArgumentParser:
     dsettle.add_argument("--outcome", required=True, choices=["delivered", "failed"],
                          help="delivered: the biller has the file (never send it again); failed: it did not "
                          "arrive (the next run sends it)")
+    dsettle.add_argument("--force", action="store_true",
+                         help="settle even though the run sending it still holds its lease (only when you know "
+                              "that run is dead)")
     dsettle.set_defaults(run=_deliveries_settle)
     return parser
 
@@ -223,8 +226,13 @@ def _deliveries_show(args: argparse.Namespace) -> int:
 
 
 def _deliveries_settle(args: argparse.Namespace) -> int:
+    from icbridge.state.db import OwnerAlive
+
     with _delivery_log(args) as log:
-        changed = log.settle(args.biller, args.flow, args.day, args.outcome)
+        try:
+            changed = log.settle(args.biller, args.flow, args.day, args.outcome, force=args.force, by=_operator())
+        except OwnerAlive as exc:
+            return _error(str(exc))
     if not changed:
         return _error(f"no in-doubt ('sending') {args.flow} delivery of {args.day} for biller {args.biller}")
     print(f"settled the {args.flow} delivery of {args.day} for {args.biller} as {args.outcome}")

@@ -26,12 +26,14 @@ from typing import Protocol
 
 from icbridge.layouts.logis import ExportFile, PaymentLike, build_export, day_window, in_window
 from icbridge.state.db import InDoubt
-from icbridge.state.deliveries import DeliveryLog
+from icbridge.state.deliveries import DayTaken, DeliveryLog
+from icbridge.state.executions import owner, run_of
 from icbridge.transfer.remote import RemoteFolder
 
 __all__ = [
     "FLOW",
     "ContentChanged",
+    "DayTaken",
     "GapTooLong",
     "Destination",
     "InDoubt",
@@ -92,7 +94,10 @@ class Destination(Protocol):
     method: str
     description: str  # for the state DB and logs: no secrets, emails masked
 
-    def send(self, name: str, content: bytes) -> None: ...
+    def send(self, name: str, content: bytes, tag: str = "") -> None:
+        """Deliver ``content`` as ``name``; ``tag`` (the attempt's id) keeps this attempt's
+        temporary name its own until the rename."""
+        ...
 
     def fetch(self, name: str) -> bytes | None:
         """The file under its final name (None: not there). Raises NotImplementedError when
@@ -156,26 +161,40 @@ def deliver(
     run_id: str | None,
     redeliver: bool = False,
 ) -> Outcome:
-    """Send ``export`` unless it is known to be there already; every attempt recorded."""
+    """Send ``export`` unless it is known to be there already; every attempt recorded.
+
+    The caller holds the day (:meth:`DeliveryLog.claim_day` with the same ``run_id``, the
+    execution's token), so no other live run is sending it. Attempts left ``sending`` by
+    executions that are gone are resolved first (:func:`_resolve_in_doubt`). Then *any*
+    ``delivered`` attempt with these bytes means "not sent again", whatever came after it;
+    one with other bytes raises :class:`ContentChanged`. ``redeliver`` sends the day again
+    on purpose, recorded as a redelivery on the new attempt."""
 
     def outcome(status: str, message: str) -> Outcome:
         return Outcome(export.day, export.name, export.payments, export.sha256, status, message)
 
-    last = deliveries.latest(biller_id, FLOW, export.day)
-    if last is not None and not redeliver:
-        if last.status == "sending":
-            confirmed = _resolve_in_doubt(last, destination, deliveries)
-            if confirmed:
-                last = deliveries.latest(biller_id, FLOW, export.day)
-        if last is not None and last.status == "delivered":
-            if last.sha256 != export.sha256:
-                raise ContentChanged(
-                    f"{export.name} was delivered on {last.finished_at} (sha256 {last.sha256[:12]}…, "
-                    f"{last.records} payments) but IC's payments now give other bytes (sha256 "
-                    f"{export.sha256[:12]}…, {export.payments} payments); check with the biller, then "
-                    "run again with redeliver=true to send the new file"
-                )
-            return outcome("already_delivered", f"{export.name} delivered on {last.finished_at}; not sent again")
+    if not redeliver:
+        for attempt in deliveries.attempts(biller_id, FLOW, export.day):
+            if attempt.status == "sending" and attempt.run_id != run_id:
+                _resolve_in_doubt(attempt, destination, deliveries)
+    delivered = [a for a in deliveries.attempts(biller_id, FLOW, export.day) if a.status == "delivered"]
+    note = None
+    if delivered and not redeliver:
+        same = [a for a in delivered if a.sha256 == export.sha256]
+        if same:
+            return outcome("already_delivered", f"{export.name} delivered on {same[0].finished_at}; not sent again")
+        last = delivered[-1]
+        raise ContentChanged(
+            f"{export.name} was delivered on {last.finished_at} (sha256 {last.sha256[:12]}…, "
+            f"{last.records} payments) but IC's payments now give other bytes (sha256 "
+            f"{export.sha256[:12]}…, {export.payments} payments); check with the biller, then "
+            "run again with redeliver=true to send the new file"
+        )
+    if delivered:
+        last = delivered[-1]
+        note = (f"redelivery (redeliver=true): replaces the copy delivered on {last.finished_at} by run "
+                f"{run_of(last.run_id)} (sha256 {last.sha256[:12]}…)")
+        log.warning("%s: %s", export.name, note)
 
     attempt = deliveries.begin(
         biller_id=biller_id,
@@ -188,14 +207,17 @@ def deliver(
         method=destination.method,
         destination=destination.description,
         run_id=run_id,
+        message=note,
     )
     try:
-        destination.send(export.name, export.content)
+        destination.send(export.name, export.content, tag=str(attempt))
     except NotDelivered as exc:
-        deliveries.finish(attempt, "failed", str(exc))
+        deliveries.finish(attempt, "failed", str(exc) if note is None else f"{note}; {exc}", owner=run_id)
         raise
     # Any other error leaves the attempt `sending`: the next try resolves it first.
-    deliveries.finish(attempt, "delivered")
+    if not deliveries.finish(attempt, "delivered", note, owner=run_id):
+        log.error("%s: delivered, but attempt %s was settled by someone else meanwhile: their outcome stands",
+                  export.name, attempt)
     return outcome("delivered", f"{export.name} delivered to {destination.description}")
 
 
@@ -204,7 +226,11 @@ def _settle_command(last) -> str:
 
 
 def _resolve_in_doubt(last, destination: Destination, deliveries: DeliveryLog) -> bool:
-    """Settle a ``sending`` attempt by looking at the destination; True if confirmed there."""
+    """Settle a ``sending`` attempt of an execution that is gone by looking at the destination;
+    True if confirmed there. Raises DayTaken if its execution is in fact alive."""
+    running = owner(deliveries.engine, last.run_id)
+    if running.alive:
+        raise DayTaken(f"{last.file_name} is being sent right now by {running.describe()}: left to that run")
     if last.method != destination.method:
         raise InDoubt(
             f"{last.file_name}: an attempt by {last.method} ({last.destination}) never finished and the "
@@ -215,17 +241,18 @@ def _resolve_in_doubt(last, destination: Destination, deliveries: DeliveryLog) -
         found = destination.fetch(last.file_name)
     except NotImplementedError:
         raise InDoubt(
-            f"{last.file_name}: the {last.method} attempt of run {last.run_id} to {last.destination} may or may "
+            f"{last.file_name}: the {last.method} attempt of {running.describe()} to {last.destination} may or may "
             "not have arrived (no answer came back). Ask the biller; if it did not arrive run again with "
             "redeliver=true (Logis refuses a Reference it has seen), else settle it as delivered: "
             f"{_settle_command(last)} (docs/payment-export.md)"
         ) from None
     if found is None:
-        deliveries.finish(last.id, "failed", "interrupted; not on the server under its final name")
+        deliveries.finish(last.id, "failed", "interrupted; not on the server under its final name", owner=last.run_id)
         log.warning("%s: interrupted attempt %s is not on the server: sending again", last.file_name, last.id)
         return False
     if len(found) == last.size and hashlib.sha256(found).hexdigest() == last.sha256:
-        deliveries.finish(last.id, "delivered", "interrupted; confirmed on the server (name, size, sha256)")
+        deliveries.finish(last.id, "delivered", "interrupted; confirmed on the server (name, size, sha256)",
+                          owner=last.run_id)
         log.info("%s: interrupted attempt %s confirmed on the server", last.file_name, last.id)
         return True
     raise InDoubt(
@@ -235,7 +262,8 @@ def _resolve_in_doubt(last, destination: Destination, deliveries: DeliveryLog) -
 
 
 class RemoteFolderDestination:
-    """FTP-family delivery: upload as ``<name>.part``, check its size, rename, check again.
+    """FTP-family delivery: upload as ``<name>.<attempt>.part`` (a name no other attempt uses),
+    check its size, rename, check again.
 
     The biller's pickup never sees half a file: until the rename, nothing has the final
     name. A failure before the rename raises NotDelivered (the partial upload is removed
@@ -252,8 +280,8 @@ class RemoteFolderDestination:
     def _path(self, name: str) -> str:
         return f"{self.directory.rstrip('/')}/{name}"
 
-    def send(self, name: str, content: bytes) -> None:
-        final, partial = self._path(name), self._path(f"{name}.part")
+    def send(self, name: str, content: bytes, tag: str = "") -> None:
+        final, partial = self._path(name), self._path(f"{name}.{tag}.part" if tag else f"{name}.part")
         with tempfile.TemporaryDirectory(prefix="icb-export-") as workdir:
             local = Path(workdir) / name
             local.write_bytes(content)

@@ -9,12 +9,13 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from icbridge.config.biller import BillerConfig, PaymentExportConfig
 from icbridge.flows.payment_export import (
     FLOW,
     ContentChanged,
+    DayTaken,
     Destination,
     GapTooLong,
     InDoubt,
@@ -31,7 +32,7 @@ from icbridge.hooks.state import state_db_url
 from icbridge.hooks.transfer import open_remote_folder
 from icbridge.layouts.logis import UnknownPaymentType, business_day, closure, day_window
 from icbridge.masking import mask_email
-from icbridge.operators.common import BillerOperator, final_errors, run_artifacts, run_flag
+from icbridge.operators.common import BillerOperator, final_errors, run_artifacts, run_flag, task_execution
 from icbridge.state.deliveries import DeliveryLog
 from icbridge.state.watermarks import Watermarks
 
@@ -51,7 +52,7 @@ class EmailDestination:
         self.subject, self.body = subject, body
         self.description = f"email://{conn_id} to {', '.join(mask_email(a) for a in self.to)}"
 
-    def send(self, name: str, content: bytes) -> None:
+    def send(self, name: str, content: bytes, tag: str = "") -> None:
         with tempfile.TemporaryDirectory(prefix="icb-export-") as workdir:
             path = Path(workdir) / name
             path.write_bytes(content)
@@ -132,14 +133,18 @@ class PaymentExportOperator(BillerOperator):
                 self.log.warning("last day exported %s: catching up %d missed business day(s) %s .. %s, oldest first",
                                  exported, len(days) - 1, days[0], days[-2])
             client = InvoiceCloudHook(ic_conn_id=biller.ic_conn_id).get_conn()
-            for day in days:
-                try:
-                    outcomes.append(self._export_day(biller, client, log, day, run_id,
-                                                     redeliver=redeliver and day == run_day))
-                except Exception as exc:
-                    marks.record_run(biller.biller_id, FLOW, run_id=run_id, ok=False, message=f"{day}: {exc}")
-                    raise
-                marks.advance(biller.biller_id, FLOW, closure(day, biller.tz), run_id)
+            with task_execution(context, marks.engine) as execution:
+                for day in days:
+                    try:  # the day is this execution's while it builds and sends it: one delivery per day
+                        with log.claim_day(biller.biller_id, FLOW, day, execution.token):
+                            outcomes.append(self._export_day(biller, client, log, day, run_id, execution.token,
+                                                             redeliver=redeliver and day == run_day))
+                    except Exception as exc:
+                        marks.record_run(biller.biller_id, FLOW, run_id=run_id, ok=False, message=f"{day}: {exc}")
+                        if isinstance(exc, DayTaken):
+                            raise AirflowException(str(exc)) from None  # a retry finds the day delivered
+                        raise
+                    marks.advance(biller.biller_id, FLOW, closure(day, biller.tz), run_id)
             marks.record_run(biller.biller_id, FLOW, run_id=run_id, ok=True, message=None)
         finally:
             marks.dispose()
@@ -148,8 +153,8 @@ class PaymentExportOperator(BillerOperator):
             result["earlier_days"] = [o.as_dict() for o in outcomes[:-1]]
         return result
 
-    def _export_day(self, biller: BillerConfig, client: Any, log: DeliveryLog, day: date, run_id: str, *,
-                    redeliver: bool) -> Outcome:
+    def _export_day(self, biller: BillerConfig, client: Any, log: DeliveryLog, day: date, run_id: str,
+                    token: str, *, redeliver: bool) -> Outcome:
         pe: PaymentExportConfig = biller.payment_export  # type: ignore[assignment]
         start, end = day_window(day, biller.tz)
         self.log.info(
@@ -178,7 +183,7 @@ class PaymentExportOperator(BillerOperator):
         destination = destination_for(biller, export.name, day.isoformat(), export.payments)
         try:
             outcome = deliver(
-                export, destination, log, biller_id=biller.biller_id, run_id=run_id, redeliver=redeliver
+                export, destination, log, biller_id=biller.biller_id, run_id=token, redeliver=redeliver
             )
         except (InDoubt, ContentChanged) as exc:
             raise AirflowFailException(str(exc)) from exc

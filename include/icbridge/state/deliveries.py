@@ -9,15 +9,18 @@ know (email), stops and asks a person (see docs/payment-export.md).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import Column, DateTime, Engine, Index, Integer, String, Table, Text, select, update
+from sqlalchemy import Column, DateTime, Engine, Index, Integer, String, Table, Text, delete, select, update
+from sqlalchemy.exc import IntegrityError
 
 from icbridge.state.db import default_state_url, make_engine, metadata, now
 from icbridge.state.schema import ensure_schema
 
-__all__ = ["Delivery", "DeliveryLog", "deliveries"]
+__all__ = ["DayTaken", "Delivery", "DeliveryLog", "deliveries", "delivery_claims"]
 
 deliveries = Table(
     "icb_deliveries",
@@ -40,6 +43,22 @@ deliveries = Table(
     Column("message", Text),
     Index("ix_icb_deliveries_day", "biller_id", "flow", "day"),
 )
+
+
+delivery_claims = Table(
+    "icb_delivery_claims",
+    metadata,
+    # one row while an execution builds or sends the (biller, flow, day); deleted when it is done
+    Column("biller_id", String(64), primary_key=True),
+    Column("flow", String(32), primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("token", String(255), nullable=False),  # the execution (icbridge.state.executions)
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
+)
+
+
+class DayTaken(Exception):  # noqa: N818 - the ops word
+    """Another execution, still alive, holds the day: it builds and sends it; this one does nothing."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +130,7 @@ class DeliveryLog:
         method: str,
         destination: str,
         run_id: str | None,
+        message: str | None = None,
     ) -> int:
         """Record an attempt as ``sending`` before anything goes out; returns its id."""
         with self.engine.begin() as conn:
@@ -128,25 +148,96 @@ class DeliveryLog:
                     status="sending",
                     run_id=run_id,
                     started_at=now(),
+                    message=message,
                 )
             )
             return int(result.inserted_primary_key[0])
 
-    def finish(self, delivery_id: int, status: str, message: str | None = None) -> None:
+    def finish(self, delivery_id: int, status: str, message: str | None = None, *, owner: str | None) -> bool:
+        """An attempt's outcome. Changes the row only while it is still ``sending`` and owned by
+        ``owner`` (the token that began it): False when it was not (another run, or a person,
+        settled it meanwhile: that outcome stands)."""
         if status not in ("delivered", "failed"):
             raise ValueError("status must be 'delivered' or 'failed'")
+        own = deliveries.c.run_id.is_(None) if owner is None else deliveries.c.run_id == owner
         with self.engine.begin() as conn:
-            conn.execute(
+            result = conn.execute(
                 update(deliveries)
-                .where(deliveries.c.id == delivery_id)
+                .where(deliveries.c.id == delivery_id, deliveries.c.status == "sending", own)
                 .values(status=status, finished_at=now(), message=message)
             )
+        return result.rowcount == 1
 
-    def settle(self, biller_id: str, flow: str, day: date, outcome: str) -> int:
+    def attempts(self, biller_id: str, flow: str, day: date) -> list[Delivery]:
+        """Every attempt for the biller's day, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(deliveries)
+                .where(deliveries.c.biller_id == biller_id, deliveries.c.flow == flow,
+                       deliveries.c.day == day.isoformat())
+                .order_by(deliveries.c.id)
+            ).all()
+        return [Delivery(**r._mapping) for r in rows]
+
+    @contextlib.contextmanager
+    def claim_day(self, biller_id: str, flow: str, day: date, token: str) -> Iterator[None]:
+        """Hold the (biller, flow, day) for execution ``token`` while it builds and sends the day's
+        file; released on exit. A claim held by a live execution raises :class:`DayTaken`
+        naming it; one left by an execution that is gone (crash) is taken over, and what that
+        execution left ``sending`` is then resolved as in doubt by the caller."""
+        from icbridge.state.executions import owner
+
+        key = (delivery_claims.c.biller_id == biller_id, delivery_claims.c.flow == flow,
+               delivery_claims.c.day == day.isoformat())
+        for _ in range(5):  # a holder that released or was taken over in between: look again
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(delivery_claims.insert().values(biller_id=biller_id, flow=flow,
+                                                                 day=day.isoformat(), token=token,
+                                                                 claimed_at=now()))
+                break
+            except IntegrityError:
+                pass
+            with self.engine.connect() as conn:
+                holder = conn.execute(select(delivery_claims.c.token).where(*key)).scalar()
+            if holder is None:
+                continue
+            if holder == token:
+                break
+            running = owner(self.engine, holder)
+            if running.alive:
+                raise DayTaken(f"the {flow} of {day} for biller {biller_id} is being built and delivered by "
+                               f"{running.describe()}: this run leaves it to that run (a retry finds the "
+                               "day delivered)")
+            with self.engine.begin() as conn:  # compare-and-set: only the holder we judged gone
+                taken = conn.execute(update(delivery_claims).where(*key, delivery_claims.c.token == holder)
+                                     .values(token=token, claimed_at=now()))
+            if taken.rowcount == 1:
+                break
+        else:
+            raise DayTaken(f"the {flow} of {day} for biller {biller_id}: the day's claim kept changing hands")
+        try:
+            yield
+        finally:
+            with self.engine.begin() as conn:
+                conn.execute(delete(delivery_claims).where(*key, delivery_claims.c.token == token))
+
+    def settle(self, biller_id: str, flow: str, day: date, outcome: str, *, force: bool = False,
+               by: str | None = None) -> int:
         """Ops settle an in-doubt (``sending``) attempt: ``delivered`` (the biller has it) or
-        ``failed`` (it never arrived: the next run sends it). Returns the rows changed."""
+        ``failed`` (it never arrived: the next run sends it). Returns the rows changed.
+        Raises icbridge.state.db.OwnerAlive while the execution sending it is alive, unless ``force``."""
+        from icbridge.state.db import OwnerAlive
+        from icbridge.state.executions import owner
+
         if outcome not in ("delivered", "failed"):
             raise ValueError("outcome must be 'delivered' or 'failed'")
+        for attempt in self.attempts(biller_id, flow, day):
+            running = owner(self.engine, attempt.run_id)
+            if attempt.status == "sending" and running.alive and not force:
+                raise OwnerAlive(f"{attempt.file_name} is being sent right now by {running.describe()}: settle "
+                                 "only once that run has ended (or pass --force if you know it is dead)")
+        message = f"settled by ops as {outcome}" + (f" by {by}" if by else "") + (" (forced)" if force else "")
         with self.engine.begin() as conn:
             result = conn.execute(
                 update(deliveries)
@@ -156,7 +247,7 @@ class DeliveryLog:
                     deliveries.c.day == day.isoformat(),
                     deliveries.c.status == "sending",
                 )
-                .values(status=outcome, finished_at=now(), message=f"settled by ops as {outcome}")
+                .values(status=outcome, finished_at=now(), message=message)
             )
             return int(result.rowcount or 0)
 
