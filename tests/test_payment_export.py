@@ -4,7 +4,9 @@ byte for byte, and what the state DB says."""
 
 from __future__ import annotations
 
+import hashlib
 import secrets
+import threading
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -467,3 +469,111 @@ def test_a_gap_longer_than_the_bound_fails_naming_the_backfill(world, caplog):
         assert _state(world.run(date(2026, 7, d))) == "success"
     assert _state(world.run(date(2026, 7, 5), next_morning=True)) == "success"
     assert [h.day for h in world.history()] == [f"2026-07-0{d}" for d in range(1, 6)]
+
+
+class _Watched:
+    """A RemoteFolder of the real server whose upload can be held (``hold``: waits for ``go``) and
+    whose renames onto a final name are counted (in ``renames``, shared by both runs)."""
+
+    def __init__(self, folder, renames: list[str], hold: threading.Event | None, go: threading.Event | None):
+        self._folder, self._renames, self._hold, self._go = folder, renames, hold, go
+
+    def __getattr__(self, name):
+        return getattr(self._folder, name)
+
+    def upload(self, local, remote):
+        if self._hold is not None:
+            self._hold.set()
+            assert self._go.wait(60), "the other run never tried"
+        return self._folder.upload(local, remote)
+
+    def rename(self, source, target):
+        self._renames.append(target)
+        return self._folder.rename(source, target)
+
+
+@pytest.mark.parametrize("world", ["vsftpd", "sshd"], indirect=True)
+def test_two_runs_of_one_day_at_once_deliver_it_once(world, ic_sim, dag_env):
+    """Issue 27 item 1, against real vsftpd and OpenSSH: a backfill run and a triggered re-run of
+    one day at once. The backfill holds the day and is mid-upload when the re-run starts: the
+    re-run sends nothing and names the backfill; exactly one rename onto the final name; the
+    ledger's sha256 is the file's; a later retry of the re-run finds the day delivered."""
+    from icbridge.flows.payment_export import DayTaken, deliver, export_day
+    from icbridge.operators.payment_export import destination_for
+    from icbridge.state.executions import Execution
+
+    day = date(2026, 12, 5)
+    for minute in range(30):
+        world.pay(datetime(2026, 12, 5, 9, minute, tzinfo=NY), amount=f"{minute + 1}.25")
+    export = export_day(ic_sim.client().list_payments, bid=world.bid, day=day, tz=NY)
+    renames: list[str] = []
+    uploading, tried = threading.Event(), threading.Event()
+    log = DeliveryLog(dag_env.state_url)
+    results: dict[str, object] = {}
+
+    def destination(hold: threading.Event | None):
+        dest = destination_for(world.biller, export.name, day.isoformat(), export.payments)
+        opener = dest._open
+        dest._open = lambda: _Watched(opener(), renames, hold, tried if hold is not None else None)
+        return dest
+
+    def run(name: str, hold: threading.Event | None) -> None:
+        with Execution(log.engine, dag_id="t_logis__payment_export", task_id="export_and_deliver", run_id=name,
+                       try_number=1) as execution:
+            try:
+                with log.claim_day("t_logis", "payment_export", day, execution.token):
+                    results[name] = deliver(export, destination(hold), log, biller_id="t_logis",
+                                            run_id=execution.token).status
+            except DayTaken as exc:
+                results[name] = exc
+
+    try:
+        backfill = threading.Thread(target=run, args=("backfill__2026-12-05T23:59:00-05:00", uploading))
+        backfill.start()
+        assert uploading.wait(30)
+        run("manual__2026-12-06T08:00:00-05:00", None)  # the re-run, while the backfill uploads
+        tried.set()
+        backfill.join(60)
+        taken = results["manual__2026-12-06T08:00:00-05:00"]
+        assert isinstance(taken, DayTaken) and "run backfill__2026-12-05T23:59:00-05:00" in str(taken)
+        assert results["backfill__2026-12-05T23:59:00-05:00"] == "delivered"
+        run("manual__2026-12-06T08:00:00-05:00", None)  # its retry
+        assert results["manual__2026-12-06T08:00:00-05:00"] == "already_delivered"
+        final = f"/cloudpay/{export.name}"
+        assert renames == [final], renames  # one rename onto the final name, by the backfill
+        on_server = world.files()
+        assert list(on_server) == [export.name]  # no .part left behind
+        [attempt] = log.history()
+        assert attempt.status == "delivered"
+        assert attempt.sha256 == hashlib.sha256(on_server[export.name]).hexdigest() == export.sha256
+    finally:
+        log.dispose()
+
+
+def test_a_failed_attempt_never_hides_a_delivered_one(tmp_path):
+    """Attempts [delivered, failed] with the same bytes (a run's retry after another's): the day
+    is delivered, nothing is sent again."""
+    from icbridge.flows.payment_export import deliver
+    from icbridge.layouts.logis import build_export
+
+    export = build_export([], bid="123", day=date(2026, 12, 5), tz=NY)
+    log = DeliveryLog(f"sqlite:///{tmp_path / 'state.db'}")
+    fields = dict(biller_id="b", flow="payment_export", day=export.day, file_name=export.name, sha256=export.sha256,
+                  size=export.size, records=0, method="sftp", destination="sftp://x/")
+    first = log.begin(run_id="A", **fields)
+    assert log.finish(first, "delivered", owner="A")
+    second = log.begin(run_id="B", **fields)
+    assert log.finish(second, "failed", "interrupted", owner="B")
+    assert not log.finish(second, "delivered", owner="A")  # only the owner of a sending row finishes it
+
+    class Never:
+        method, description = "sftp", "sftp://x/"
+
+        def send(self, name, content, tag=""):
+            raise AssertionError("sent again")
+
+        def fetch(self, name):
+            raise AssertionError("looked again")
+
+    assert deliver(export, Never(), log, biller_id="b", run_id="C").status == "already_delivered"
+    log.dispose()

@@ -83,3 +83,42 @@ def test_in_doubt_part_is_settled_by_ops(ledger):
     assert ledger.settle("b1", "F.TXT", "F_02.BIF", "resend") == 0  # nothing in doubt any more
     with pytest.raises(ValueError):
         ledger.settle("b1", "F.TXT", "F_02.BIF", "maybe")
+
+
+_FIRST_TASK = """
+import sys, time
+start = float(sys.argv[2])
+time.sleep(max(0.0, start - time.time()))  # every process starts its first statement at once
+from icbridge.state.db import Ledger
+from icbridge.state.deliveries import DeliveryLog
+from icbridge.state.payments import PaymentLedger
+for store in (PaymentLedger(sys.argv[1]), DeliveryLog(sys.argv[1]), Ledger(sys.argv[1])):
+    store.dispose()
+"""
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_first_tasks_at_once_create_the_schema_once_with_a_version(kind, tmp_path, capsys):
+    """Issue 27 item 3: six first-ever tasks on a fresh state DB, at the same instant, in six
+    processes: every one succeeds (no CREATE TABLE race), and the version is readable."""
+    import subprocess
+    import sys
+    import time
+
+    from icbridge.cli import main as cli
+    from icbridge.state.schema import SCHEMA_VERSION
+
+    def race(url: str) -> None:
+        start = time.time() + 4
+        procs = [subprocess.Popen([sys.executable, "-c", _FIRST_TASK, url, str(start)], stderr=subprocess.PIPE)
+                 for _ in range(6)]
+        errors = [p.communicate(timeout=120)[1].decode() for p in procs]
+        assert [p.returncode for p in procs] == [0] * 6, errors
+        assert cli(["state-db", "--db", url, "version"]) == 0
+        assert f"schema version {SCHEMA_VERSION}" in capsys.readouterr().out
+
+    if kind == "sqlite":
+        race(f"sqlite:///{tmp_path / 'state.db'}")
+        return
+    with postgres_schema() as url:
+        race(url)

@@ -578,3 +578,33 @@ def test_operators_fail_at_once_on_refused_credentials():
 
     with pytest.raises(AirflowFailException, match="fix the connection's credentials"):
         Op().execute({})
+
+
+def test_a_state_db_error_while_claiming_is_not_sent_never_in_doubt(world, monkeypatch):
+    """Issue 27 item 2: the state DB refuses the claim (a real SQLite file locked by another
+    writer, busy timeout 0.3 s): the payment was never sent, so the run says "not sent" naming
+    the state DB and asks for a retry, never "outcome unknown"; the CIS has nothing; once the
+    lock is gone the retry posts it once."""
+    import sqlite3
+
+    monkeypatch.setenv("ICBRIDGE_STATE_DB_BUSY_TIMEOUT", "0.3")
+    ledger = PaymentLedger(world.state_url)  # an engine with the short busy timeout
+    world.ledger.dispose()
+    world.ledger = ledger
+    guid = world.pay("1001")
+    holder = sqlite3.connect(world.state_url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another writer holds the file
+    try:
+        with pytest.raises(SyncFailed) as failed:
+            world.payments(_biller("inhance"))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert failed.value.retry
+    message = str(failed.value)
+    assert "state DB failed while claiming 1 payment(s), so they were not sent" in message
+    assert "outcome unknown" not in message and "in doubt)" not in message.replace("nothing is in doubt", "")
+    assert world.sim("inhance").payments("t_inhance") == []
+    assert world.row(_biller("inhance"), guid) is None
+    report = world.payments(_biller("inhance"), run_id="r1#try2")
+    assert report.counts["posted"] == 1 and len(world.sim("inhance").payments("t_inhance")) == 1

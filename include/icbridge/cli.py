@@ -3,6 +3,7 @@
     python -m icbridge map-aus 123_20261101_UB.TXT --biller include/billers/demo_aus.yaml --out out/
     python -m icbridge check-bif out/123_20261101_UB.BIF
     python -m icbridge ledger|payments|deliveries show|settle ...   (the state DB; docs/operations.md)
+    python -m icbridge state-db version|upgrade                     (the state DB's schema)
 
 Exit codes: 0 success; 1 a checked BIF fails; 2 the input file is rejected (file-level
 rule), the biller file is broken, there is nothing in doubt to settle, or the command line is wrong.
@@ -104,6 +105,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     c.add_argument("files", type=Path, nargs="+", metavar="FILE.BIF")
     c.set_defaults(run=_check_bif)
+
+    schema_commands = _state_command(commands, "state-db", "the state DB's schema: its version, or upgrade it",
+                                     "The state DB's schema (icb_schema).")
+    schema_commands.add_parser("version", help="print the schema version recorded in the state DB").set_defaults(
+        run=_schema_version)
+    schema_commands.add_parser("upgrade", help="create the missing tables and record this version (the first "
+                               "task does the same, under a lock)").set_defaults(run=_schema_upgrade)
 
     ledger_commands = _state_command(commands, "ledger", "read or settle the upload ledger (state DB)",
                                      "The upload ledger.")
@@ -305,6 +313,35 @@ def _ledger_settle(args: argparse.Namespace) -> int:
     if not changed:
         return _error(f"no in-doubt part {args.part} of {args.file} for biller {args.biller}")
     print(f"settled {args.part} of {args.file} as {args.outcome}")
+    return 0
+
+
+def _schema_version(args: argparse.Namespace) -> int:
+    from icbridge.state.engine import make_engine
+    from icbridge.state.schema import SCHEMA_VERSION, schema_version
+
+    engine = make_engine(_state_db(args))
+    try:
+        found = schema_version(engine)
+    finally:
+        engine.dispose()
+    print(f"schema version {found if found is not None else 'none (no icbridge tables yet)'}; this icbridge: "
+          f"{SCHEMA_VERSION}")
+    return 0
+
+
+def _schema_upgrade(args: argparse.Namespace) -> int:
+    from icbridge.state.engine import make_engine
+    from icbridge.state.schema import SchemaTooNew, ensure_schema
+
+    engine = make_engine(_state_db(args))
+    try:
+        version = ensure_schema(engine)
+    except SchemaTooNew as exc:
+        return _error(str(exc))
+    finally:
+        engine.dispose()
+    print(f"schema version {version}")
     return 0
 
 

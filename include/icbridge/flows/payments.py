@@ -50,6 +50,10 @@ def cis_payment_type(biller: BillerConfig, ic_payment_type: str) -> str:
     return ic_payment_type
 
 
+class _ClaimFailed(NotSent):
+    """The state DB failed while claiming a payment: the CIS was never called (retried like any not-sent)."""
+
+
 @dataclass(frozen=True)
 class _Post:
     payment: Payment
@@ -180,7 +184,7 @@ def run_payments(
                 payment_type=item.payment_type, payment_date=p.payment_date, cis=biller.cis, run_id=run_id,
             )
         except SQLAlchemyError as exc:  # before the call: nothing went to the CIS
-            raise NotSent(f"the state DB failed while claiming the payment, so it was not sent: {exc}") from exc
+            raise _ClaimFailed(f"the state DB failed while claiming the payment, so it was not sent: {exc}") from exc
         if not claimed:
             return None  # another run took it between our read and now
         return send(item)
@@ -228,6 +232,9 @@ def run_payments(
             message = f"refused (SOAP fault): {outcome.error.message}"
             record(p.payment_guid, "refused", message=message)
             report.add("refused", p.account_number, message, note=True, payment_guid=p.payment_guid)
+        elif isinstance(outcome.error, _ClaimFailed):  # the state DB, not the CIS: nothing was sent
+            report.add("not_sent_state_db", p.account_number, str(outcome.error), note=True,
+                       payment_guid=p.payment_guid)
         elif is_not_sent(outcome.error):  # type: ignore[arg-type]
             message = f"not sent (CIS not reached after {outcome.attempts} tries): {describe_error(outcome.error)}"
             record(p.payment_guid, "resend", message=message)
@@ -317,6 +324,14 @@ def _judge(report: SyncReport) -> None:
             + "; ".join(f"{i['payment_guid']} ({i['detail']})" for i in elsewhere[:5])
             + ". A retry checks again: by then that run has recorded the answer, or it is gone and the payment is "
             "in doubt for a person",
+            retry=True,
+        )
+    state_db = [i for i in report.items if i["outcome"] == "not_sent_state_db"]
+    if state_db:
+        raise SyncFailed(
+            report,
+            f"the state DB failed while claiming {len(state_db)} payment(s), so they were not sent (nothing is in "
+            f"doubt); a retry sends them: {state_db[0]['detail']}",
             retry=True,
         )
     not_sent = [i for i in report.items if i["outcome"] == "not_sent"]

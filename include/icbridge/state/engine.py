@@ -18,15 +18,17 @@ probes and the server never sees the statement. So the client bounds its own wai
 through psycopg2's documented wait-callback hook (``psycopg2.extensions.set_wait_callback``):
 for a connection of ours (``application_name=icbridge``) each wait on the socket ends after
 the bound with psycopg2's ``OperationalError`` naming the state DB and the bound, the
-connection closed (SQLAlchemy then drops it from the pool). Other connections in the
+connection's socket shut (SQLAlchemy then drops it from the pool). Other connections in the
 process (Airflow's own) wait as psycopg2's
 ``wait_select`` does, without a bound.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
+import socket
 import time
 from typing import Any
 
@@ -119,11 +121,18 @@ def _bounded_wait(conn: Any) -> None:
                 raise psycopg2.OperationalError(f"bad state from poll: {state}")
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                conn.close()  # closed: SQLAlchemy treats it as a disconnect and drops it from the pool
-                raise psycopg2.OperationalError(
-                    f"the state DB did not answer within {bound:.0f} s (a network partition, or a proxy that "
-                    "forwards nothing); ICBRIDGE_STATE_DB_STATEMENT_TIMEOUT / _CONNECT_TIMEOUT set the bound")
+                _shut(conn.fileno())  # not conn.close(): psycopg2 holds the connection's lock while it waits
+                raise psycopg2.OperationalError(  # "could not receive data": SQLAlchemy's words for a disconnect
+                    f"could not receive data from server: the state DB did not answer within {bound:.0f} s (a "
+                    "network partition, or a proxy that forwards nothing); ICBRIDGE_STATE_DB_STATEMENT_TIMEOUT / "
+                    "_CONNECT_TIMEOUT set the bound")
             select.select(readers, writers, [], left)
         except KeyboardInterrupt:
             conn.cancel()
             continue
+
+
+def _shut(fd: int) -> None:
+    """Shut the connection's socket both ways, so every later use of it fails at once."""
+    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as sock:
+        sock.shutdown(socket.SHUT_RDWR)
