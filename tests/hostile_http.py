@@ -12,7 +12,8 @@ Script steps (a list, played in order for each request to that path; the last on
 * ``Cut(raw)``         — send ``raw`` (e.g. headers and half a chunk), then close;
 * ``Stall(seconds)``   — read the request, wait, then close (a read timeout for the client);
 * ``Continue(raw)``    — send ``HTTP/1.1 100 Continue`` first, then ``raw``;
-* ``Interim(head, seconds, raw)`` — send ``head`` (e.g. ``102 Processing``), wait, then ``raw``.
+* ``Interim(head, seconds, raw)`` — send ``head`` (e.g. ``102 Processing``), wait, then ``raw``;
+* ``Trickle(raw, every, size)`` — send ``raw`` ``size`` bytes at a time, ``every`` seconds apart.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Continue", "Cut", "Drop", "HostileServer", "Interim", "Stall", "answer", "envelope", "soap12_fault"]
+__all__ = ["Continue", "Cut", "Drop", "HostileServer", "Interim", "Stall", "Trickle", "answer", "envelope",
+           "soap12_fault"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,13 @@ class Stall:
 @dataclass(frozen=True)
 class Continue:
     raw: bytes
+
+
+@dataclass(frozen=True)
+class Trickle:
+    raw: bytes
+    every: float
+    size: int = 16
 
 
 @dataclass(frozen=True)
@@ -202,6 +211,11 @@ class HostileServer:
                 if isinstance(step, Stall):
                     time.sleep(step.seconds)
                     return
+                if isinstance(step, Trickle):
+                    for start in range(0, len(step.raw), step.size):
+                        conn.sendall(step.raw[start:start + step.size])
+                        time.sleep(step.every)
+                    continue
                 if isinstance(step, Interim):
                     conn.sendall(step.head)
                     time.sleep(step.seconds)

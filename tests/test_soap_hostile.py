@@ -33,7 +33,7 @@ from icbridge.soap.errors import (
 )
 from icbridge.soap.inhance import InhanceClient
 from icbridge.soap.invoice_cloud import InvoiceCloudClient, InvoiceCloudError
-from tests.hostile_http import Continue, Cut, Drop, HostileServer, Stall, answer, envelope, soap12_fault
+from tests.hostile_http import Continue, Cut, Drop, HostileServer, Stall, Trickle, answer, envelope, soap12_fault
 
 TEMPURI = "http://tempuri.org/"
 IC_PAY = "https://www.invoicecloud.com/portal/webservices/CloudPayments/"
@@ -119,6 +119,12 @@ BALANCE_CASES: list[tuple[str, list[Any], Any]] = [
     ("answer cut mid-chunk", [Cut(_cut_mid_chunk())], (NoAnswer, "")),
     ("connection dropped after the request", [Drop()], (NoAnswer, "")),
     ("no answer in time", [Stall(3)], (AnswerTimeout, "no answer within 1.0 s")),
+    ("answer trickled past the timeout", [Trickle(_balance(GOOD), 0.25)], (AnswerTimeout, "the call's deadline")),
+    ("connection closed inside the headers", [Cut(b"HTTP/1.1 200 OK\r\nContent-Type: text/xml; charset=utf-8\r\nServ")],
+     (NoAnswer, "before the answer's headers were complete")),
+    ("WCF 415, reason in the status line only", [answer(
+        "415 Cannot process the message because the content type 'text/xml; charset=utf-8' was not the expected "
+        "type 'application/soap+xml; charset=utf-8'.", "")], (HttpStatusError, "HTTP 415: Cannot process the message")),
     ("204 without a length", [answer("204 No Content", "", length=False)], (MalformedAnswer, "empty answer")),
 ]
 
@@ -514,3 +520,27 @@ def test_dotnet_value_forms_are_read_as_the_vendors_clients_read_them(hostile):
     assert only.invoice_date == date(2026, 11, 1) and only.due_date == date(2026, 11, 28)
     assert only.balance_due == Decimal("40.5") and only.block_payments_cc is True and only.block_payments_eft is None
     assert pages[0].total_count == 5_000_000_000
+
+
+@pytest.mark.parametrize("kind", ["payment", "upload"])
+def test_a_trickled_answer_to_a_money_call_ends_at_its_deadline_in_doubt(hostile, kind):
+    """Issue 22 item 3: a server that trickles a well-formed success (16 bytes every 0.4 s, ~15 s
+    in all) must not hold a money call open past its timeout (1.5 s + the 0.5 s margin), and
+    what it trickled is not a success: sent, no answer (in doubt), never not-sent."""
+    import time
+
+    if kind == "payment":
+        hostile.script("/iCloud.asmx", Trickle(_aus("MakePaymentExtended", "<Success>true</Success>"), 0.4))
+        client = InhanceClient.single(hostile.url + "/iCloud.asmx", "k", timeout=1.5)
+        call = lambda: _pay(client)  # noqa: E731
+    else:
+        hostile.script("/CloudInvoicing.asmx", Trickle(_upload("<Success>true</Success><FileID>F1</FileID>"
+                                                               "<InvoicesAccepted>1</InvoicesAccepted>"), 0.4))
+        client = InvoiceCloudClient(hostile.url, "guid", "key", timeout=1.5)
+        call = lambda: client.upload_invoice_file("X.BIF", b"FH\r\n")  # noqa: E731
+    start = time.monotonic()
+    with pytest.raises(AnswerTimeout, match="the call's deadline") as raised:
+        call()
+    took = time.monotonic() - start
+    assert took < 3.0, took
+    assert not is_not_sent(raised.value) and len(hostile.received()) == 1

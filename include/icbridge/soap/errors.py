@@ -79,11 +79,12 @@ class HttpStatusError(AnswerError):
         title: str = "",
         location_host: str = "",
         retry_after: float | None = None,
+        reason: str = "",
     ) -> None:
         if 300 <= status_code < 400:
             detail = f"redirect to {location_host or 'an unnamed location'} not followed"
-        else:
-            detail = title or (body or b"")[:200].decode("utf-8", "replace").strip()
+        else:  # the page's title, else its text, else the status line's reason (WCF's 415 explains itself there)
+            detail = title or (body or b"")[:200].decode("utf-8", "replace").strip() or reason.strip()
         super().__init__(service, operation, f"HTTP {status_code}: {detail}".rstrip(": "))
         self.status_code = status_code
         self.title = title

@@ -93,7 +93,7 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def judge_http(service: str, operation: str, status: int, headers: Mapping[str, str], body: bytes,
-               envelope: etree._Element | None) -> None:
+               envelope: etree._Element | None, reason: str = "") -> None:
     """Steps 1, 2 and 4 of the answer rules for a status and a parsed envelope (or None)."""
     if 300 <= status < 400:
         location = headers.get("location", "")
@@ -103,7 +103,7 @@ def judge_http(service: str, operation: str, status: int, headers: Mapping[str, 
             host = location[:200]
         raise HttpStatusError(service, operation, status, body, location_host=host)
     if envelope is None and not 200 <= status < 300:
-        raise HttpStatusError(service, operation, status, body, title=_title(body),
+        raise HttpStatusError(service, operation, status, body, title=_title(body), reason=reason,
                               retry_after=_retry_after(headers.get("retry-after")))
 
 
@@ -211,7 +211,7 @@ class SoapOperation:
             answer = self._transport.post(body, self._headers)
         except AnswerTooLarge as exc:
             raise MalformedAnswer(self.service, self.operation, str(exc)) from None
-        return self.read(answer.status, answer.headers, answer.body)
+        return self.read(answer.status, answer.headers, answer.body, reason=answer.reason)
 
     def _parser(self) -> etree.XMLParser:
         parser_ = getattr(self._local, "parser", None)
@@ -236,10 +236,10 @@ class SoapOperation:
             raise MalformedAnswer(self.service, self.operation, "a SOAP answer with a DOCTYPE (refused)")
         return root
 
-    def read(self, status: int, headers: Mapping[str, str], body: bytes) -> Record | None:
+    def read(self, status: int, headers: Mapping[str, str], body: bytes, *, reason: str = "") -> Record | None:
         """Judge one HTTP answer by the rules in the module docstring."""
         envelope = self._envelope(body) if not 300 <= status < 400 else None
-        judge_http(self.service, self.operation, status, headers, body, envelope)
+        judge_http(self.service, self.operation, status, headers, body, envelope, reason)
         if envelope is None:
             if not body.strip():
                 return None  # an empty answer: the caller judges it (money: in doubt)

@@ -12,6 +12,13 @@ What it gives the SOAP layer (icbridge.soap.operation), for IIS/ASP.NET peers as
 * redirects are never followed (the envelope carries the web-service key): the 3xx comes
   back as an answer for the caller to refuse;
 * an answer larger than ``max_answer_bytes`` is refused with an error naming the limit;
+* every call ends within ``timeout`` seconds (+0.5 s) *overall* (connect, request, headers, body):
+  a peer that trickles its answer (a chunk every half second) cannot hold a call open past
+  it. One watchdog thread per process shuts the call's socket at its deadline; the call then
+  fails as :class:`~icbridge.soap.errors.AnswerTimeout` (or NotSent if the request was not
+  yet written whole). The per-read ``timeout`` still applies to each socket read;
+* a 2xx answer with no framing (neither ``Content-Length`` nor chunked) and no body is *sent,
+  no answer*: it is what http.client makes of a connection closed inside the headers;
 * an interim ``1xx`` answer other than ``100`` (``102 Processing``, a proxy's ``103 Early
   Hints``), which http.client hands back as if final, is *sent, no answer* and its connection
   is discarded (the real answer would otherwise answer the next call on it);
@@ -26,8 +33,13 @@ No Airflow imports.
 
 from __future__ import annotations
 
+import contextlib
+import heapq
+import itertools
+import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,15 +56,82 @@ __all__ = ["DEFAULT_MAX_ANSWER_BYTES", "Answer", "AnswerTooLarge", "HttpTranspor
 DEFAULT_MAX_ANSWER_BYTES = 128 << 20
 """128 MiB: a 50 MB bill PDF is ~67 MB as base64 text, plus the envelope."""
 
+DEADLINE_MARGIN_S = 0.5
+"""A call's overall deadline is its ``timeout`` plus this (so a plain read timeout, which
+says more, fires first when the peer is simply silent)."""
+
+
 class AnswerTooLarge(Exception):
     """The answer exceeds ``max_answer_bytes`` (the caller names its operation)."""
 
 
-_state = threading.local()  # per calling thread: was the whole request written?
+_state = threading.local()  # per calling thread: was the whole request written? which call is it?
 
 
 def _mark_written(value: bool) -> None:
     _state.written = value
+
+
+class _Call:
+    """One call's deadline: the watchdog shuts its connection's socket when it passes."""
+
+    __slots__ = ("conn", "done", "expired", "lock")
+
+    def __init__(self) -> None:
+        self.conn: Any = None
+        self.done = False
+        self.expired = False
+        self.lock = threading.Lock()
+
+    def expire(self) -> None:
+        with self.lock:
+            if self.done:
+                return
+            self.expired = True
+            sock = getattr(self.conn, "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def finish(self) -> None:
+        with self.lock:
+            self.done = True
+
+
+class _Watchdog:
+    """One thread for every call's deadline in the process (a heap, earliest first)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, _Call]] = []
+        self._cond = threading.Condition()
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, call: _Call, seconds: float) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (time.monotonic() + seconds, next(self._seq), call))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="icb-soap-deadlines", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0][2].done:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                left = self._heap[0][0] - time.monotonic()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                _, _, call = heapq.heappop(self._heap)
+                call.expire()
+
+
+_watchdog = _Watchdog()
 
 
 class _Recording:
@@ -64,6 +143,9 @@ class _Recording:
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         _mark_written(False)
+        call = getattr(_state, "call", None)
+        if call is not None:
+            call.conn = self  # the watchdog shuts this connection's socket at the call's deadline
         self._icb_buffer = []
         try:
             super().request(*args, **kwargs)  # type: ignore[misc]
@@ -103,6 +185,7 @@ class Answer:
     status: int
     headers: dict[str, str]
     body: bytes
+    reason: str = ""  # the status line's reason phrase (WCF explains a 415 there)
 
 
 def _tls_refusal(exc: BaseException) -> bool:
@@ -139,6 +222,7 @@ class HttpTransport:
         self.url = url
         self.host = parts.hostname
         self.timeout = urllib3.Timeout(connect=timeout, read=timeout)
+        self.deadline = timeout + DEADLINE_MARGIN_S  # the whole call, connect to the body's last byte
         self.max_answer_bytes = max_answer_bytes
         options: dict[str, Any] = {"maxsize": max(1, pool_maxsize), "block": False}
         if parts.scheme == "https":
@@ -172,6 +256,21 @@ class HttpTransport:
     def post(self, body: bytes, headers: dict[str, str]) -> Answer:
         """POST ``body``; the answer whatever its status. Raises NotSent / NoAnswer /
         AnswerTimeout on transport failures, AnswerTooLarge over ``max_answer_bytes``."""
+        call = _state.call = _Call()
+        _watchdog.watch(call, self.deadline)
+        try:
+            return self._post(body, headers, call)
+        except (NotSent, NoAnswer) as exc:
+            if call.expired:
+                raise AnswerTimeout(f"{self.url}: no whole answer within {self.deadline:g} s (the call's deadline; "
+                                    f"{type(exc).__name__}: {exc})") if getattr(_state, "written", False) else \
+                    NotSent(f"{self.url}: the request could not be written within {self.deadline:g} s") from exc
+            raise
+        finally:
+            call.finish()
+            _state.call = None
+
+    def _post(self, body: bytes, headers: dict[str, str], call: _Call) -> Answer:
         _mark_written(False)
         try:
             response = self._opener.urlopen(
@@ -194,7 +293,14 @@ class HttpTransport:
             raise self._failure(exc, reading=True) from exc
         finally:
             response.release_conn()
-        return Answer(response.status, {k.lower(): v for k, v in response.headers.items()}, data)
+        if call.expired:  # the deadline passed as the last bytes came: not an answer to act on
+            raise AnswerTimeout(f"{self.url}: no whole answer within {self.deadline:g} s (the call's deadline)")
+        found = {k.lower(): v for k, v in response.headers.items()}
+        if (200 <= response.status < 300 and not data and "content-length" not in found
+                and "chunked" not in found.get("transfer-encoding", "").lower() and response.status not in (204, 205)):
+            raise NoAnswer(f"{self.url}: HTTP {response.status} with no Content-Length, no chunked body and no bytes: "
+                           "the connection closed before the answer's headers were complete")
+        return Answer(response.status, found, data, str(response.reason or ""))
 
     def _read(self, response: urllib3.BaseHTTPResponse) -> bytes:
         length = response.headers.get("content-length")
