@@ -122,3 +122,27 @@ def test_first_tasks_at_once_create_the_schema_once_with_a_version(kind, tmp_pat
         return
     with postgres_schema() as url:
         race(url)
+
+
+def test_runs_seeing_a_new_file_at_once_share_its_record(ledger):
+    """Issue 22 item 7: eight runs start on one new file at the same instant: every one gets
+    the one record, none fails with an IntegrityError."""
+    import threading
+
+    barrier = threading.Barrier(8)
+    got: list[object] = []
+
+    def start(n: int) -> None:
+        barrier.wait()
+        try:
+            got.append(ledger.begin_file("b1", "NEW.TXT", "c" * 64, 10, f"run-{n}", force=False).id)
+        except Exception as exc:  # noqa: BLE001 - asserted below
+            got.append(exc)
+
+    threads = [threading.Thread(target=start, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(got) == 8 and len(set(got)) == 1 and isinstance(got[0], int), got
+    assert len(ledger.files("b1")) == 1

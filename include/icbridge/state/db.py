@@ -135,7 +135,17 @@ class Ledger:
         self, biller_id: str, file_name: str, sha256: str, size: int, run_id: str, force: bool
     ) -> SourceFile:
         """The file's record, created on first sight. With `force`, an uploaded file starts a
-        new generation, so every part is uploaded again (and recorded again)."""
+        new generation, so every part is uploaded again (and recorded again). Two runs that
+        see a new file at once both get its one record (the loser of the insert reads the
+        winner's row)."""
+        try:
+            return self._begin_file(biller_id, file_name, sha256, size, run_id, force)
+        except IntegrityError:  # another run inserted it between our read and our insert
+            return self._begin_file(biller_id, file_name, sha256, size, run_id, force)
+
+    def _begin_file(
+        self, biller_id: str, file_name: str, sha256: str, size: int, run_id: str, force: bool
+    ) -> SourceFile:
         with self.engine.begin() as conn:
             row = conn.execute(
                 select(source_files).where(
