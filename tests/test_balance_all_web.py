@@ -316,3 +316,32 @@ def test_the_histogram_shows_zero_differences_of_total_only_mismatches(tmp_path)
     svg = histogram_svg([D("0.00"), D("0.00"), D("-10.00")])
     counts = [int(n) for n in re.findall(r": (\d+) accounts</title>", svg)]
     assert sorted(counts) == [1, 2]  # the two zeros are a bar of their own
+
+
+def test_a_control_character_from_a_peer_never_fails_the_workbook(tmp_path):
+    """Issue 22 item 9: a gateway's error-page title with a BEL and an ESC kept in an item's
+    message (and in the run's): the XLSX is written whole, the characters replaced (U+FFFD);
+    texts taken from peers are cleaned where they enter (AnswerError)."""
+    from openpyxl import load_workbook
+
+    from icbridge.reconcile.export import write_xlsx
+    from icbridge.soap.errors import HttpStatusError
+
+    entered = HttpStatusError("inhance", "BalanceCheck", 502, title="Gateway\x07 \x1b[31mdown")
+    assert "\x07" not in str(entered) and "\x1b" not in str(entered) and "Gateway\ufffd" in str(entered)
+    rows = [{"account_number": "1001", "message": "Gateway\x07 timeout\x00", "outcome": "cis_error"}]
+
+    class Run:  # what write_xlsx reads of a run
+        biller_id, week, id, dag_run_id, started_at, finished_at = "b1", "2026-W48", 1, "", None, None
+        status, dry_run, accounts_checked, counts = "succeeded", False, 1, {}
+        sum_abs_difference = net_difference = D("0")
+        corrections_made = corrections_failed = 0
+        error_threshold_pct, message = 5.0, "run note \x0b"
+
+    path = tmp_path / "items.xlsx"
+    assert write_xlsx(path, Run(), rows) == 1  # type: ignore[arg-type]
+    workbook = load_workbook(path)
+    header = [c.value for c in workbook["Items"][1]]
+    assert workbook["Items"].cell(2, header.index("message") + 1).value == "Gateway\ufffd timeout\ufffd"
+    summary = {row[0].value: row[1].value for row in workbook["Summary"].iter_rows()}
+    assert summary["Message"] == "run note \ufffd"

@@ -102,3 +102,21 @@ def test_a_broken_biller_file_runs_red_at_once(monkeypatch, tmp_path):
     # a run starts (and fails) as soon as the file is parsed: red on the home page
     assert dag.is_paused_upon_creation is False and type(dag.timetable).__name__ == "OnceTimetable"
     assert "problems" in dag.description and "bid" in dag.description and "name: Field required" in dag.doc_md
+
+
+def test_a_leading_zero_integer_is_refused_not_read_as_octal(tmp_path):
+    """Issue 22 item 10: YAML 1.1 reads an unquoted ``050000`` as octal 20480. Refused naming
+    file:line:column and what YAML would have read; the same number without the zero loads."""
+    from icbridge.config.biller import BillerConfigError, load_biller
+
+    path = tmp_path / "demo_aus.yaml"
+    text = (REPO / "include" / "billers" / "demo_aus.yaml").read_text()
+    assert "\n  max_invoices_per_file: 50000\n" in text
+    text = text.replace("\n  max_invoices_per_file: 50000\n", "\n  max_invoices_per_file: 050000\n", 1)
+    line = text.splitlines().index("  max_invoices_per_file: 050000") + 1
+    path.write_text(text)
+    with pytest.raises(BillerConfigError) as err:
+        load_biller(path)
+    assert f"{path}:{line}:26: not valid YAML: " in str(err.value) and "octal number 20480" in str(err.value)
+    path.write_text(text.replace("050000", "50000"))
+    assert load_biller(path).invoices.max_invoices_per_file == 50000

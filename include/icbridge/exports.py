@@ -29,10 +29,13 @@ def safe_text(value: str) -> str:
 
 def xlsx_text(sheet: Any, value: str) -> Any:
     """An openpyxl write-only cell holding ``value`` as text, even when it starts with ``=``
-    (openpyxl would otherwise store any such string as a formula)."""
+    (openpyxl would otherwise store any such string as a formula). Characters XML 1.0 cannot
+    hold (C0 controls but TAB, LF, CR: openpyxl's ``ILLEGAL_CHARACTERS_RE``) become U+FFFD,
+    so one such character, e.g. from a gateway's error page, never fails the whole workbook."""
     from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
-    cell = WriteOnlyCell(sheet, value=value)
+    cell = WriteOnlyCell(sheet, value=ILLEGAL_CHARACTERS_RE.sub("\ufffd", value))
     cell.data_type = "s"
     return cell
 

@@ -311,12 +311,32 @@ def _yaml_position(root: yaml.Node | None, loc: tuple) -> str:
     return f"{node.start_mark.line + 1}:{node.start_mark.column + 1}"
 
 
+_YAML11_OCTAL = re.compile(r"^[-+]?0[0-7_]+$")
+
+
+class _BillerLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing what YAML 1.1 reads otherwise than a person does: an
+    unquoted ``050000`` is octal 20480 there. Refused with its position (write 50000, or quote it)."""
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        text = str(node.value)
+        if _YAML11_OCTAL.match(text):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{text} has a leading zero, which YAML 1.1 reads as the octal number "
+                f"{super().construct_yaml_int(node)}: write it without the zero (or quote it if it is text)",
+                node.start_mark)
+        return super().construct_yaml_int(node)
+
+
+_BillerLoader.add_constructor("tag:yaml.org,2002:int", _BillerLoader.construct_yaml_int)
+
+
 def load_biller(path: Path) -> BillerConfig:
     """The validated biller file. BillerConfigError lists *every* problem, one a line, each
     as ``file:line:column: field: message`` (YAML syntax errors with their position too)."""
     text = path.read_text(encoding="utf-8")
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_BillerLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)

@@ -38,6 +38,10 @@ __all__ = [
 ]
 
 
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+"""C0 controls (but TAB, LF, CR) and DEL, replaced in texts taken from peers."""
+
+
 class NotSent(requests.ConnectionError):
     """No complete request left this process: safe to send again, whatever the method."""
 
@@ -58,6 +62,7 @@ class AnswerError(RuntimeError):
     """The peer answered, and the answer is an error of ours to judge (never retried blindly)."""
 
     def __init__(self, service: str, operation: str, message: str) -> None:
+        message = _CONTROLS.sub("\ufffd", message)  # a peer's text: it ends up in logs, the state DB and XLSX
         super().__init__(f"{service} {operation}: {message}")
         self.service = service
         self.operation = operation
