@@ -263,6 +263,57 @@ def test_parse_list_line() -> None:
     assert parse_list_line("01-31-26  10:00AM       <DIR>          sub") == ("sub", False)
     assert parse_list_line("01-31-26  10:00AM                 1234 a.txt") == ("a.txt", True)
     assert parse_list_line("total 12") is None
+    # issue 22 item 5: the forms the maintained parsers (ftputil) know
+    assert parse_list_line("-rw-r--r--   1 owner  1234 Nov 01 12:00 123_20261101_UB.TXT") == (
+        "123_20261101_UB.TXT", True)  # no group column
+    assert parse_list_line("-rw-r--r--   1 1001 1001 1234 Nov 01  2025 123_20261101_UB.TXT") == (
+        "123_20261101_UB.TXT", True)  # numeric ids, a year
+    assert parse_list_line("lrwxrwxrwx   1 ftp ftp 5 Nov 01 12:00 a.TXT -> b.TXT") == ("a.TXT", False)
+
+
+def test_a_server_without_mlsd_and_without_a_group_column_lists_the_export(
+    ftps_server_factory, pki: Pki, set_airflow_conn: SetConn, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    """Issue 22 item 5, against pyftpdlib with MLSD turned off and LIST lines written without the
+    group column (as some servers do): the export is listed (it was dropped). A line that no
+    parser reads is reported, and its file is not silently left out."""
+    import re
+
+    from pyftpdlib.filesystems import AbstractedFS
+
+    from icbridge.sim.ftps import FTPSServer
+
+    class NoGroupFS(AbstractedFS):
+        def format_list(self, basedir, listing, ignore_err=True):
+            for line in super().format_list(basedir, listing, ignore_err):
+                text = line.decode()
+                if "ODD" in text:
+                    yield b"?rw-r--r-- weird line ODD_20261101_UB.TXT\r\n"
+                    continue
+                yield re.sub(r"^(\S+\s+\d+\s+\S+)\s+\S+(\s+\d+\s)", r"\1\2", text).encode()
+
+    original = FTPSServer._handler_class
+
+    def handler_class(self):
+        handler = original(self)
+        handler.proto_cmds = {k: v for k, v in handler.proto_cmds.items() if k != "MLSD"}
+        handler.abstracted_fs = NoGroupFS
+        return handler
+
+    monkeypatch.setattr(FTPSServer, "_handler_class", handler_class)
+    running = ftps_server_factory()
+    (running.root / "inbox" / "archive").mkdir(parents=True)
+    for name in ("123_20261101_UB.TXT", "ODD_20261101_UB.TXT"):
+        (running.root / "inbox" / name).write_bytes(b"H|x\r\n")
+    set_airflow_conn("t_nogroup", **ftps_conn_fields(running, pki))
+    with open_remote_folder("ftps", "t_nogroup") as folder:
+        lines: list[str] = []
+        folder._ftp.retrlines("LIST /inbox", lines.append)  # what the server really sends
+        assert any(re.match(r"^-rw\S+\s+\d+\s+\S+\s+\d+\s+\w{3}\s", line) for line in lines), lines
+        with pytest.raises(ftplib.error_perm):
+            list(folder._ftp.mlsd("/inbox"))
+        assert folder.list_names("/inbox") == ["123_20261101_UB.TXT", "ODD_20261101_UB.TXT"]
+    assert "LIST line(s) not understood for 'ODD_20261101_UB.TXT'" in caplog.text
 
 
 # --- SFTP -----------------------------------------------------------------------------

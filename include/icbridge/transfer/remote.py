@@ -10,12 +10,18 @@ resolved against the login directory.
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import os
+import stat
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["RemoteFolder", "atomic_local_file", "parse_list_line"]
+__all__ = ["RemoteFolder", "atomic_local_file", "parse_list_line", "plain_files"]
+
+log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -77,24 +83,32 @@ def atomic_local_file(local_path: Path) -> Iterator[Path]:
 
 
 def parse_list_line(line: str) -> tuple[str, bool] | None:
-    """``(name, is_plain_file)`` from one ``LIST`` line (Unix ``ls -l`` or DOS/IIS style).
+    """``(name, is_plain_file)`` from one ``LIST`` line, read by ftputil's parsers (Unix
+    ``ls -l`` with or without the group column, numeric ids; DOS/IIS style).
 
     Used when the server has no ``MLSD`` (vsftpd has none). Symlinks and other special
-    entries count as not plain files. Returns None for lines that are neither format
-    (e.g. ``total 12``).
-    """
-    if not line.strip():
+    entries count as not plain files. Returns None for a line neither parser reads
+    (e.g. ``total 12``): the caller reports it."""
+    if not line.strip() or line.startswith("total "):
         return None
-    first = line[0]
-    if first in "-dlbcps":
-        parts = line.split(None, 8)
-        if len(parts) < 9:
-            return None
-        return parts[8], first == "-"
-    parts = line.split(None, 3)  # 01-31-26  10:00AM  <DIR>  name  |  01-31-26  10:00AM  1234  name
-    if len(parts) == 4 and parts[0][:1].isdigit():
-        return parts[3], parts[2].upper() != "<DIR>"
+    parsers, parser_error = _parsers()
+    for parser in parsers:
+        try:
+            found = parser.parse_line(line)
+        except (parser_error, ValueError):  # not this format (a size or date that is no number: neither)
+            continue
+        return found._st_name, stat.S_ISREG(found.st_mode)
     return None
+
+
+@functools.cache
+def _parsers() -> tuple[tuple[Any, ...], type[Exception]]:
+    with warnings.catch_warnings():  # ftputil 5 warns at import about its own path encoding (not used here)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import ftputil.error
+        import ftputil.stat
+
+    return (ftputil.stat.UnixParser(), ftputil.stat.MSParser()), ftputil.error.ParserError
 
 
 def plain_files(names: list[str], listing: list[str]) -> list[str]:
@@ -106,7 +120,13 @@ def plain_files(names: list[str], listing: list[str]) -> list[str]:
     link named alike keeps it out)."""
     out = []
     for name in names:
-        entries = [parse_list_line(line) for line in listing if line.endswith(" " + name)]
-        if entries and all(entry is not None and entry[1] for entry in entries):
+        lines = [line for line in listing if line.endswith(" " + name)]
+        entries = [parse_list_line(line) for line in lines]
+        if any(entry is None for entry in entries):
+            # NLST names it and LIST does not say what it is: kept (a download of a folder fails loudly;
+            # a file left out would never be fetched or reported) and reported
+            log.warning("FTP LIST line(s) not understood for %r, taken as a file: %s", name, lines)
+            out.append(name)
+        elif entries and all(entry[1] for entry in entries if entry is not None):
             out.append(name)
     return out
