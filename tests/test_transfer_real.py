@@ -159,3 +159,35 @@ def test_normalize_host_key_reads_the_type_from_a_bare_key():
     blob = base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519" + b"\x00\x00\x00\x20" + bytes(32)).decode()
     assert normalize_host_key(blob) == f"ssh-ed25519 {blob}"
     assert normalize_host_key(f"[h]:22 ssh-ed25519 {blob} c") == f"ssh-ed25519 {blob}"
+
+
+@pytest.mark.parametrize("real", ["sshd", "vsftpd-explicit"], indirect=True)
+def test_the_third_identical_copy_of_a_file_is_archived_and_the_inbox_cleared(real, set_airflow_conn, pki):
+    """Issue 22 item 6: the same file delivered three times (same name, same bytes). Copies 1
+    and 2 go to archive/NAME and archive/NAME.<sha12>.TXT; copy 3 (OpenSSH's rename refuses an
+    existing target) is recognised as archived and leaves the inbox; a fourth with other bytes
+    under the same hash name (a collision, forced here) gets a free name."""
+    import hashlib
+
+    from icbridge.config.biller import TransferConfig
+    from icbridge.flows.invoices import archive
+
+    server, protocol = real
+    inbox = server.root / "outbound"
+    inbox.mkdir()
+    os.chown(inbox, *_ids(server))
+    name, data = "123_20261101_UB.TXT", b"H|same bytes\r\n"
+    sha = hashlib.sha256(data).hexdigest()
+    transfer = TransferConfig(protocol=protocol, conn_id="real", inbox="/outbound")
+    conn_id = _conn(set_airflow_conn, server, pki)
+    got = []
+    for content in (data, data, data, b"other bytes of another size"):
+        (inbox / name).write_bytes(content)
+        os.chown(inbox / name, *_ids(server))
+        with open_remote_folder(protocol, conn_id) as folder:
+            got.append(archive(folder, transfer, name, sha))
+        assert not (inbox / name).exists()
+    assert got == [f"/outbound/archive/{name}", f"/outbound/archive/123_20261101_UB.{sha[:12]}.TXT",
+                   f"/outbound/archive/123_20261101_UB.{sha[:12]}.TXT",
+                   f"/outbound/archive/123_20261101_UB.{sha[:12]}.2.TXT"]
+    assert sorted(p.name for p in (inbox / "archive").iterdir()) == sorted({g.rsplit("/", 1)[1] for g in got})

@@ -331,18 +331,36 @@ class _Stages:
 
 
 def archive(folder: RemoteFolder, transfer, file_name: str, sha256: str) -> str | None:
-    """Move the processed file to the archive folder (a second copy of a name gets its hash)."""
+    """Move the processed file to the archive folder and return where it went.
+
+    ``archive/NAME``; when a copy of that name is there already, ``archive/NAME.<sha12>.<ext>``
+    (the name says which bytes). When that too is there (a third copy with the same bytes),
+    the archive already holds these bytes: the inbox copy is removed, once the sizes agree;
+    if they do not, the next free ``NAME.<sha12>.<n>.<ext>`` is used. Never leaves the file
+    in the inbox (every later run would fail on it) and never overwrites an archived copy."""
     source = f"{transfer.inbox.rstrip('/')}/{file_name}"
     if file_name not in folder.list_names(transfer.inbox):
         return None  # archived by an earlier attempt
     target_dir = transfer.archive_dir()
     folder.makedirs(target_dir)
-    target = f"{target_dir}/{file_name}"
-    if file_name in folder.list_names(target_dir):
-        stem, dot, ext = file_name.rpartition(".")
-        target = f"{target_dir}/{stem}.{sha256[:12]}{dot}{ext}"
-    folder.rename(source, target)
-    return target
+    archived = set(folder.list_names(target_dir))
+    if file_name not in archived:
+        folder.rename(source, f"{target_dir}/{file_name}")
+        return f"{target_dir}/{file_name}"
+    stem, dot, ext = file_name.rpartition(".") if "." in file_name else (file_name, "", "")
+    hashed = f"{stem}.{sha256[:12]}{dot}{ext}"
+    if hashed not in archived:
+        folder.rename(source, f"{target_dir}/{hashed}")
+        return f"{target_dir}/{hashed}"
+    if folder.size(f"{target_dir}/{hashed}") == folder.size(source):  # these bytes are archived already
+        folder.delete(source)
+        log.info("%s: the archive already has these bytes as %s: inbox copy removed", file_name, hashed)
+        return f"{target_dir}/{hashed}"
+    n = 2
+    while (free := f"{stem}.{sha256[:12]}.{n}{dot}{ext}") in archived:
+        n += 1
+    folder.rename(source, f"{target_dir}/{free}")
+    return f"{target_dir}/{free}"
 
 
 def write_artifacts(result: MapResult, artifacts_dir: Path) -> Path:
