@@ -290,7 +290,7 @@ def wait_for_dag(api: Api, dag_id: str, airflow: Airflow, deadline: float) -> No
         except TimeoutError:
             errors = api.get("/api/v2/importErrors").text[:2000]
             raise DemoError(
-                f"DAG {dag_id} did not appear (is dags/billers.py there?); import errors: {errors}; "
+                f"DAG {dag_id} did not appear (are dags/billers_NN.py there?); import errors: {errors}; "
                 f"see {airflow.log_path}"
             ) from None
 

@@ -367,10 +367,10 @@ class LoadedBillers:
     errors: dict[Path, str]  # file -> message, for the files that could not be used
 
 
-def load_billers(folder: Path) -> LoadedBillers:
-    """Every *.yaml in folder; a broken file is reported, the others still load."""
+def load_billers(folder: Path, paths: list[Path] | None = None) -> LoadedBillers:
+    """Every *.yaml in folder (or just ``paths``); a broken file is reported, the others still load."""
     billers, errors = [], {}
-    for path in sorted(folder.glob("*.yaml")):
+    for path in sorted(folder.glob("*.yaml")) if paths is None else paths:
         try:
             billers.append(load_biller(path))
         except BillerConfigError as exc:

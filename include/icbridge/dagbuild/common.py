@@ -13,6 +13,8 @@ from icbridge.config.biller import BillerConfig
 from icbridge.operators.callbacks import notify_failure
 
 START = datetime(2026, 1, 1)
+DEFAULT_EXECUTION_TIMEOUT = timedelta(hours=4)
+"""A task's limit unless its flow sets one: below the Celery visibility timeout (docs/deployment.md)."""
 
 
 def default_args(biller: BillerConfig) -> dict:
@@ -26,6 +28,9 @@ def default_args(biller: BillerConfig) -> dict:
         "email": biller.alert_emails or None,
         "email_on_failure": bool(biller.alert_emails),
         "email_on_retry": False,
+        # every task ends well before the broker's visibility timeout (docker-compose.yaml: 86,400 s), after
+        # which Celery on Redis would hand a still-running task to a second worker; flows set tighter ones
+        "execution_timeout": DEFAULT_EXECUTION_TIMEOUT,
     }
 
 
@@ -88,7 +93,7 @@ def build_config_error_dag(path: Path, message: str) -> DAG:
         start_date=START,
         catchup=False,
         tags=["config-error"],
-        default_args={"owner": "data-engineering", "retries": 0},
+        default_args={"owner": "data-engineering", "retries": 0, "execution_timeout": timedelta(minutes=5)},
     ) as dag:
         PythonOperator(task_id="config_error", python_callable=fail)
     return dag
