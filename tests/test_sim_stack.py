@@ -7,6 +7,7 @@ demo gives Airflow), so these tests prove the demo's wiring, not a mock of it.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import stat
@@ -208,15 +209,24 @@ def test_biller_check_page_in_the_airflow_ui(stack, billers_dir, monkeypatch):
     from airflow.api_fastapi.app import create_app
     from fastapi.testclient import TestClient
 
-    from tests.test_balance_all_web import HTML, bearer
+    from tests.test_balance_all_web import HTML, bearer, token
 
     monkeypatch.setenv("ICBRIDGE_BILLERS_DIR", str(billers_dir))
     (billers_dir / "broken_three.yaml").write_text("biller_id: broken_three\n")
+    op = {**bearer(token("ops", "OP")), **HTML}
+
+    def run_check(biller_id: str):
+        form = api.get(f"/icbridge/billers/{biller_id}/check", headers=op)
+        assert form.status_code == 200 and "ready to unpause" not in form.text  # a GET runs nothing
+        [value] = re.findall(r'name="token" value="([^"]+)"', form.text)
+        return api.post(f"/icbridge/billers/{biller_id}/check", headers={**op, "Origin": "http://127.0.0.1"},
+                        content=f"token={value}", )
+
     with TestClient(create_app("core"), base_url="http://127.0.0.1", follow_redirects=False) as api:
         listing = api.get("/icbridge/billers/", headers={**bearer(), **HTML})
         assert listing.status_code == 200 and "demo_aus" in listing.text and "broken_three" in listing.text
-        page = api.get("/icbridge/billers/demo_aus/check", headers={**bearer(), **HTML})
+        page = run_check("demo_aus")
         assert page.status_code == 200 and "ready to unpause" in page.text and "FAIL" not in page.text
-        broken = api.get("/icbridge/billers/broken_three/check", headers={**bearer(), **HTML})
+        broken = run_check("broken_three")
         assert "fix the failed checks first" in broken.text and "Field required" in broken.text
         assert api.get("/icbridge/billers/demo_aus/check", headers=HTML).status_code in (302, 303, 307, 401)

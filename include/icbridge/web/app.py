@@ -26,7 +26,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, StreamingResponse
@@ -41,7 +41,17 @@ from icbridge.reconcile.export import MONEY_COLUMNS, csv_chunks, summary_rows, w
 from icbridge.state.health import HealthRow, health_rows
 from icbridge.state.locate import locate_state_db
 from icbridge.state.reconcile import SORTABLE, ReconcileStore, RunRow
-from icbridge.web.auth import NotAuthenticated, current_user, not_authenticated_handler
+from icbridge.web.auth import (
+    NotAuthenticated,
+    check_action,
+    csrf_token,
+    current_user,
+    not_authenticated_handler,
+    readable_billers,
+    readable_dag_ids,
+    require_biller,
+    require_connections,
+)
 from icbridge.web.templates import ENV
 
 URL_PREFIX = "/icbridge"
@@ -123,10 +133,13 @@ def _check_query(outcome: str | None, sort: str) -> str | None:
     return outcome or None
 
 
-def _run_items_query(run_id: int, outcome: str | None, sort: str) -> tuple[ReconcileStore, RunRow, str | None]:
-    """What every run page and download starts with: the store, the run (404), the checked filter (400)."""
+def _run_items_query(run_id: int, outcome: str | None, sort: str, user: Any
+                     ) -> tuple[ReconcileStore, RunRow, str | None]:
+    """What every run page and download starts with: the store, the run (404), the user's right
+    to read its biller's Balance All DAG (403), the checked filter (400)."""
     store = get_store()
     run = _run_or_404(store, run_id)
+    require_biller(user, run.biller_id, ("balance_all",))
     return store, run, _check_query(outcome, sort)
 
 
@@ -161,8 +174,11 @@ def create_app() -> FastAPI:
     @app.get("/balance-all/", response_class=HTMLResponse)
     def index(biller: str | None = None, user: Any = user_dep) -> HTMLResponse:
         store = get_store()
+        if biller:
+            require_biller(user, biller, ("balance_all",))
         billers = [biller] if biller else store.billers()
-        groups = [(b, store.runs(b, limit=60)) for b in billers]
+        allowed = readable_billers(user, billers, ("balance_all",))
+        groups = [(b, store.runs(b, limit=60)) for b in billers if b in allowed]
         return _html(
             "index.html",
             groups=[(b, runs) for b, runs in groups if runs],
@@ -182,7 +198,7 @@ def create_app() -> FastAPI:
         per_page: int = Query(PER_PAGE_DEFAULT, ge=1, le=PER_PAGE_MAX),
         user: Any = user_dep,
     ) -> HTMLResponse:
-        store, run, outcome = _run_items_query(run_id, outcome, sort)
+        store, run, outcome = _run_items_query(run_id, outcome, sort, user)
         total = store.count_items(run_id, outcome)
         pages = max(1, math.ceil(total / per_page))
         page = min(page, pages)
@@ -246,7 +262,7 @@ def create_app() -> FastAPI:
         run_id: int, outcome: str | None = None, sort: str = "account_number", desc: bool = False,
         user: Any = user_dep,
     ) -> StreamingResponse:
-        store, run, outcome = _run_items_query(run_id, outcome, sort)
+        store, run, outcome = _run_items_query(run_id, outcome, sort, user)
         rows = store.iter_items(run_id, outcome=outcome, sort=sort, descending=desc)
         name = _download_name(run, "csv", outcome)
         return StreamingResponse(
@@ -260,7 +276,7 @@ def create_app() -> FastAPI:
         run_id: int, outcome: str | None = None, sort: str = "account_number", desc: bool = False,
         user: Any = user_dep,
     ) -> FileResponse:
-        store, run, outcome = _run_items_query(run_id, outcome, sort)
+        store, run, outcome = _run_items_query(run_id, outcome, sort, user)
         handle, path = tempfile.mkstemp(prefix="icb-balance-", suffix=".xlsx")
         os.close(handle)
         try:
@@ -287,6 +303,8 @@ def create_app() -> FastAPI:
             raise HTTPException(400, f"sort must be one of {', '.join(HEALTH_SORTS)}")
         now = datetime.now(UTC)
         rows = health_rows(get_store().engine, load_billers(default_billers_dir()).billers, now)
+        allowed = readable_dag_ids(user, {f"{r.biller_id}__{r.flow}" for r in rows})
+        rows = [r for r in rows if f"{r.biller_id}__{r.flow}" in allowed]
         if sort != "worst":
             present = [r for r in rows if HEALTH_SORTS[sort](r) is not None]
             absent = [r for r in rows if HEALTH_SORTS[sort](r) is None]  # unknown values last, either way
@@ -310,21 +328,41 @@ def create_app() -> FastAPI:
         loaded = load_billers(default_billers_dir())
         rows = [(b.biller_id, f"{b.cis}, BID {b.bid}", True) for b in loaded.billers]
         rows += [(path.stem, message.splitlines()[0], False) for path, message in loaded.errors.items()]
-        return _html("billers.html", rows=sorted(rows), user_name=_user_name(user))
+        allowed = readable_billers(user, [r[0] for r in rows])
+        return _html("billers.html", rows=sorted(r for r in rows if r[0] in allowed), user_name=_user_name(user))
 
-    @app.get("/billers/{biller_id}/check", response_class=HTMLResponse)
-    def biller_check(biller_id: str, user: Any = user_dep) -> HTMLResponse:
-        """The onboarding preflight (icbridge.preflight, as ``python -m icbridge biller check``)."""
-        from icbridge.preflight import check_biller
-
+    def _check_target(biller_id: str, user: Any) -> Path:
+        """The biller file to check, once the user may read the biller and use connections."""
         if not biller_id.replace("_", "").isalnum():
             raise HTTPException(404, f"no biller {biller_id!r}")
+        require_biller(user, biller_id)
+        require_connections(user)
         path = default_billers_dir() / f"{biller_id}.yaml"
         if not path.exists():
             raise HTTPException(404, f"no biller file {biller_id}.yaml")
-        checks = check_biller(path)
+        return path
+
+    @app.get("/billers/{biller_id}/check", response_class=HTMLResponse)
+    def biller_check_page(biller_id: str, user: Any = user_dep) -> HTMLResponse:
+        """The form that runs the onboarding preflight (a GET runs nothing)."""
+        _check_target(biller_id, user)
+        return _html("check.html", biller_id=biller_id, checks=None, ok=False,
+                     token=csrf_token(user, f"check:{biller_id}"), user_name=_user_name(user))
+
+    @app.post("/billers/{biller_id}/check", response_class=HTMLResponse)
+    async def biller_check(request: Request, biller_id: str, user: Any = user_dep) -> HTMLResponse:
+        """The onboarding preflight (icbridge.preflight, as ``python -m icbridge biller check``):
+        logs in with stored connections, so a same-origin POST with the page's token only."""
+        from starlette.concurrency import run_in_threadpool
+
+        from icbridge.preflight import check_biller
+
+        path = _check_target(biller_id, user)
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        check_action(request, user, f"check:{biller_id}", (form.get("token") or [None])[0])
+        checks = await run_in_threadpool(check_biller, path)
         return _html("check.html", biller_id=biller_id, checks=checks, ok=all(c.ok for c in checks),
-                     user_name=_user_name(user))
+                     token=csrf_token(user, f"check:{biller_id}"), user_name=_user_name(user))
 
     return app
 

@@ -8,9 +8,20 @@ signature, expiry, audience, revocation), and the user must be allowed to view p
 
 Anonymous or invalid: a browser asking for a page is redirected to Airflow's login page (and
 comes back after logging in); anything else gets 401.
+
+Per biller (issue 21): every page, download and list shows a biller only to a user the auth
+manager lets read that biller's DAGs (:func:`readable_billers`); an action (Biller check: it
+logs in with stored connections) needs the right to use connections, is a POST, and carries
+the page's own token (:func:`csrf_token`, :func:`check_action`).
 """
 
 from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Iterable
+from typing import Any
 
 from fastapi import HTTPException, Request, status
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -69,3 +80,89 @@ async def not_authenticated_handler(request: Request, exc: Exception) -> Respons
         status_code=status.HTTP_401_UNAUTHORIZED,
         headers={"WWW-Authenticate": "Bearer"},
     )
+
+
+# per biller: what the auth manager lets this user read ---------------------------------------------
+
+BILLER_FLOWS = ("invoices", "payment_export", "balance_all", "balances", "payments", "customer_changes",
+                "config_error")
+"""The DAG-id suffixes a biller's DAGs can have (``<biller>__<flow>``)."""
+
+
+def readable_dag_ids(user: Any, dag_ids: Iterable[str]) -> set[str]:
+    """Of ``dag_ids``, those the auth manager lets ``user`` read (GET), asked in one batch."""
+    from airflow.api_fastapi.app import get_auth_manager
+
+    wanted = set(dag_ids)
+    if not wanted:
+        return set()
+    return set(get_auth_manager().filter_authorized_dag_ids(dag_ids=wanted, user=user, method="GET"))
+
+
+def readable_billers(user: Any, biller_ids: Iterable[str], flows: Iterable[str] = BILLER_FLOWS) -> set[str]:
+    """Of ``biller_ids``, those of which ``user`` may read at least one DAG among ``flows``
+    (Balance All pages ask for ``balance_all`` only). The auth manager decides, never a list
+    of ours: FAB by the roles a biller file gives its DAGs (``access_control``), SimpleAuthManager
+    by role alone (it has no per-DAG rights: every viewer reads every biller)."""
+    by_dag = {f"{b}__{f}": b for b in biller_ids for f in flows}
+    return {by_dag[d] for d in readable_dag_ids(user, by_dag)}
+
+
+def require_biller(user: Any, biller_id: str, flows: Iterable[str] = BILLER_FLOWS) -> None:
+    """403 unless ``user`` may read one of the biller's DAGs among ``flows``."""
+    if biller_id not in readable_billers(user, [biller_id], flows):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"not allowed to read the DAGs of biller {biller_id}")
+
+
+def require_connections(user: Any) -> None:
+    """403 unless ``user`` may read connections, as Airflow asks before it shows or uses one
+    (SimpleAuthManager: op and admin; FAB: "can read on Connections")."""
+    from airflow.api_fastapi.app import get_auth_manager
+
+    if not get_auth_manager().is_authorized_connection(method="GET", user=user):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "not allowed to use connections (Airflow's op role or above)")
+
+
+# actions: POST with the page's own token, from this site only ----------------------------------------
+
+_TOKEN_TTL_S = 3600
+
+
+def _csrf_key() -> bytes:
+    from airflow.configuration import conf
+
+    secret = conf.get("api_auth", "jwt_secret", fallback="") or conf.get("api", "secret_key", fallback="")
+    return hashlib.sha256(b"icbridge-csrf\0" + secret.encode()).digest()
+
+
+def csrf_token(user: Any, action: str, now: float | None = None) -> str:
+    """A token for one user and one action (e.g. ``check:demo_aus``), valid an hour: put in the
+    page's form, required by the POST. Another site cannot read it from our page."""
+    stamp = str(int(now if now is not None else time.time()))
+    mac = hmac.new(_csrf_key(), f"{_user_key(user)}\0{action}\0{stamp}".encode(), hashlib.sha256).hexdigest()
+    return f"{stamp}.{mac}"
+
+
+def check_action(request: Request, user: Any, action: str, token: str | None) -> None:
+    """403 unless the request is a same-origin POST carrying this user's token for ``action``."""
+    site = request.headers.get("sec-fetch-site")
+    if site and site not in ("same-origin", "none"):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"refused: a request from another site ({site})")
+    origin = request.headers.get("origin")
+    if origin and origin != f"{request.url.scheme}://{request.url.netloc}":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"refused: a request from another origin ({origin})")
+    stamp, _, mac = (token or "").partition(".")
+    if not stamp.isdigit() or abs(time.time() - int(stamp)) > _TOKEN_TTL_S:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "refused: no valid form token (reload the page)")
+    expected = csrf_token(user, action, now=int(stamp)).partition(".")[2]
+    if not hmac.compare_digest(mac, expected):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "refused: no valid form token (reload the page)")
+
+
+def _user_key(user: Any) -> str:
+    for attr in ("get_id", "get_name"):
+        try:
+            return str(getattr(user, attr)())
+        except Exception:  # noqa: BLE001, S112 - another user class: try the next
+            continue
+    return repr(user)

@@ -168,6 +168,11 @@ CHECK = """{% extends "base.html" %}
 {% block title %}Check {{ biller_id }}{% endblock %}
 {% block body %}
 <nav class="crumbs"><a href="../">Biller check</a> › {{ biller_id }}</nav>
+{% if checks is none %}
+<h1>{{ biller_id }}: onboarding preflight</h1>
+<p class="muted">Logs in to every connection the biller file names, with the stored credentials;
+nothing is uploaded, paid, sent or created.</p>
+{% else %}
 <h1 class="{{ 'status-succeeded' if ok else 'status-failed' }}">{{ biller_id }}:
 {{ "ready to unpause" if ok else "fix the failed checks first" }}</h1>
 <table class="summary" id="checks"><tbody>
@@ -176,7 +181,9 @@ CHECK = """{% extends "base.html" %}
 <td>{{ c.name }}</td><td>{{ c.detail }}</td></tr>
 {% endfor %}
 </tbody></table>
-<p><a href="check">Check again</a></p>
+{% endif %}
+<form method="post" action="check"><input type="hidden" name="token" value="{{ token }}">
+<button type="submit">{{ "Run the check" if checks is none else "Check again" }}</button></form>
 {% endblock %}
 """
 
