@@ -108,3 +108,22 @@ def test_every_task_of_every_flow_ends_before_the_visibility_timeout(tmp_path):
         for task in dag.tasks:
             assert task.execution_timeout is not None, f"{dag.dag_id}.{task.task_id}"
             assert task.execution_timeout < visibility, f"{dag.dag_id}.{task.task_id}: {task.execution_timeout}"
+
+
+def test_a_biller_files_roles_become_its_dags_access_control(tmp_path, monkeypatch):
+    """Issue 21 item 1: a biller file names the FAB roles that may read (and edit) its DAGs; every
+    DAG of the biller carries them as access_control, and Airflow's DagBag takes them."""
+    billers = tmp_path / "billers"
+    billers.mkdir()
+    text = (DEMO / "demo_inhance.yaml").read_text().replace("biller_id: demo_inhance", "biller_id: acl_one")
+    (billers / "acl_one.yaml").write_text(text + "access_roles: [analysts_one]\nedit_roles: [ops_one]\n")
+    (billers / "acl_none.yaml").write_text(text.replace("biller_id: acl_one", "biller_id: acl_none"))
+    monkeypatch.setenv("ICBRIDGE_BILLERS_DIR", str(billers))
+    bag = _bag(REPO / "dags", monkeypatch)
+    assert bag.import_errors == {}
+    ours = [d for d in bag.dags.values() if d.dag_id.startswith("acl_one__")]
+    assert len(ours) == 4
+    for dag in ours:
+        assert dag.access_control == {"analysts_one": {"DAGs": {"can_read"}},
+                                      "ops_one": {"DAGs": {"can_read", "can_edit"}}}, dag.access_control
+    assert all(not d.access_control for d in bag.dags.values() if d.dag_id.startswith("acl_none__"))

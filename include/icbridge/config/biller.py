@@ -208,6 +208,10 @@ class BillerConfig(_Strict):
     ic_conn_id: ConnId
     retries: int = Field(3, ge=0, le=20)
     alert_emails: list[str] = Field(default_factory=list)
+    # FAB auth manager roles that may read this biller's DAGs and pages (and, edit_roles, also run and clear
+    # them): the DAGs' access_control. SimpleAuthManager has no per-DAG rights and ignores them (docs/operations.md)
+    access_roles: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    edit_roles: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     invoices: InvoicesConfig | None = None
     cis_service: CisServiceConfig | None = None
     payment_export: PaymentExportConfig | None = None

@@ -67,7 +67,20 @@ def biller_dag(
         default_args=default_args(biller),
         params=params,
         render_template_as_native_obj=bool(params),
+        access_control=access_control(biller),
     )
+
+
+def access_control(biller: BillerConfig) -> dict[str, dict[str, set[str]]] | None:
+    """The biller file's roles as the DAG's ``access_control`` (the FAB auth manager syncs it into
+    per-DAG permissions): ``access_roles`` read, ``edit_roles`` read and edit (trigger, clear).
+    None when the file names none (then only roles with rights on every DAG see the biller)."""
+    control: dict[str, dict[str, set[str]]] = {}
+    for role in biller.access_roles:
+        control.setdefault(role, {"DAGs": set()})["DAGs"].add("can_read")
+    for role in biller.edit_roles:
+        control.setdefault(role, {"DAGs": set()})["DAGs"].update({"can_read", "can_edit"})
+    return control or None
 
 
 def build_config_error_dag(path: Path, message: str) -> DAG:
