@@ -1594,3 +1594,27 @@ def test_the_aus_layout_maps_through_block_tables(tmp_path, monkeypatch):
     path = aus_files.write_file(tmp_path / NAME, 2_000)
     map_aus(path, NAME, SETTINGS, tmp_path / "out", date(2026, 11, 1), workers=1)
     assert made and set(made) == {25}
+
+
+
+@pytest.mark.parametrize("ranges", [True, False])
+@pytest.mark.parametrize("encoding", ["cp1252", "utf-8-sig"])
+def test_nbsp_at_the_edges_of_values_is_trimmed_like_a_space(tmp_path, monkeypatch, ranges, encoding):
+    """Issue 22 item 8: NBSP (cp1252 0xA0) at the edges of InvoiceNumber, CustomerName,
+    ServiceAddress and before an amount: trimmed as a blank is (the spec's rule), on both
+    paths; the bill is not rejected and the trailer agrees. An NBSP inside a value stays."""
+    from icbridge.mapping import aus_to_bif
+
+    monkeypatch.setattr(aus_to_bif, "USE_RANGES", ranges)
+    nb = "\u00a0"
+    rows = [row(BillNumber=f"{nb}B-1{nb}", CustomerName=f"{nb}Smith{nb}Jones{nb}", ServiceAddress=f"12 Elm St{nb}",
+                AmountDue=f"{nb}100.50", AccountNumber=f"{nb}1001")]
+    rows[0]["LineNumber"] = "1"
+    data = encode(rows, trailer=trailer_for([row(AmountDue="100.50")]), encoding=encoding)
+    m = run(tmp_path, data, workers=1)
+    inv = m.invoice
+    assert m.reasons() == []
+    assert inv["IH"]["InvoiceNumber"] == "B-1" and inv["IH"]["TotalAmountDue"] == "100.50"
+    assert inv["CR"]["CustomerName"] == f"Smith{nb}Jones"
+    assert inv["CR"]["AccountNumber"] == "1001"
+    assert inv["ID"][0]["CustomField2"] == "12 Elm St"

@@ -495,10 +495,12 @@ def _pack_meters(row: list[str], positions: list[int], values: list[str]) -> Non
 
 
 def _split(line: str) -> list[str]:
-    """Split on '|' and trim; CR and TAB become a space (the BIF text rule) before that."""
+    """Split on '|' and trim every value of blanks (``str.strip``: ASCII and Unicode white
+    space, NBSP included, one rule for every value and the trailer); CR and TAB become a space
+    (the BIF text rule) before that."""
     if "\t" in line or "\r" in line:
         line = line.replace("\t", " ").replace("\r", " ")
-    if "| " in line or " |" in line or line[:1] == " " or line[-1:] == " ":
+    if "| " in line or " |" in line or line[:1] == " " or line[-1:] == " " or not line.isascii():
         return [f.strip() for f in line.split("|")]
     return line.split("|")  # the common case: nothing to trim
 
@@ -960,6 +962,10 @@ def _table(text: str, lines: list[str], width: int, trims: bool, prefix: int | N
 
 
 _EDGES = b"|\n\r"  # where _split trims a space next to
+_WIDE_BLANKS = (b"\xa0", b"\x85", b"\xe1\x9a\x80", b"\xe2\x80", b"\xe2\x81\x9f", b"\xe3\x80\x80")
+"""Bytes that may be a white-space character beyond ASCII that ``str.strip`` trims: NBSP (cp1252
+0xA0, UTF-8 C2 A0), NEL, and the UTF-8 spaces U+1680, U+2000-U+200A/U+2028/U+2029/U+202F,
+U+205F, U+3000. A match sends the range to _split's trimming (more often than needed: correct)."""
 
 
 def _spaced(data: bytes) -> bool:
@@ -972,6 +978,8 @@ def _spaced(data: bytes) -> bool:
     at most two characters a step for such a needle; docs/benchmarks.md)."""
     import numpy as np
 
+    if any(blank in data for blank in _WIDE_BLANKS):  # a blank beyond ASCII: trimmed like a space
+        return True
     codes = np.frombuffer(data, np.uint8)
     spaces = np.flatnonzero(codes == ord(" "))
     if not len(spaces):
