@@ -280,13 +280,17 @@ def test_ledger_settle_and_show(tmp_path):
     ledger.dispose()
     base = [sys.executable, "-m", "icbridge", "ledger", "--db", url]
     settle = [*base, "settle", "--biller", "demo_aus", "--file", "123_20261101_UB.TXT",
-              "--part", "123_20261101_UB.BIF", "--as", "uploaded"]
+              "--part", "123_20261101_UB.BIF", "--as", "uploaded", "--reason", "IC portal shows the file"]
     first = subprocess.run(settle, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     again = subprocess.run(settle, capture_output=True, text=True)
     assert again.returncode == 2 and "no in-doubt part" in again.stderr
     shown = subprocess.run([*base, "show"], capture_output=True, text=True)
     assert "123_20261101_UB.BIF  uploaded" in shown.stdout
+    assert re.search(r"demo_aus  \S+ \S+ UTC \S+: 123_20261101_UB.TXT 123_20261101_UB.BIF sending -> uploaded "
+                     r"\(IC portal shows the file\)", shown.stdout), shown.stdout  # who, when, from, to, why
+    unexplained = subprocess.run(settle[:-2], capture_output=True, text=True)
+    assert unexplained.returncode == 2 and "--reason" in unexplained.stderr
 
 
 def test_deliveries_show_and_settle(tmp_path):
@@ -306,7 +310,8 @@ def test_deliveries_show_and_settle(tmp_path):
     shown = icbridge(*base, "show", "--status", "sending")
     assert shown.returncode == 0, shown.stderr
     assert "456_20260308_CLOUDPAY.CSV  sending  by email" in shown.stdout and "20260307" not in shown.stdout
-    settle = [*base, "settle", "--biller", "demo_logis_mail", "--day", "2026-03-08", "--outcome", "delivered"]
+    settle = [*base, "settle", "--biller", "demo_logis_mail", "--day", "2026-03-08", "--outcome", "delivered",
+              "--reason", "AP confirmed receipt"]
     first = icbridge(*settle)
     assert first.returncode == 0, first.stderr
     assert "as delivered" in first.stdout
@@ -315,7 +320,9 @@ def test_deliveries_show_and_settle(tmp_path):
     day = icbridge(*base, "show", "--biller", "demo_logis_mail", "--day", "2026-03-08")
     assert "456_20260308_CLOUDPAY.CSV  delivered" in day.stdout and "settled by ops as delivered" in day.stdout
     assert "20260307" not in day.stdout
-    bad = icbridge(*base, "settle", "--biller", "demo_logis_mail", "--day", "2026-03-08", "--outcome", "sent")
+    assert "payment_export 2026-03-08 sending -> delivered (AP confirmed receipt)" in day.stdout
+    bad = icbridge(*base, "settle", "--biller", "demo_logis_mail", "--day", "2026-03-08", "--outcome", "sent",
+                   "--reason", "x")
     assert bad.returncode == 2 and "--outcome" in bad.stderr
 
 

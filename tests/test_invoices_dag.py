@@ -195,7 +195,7 @@ def test_parts_in_flight_together_and_an_in_doubt_one_is_named_and_never_resent(
     assert f"1 part(s) sent in an earlier attempt got no answer and may be in IC: {stem}_01.BIF." in out
     assert len(world.uploads()) == 3
     ledger = Ledger(os.environ["ICBRIDGE_STATE_DB_URL"])
-    assert ledger.settle("t_aus", name, f"{stem}_01.BIF", "uploaded") == 1
+    assert ledger.settle("t_aus", name, f"{stem}_01.BIF", "uploaded", reason="IC has it") == 1
     ledger.dispose()
     assert str(world.run().state) == "success"
     assert len(world.uploads()) == 3, "nothing is sent twice"
@@ -245,7 +245,7 @@ def test_upload_answered_after_timeout_is_in_doubt_until_ops_settle_it(world, se
     from icbridge.state.db import Ledger
 
     ledger = Ledger(os.environ["ICBRIDGE_STATE_DB_URL"])
-    assert ledger.settle("t_aus", name, part, "uploaded") == 1
+    assert ledger.settle("t_aus", name, part, "uploaded", reason="IC has it") == 1
     ledger.dispose()
     assert str(world.run().state) == "success"
     assert len(world.uploads()) == 1 and not (world.inbox / name).exists()

@@ -291,9 +291,9 @@ def test_email_in_doubt_settled_as_delivered_by_the_cli_is_not_sent_again(world,
     assert _state(world.run(day)) == "success"
     world.set_status("sending")
     assert _state(world.run(day, next_morning=True)) == "failed"
-    command = f"python -m icbridge deliveries settle --biller t_logis --day {day} --outcome delivered"
+    command = f"python -m icbridge deliveries settle --biller t_logis --day {day} --outcome delivered --reason"
     assert command in caplog.text  # the failure says how to settle it
-    assert cli(command.split()[3:]) == 0  # ICBRIDGE_STATE_DB_URL: the world's state DB
+    assert cli([*command.split()[3:], "the biller confirmed it arrived"]) == 0  # ICBRIDGE_STATE_DB_URL
     assert _state(world.run(day, next_morning=True)) == "success"
     assert len(world.server.received) == 1  # the biller had it: not sent again
     assert [d.status for d in world.history()] == ["delivered"]

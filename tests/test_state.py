@@ -75,14 +75,16 @@ def test_uploaded_file_is_not_reopened_unless_forced(ledger):
 def test_in_doubt_part_is_settled_by_ops(ledger):
     record = ledger.begin_file("b1", "F.TXT", "a" * 64, 10, "run-1", force=False)
     _upload(ledger, record, 1, status="sending")
-    assert ledger.settle("b1", "F.TXT", "F_01.BIF", "uploaded") == 1
+    assert ledger.settle("b1", "F.TXT", "F_01.BIF", "uploaded", reason="IC has it") == 1
     assert ledger.part_status(record, 1) == "uploaded"
     _upload(ledger, record, 2, status="sending")
-    assert ledger.settle("b1", "F.TXT", "F_02.BIF", "resend") == 1
+    assert ledger.settle("b1", "F.TXT", "F_02.BIF", "resend", reason="IC lacks it") == 1
     assert ledger.part_status(record, 2) == "not_sent"
-    assert ledger.settle("b1", "F.TXT", "F_02.BIF", "resend") == 0  # nothing in doubt any more
+    assert ledger.settle("b1", "F.TXT", "F_02.BIF", "resend", reason="again") == 0  # nothing in doubt any more
+    with pytest.raises(ValueError, match="needs a reason"):
+        ledger.settle("b1", "F.TXT", "F_01.BIF", "resend")
     with pytest.raises(ValueError):
-        ledger.settle("b1", "F.TXT", "F_02.BIF", "maybe")
+        ledger.settle("b1", "F.TXT", "F_02.BIF", "maybe", reason="x")
 
 
 _FIRST_TASK = """

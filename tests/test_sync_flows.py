@@ -326,7 +326,7 @@ def test_late_answer_is_in_doubt_and_never_posted_twice(world, cis):
     assert len(world.sim(cis).payments(f"t_{cis}")) == 2
     # ops: the CIS has it -> next run quiet
     assert cli(["payments", "--db", world.state_url, "settle", "--biller", biller.biller_id, "--payment-guid", late,
-                "--outcome", "posted"]) == 0
+                "--outcome", "posted", "--reason", "CIS shows the pending payment"]) == 0
     assert world.payments(biller, run_id="r2#try1").counts == {"already_posted": 2}
     assert len(world.sim(cis).payments(f"t_{cis}")) == 2
 
@@ -363,7 +363,7 @@ def test_unknown_outcomes_are_in_doubt_and_resend_posts_once(world, kind):
     with pytest.raises(SyncFailed):
         world.payments(biller, run_id="r1#try2")
     assert world.inhance.payments("t_inhance") == []
-    world.ledger.settle(biller.biller_id, guid, "resend")
+    world.ledger.settle(biller.biller_id, guid, "resend", note="not in the CIS")
     assert world.payments(biller, run_id="r2#try1").counts == {"posted": 1}
     assert world.payments(biller, run_id="r3#try1").counts == {"already_posted": 1}
     assert len(world.inhance.payments("t_inhance")) == 1
@@ -380,7 +380,7 @@ def test_a_resend_of_an_earlier_interval_is_sent_once_by_the_next_run(world, cis
     with pytest.raises(SyncFailed):
         world.payments(biller)
     assert world.row(biller, guid).status == "in_doubt" and world.sim(cis).payments(f"t_{cis}") == []
-    world.ledger.settle(biller.biller_id, guid, "resend")
+    world.ledger.settle(biller.biller_id, guid, "resend", note="not in the CIS")
     assert world.payments(biller, interval=NEXT, run_id="r2#try1").counts == {"posted": 1}
     (sent,) = world.sim(cis).payments(f"t_{cis}")
     assert world.row(biller, guid).status == "posted"
@@ -463,7 +463,7 @@ def test_cli_show_and_settle_only_settles_what_needs_ops(world, capsys):
     assert cli(["payments", "--db", world.state_url, "show", "--biller", biller.biller_id]) == 0
     assert guid in capsys.readouterr().out
     assert cli(["payments", "--db", world.state_url, "settle", "--biller", biller.biller_id, "--payment-guid", guid,
-                "--outcome", "resend"]) == 2
+                "--outcome", "resend", "--reason", "x"]) == 2
     assert "only in_doubt or refused" in capsys.readouterr().err
 
 

@@ -300,7 +300,7 @@ def test_a_part_a_live_run_is_sending_is_named_not_called_an_earlier_attempt(led
         from icbridge.state.db import OwnerAlive
 
         with pytest.raises(OwnerAlive, match="being sent right now by run backfill__A"):
-            ledger.settle("b1", "F.TXT", "F_01.BIF", "resend")
+            ledger.settle("b1", "F.TXT", "F_01.BIF", "resend", reason="x")
         release.set()
         thread.join(30)
     assert errors == []
@@ -319,6 +319,6 @@ def test_a_part_left_sending_by_a_gone_run_is_in_doubt_and_settled_with_who(ledg
         assert ledger.mark_sending(record, 1, "F_01.BIF", parts[0].sha256, 1, "1.00", gone.token)
     with pytest.raises(InDoubt, match="sent in an earlier attempt got no answer"):
         _run(ledger, parts, Script({}))
-    assert ledger.settle("b1", "F.TXT", "F_01.BIF", "resend", by="ops-anna") == 1
+    assert ledger.settle("b1", "F.TXT", "F_01.BIF", "resend", by="ops-anna", reason="not in IC") == 1
     [row] = ledger.uploads("b1")
     assert (row["status"], row["message"]) == ("not_sent", "settled by ops as resend by ops-anna")

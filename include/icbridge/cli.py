@@ -125,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     settle.add_argument("--part", required=True, help="BIF part name (.BIF)")
     settle.add_argument("--as", dest="outcome", required=True, choices=["uploaded", "resend"],
                         help="uploaded: IC has it (skip it); resend: IC does not (send it again)")
+    settle.add_argument("--reason", required=True, help="why: what you checked (kept with who and when)")
     settle.add_argument("--force", action="store_true",
                         help="settle even though the run sending the part still holds its lease (only when you "
                              "know that run is dead)")
@@ -144,7 +145,8 @@ def _parser() -> argparse.ArgumentParser:
     psettle.add_argument("--outcome", required=True, choices=["posted", "resend", "ignore"],
                          help="posted: the CIS has it (never send); resend: it does not (the next run sends it "
                          "once); ignore: handled outside the data pump (never send)")
-    psettle.add_argument("--note", help="why (kept in the ledger's message)")
+    psettle.add_argument("--reason", "--note", dest="reason", required=True,
+                         help="why: what you checked in the CIS (kept with who and when; `show` lists it)")
     psettle.set_defaults(run=_payments_settle)
 
     dlv_commands = _state_command(commands, "deliveries", "read or settle the file deliveries (state DB)",
@@ -165,6 +167,7 @@ def _parser() -> argparse.ArgumentParser:
     dsettle.add_argument("--outcome", required=True, choices=["delivered", "failed"],
                          help="delivered: the biller has the file (never send it again); failed: it did not "
                          "arrive (the next run sends it)")
+    dsettle.add_argument("--reason", required=True, help="why: what you checked (kept with who and when)")
     dsettle.add_argument("--force", action="store_true",
                          help="settle even though the run sending it still holds its lease (only when you know "
                               "that run is dead)")
@@ -230,6 +233,7 @@ def _deliveries_show(args: argparse.Namespace) -> int:
             print(f"    {r.message}")
     if not rows:
         print("no deliveries recorded")
+    _print_settlements(log.engine, "delivery", args.biller)
     return 0
 
 
@@ -238,8 +242,9 @@ def _deliveries_settle(args: argparse.Namespace) -> int:
 
     with _delivery_log(args) as log:
         try:
-            changed = log.settle(args.biller, args.flow, args.day, args.outcome, force=args.force, by=_operator())
-        except OwnerAlive as exc:
+            changed = log.settle(args.biller, args.flow, args.day, args.outcome, force=args.force, by=_operator(),
+                                 reason=args.reason)
+        except (OwnerAlive, ValueError) as exc:
             return _error(str(exc))
     if not changed:
         return _error(f"no in-doubt ('sending') {args.flow} delivery of {args.day} for biller {args.biller}")
@@ -271,13 +276,14 @@ def _payments_show(args: argparse.Namespace) -> int:
             print(f"    {r.message}")
     if not rows:
         print("no payments recorded" + (f" for {args.payment_guid}" if args.payment_guid else ""))
+    _print_settlements(ledger.engine, "payment", args.biller, args.payment_guid)
     return 0
 
 
 def _payments_settle(args: argparse.Namespace) -> int:
     with _payment_ledger(args) as ledger:
         try:
-            row = ledger.settle(args.biller, args.payment_guid, args.outcome, note=args.note)
+            row = ledger.settle(args.biller, args.payment_guid, args.outcome, note=args.reason, by=_operator())
         except ValueError as exc:
             return _error(str(exc))
     print(f"settled {row.payment_guid} of {row.biller_id} as {args.outcome}: now {row.status}")
@@ -298,6 +304,7 @@ def _ledger_show(args: argparse.Namespace) -> int:
               f"  invoices {r['invoices']}  total {r['total']}  IC FileID {r['ic_file_id'] or '-'}")
     if not rows:
         print("no uploads recorded")
+    _print_settlements(ledger.engine, "upload", args.biller)
     return 0
 
 
@@ -307,8 +314,8 @@ def _ledger_settle(args: argparse.Namespace) -> int:
     with _ledger(args) as ledger:
         try:
             changed = ledger.settle(args.biller, args.file, args.part, args.outcome, force=args.force,
-                                    by=_operator())
-        except OwnerAlive as exc:
+                                    by=_operator(), reason=args.reason)
+        except (OwnerAlive, ValueError) as exc:
             return _error(str(exc))
     if not changed:
         return _error(f"no in-doubt part {args.part} of {args.file} for biller {args.biller}")
@@ -343,6 +350,16 @@ def _schema_upgrade(args: argparse.Namespace) -> int:
         engine.dispose()
     print(f"schema version {version}")
     return 0
+
+
+def _print_settlements(engine: Any, kind: str, biller_id: str | None, item: str | None = None) -> None:
+    from icbridge.state.settlements import history
+
+    done = history(engine, kind=kind, biller_id=biller_id, item=item, limit=20)
+    if done:
+        print("settled (newest first):")
+        for s in done:
+            print(f"  {s.biller_id}  {s.describe()}")
 
 
 def _operator() -> str:

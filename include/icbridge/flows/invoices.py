@@ -276,7 +276,7 @@ def upload_parts(
 
 
 _SETTLE = ("Check IC, then settle each: `python -m icbridge ledger settle --biller {biller} --file {file} --part "
-           "<part> --as uploaded|resend`, or re-run with force=true")
+           "<part> --as uploaded|resend --reason '<what IC shows>'`, or re-run with force=true")
 
 
 def _failure(file_name: str, biller_id: str, failures: list[tuple[str, BifPart, BaseException]]) -> BaseException:

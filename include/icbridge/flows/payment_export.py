@@ -222,7 +222,8 @@ def deliver(
 
 
 def _settle_command(last) -> str:
-    return f"python -m icbridge deliveries settle --biller {last.biller_id} --day {last.day} --outcome delivered"
+    return (f"python -m icbridge deliveries settle --biller {last.biller_id} --day {last.day} --outcome delivered "
+            "--reason '<what the biller said>'")
 
 
 def _resolve_in_doubt(last, destination: Destination, deliveries: DeliveryLog) -> bool:

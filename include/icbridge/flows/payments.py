@@ -313,7 +313,8 @@ def _judge(report: SyncReport) -> None:
              + "; ".join(invalid[:5]) + ". " if invalid else "")
             + f"{len(attention)} payment(s) need a person before they can be settled: {named}{more}. Nothing was "
             "sent twice. Check the CIS, then `python -m icbridge payments settle --biller "
-            f"{report.biller_id} --payment-guid GUID --outcome posted|resend|ignore` (docs/operations.md)",
+            f"{report.biller_id} --payment-guid GUID --outcome posted|resend|ignore --reason '<what the CIS shows>'` "
+            "(docs/operations.md)",
             retry=False,
         )
     elsewhere = [i for i in report.items if i["outcome"] == "being_sent_by_another_run"]

@@ -262,15 +262,18 @@ class Ledger:
             )
 
     def settle(self, biller_id: str, file_name: str, part_name: str, outcome: str, *, force: bool = False,
-               by: str | None = None) -> int:
+               by: str | None = None, reason: str | None = None) -> int:
         """Ops settle an in-doubt part: `uploaded` (IC has it) or `resend` (IC does not).
         Returns the number of parts changed. Raises :class:`OwnerAlive` when the execution
         that is sending the part is still running (its lease holds: it is waiting for IC and
         records the answer itself), unless ``force``."""
         from icbridge.state.executions import owner
+        from icbridge.state.settlements import record
 
         if outcome not in ("uploaded", "resend"):
             raise ValueError("outcome must be 'uploaded' or 'resend'")
+        if not (reason or "").strip():
+            raise ValueError("a settlement needs a reason (what you checked in IC)")
         status = "uploaded" if outcome == "uploaded" else "not_sent"
         with self.engine.begin() as conn:
             found = conn.execute(
@@ -300,6 +303,8 @@ class Ledger:
                             message=f"settled by ops as {outcome}" + (f" by {by}" if by else "")
                                     + (" (forced while its run was alive)" if force else ""))
                 )
+                record(conn, kind="upload", biller_id=biller_id, item=f"{file_name} {part_name}",
+                       from_status="sending", to_status=status, by=by, reason=reason, forced=force)
             return len(ids)
 
     # reading ----------------------------------------------------------------------------

@@ -223,15 +223,18 @@ class DeliveryLog:
                 conn.execute(delete(delivery_claims).where(*key, delivery_claims.c.token == token))
 
     def settle(self, biller_id: str, flow: str, day: date, outcome: str, *, force: bool = False,
-               by: str | None = None) -> int:
+               by: str | None = None, reason: str | None = None) -> int:
         """Ops settle an in-doubt (``sending``) attempt: ``delivered`` (the biller has it) or
         ``failed`` (it never arrived: the next run sends it). Returns the rows changed.
         Raises icbridge.state.db.OwnerAlive while the execution sending it is alive, unless ``force``."""
         from icbridge.state.db import OwnerAlive
         from icbridge.state.executions import owner
+        from icbridge.state.settlements import record
 
         if outcome not in ("delivered", "failed"):
             raise ValueError("outcome must be 'delivered' or 'failed'")
+        if not (reason or "").strip():
+            raise ValueError("a settlement needs a reason (what the biller said)")
         for attempt in self.attempts(biller_id, flow, day):
             running = owner(self.engine, attempt.run_id)
             if attempt.status == "sending" and running.alive and not force:
@@ -249,6 +252,9 @@ class DeliveryLog:
                 )
                 .values(status=outcome, finished_at=now(), message=message)
             )
+            if result.rowcount:
+                record(conn, kind="delivery", biller_id=biller_id, item=f"{flow} {day.isoformat()}",
+                       from_status="sending", to_status=outcome, by=by, reason=reason, forced=force)
             return int(result.rowcount or 0)
 
     def history(self, biller_id: str | None = None, flow: str | None = None) -> list[Delivery]:

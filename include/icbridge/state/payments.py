@@ -284,12 +284,17 @@ class PaymentLedger:
                     changed.append(guid)
         return changed, live
 
-    def settle(self, biller_id: str, payment_guid: str, outcome: str, *, note: str | None = None) -> PaymentRow:
+    def settle(self, biller_id: str, payment_guid: str, outcome: str, *, note: str | None = None,
+               by: str | None = None) -> PaymentRow:
         """Ops settle an ``in_doubt`` or ``refused`` payment: ``posted`` (the CIS has it),
         ``resend`` (it does not: the next run sends it once), ``ignore`` (handled outside the
         pump: never sent). ValueError when there is nothing to settle."""
+        from icbridge.state.settlements import record
+
         if outcome not in SETTLE_OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(SETTLE_OUTCOMES)}")
+        if not (note or "").strip():
+            raise ValueError("a settlement needs a reason (--reason: what you checked in the CIS)")
         with self.engine.begin() as conn:
             r = conn.execute(select(payment_posts).where(*self._key(biller_id, payment_guid))).first()
             if r is None:
@@ -299,9 +304,11 @@ class PaymentLedger:
                     f"payment {payment_guid} of biller {biller_id} is {r.status!r}: only in_doubt or refused "
                     "payments are settled"
                 )
-            message = f"settled by ops as {outcome} (was {r.status}: {r.message or '-'})"
+            message = f"settled by ops as {outcome}{f' by {by}' if by else ''} (was {r.status}: {r.message or '-'})"
             if note:
                 message += f"; {note}"
+            record(conn, kind="payment", biller_id=biller_id, item=payment_guid, from_status=r.status,
+                   to_status=SETTLE_OUTCOMES[outcome], by=by, reason=note)
             conn.execute(
                 update(payment_posts)
                 .where(*self._key(biller_id, payment_guid), payment_posts.c.status == r.status)

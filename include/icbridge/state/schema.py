@@ -19,6 +19,7 @@ version  what
 =======  ======================================================================
 1        ledgers, deliveries, watermarks, Balance All (before this table)
 2        ``icb_executions`` (leases of running executions), ``icb_delivery_claims``
+3        ``icb_settlements`` (who settled what, when and why)
 =======  ======================================================================
 """
 
@@ -36,7 +37,7 @@ from icbridge.state.db import metadata, now
 
 __all__ = ["SCHEMA_VERSION", "SchemaTooNew", "ensure_schema", "schema_version"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 schema_table = Table(
     "icb_schema",
@@ -57,7 +58,7 @@ class SchemaTooNew(RuntimeError):
 
 def _all_tables() -> None:
     """Import every module that defines state tables, so ``metadata`` holds them all."""
-    from icbridge.state import deliveries, executions, payments, reconcile, watermarks  # noqa: F401
+    from icbridge.state import deliveries, executions, payments, reconcile, settlements, watermarks  # noqa: F401
 
 
 def ensure_schema(engine: Engine) -> int:
