@@ -71,6 +71,25 @@ def postgres_schema() -> Iterator[str]:
         admin.dispose()
 
 
+@contextmanager
+def state_store(kind: str, tmp_path: Path, factory):
+    """``factory(url)`` on a fresh state DB of ``kind`` (``sqlite``: a file; ``postgres``: a new
+    schema, dropped afterwards), disposed after the block."""
+    if kind == "sqlite":
+        store = factory(f"sqlite:///{tmp_path / 'state.db'}")
+        try:
+            yield store
+        finally:
+            store.dispose()
+        return
+    with postgres_schema() as url:
+        store = factory(url)
+        try:
+            yield store
+        finally:
+            store.dispose()
+
+
 @pytest.fixture(scope="session")
 def airflow_db():
     """A migrated Airflow metadata DB for this pytest session (needed by dag.test())."""

@@ -259,15 +259,8 @@ def test_exports_never_carry_a_live_formula(tmp_path):
             assert row[column] == expected
         assert row["difference"] == "-3.10"  # money is a number, not neutralised text
 
-    class Run:  # what write_xlsx reads of a run
-        biller_id, week, id, dag_run_id, started_at, finished_at = "=cmd", "2026-W48", 1, "", None, None
-        status, dry_run, accounts_checked, counts = "succeeded", False, 7, {}
-        sum_abs_difference = net_difference = D("0")
-        corrections_made = corrections_failed = 0
-        error_threshold_pct, message = 5.0, "=1+1"
-
     path = tmp_path / "items.xlsx"
-    write_xlsx(path, Run(), rows)  # type: ignore[arg-type]
+    write_xlsx(path, _xlsx_run(biller_id="=cmd", accounts_checked=7, message="=1+1"), rows)  # type: ignore[arg-type]
     workbook = load_workbook(path)
     items = workbook["Items"]
     header = [c.value for c in items[1]]
@@ -331,17 +324,21 @@ def test_a_control_character_from_a_peer_never_fails_the_workbook(tmp_path):
     assert "\x07" not in str(entered) and "\x1b" not in str(entered) and "Gateway\ufffd" in str(entered)
     rows = [{"account_number": "1001", "message": "Gateway\x07 timeout\x00", "outcome": "cis_error"}]
 
-    class Run:  # what write_xlsx reads of a run
-        biller_id, week, id, dag_run_id, started_at, finished_at = "b1", "2026-W48", 1, "", None, None
-        status, dry_run, accounts_checked, counts = "succeeded", False, 1, {}
-        sum_abs_difference = net_difference = D("0")
-        corrections_made = corrections_failed = 0
-        error_threshold_pct, message = 5.0, "run note \x0b"
-
     path = tmp_path / "items.xlsx"
-    assert write_xlsx(path, Run(), rows) == 1  # type: ignore[arg-type]
+    assert write_xlsx(path, _xlsx_run(message="run note \x0b"), rows) == 1  # type: ignore[arg-type]
     workbook = load_workbook(path)
     header = [c.value for c in workbook["Items"][1]]
     assert workbook["Items"].cell(2, header.index("message") + 1).value == "Gateway\ufffd timeout\ufffd"
     summary = {row[0].value: row[1].value for row in workbook["Summary"].iter_rows()}
     assert summary["Message"] == "run note \ufffd"
+
+
+def _xlsx_run(**values):
+    """What write_xlsx reads of a run (a RunRow's fields), with ``values`` changed."""
+    from types import SimpleNamespace
+
+    fields = dict(biller_id="b1", week="2026-W48", id=1, dag_run_id="", started_at=None, finished_at=None,
+                  status="succeeded", dry_run=False, accounts_checked=1, counts={}, sum_abs_difference=D("0"),
+                  net_difference=D("0"), corrections_made=0, corrections_failed=0, error_threshold_pct=5.0,
+                  message="")
+    return SimpleNamespace(**{**fields, **values})

@@ -12,22 +12,13 @@ import pytest
 
 from icbridge.state.executions import Execution, owner, run_of
 from icbridge.state.payments import PaymentLedger
-from tests.conftest import postgres_schema
+from tests.conftest import state_store
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def ledger(request, tmp_path):
-    if request.param == "sqlite":
-        led = PaymentLedger(f"sqlite:///{tmp_path / 'state.db'}")
-        yield led
-        led.dispose()
-        return
-    with postgres_schema() as url:
-        led = PaymentLedger(url)
-        try:
-            yield led
-        finally:
-            led.dispose()
+    with state_store(request.param, tmp_path, PaymentLedger) as store:
+        yield store
 
 
 def _claim(ledger: PaymentLedger, guid: str, token: str) -> bool:

@@ -7,22 +7,13 @@ import pytest
 from sqlalchemy import text
 
 from icbridge.state.db import Ledger, metadata
-from tests.conftest import postgres_schema
+from tests.conftest import postgres_schema, state_store
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def ledger(request, tmp_path):
-    if request.param == "sqlite":
-        led = Ledger(f"sqlite:///{tmp_path / 'state.db'}")
-        yield led
-        led.dispose()
-        return
-    with postgres_schema() as url:
-        led = Ledger(url)
-        try:
-            yield led
-        finally:
-            led.dispose()
+    with state_store(request.param, tmp_path, Ledger) as store:
+        yield store
 
 
 def _upload(led: Ledger, record, index: int, status: str = "uploaded") -> None:
