@@ -135,3 +135,21 @@ def test_policy_rejects_nonsense():
         CallPolicy(in_flight=0)
     with pytest.raises(ValueError):
         CallPolicy(attempts=0)
+
+
+def test_no_queued_call_starts_once_the_consumer_has_left():
+    """Review finding: a payments run stopped after its first answer (an error, a timeout) must
+    not go on to claim and send the calls still queued, whose answers nobody would record."""
+    started: list[int] = []
+    lock = threading.Lock()
+
+    def call(item: int) -> int:
+        with lock:
+            started.append(item)
+        time.sleep(0.05)
+        return item
+
+    outcomes = call_all(range(20), call, CallPolicy(in_flight=2, per_second=0))
+    next(outcomes)
+    outcomes.close()  # the consumer leaves (GeneratorExit), as a loop left by an exception does
+    assert len(started) <= 4, started  # at most those already running (and any starting then), never all 20

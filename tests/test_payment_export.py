@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
+import time
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -576,4 +577,74 @@ def test_a_failed_attempt_never_hides_a_delivered_one(tmp_path):
             raise AssertionError("looked again")
 
     assert deliver(export, Never(), log, biller_id="b", run_id="C").status == "already_delivered"
+    log.dispose()
+
+
+class _Recorder:
+    """A destination that keeps what it was sent (the core's view of one; the real servers are
+    tested above). ``before_point_of_no_return`` runs where a real one would rename."""
+
+    method, description = "sftp", "sftp://x/"
+
+    def __init__(self, before_point_of_no_return=None):
+        self.sent: list[str] = []
+        self.hook = before_point_of_no_return
+
+    def send(self, name, content, tag="", still_ours=None):
+        if self.hook:
+            self.hook()
+        if still_ours is not None and not still_ours():
+            from icbridge.flows.payment_export import NotDelivered
+
+            raise NotDelivered("no longer ours")
+        self.sent.append(name)
+
+    def fetch(self, name):
+        return None
+
+
+def test_a_holder_that_lost_the_day_never_reaches_the_point_of_no_return(tmp_path, monkeypatch):
+    """Review finding: run A's lease lapsed (a slow state DB), run B took the day over; A must
+    not deliver it too. A asks right before the rename whether it still holds the day."""
+    from icbridge.flows.payment_export import NotDelivered, deliver
+    from icbridge.state.executions import Execution
+
+    monkeypatch.setenv("ICBRIDGE_LEASE_SECONDS", "0.5")
+    export = build_export([], bid="123", day=date(2026, 12, 5), tz=NY)
+    log = DeliveryLog(f"sqlite:///{tmp_path / 'state.db'}")
+    taken: list[str] = []
+
+    def b_takes_over() -> None:  # meanwhile, A's lease has lapsed: B takes the day and delivers it
+        time.sleep(0.7)
+        with Execution(log.engine, dag_id="d", task_id="t", run_id="B", try_number=1) as b, \
+                log.claim_day("b", "payment_export", export.day, b.token):
+            taken.append(deliver(export, b_dest, log, biller_id="b", run_id=b.token).status)
+
+    b_dest = _Recorder()
+    a_dest = _Recorder(before_point_of_no_return=b_takes_over)
+    with Execution(log.engine, dag_id="d", task_id="t", run_id="A", try_number=1, heartbeat_seconds=60) as a, \
+            log.claim_day("b", "payment_export", export.day, a.token), pytest.raises(NotDelivered):
+        deliver(export, a_dest, log, biller_id="b", run_id=a.token)
+    assert taken == ["delivered"] and b_dest.sent == [export.name] and a_dest.sent == []
+    log.dispose()
+
+
+def test_a_redelivery_supersedes_an_attempt_left_sending(tmp_path):
+    """Review finding: after `redeliver`, an earlier attempt left `sending` by a gone run must not
+    make every later run stop as in doubt."""
+    from icbridge.flows.payment_export import deliver
+
+    export = build_export([], bid="123", day=date(2026, 12, 5), tz=NY)
+    log = DeliveryLog(f"sqlite:///{tmp_path / 'state.db'}")
+    log.begin(biller_id="b", flow="payment_export", day=export.day, file_name=export.name, sha256=export.sha256,
+              size=export.size, records=0, method="sftp", destination="sftp://x/", run_id="gone#try1#x")
+    dest = _Recorder()
+    with log.claim_day("b", "payment_export", export.day, "R#try1#r"):  # deliver's caller holds the day
+        assert deliver(export, dest, log, biller_id="b", run_id="R#try1#r", redeliver=True).status == "delivered"
+    first, second = log.history()
+    assert first.status == "failed" and "superseded by a redelivery" in first.message
+    assert second.status == "delivered" and "redelivery" not in (second.message or "")
+    with log.claim_day("b", "payment_export", export.day, "S#try1#s"):
+        assert deliver(export, dest, log, biller_id="b", run_id="S#try1#s").status == "already_delivered"
+    assert dest.sent == [export.name]
     log.dispose()

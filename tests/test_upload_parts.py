@@ -322,3 +322,28 @@ def test_a_part_left_sending_by_a_gone_run_is_in_doubt_and_settled_with_who(ledg
     assert ledger.settle("b1", "F.TXT", "F_01.BIF", "resend", by="ops-anna", reason="not in IC") == 1
     [row] = ledger.uploads("b1")
     assert (row["status"], row["message"]) == ("not_sent", "settled by ops as resend by ops-anna")
+
+
+def test_a_late_answer_never_overwrites_a_settle_or_another_runs_upload(ledger, tmp_path):
+    """Review finding: run A's lease lapsed, a person settled its part as resend and run B
+    uploaded it; A's late answer must not turn B's `uploaded` back (a third run would send it)."""
+    parts = _parts(tmp_path, 1)
+    record = ledger.begin_file("b1", "F.TXT", "ab" * 32, 10, "A#try1#a", False)
+    assert ledger.mark_sending(record, 1, "F_01.BIF", parts[0].sha256, 1, "1.00", "A#try1#a")
+    assert ledger.settle("b1", "F.TXT", "F_01.BIF", "resend", reason="not in IC") == 1
+    assert ledger.mark_sending(record, 1, "F_01.BIF", parts[0].sha256, 1, "1.00", "B#try1#b")
+    assert ledger.mark_part(record, 1, "uploaded", ic_file_id="id-B", run_id="B#try1#b")
+    assert not ledger.mark_part(record, 1, "not_sent", message="late", run_id="A#try1#a")
+    [row] = ledger.uploads("b1")
+    assert (row["status"], row["ic_file_id"]) == ("uploaded", "id-B")
+
+
+def test_force_never_takes_a_part_a_live_run_is_sending(ledger, tmp_path):
+    from icbridge.state.executions import Execution
+
+    parts = _parts(tmp_path, 1)
+    with Execution(ledger.engine, dag_id="d", task_id="t", run_id="A", try_number=1) as a:
+        record = ledger.begin_file("b1", "F.TXT", "ab" * 32, 10, a.token, False)
+        assert ledger.mark_sending(record, 1, "F_01.BIF", parts[0].sha256, 1, "1.00", a.token)
+        assert not ledger.mark_sending(record, 1, "F_01.BIF", parts[0].sha256, 1, "1.00", "B#try1#b", force=True)
+    assert ledger.mark_sending(record, 1, "F_01.BIF", parts[0].sha256, 1, "1.00", "B#try1#b", force=True)  # gone now

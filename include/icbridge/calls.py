@@ -138,7 +138,8 @@ def call_all(
 
     source = iter(items)
     pending: set[Future[Outcome[T, R]]] = set()
-    with ThreadPoolExecutor(max_workers=policy.in_flight, thread_name_prefix="icb-call") as pool:
+    pool = ThreadPoolExecutor(max_workers=policy.in_flight, thread_name_prefix="icb-call")
+    try:
         exhausted = False
         while True:
             while not exhausted and len(pending) < policy.in_flight * 2:
@@ -151,3 +152,5 @@ def call_all(
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 yield future.result()
+    finally:  # the consumer left early (an error, a timeout, a signal): no queued call starts now
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -183,12 +183,10 @@ def upload_parts(
         if status == "uploaded":
             log.info("part %s already uploaded: skipped", part.name)
             outcome.skipped_parts.append(part.name)
+        elif status == "sending" and (running := owner(ledger.engine, token)).alive and token != run_id:
+            elsewhere.append(f"{part.name} ({running.describe()})")  # being sent now: not in doubt, not ours
         elif status == "sending" and not force:
-            running = owner(ledger.engine, token)
-            if running.alive and token != run_id:  # being sent now: not in doubt, not ours
-                elsewhere.append(f"{part.name} ({running.describe()})")
-            else:
-                in_doubt.append(part.name)
+            in_doubt.append(part.name)
         else:
             todo.append((index, part))
     if elsewhere:
@@ -217,7 +215,7 @@ def upload_parts(
         except NotSent as exc:
             failed[index] = ("not_sent", part, exc)
             log.warning("part %s not sent: %s", part.name, exc)
-            ledger.mark_part(record, index, "not_sent", message=str(exc))
+            ledger.mark_part(record, index, "not_sent", message=str(exc), run_id=run_id)
             return
         except Exception as exc:  # no answer, or one that cannot be judged: stays `sending`
             failed[index] = ("in_doubt", part, exc)
@@ -226,9 +224,12 @@ def upload_parts(
         if not answer.success:
             failed[index] = ("refused", part, UploadRefused(f"{part.name}: {answer.message or '(no message)'}"))
             log.error("IC refused %s: %s", part.name, answer.message)
-            ledger.mark_part(record, index, "refused", message=answer.message)
+            ledger.mark_part(record, index, "refused", message=answer.message, run_id=run_id)
             return
-        ledger.mark_part(record, index, "uploaded", ic_file_id=answer.file_id, message=answer.message or None)
+        if not ledger.mark_part(record, index, "uploaded", ic_file_id=answer.file_id,
+                                message=answer.message or None, run_id=run_id):
+            log.error("part %s: IC accepted it (FileID %s) but its ledger row was settled or taken meanwhile: "
+                      "that record stands; this answer is only in this log", part.name, answer.file_id)
         uploaded[index] = part.name
         log.info("uploaded %s: %d invoices, total %.2f, IC FileID %s", part.name, part.invoices, part.total,
                  answer.file_id)

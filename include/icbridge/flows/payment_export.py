@@ -94,9 +94,10 @@ class Destination(Protocol):
     method: str
     description: str  # for the state DB and logs: no secrets, emails masked
 
-    def send(self, name: str, content: bytes, tag: str = "") -> None:
+    def send(self, name: str, content: bytes, tag: str = "", still_ours: Callable[[], bool] | None = None) -> None:
         """Deliver ``content`` as ``name``; ``tag`` (the attempt's id) keeps this attempt's
-        temporary name its own until the rename."""
+        temporary name its own until the rename. ``still_ours`` is asked right before the point
+        of no return (the rename, the message): False raises NotDelivered, nothing delivered."""
         ...
 
     def fetch(self, name: str) -> bytes | None:
@@ -173,10 +174,14 @@ def deliver(
     def outcome(status: str, message: str) -> Outcome:
         return Outcome(export.day, export.name, export.payments, export.sha256, status, message)
 
-    if not redeliver:
-        for attempt in deliveries.attempts(biller_id, FLOW, export.day):
-            if attempt.status == "sending" and attempt.run_id != run_id:
-                _resolve_in_doubt(attempt, destination, deliveries)
+    for attempt in deliveries.attempts(biller_id, FLOW, export.day):
+        if attempt.status != "sending" or attempt.run_id == run_id:
+            continue
+        if not redeliver:
+            _resolve_in_doubt(attempt, destination, deliveries)
+        elif not owner(deliveries.engine, attempt.run_id).alive:  # a person chose to send the day again
+            deliveries.finish(attempt.id, "failed", "superseded by a redelivery (redeliver=true); whether this "
+                              "attempt arrived was never known", owner=attempt.run_id)
     delivered = [a for a in deliveries.attempts(biller_id, FLOW, export.day) if a.status == "delivered"]
     note = None
     if delivered and not redeliver:
@@ -209,8 +214,11 @@ def deliver(
         run_id=run_id,
         message=note,
     )
+    def still_ours() -> bool:
+        return run_id is None or deliveries.holds_day(biller_id, FLOW, export.day, run_id)
+
     try:
-        destination.send(export.name, export.content, tag=str(attempt))
+        destination.send(export.name, export.content, tag=str(attempt), still_ours=still_ours)
     except NotDelivered as exc:
         deliveries.finish(attempt, "failed", str(exc) if note is None else f"{note}; {exc}", owner=run_id)
         raise
@@ -281,7 +289,7 @@ class RemoteFolderDestination:
     def _path(self, name: str) -> str:
         return f"{self.directory.rstrip('/')}/{name}"
 
-    def send(self, name: str, content: bytes, tag: str = "") -> None:
+    def send(self, name: str, content: bytes, tag: str = "", still_ours: Callable[[], bool] | None = None) -> None:
         final, partial = self._path(name), self._path(f"{name}.{tag}.part" if tag else f"{name}.part")
         with tempfile.TemporaryDirectory(prefix="icb-export-") as workdir:
             local = Path(workdir) / name
@@ -297,6 +305,9 @@ class RemoteFolderDestination:
                     size = folder.size(partial)
                     if size != len(content):
                         raise OSError(f"{partial}: the server has {size} bytes, {len(content)} were sent")
+                    if still_ours is not None and not still_ours():
+                        raise OSError("this run no longer holds the day (its lease lapsed and another run took it): "
+                                      "not renamed")
                     if name in folder.list_names(self.directory):
                         folder.delete(final)  # a redelivery replaces the earlier copy
                 except Exception as exc:

@@ -151,8 +151,9 @@ def run_payments(
         if status in ("posted", "ignored"):
             report.add(f"already_{status}", p.account_number)
             continue
-        if status == "sending" and p.payment_guid in live:  # another execution is sending it right now
-            report.add("being_sent_by_another_run", p.account_number, f"not sent by this run: {live[p.payment_guid]}"
+        if status == "sending":  # not stale (those are in doubt now): another execution is sending it right now
+            holder = live.get(p.payment_guid, "another run (it claimed the payment a moment ago)")
+            report.add("being_sent_by_another_run", p.account_number, f"not sent by this run: {holder}"
                        " is sending it and records the answer", note=True, payment_guid=p.payment_guid)
             continue
         if status in ("in_doubt", "refused", "sending"):
@@ -187,7 +188,15 @@ def run_payments(
             raise _ClaimFailed(f"the state DB failed while claiming the payment, so it was not sent: {exc}") from exc
         if not claimed:
             return None  # another run took it between our read and now
-        return send(item)
+        try:
+            answer = send(item)
+        except Exception as exc:
+            log.info("payment %s: no usable answer from the CIS: %s", p.payment_guid, describe_error(exc))
+            raise
+        # logged where it arrives: if the run is stopped before the answer is recorded, this line has it
+        log.info("payment %s: the CIS answered ok=%s reference=%s message=%r", p.payment_guid, answer.ok,
+                 answer.reference, answer.message)
+        return answer
 
     unrecorded: list[str] = []
 
@@ -235,6 +244,10 @@ def run_payments(
         elif isinstance(outcome.error, _ClaimFailed):  # the state DB, not the CIS: nothing was sent
             report.add("not_sent_state_db", p.account_number, str(outcome.error), note=True,
                        payment_guid=p.payment_guid)
+            try:  # a claim that committed although its answer was lost: it goes with the next run, not in doubt
+                ledger.finish(biller.biller_id, p.payment_guid, "resend", message=str(outcome.error), run_id=run_id)
+            except SQLAlchemyError:
+                log.warning("payment %s: could not mark it resend (the state DB is still failing)", p.payment_guid)
         elif is_not_sent(outcome.error):  # type: ignore[arg-type]
             message = f"not sent (CIS not reached after {outcome.attempts} tries): {describe_error(outcome.error)}"
             record(p.payment_guid, "resend", message=message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import smtplib
 import tempfile
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,9 @@ class EmailDestination:
         self.subject, self.body = subject, body
         self.description = f"email://{conn_id} to {', '.join(mask_email(a) for a in self.to)}"
 
-    def send(self, name: str, content: bytes, tag: str = "") -> None:
+    def send(self, name: str, content: bytes, tag: str = "", still_ours: Callable[[], bool] | None = None) -> None:
+        if still_ours is not None and not still_ours():
+            raise NotDelivered("this run no longer holds the day (another run took it): nothing sent")
         with tempfile.TemporaryDirectory(prefix="icb-export-") as workdir:
             path = Path(workdir) / name
             path.write_bytes(content)

@@ -292,6 +292,7 @@ class HttpTransport:
         except (Urllib3Error, OSError) as exc:
             raise self._failure(exc, reading=True) from exc
         finally:
+            call.finish()  # before the connection goes back to the pool: the watchdog never shuts a later call's
             response.release_conn()
         if call.expired:  # the deadline passed as the last bytes came: not an answer to act on
             raise AnswerTimeout(f"{self.url}: no whole answer within {self.deadline:g} s (the call's deadline)")

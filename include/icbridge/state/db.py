@@ -231,12 +231,21 @@ class Ledger:
             invoice_uploads.c.generation == file.generation,
             invoice_uploads.c.part_index == part_index,
         )
+        from icbridge.state.executions import owner
+
         claimable = ("not_sent", "refused", "sending") if force else ("not_sent", "refused")
         try:
             with self.engine.begin() as conn:
-                if conn.execute(select(invoice_uploads.c.id).where(*key)).first():
+                found = conn.execute(select(invoice_uploads.c.status, invoice_uploads.c.run_id).where(*key)).first()
+                if found is not None:
+                    if found.status == "sending" and found.run_id != run_id and owner(self.engine, found.run_id).alive:
+                        return False  # force re-sends a part in doubt, never one a live run is sending
                     claimed = conn.execute(
-                        update(invoice_uploads).where(*key, invoice_uploads.c.status.in_(claimable)).values(**values)
+                        update(invoice_uploads)
+                        .where(*key, invoice_uploads.c.status.in_(claimable),
+                               invoice_uploads.c.run_id.is_(None) if found.run_id is None
+                               else invoice_uploads.c.run_id == found.run_id)
+                        .values(**values)
                     )
                     return claimed.rowcount == 1
                 conn.execute(
@@ -249,17 +258,23 @@ class Ledger:
             return False
 
     def mark_part(self, file: SourceFile, part_index: int, status: str, *, ic_file_id: str | None = None,
-                  message: str | None = None) -> None:
+                  message: str | None = None, run_id: str | None = None) -> bool:
+        """IC's answer for a part. With ``run_id`` (the caller's token) only a row still
+        ``sending`` and claimed by that caller changes: False when a person settled it or
+        another run took it meanwhile (their record stands; the answer is in the task log)."""
+        guard = () if run_id is None else (invoice_uploads.c.status == "sending", invoice_uploads.c.run_id == run_id)
         with self.engine.begin() as conn:
-            conn.execute(
+            result = conn.execute(
                 update(invoice_uploads)
                 .where(
                     invoice_uploads.c.source_file_id == file.id,
                     invoice_uploads.c.generation == file.generation,
                     invoice_uploads.c.part_index == part_index,
+                    *guard,
                 )
                 .values(status=status, ic_file_id=ic_file_id, message=message, answered_at=now())
             )
+        return result.rowcount == 1
 
     def settle(self, biller_id: str, file_name: str, part_name: str, outcome: str, *, force: bool = False,
                by: str | None = None, reason: str | None = None) -> int:

@@ -179,6 +179,15 @@ class DeliveryLog:
             ).all()
         return [Delivery(**r._mapping) for r in rows]
 
+    def holds_day(self, biller_id: str, flow: str, day: date, token: str) -> bool:
+        """Whether execution ``token`` still holds the day (checked right before the point of no
+        return: a holder whose lease lapsed may have lost it to another run)."""
+        with self.engine.connect() as conn:
+            holder = conn.execute(select(delivery_claims.c.token).where(
+                delivery_claims.c.biller_id == biller_id, delivery_claims.c.flow == flow,
+                delivery_claims.c.day == day.isoformat())).scalar()
+        return holder == token
+
     @contextlib.contextmanager
     def claim_day(self, biller_id: str, flow: str, day: date, token: str) -> Iterator[None]:
         """Hold the (biller, flow, day) for execution ``token`` while it builds and sends the day's
@@ -235,27 +244,27 @@ class DeliveryLog:
             raise ValueError("outcome must be 'delivered' or 'failed'")
         if not (reason or "").strip():
             raise ValueError("a settlement needs a reason (what the biller said)")
-        for attempt in self.attempts(biller_id, flow, day):
+        checked = [a for a in self.attempts(biller_id, flow, day) if a.status == "sending"]
+        for attempt in checked:
             running = owner(self.engine, attempt.run_id)
-            if attempt.status == "sending" and running.alive and not force:
+            if running.alive and not force:
                 raise OwnerAlive(f"{attempt.file_name} is being sent right now by {running.describe()}: settle "
                                  "only once that run has ended (or pass --force if you know it is dead)")
         message = f"settled by ops as {outcome}" + (f" by {by}" if by else "") + (" (forced)" if force else "")
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                update(deliveries)
-                .where(
-                    deliveries.c.biller_id == biller_id,
-                    deliveries.c.flow == flow,
-                    deliveries.c.day == day.isoformat(),
-                    deliveries.c.status == "sending",
+        changed = 0
+        with self.engine.begin() as conn:  # exactly the attempts judged above, each still as it was then
+            for attempt in checked:
+                own = deliveries.c.run_id.is_(None) if attempt.run_id is None else deliveries.c.run_id == attempt.run_id
+                result = conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id == attempt.id, deliveries.c.status == "sending", own)
+                    .values(status=outcome, finished_at=now(), message=message)
                 )
-                .values(status=outcome, finished_at=now(), message=message)
-            )
-            if result.rowcount:
+                changed += int(result.rowcount or 0)
+            if changed:
                 record(conn, kind="delivery", biller_id=biller_id, item=f"{flow} {day.isoformat()}",
                        from_status="sending", to_status=outcome, by=by, reason=reason, forced=force)
-            return int(result.rowcount or 0)
+            return changed
 
     def history(self, biller_id: str | None = None, flow: str | None = None) -> list[Delivery]:
         """Every attempt, oldest first (ops and tests)."""

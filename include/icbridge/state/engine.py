@@ -19,8 +19,11 @@ through psycopg2's documented wait-callback hook (``psycopg2.extensions.set_wait
 for a connection of ours (``application_name=icbridge``) each wait on the socket ends after
 the bound with psycopg2's ``OperationalError`` naming the state DB and the bound, the
 connection's socket shut (SQLAlchemy then drops it from the pool). Other connections in the
-process (Airflow's own) wait as psycopg2's
-``wait_select`` does, without a bound.
+process (Airflow's own) wait as psycopg2's ``wait_select`` does, without a bound. The hook is
+process-wide: once installed, every psycopg2 connection of the process runs in psycopg2's
+"green" (asynchronous) mode, where ``copy_expert``/``copy_from`` and large objects are not
+available. Neither icbridge nor Airflow's metadata-DB code uses them; a custom operator in the
+same worker that does would need its own process.
 """
 
 from __future__ import annotations

@@ -14,9 +14,10 @@ lease alive while it runs.
   the first's rows for its own (issue 22, item 1).
 * ``icb_executions.heartbeat_at`` is renewed every ``HEARTBEAT_SECONDS`` by a thread of
   the execution; the execution is *alive* while it has not ended and its last heartbeat is
-  younger than the lease (``ICBRIDGE_LEASE_SECONDS``, default 60 s). A row whose token is
-  not in the table (written by a CLI, a test, or a version before this table) has no live
-  owner.
+  younger than the lease (``ICBRIDGE_LEASE_SECONDS``, default 60 s). Both the heartbeat and
+  its age are the state DB's clock (``now()`` there), so a worker whose clock is off is not
+  judged by it. A row whose token is not in the table (written by a CLI, a test, or a version
+  before this table) has no live owner. Ended executions older than 30 days are pruned.
 
 No Airflow imports; the operators start an :class:`Execution` per task execution
 (icbridge.operators.common.task_execution).
@@ -32,7 +33,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Column, DateTime, Engine, Integer, String, Table, select, update
+from sqlalchemy import Column, DateTime, Engine, Integer, String, Table, delete, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from icbridge.state.db import metadata, now
@@ -69,7 +70,16 @@ def run_of(token: str | None) -> str:
     return (token or "-").split("#try", 1)[0]
 
 
-def _utc(moment: datetime) -> datetime:
+def _clock(engine: Engine):
+    """The state DB's own ``now`` as a SQL expression (SQLite's CURRENT_TIMESTAMP has whole seconds only)."""
+    if engine.dialect.name == "sqlite":
+        return func.strftime("%Y-%m-%d %H:%M:%f000", "now")  # UTC, microseconds: as SQLAlchemy stores ours
+    return func.now()
+
+
+def _utc(moment: datetime | str) -> datetime:
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment  # SQLite keeps no offset
 
 
@@ -107,10 +117,10 @@ def owner(engine: Engine, token: str | None) -> Owner:
     if not token:
         return Owner("", alive=False, known=False)
     with engine.connect() as conn:
-        r = conn.execute(select(executions).where(executions.c.token == token)).first()
+        r = conn.execute(select(executions, _clock(engine).label("db_now")).where(executions.c.token == token)).first()
     if r is None:
         return Owner(token, alive=False, known=False)
-    alive = r.ended_at is None and _utc(r.heartbeat_at) >= now() - lease()
+    alive = r.ended_at is None and _utc(r.heartbeat_at) >= _utc(r.db_now) - lease()
     return Owner(token, alive, True, r.dag_id, r.task_id, r.try_number, r.hostname, r.pid, r.heartbeat_at,
                  r.ended_at)
 
@@ -127,7 +137,8 @@ class Execution:
     def __init__(self, engine: Engine, *, dag_id: str | None, task_id: str | None, run_id: str,
                  try_number: int | None, heartbeat_seconds: float = HEARTBEAT_SECONDS) -> None:
         self.engine = engine
-        self.token = f"{run_id}#try{try_number if try_number is not None else 0}#{secrets.token_hex(6)}"
+        # at most 200 characters of the run id (Airflow allows 250): the token fits the ledgers' 255
+        self.token = f"{run_id[:200]}#try{try_number if try_number is not None else 0}#{secrets.token_hex(6)}"
         self._row = {"dag_id": dag_id, "task_id": task_id, "run_id": run_id, "try_number": try_number,
                      "hostname": socket.gethostname(), "pid": os.getpid()}
         self._every = heartbeat_seconds
@@ -135,10 +146,12 @@ class Execution:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> Execution:
-        stamp = now()
         with self.engine.begin() as conn:
-            conn.execute(executions.insert().values(token=self.token, started_at=stamp, heartbeat_at=stamp,
+            clock = _clock(self.engine)
+            conn.execute(executions.insert().values(token=self.token, started_at=clock, heartbeat_at=clock,
                                                     **self._row))
+            conn.execute(delete(executions).where(executions.c.ended_at.is_not(None),
+                                                  executions.c.ended_at < now() - timedelta(days=30)))
         self._thread = threading.Thread(target=self._beat, name="icb-heartbeat", daemon=True)
         self._thread.start()
         return self
@@ -158,7 +171,7 @@ class Execution:
             try:
                 with self.engine.begin() as conn:
                     conn.execute(update(executions).where(executions.c.token == self.token)
-                                 .values(heartbeat_at=now()))
+                                 .values(heartbeat_at=_clock(self.engine)))
             except SQLAlchemyError as exc:
                 log.warning("state DB heartbeat of %s failed (the lease lapses after %s): %s", self.token,
                             lease(), exc)
