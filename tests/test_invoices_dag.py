@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from icbridge.sim.aus_files import make_rows, render
-from icbridge.state.db import Ledger
+from icbridge.state.db import InDoubt, Ledger
 from tests.fixtures_servers import ftps_conn_fields, sftp_conn_fields
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -362,3 +362,32 @@ def test_a_large_file_is_mapped_by_workers_and_uploaded_in_parts_by_bytes(world)
     ti = next(t for t in dag_run.get_task_instances() if t.task_id.startswith("upload"))
     seconds = ti.xcom_pull(task_ids=ti.task_id, map_indexes=ti.map_index)["seconds"]
     assert set(seconds) == {"download", "map", "upload", "archive"}
+
+
+def test_a_retry_that_can_only_end_in_doubt_stops_before_mapping(world, tmp_path, set_airflow_conn, ic_sim):
+    """Issue 22 item 12: after a part was left in doubt, the next try finds it right after
+    download and fails at once, without mapping the file again (minutes for a large file) and
+    without writing artifacts: the in-doubt message, the settle command."""
+    from icbridge.config.biller import load_biller
+    from icbridge.flows.invoices import process_file
+    from icbridge.hooks.transfer import open_remote_folder
+
+    set_airflow_conn("t_ic", **ic_sim.conn_fields(timeout=2))
+    world.configure(max_invoices_per_file=5)
+    name = f"{world.bid}_20261109_UB.TXT"
+    world.drop(name, _file(world.bid, bills=12))
+    world.sim.answer_late_once(f"{name[:-4]}_01.BIF", 3.5)
+    assert str(world.run().state) == "failed"
+    assert [r["status"] for r in world.ledger()] == ["sending", "uploaded", "uploaded"]
+    ledger = Ledger(os.environ["ICBRIDGE_STATE_DB_URL"])
+    biller = load_biller(Path(os.environ["ICBRIDGE_BILLERS_DIR"]) / "t_aus.yaml")
+    try:
+        with open_remote_folder(biller.invoices.transfer.protocol, "t_transfer") as folder, \
+                pytest.raises(InDoubt, match=r"sent in an earlier attempt got no answer .* --reason") as stopped:
+            process_file(file_name=name, folder=folder, uploader=lambda *_: pytest.fail("must not upload"),
+                         ledger=ledger, biller=biller, biller_guid=world.guid, workdir=tmp_path / "w",
+                         artifacts_dir=tmp_path / "a", run_id="retry#try2#x", today=datetime(2026, 11, 9).date())
+    finally:
+        ledger.dispose()
+    assert name in str(stopped.value)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "w" / "bif").exists()  # never mapped

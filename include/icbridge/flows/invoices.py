@@ -124,6 +124,8 @@ def process_file(
         ledger.finish_file(record, "uploaded", archived_to=archived)
         return FileOutcome(file_name, "skipped", {"reason": "already uploaded"}, archived_to=archived)
 
+    if not force:  # a retry that can only end in doubt ends now, not after mapping the file again
+        stop_for_sending(ledger, record, ledger.sending_parts(record), run_id=run_id, biller_id=biller.biller_id)
     out_dir = workdir / "bif"
     try:
         with clock("map"):
@@ -176,30 +178,17 @@ def upload_parts(
     the calling thread only; the uploader runs in up to ``in_flight`` threads.
     """
     todo: list[tuple[int, BifPart]] = []
-    in_doubt: list[str] = []
-    elsewhere: list[str] = []
+    sending: list[tuple[str, str | None]] = []
     for index, part in enumerate(parts, start=1):
         status, token = ledger.part_state(record, index) or (None, None)
         if status == "uploaded":
             log.info("part %s already uploaded: skipped", part.name)
             outcome.skipped_parts.append(part.name)
-        elif status == "sending" and (running := owner(ledger.engine, token)).alive and token != run_id:
-            elsewhere.append(f"{part.name} ({running.describe()})")  # being sent now: not in doubt, not ours
-        elif status == "sending" and not force:
-            in_doubt.append(part.name)
+        elif status == "sending" and (not force or (token != run_id and owner(ledger.engine, token).alive)):
+            sending.append((part.name, token))  # force re-sends a part in doubt, never one a live run is sending
         else:
             todo.append((index, part))
-    if elsewhere:
-        raise InDoubt(
-            f"{record.file_name}: {len(elsewhere)} part(s) are being sent by another run right now, not by this "
-            f"one: {'; '.join(elsewhere)}. That run records what IC answers: check that run, then re-run this one "
-            "(what it uploaded is skipped); do not settle them while it runs (docs/operations.md)"
-        )
-    if in_doubt:
-        raise InDoubt(
-            f"{record.file_name}: {len(in_doubt)} part(s) sent in an earlier attempt got no answer and may be in "
-            f"IC: {', '.join(in_doubt)}. {_SETTLE.format(biller=biller_id, file=record.file_name)}"
-        )
+    stop_for_sending(ledger, record, sending, run_id=run_id, biller_id=biller_id)
     slots = max(1, in_flight)
     flying: dict[Future[UploadAnswer], tuple[int, BifPart]] = {}
     failed: dict[int, tuple[str, BifPart, BaseException]] = {}  # by part index: (not_sent|refused|in_doubt, ...)
@@ -274,6 +263,31 @@ def upload_parts(
     outcome.uploaded_parts.extend(uploaded[i] for i in sorted(uploaded))
     if failed:
         raise _failure(record.file_name, biller_id, [failed[i] for i in sorted(failed)])
+
+
+def stop_for_sending(ledger: Ledger, record: SourceFile, sending: list[tuple[str, str | None]], *, run_id: str,
+                     biller_id: str) -> None:
+    """Stop the file when parts are left ``sending`` (``(part name, owner token)``): being sent by
+    another execution still alive (name it: that run records IC's answer), else in doubt (a
+    person settles them). Nothing to stop for: returns."""
+    elsewhere, in_doubt = [], []
+    for name, token in sending:
+        running = owner(ledger.engine, token)
+        if running.alive and token != run_id:
+            elsewhere.append(f"{name} ({running.describe()})")
+        else:
+            in_doubt.append(name)
+    if elsewhere:
+        raise InDoubt(
+            f"{record.file_name}: {len(elsewhere)} part(s) are being sent by another run right now, not by this "
+            f"one: {'; '.join(elsewhere)}. That run records what IC answers: check that run, then re-run this one "
+            "(what it uploaded is skipped); do not settle them while it runs (docs/operations.md)"
+        )
+    if in_doubt:
+        raise InDoubt(
+            f"{record.file_name}: {len(in_doubt)} part(s) sent in an earlier attempt got no answer and may be in "
+            f"IC: {', '.join(in_doubt)}. {_SETTLE.format(biller=biller_id, file=record.file_name)}"
+        )
 
 
 _SETTLE = ("Check IC, then settle each: `python -m icbridge ledger settle --biller {biller} --file {file} --part "

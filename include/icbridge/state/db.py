@@ -195,6 +195,18 @@ class Ledger:
         found = self.part_state(file, part_index)
         return None if found is None else found[0]
 
+    def sending_parts(self, file: SourceFile) -> list[tuple[str, str | None]]:
+        """(part name, owner token) of the file's parts left ``sending`` in its generation."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(invoice_uploads.c.part_name, invoice_uploads.c.run_id).where(
+                    invoice_uploads.c.source_file_id == file.id,
+                    invoice_uploads.c.generation == file.generation,
+                    invoice_uploads.c.status == "sending",
+                ).order_by(invoice_uploads.c.part_index)
+            ).all()
+        return [(r.part_name, r.run_id) for r in rows]
+
     def part_state(self, file: SourceFile, part_index: int) -> tuple[str, str | None] | None:
         """(status, owner token) of the part in the file's generation; None: never tried."""
         with self.engine.connect() as conn:
