@@ -259,6 +259,8 @@ def check_state_db(c: Compose) -> None:
     init = c.services["airflow-init"]["command"]
     script = "\n".join(init) if isinstance(init, list) else str(init)
     assert "ICBRIDGE_STATE_DB_URL" in script and "CREATE DATABASE" in script, "init does not create it"
+    assert "python -m icbridge pools --create-missing" in script, "init does not create the endpoint pools"
+    assert env.get("ICBRIDGE_ENDPOINT_POOLS") == "true", "the deployment bounds shared endpoints by pools"
 
 
 def check_sim(c: Compose) -> None:

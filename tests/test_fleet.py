@@ -127,3 +127,38 @@ def test_a_biller_files_roles_become_its_dags_access_control(tmp_path, monkeypat
         assert dag.access_control == {"analysts_one": {"DAGs": {"can_read"}},
                                       "ops_one": {"DAGs": {"can_read", "can_edit"}}}, dag.access_control
     assert all(not d.access_control for d in bag.dags.values() if d.dag_id.startswith("acl_none__"))
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_endpoint_pools_are_taken_by_every_calling_task_and_created_once(tmp_path, monkeypatch, capsys):
+    """Issue 20 item 3: with ICBRIDGE_ENDPOINT_POOLS on, each task that calls a shared endpoint
+    takes its pool (billers naming one endpoint share it) with a slot per call in flight; the
+    init step's `pools --create-missing` creates missing pools and keeps an existing size."""
+    from airflow.models.pool import Pool
+
+    from icbridge.cli import main
+
+    billers = tmp_path / "billers"
+    billers.mkdir()
+    for biller_id in ("ep_one", "ep_two"):
+        text = (DEMO / "demo_inhance.yaml").read_text().replace("demo_inhance", biller_id)
+        (billers / f"{biller_id}.yaml").write_text(text.replace("  conn_id: ep_", "  endpoint: hosted\n  conn_id: ep_", 1))
+    aus = (DEMO / "demo_aus.yaml").read_text().replace("demo_aus", "ep_aus")
+    (billers / "ep_aus.yaml").write_text(aus)
+    monkeypatch.setenv("ICBRIDGE_BILLERS_DIR", str(billers))
+    monkeypatch.setenv("ICBRIDGE_ENDPOINT_POOLS", "true")
+    bag = _bag(REPO / "dags", monkeypatch)
+    pools = {f"{d.dag_id}.{t.task_id}": (t.pool, t.pool_slots) for d in bag.dags.values() for t in d.tasks}
+    assert pools["ep_one__payments.payments"] == pools["ep_two__payments.payments"] == ("icb_cis_hosted", 8)
+    assert pools["ep_aus__invoices.upload_file"] == ("icb_invoice_cloud", 2)
+    assert pools["ep_aus__invoices.find_files"][0] == "default_pool"  # no endpoint call in flight
+    monkeypatch.delenv("ICBRIDGE_ENDPOINT_POOLS")
+    off = _bag(REPO / "dags", monkeypatch)
+    assert {t.pool for d in off.dags.values() for t in d.tasks} == {"default_pool"}  # the demo, a laptop
+    assert main(["pools", "--billers-dir", str(billers), "--create-missing"]) == 0
+    assert Pool.get_pool("icb_cis_hosted").slots == 8
+    Pool.create_or_update_pool("icb_cis_hosted", 20, "ops' size", False)
+    capsys.readouterr()
+    assert main(["pools", "--billers-dir", str(billers), "--create-missing"]) == 0
+    assert "pool icb_cis_hosted exists: kept as it is" in capsys.readouterr().out
+    assert Pool.get_pool("icb_cis_hosted").slots == 20

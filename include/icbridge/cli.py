@@ -100,6 +100,19 @@ def _parser() -> argparse.ArgumentParser:
     health.add_argument("--billers-dir", type=Path, help="folder of biller files (default: as the DAGs find it)")
     health.set_defaults(run=_health)
 
+    pools = commands.add_parser(
+        "pools", help="the Airflow pools the biller files' tasks take (one per shared endpoint), to create them",
+        description="Each endpoint pool (icbridge.dagbuild.pools) the biller files use, the tasks that take it and "
+        "the slots each asks; the pool needs at least the largest. --json prints a file for `airflow pools import` "
+        "with that minimum as each pool's size: raise it to the endpoint's own limit.",
+    )
+    pools.add_argument("--billers-dir", type=Path, help="folder of biller files (default: as the DAGs find it)")
+    pools.add_argument("--json", action="store_true", help="print an `airflow pools import` file")
+    pools.add_argument("--create-missing", action="store_true",
+                       help="create, in Airflow's metadata DB, each pool that does not exist yet, with the minimum "
+                            "size (an existing pool keeps the size ops gave it); for a deployment's init step")
+    pools.set_defaults(run=_pools)
+
     c = commands.add_parser(
         "check-bif", help="run the pre-upload checks on BIF file(s)", description="Run the pre-upload BIF checks."
     )
@@ -349,6 +362,38 @@ def _schema_upgrade(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     print(f"schema version {version}")
+    return 0
+
+
+def _pools(args: argparse.Namespace) -> int:
+    import json
+
+    from icbridge.config.biller import default_billers_dir, load_billers
+    from icbridge.dagbuild.pools import pools_used
+
+    used = pools_used(load_billers(args.billers_dir or default_billers_dir()).billers)
+    if args.create_missing:
+        from airflow.models.pool import Pool
+
+        for name, uses in sorted(used.items()):
+            if Pool.get_pool(name) is None:
+                Pool.create_or_update_pool(name, max(u.slots for u in uses), "icbridge endpoint pool: set its size "
+                                           "to the endpoint's limit (docs/deployment.md)", False)
+                print(f"created pool {name} with {max(u.slots for u in uses)} slots")
+            else:
+                print(f"pool {name} exists: kept as it is")
+        return 0
+    if args.json:
+        print(json.dumps({name: {"slots": max(u.slots for u in uses), "include_deferred": False,
+                                 "description": f"icbridge endpoint pool ({len(uses)} task(s))"}
+                          for name, uses in sorted(used.items())}, indent=2))
+        return 0
+    for name, uses in sorted(used.items()):
+        print(f"{name}: at least {max(u.slots for u in uses)} slots; {len(uses)} task(s)")
+        for use in uses:
+            print(f"  {use.task}: {use.slots} slots")
+    if not used:
+        print("no endpoint pools: no biller file has a flow that calls a shared endpoint")
     return 0
 
 

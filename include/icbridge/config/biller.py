@@ -131,6 +131,9 @@ class CisServiceConfig(_Strict):
     calls_in_flight: int = Field(8, ge=1, le=64)
     calls_per_second: float = Field(20.0, gt=0, le=1000)
     timeout_seconds: float = Field(30.0, gt=0, le=600)
+    # the endpoint this service shares with other billers (e.g. inHance's hosted iCloud.asmx): billers that name
+    # the same endpoint share one Airflow pool, icb_cis_<endpoint>, bounding their calls together; default conn_id
+    endpoint: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]{0,60}$")] | None = None
 
     INHANCE_ONLY: ClassVar[tuple[str, ...]] = ("rtdr_version", "rtdr_updates_email", "paypal_payment_type")
 

@@ -16,6 +16,7 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 
 from icbridge.config.biller import BillerConfig
 from icbridge.dagbuild.common import biller_dag
+from icbridge.dagbuild.pools import pool_args
 
 FOOTER = """
 * **Watermark**: each run reads from where the flow last got to (the whole gap after downtime)
@@ -67,5 +68,6 @@ def build_sync_dag(
             biller_id=biller.biller_id,
             billers_dir=str(billers_dir),
             execution_timeout=execution_timeout,
+            **pool_args(biller, f"{biller.biller_id}__{flow}"),
         )
     return dag

@@ -9,6 +9,7 @@ from airflow.sdk import DAG, Param
 
 from icbridge.config.biller import BillerConfig
 from icbridge.dagbuild.common import biller_dag
+from icbridge.dagbuild.pools import pool_args
 from icbridge.operators.balance_all import BalanceAllOperator
 
 BALANCE_ALL_DOC = """
@@ -70,5 +71,6 @@ def build(biller: BillerConfig, billers_dir: Path) -> DAG | None:
             biller_id=biller.biller_id,
             billers_dir=str(billers_dir),
             execution_timeout=timedelta(hours=6),
+            **pool_args(biller, f"{biller.biller_id}__balance_all"),
         )
     return dag

@@ -8,6 +8,7 @@ from airflow.sdk import DAG, Param
 
 from icbridge.config.biller import BillerConfig
 from icbridge.dagbuild.common import biller_dag
+from icbridge.dagbuild.pools import pool_args
 from icbridge.operators.invoices import FindAusFilesOperator, UploadAusFileOperator
 
 INVOICES_DOC = """
@@ -56,5 +57,6 @@ def build(biller: BillerConfig, billers_dir: Path) -> DAG | None:
             max_active_tis_per_dagrun=4,
             map_index_template="{{ task.file_name }}",
             **common,
+            **pool_args(biller, f"{biller.biller_id}__invoices.upload_file"),
         ).expand(file_name=files.output)
     return dag

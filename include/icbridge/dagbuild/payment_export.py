@@ -9,6 +9,7 @@ from airflow.sdk.definitions.timetables.trigger import CronTriggerTimetable
 
 from icbridge.config.biller import BillerConfig
 from icbridge.dagbuild.common import biller_dag
+from icbridge.dagbuild.pools import pool_args
 from icbridge.masking import mask_email
 from icbridge.operators.payment_export import PaymentExportOperator
 
@@ -68,5 +69,6 @@ def build(biller: BillerConfig, billers_dir: Path) -> DAG | None:
             task_id="export_and_deliver",
             biller_id=biller.biller_id,
             billers_dir=str(billers_dir),
+            **pool_args(biller, f"{biller.biller_id}__payment_export.export_and_deliver"),
         )
     return dag

@@ -49,6 +49,8 @@ class Faults:
         self._rules: dict[str, FaultRule] = {}
         self._lock = threading.Lock()
         self.fired: list[tuple[str, str]] = []  # (method, kind) of every hit, for tests
+        self.in_flight: dict[str, int] = {}  # calls being answered now, by method
+        self.peak: dict[str, int] = {}  # the most ever answered at once, by method (a bound's test reads it)
 
     def set(
         self,
@@ -97,6 +99,16 @@ class Faults:
         """``handler`` with this object's rules applied; ``failure(message)`` builds a business refusal."""
 
         def faulty(args: dict[str, Any]) -> Mapping[str, Any] | None:
+            with self._lock:
+                self.in_flight[method] = now = self.in_flight.get(method, 0) + 1
+                self.peak[method] = max(self.peak.get(method, 0), now)
+            try:
+                return answer(args)
+            finally:
+                with self._lock:
+                    self.in_flight[method] -= 1
+
+        def answer(args: dict[str, Any]) -> Mapping[str, Any] | None:
             rule = self._take(method)
             if rule is None:
                 return handler(args)
