@@ -205,3 +205,58 @@ def test_analyst_logs_in_and_reads_the_report(airflow_api, browser):
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "table.runs")))
     browser.switch_to.default_content()
     _shot(browser, "balance_all_in_airflow_ui.png")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(STARTUP_TIMEOUT + 180)
+def test_a_page_on_another_origin_cannot_run_biller_check(airflow_api, browser):
+    """Issue 21 item 2, in a real browser logged in to Airflow: a page served from another
+    origin (the same host, another port: the browser sends the SameSite=Lax cookie with it)
+    auto-submits a POST to Biller check and loads the check's URL as an image. Neither runs the
+    check; the page's own form, in the same browser, does."""
+    import http.server
+    import threading
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server, password, _ = airflow_api
+    wait = WebDriverWait(browser, WAIT)
+    check_url = f"{server.url}/icbridge/billers/demo_aus/check"
+    browser.get(check_url)
+    if "/auth/login" in browser.current_url:
+        _login(browser, browser.current_url, password)
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "form button[type='submit']")))
+    assert "ready to unpause" not in browser.page_source and "fix the failed" not in browser.page_source
+
+    evil = (f'<html><body><img src="{check_url}"><form id="f" method="post" action="{check_url}">'
+            '<input type="hidden" name="token" value="1.forged"></form>'
+            '<script>document.getElementById("f").submit()</script></body></html>').encode()
+
+    class Evil(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(evil)))
+            self.end_headers()
+            self.wfile.write(evil)
+
+        def log_message(self, *args):
+            pass
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Evil)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        browser.get(f"http://127.0.0.1:{other.server_address[1]}/")
+        wait.until(lambda d: d.current_url.startswith(check_url))  # the forged POST landed on the check
+        page = browser.page_source
+        assert "refused: a request from another" in page, page[:2000]
+        assert "ready to unpause" not in page and "fix the failed" not in page
+        _shot(browser, "biller_check_cross_origin_refused.png")
+    finally:
+        other.shutdown()
+    browser.get(check_url)  # the page's own form runs it
+    wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "form button[type='submit']"))).click()
+    wait.until(lambda d: "ready to unpause" in d.page_source or "fix the failed" in d.page_source)
+    _shot(browser, "biller_check_own_form.png")

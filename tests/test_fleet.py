@@ -142,7 +142,8 @@ def test_endpoint_pools_are_taken_by_every_calling_task_and_created_once(tmp_pat
     billers.mkdir()
     for biller_id in ("ep_one", "ep_two"):
         text = (DEMO / "demo_inhance.yaml").read_text().replace("demo_inhance", biller_id)
-        (billers / f"{biller_id}.yaml").write_text(text.replace("  conn_id: ep_", "  endpoint: hosted\n  conn_id: ep_", 1))
+        shared = text.replace("  conn_id: ep_", "  endpoint: hosted\n  conn_id: ep_", 1)  # one hosted endpoint
+        (billers / f"{biller_id}.yaml").write_text(shared)
     aus = (DEMO / "demo_aus.yaml").read_text().replace("demo_aus", "ep_aus")
     (billers / "ep_aus.yaml").write_text(aus)
     monkeypatch.setenv("ICBRIDGE_BILLERS_DIR", str(billers))
