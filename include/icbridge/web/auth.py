@@ -111,7 +111,7 @@ def readable_billers(user: Any, biller_ids: Iterable[str], flows: Iterable[str] 
 def require_biller(user: Any, biller_id: str, flows: Iterable[str] = BILLER_FLOWS) -> None:
     """403 unless ``user`` may read one of the biller's DAGs among ``flows``."""
     if biller_id not in readable_billers(user, [biller_id], flows):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"not allowed to read the DAGs of biller {biller_id}")
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "not allowed to read this biller's DAGs")
 
 
 def require_connections(user: Any) -> None:
