@@ -133,3 +133,21 @@ def test_the_cli_prints_the_same_rows_and_exits_1_when_a_flow_is_behind(seeded, 
     assert cli(["health", "--db", seeded, "--biller", "hb_aus"]) == 0  # a rejected file: attention, not behind
     out = capsys.readouterr().out
     assert "attention  hb_aus  invoices" in out and "rejected 7d 1" in out and "hb_inhance" not in out
+
+
+def test_an_in_doubt_count_links_to_what_waits_and_who_settled_what(api, seeded):  # noqa: F811
+    """Issue 21 item 3: the health page's in-doubt count is a link to the biller's items waiting
+    for a person (accounts masked) and its settlements (who, when, from, to, why)."""
+    import os
+
+    page = api.get("/icbridge/health/", headers=bearer())
+    assert 'href="hb_inhance/doubts"' in page.text
+    doubts = api.get("/icbridge/health/hb_inhance/doubts", headers=bearer())
+    assert doubts.status_code == 200, doubts.text
+    assert "G-1" in doubts.text and "in_doubt" in doubts.text and "123456789" not in doubts.text
+    ledger = PaymentLedger(os.environ["ICBRIDGE_STATE_DB_URL"])
+    ledger.settle("hb_inhance", "G-1", "posted", note="CIS shows it as pending", by="ops-anna")
+    ledger.dispose()
+    settled = api.get("/icbridge/health/hb_inhance/doubts", headers=bearer()).text
+    assert "ops-anna" in settled and "in_doubt → posted" in settled and "CIS shows it as pending" in settled
+    assert "waiting for a person (0)" in settled

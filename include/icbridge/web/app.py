@@ -318,6 +318,15 @@ def create_app() -> FastAPI:
         return _html("health.html", rows=rows, columns=HEALTH_COLUMNS, sort=sort, desc=desc, sort_url=sort_url,
                      now=now.strftime("%Y-%m-%d %H:%M"), lag=_lag_text, when=_when, user_name=_user_name(user))
 
+    @app.get("/health/{biller_id}/doubts", response_class=HTMLResponse)
+    def health_doubts(biller_id: str, user: Any = user_dep) -> HTMLResponse:
+        """What of one biller waits for a person, and who settled what (icbridge.web.doubts)."""
+        from icbridge.web.doubts import doubts
+
+        require_biller(user, biller_id)
+        return _html("doubts.html", biller_id=biller_id, user_name=_user_name(user),
+                     **doubts(get_store().engine, biller_id))
+
     @app.get("/billers", include_in_schema=False)
     def to_billers(request: Request) -> RedirectResponse:
         return RedirectResponse(request.scope.get("root_path", "") + "/billers/", status_code=307)

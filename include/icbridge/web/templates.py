@@ -126,7 +126,8 @@ Logged in as {{ user_name }}.</p>
  else 'succeeded') }}">{{ row.status }}</td>
 <td class="num">{{ lag(row) }}</td>
 <td>{{ when(row.covered_through) }}</td><td>{{ when(row.last_success) }}</td>
-<td class="num">{{ "—" if row.in_doubt is none else row.in_doubt }}</td>
+<td class="num">{% if row.in_doubt %}<a href="{{ row.biller_id }}/doubts">{{ row.in_doubt }}</a>
+{%- else %}{{ "—" if row.in_doubt is none else row.in_doubt }}{% endif %}</td>
 <td class="num">{{ "—" if row.rejected_7d is none else row.rejected_7d }}</td>
 <td class="muted">{{ (row.last_message or "")[:300] }}</td></tr>
 {% endfor %}
@@ -187,9 +188,36 @@ nothing is uploaded, paid, sent or created.</p>
 {% endblock %}
 """
 
+DOUBTS = """{% extends "base.html" %}
+{% block title %}In doubt: {{ biller_id }}{% endblock %}
+{% block body %}
+<nav class="crumbs"><a href="../">Integration health</a> › {{ biller_id }}</nav>
+<h1>{{ biller_id }}: waiting for a person ({{ items|length }})</h1>
+<table class="runs" id="doubts"><thead><tr><th>Kind</th><th>Item</th><th>Status</th><th>Detail</th>
+<th>Owning run</th></tr></thead><tbody>
+{% for kind, item, status, detail, holder in items %}
+<tr><td>{{ kind }}</td><td>{{ item }}</td><td>{{ status }}</td><td class="muted">{{ detail[:300] }}</td>
+<td class="muted">{{ holder }}</td></tr>
+{% endfor %}
+</tbody></table>
+<p class="muted">Settle with <code>python -m icbridge ledger|payments|deliveries settle … --reason '…'</code>
+(docs/operations.md); a row whose run is alive is being sent, not in doubt.</p>
+<h2>Settled (newest first)</h2>
+<table class="runs" id="settled"><thead><tr><th>When (UTC)</th><th>Who</th><th>Kind</th><th>Item</th>
+<th>From → to</th><th>Why</th></tr></thead><tbody>
+{% for s in settled %}
+<tr><td>{{ s.settled_at.strftime("%Y-%m-%d %H:%M") }}</td><td>{{ s.settled_by }}</td><td>{{ s.kind }}</td>
+<td>{{ s.item }}</td><td>{{ s.from_status }} → {{ s.to_status }}{{ " (forced)" if s.forced else "" }}</td>
+<td>{{ s.reason }}</td></tr>
+{% endfor %}
+</tbody></table>
+{% endblock %}
+"""
+
 ENV = Environment(
     loader=DictLoader({"base.html": BASE, "index.html": INDEX, "run.html": RUN, "health.html": HEALTH,
-                       "error.html": ERROR, "billers.html": BILLERS, "check.html": CHECK}),
+                       "error.html": ERROR, "billers.html": BILLERS, "check.html": CHECK,
+                       "doubts.html": DOUBTS}),
     autoescape=select_autoescape(default=True),
     trim_blocks=True,
     lstrip_blocks=True,
