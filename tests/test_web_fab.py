@@ -90,7 +90,7 @@ def _pages(runs: dict[str, int], biller: str) -> list[str]:
     run = runs[biller]
     return [f"/icbridge/balance-all/runs/{run}", f"/icbridge/balance-all/runs/{run}/items.csv",
             f"/icbridge/balance-all/runs/{run}/items.xlsx", f"/icbridge/balance-all/?biller={biller}",
-            f"/icbridge/billers/{biller}/check"]
+            f"/icbridge/health/{biller}/doubts", f"/icbridge/billers/{biller}/check"]
 
 
 @pytest.mark.slow
