@@ -32,6 +32,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--billers", type=int, default=500)
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--per-loop", type=int, help="[scheduler] max_dagruns_to_create_per_loop (Airflow: 10)")
     args = parser.parse_args()
     airflow = str(Path(sys.executable).parent / "airflow")
     with tempfile.TemporaryDirectory() as tmp:
@@ -45,12 +46,15 @@ def main() -> int:
                    AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
                    AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="True", ICBRIDGE_BILLERS_DIR=str(billers),
                    ICBRIDGE_STATE_DB_URL=f"sqlite:///{home / 'state.db'}")
+        if args.per_loop:
+            env["AIRFLOW__SCHEDULER__MAX_DAGRUNS_TO_CREATE_PER_LOOP"] = str(args.per_loop)
         (home / "airflow").mkdir()
         run = lambda *a: subprocess.run([airflow, *a], env=env, check=True, capture_output=True)  # noqa: E731
         run("db", "migrate")
         started = time.perf_counter()
         run("dags", "reserialize")
-        print(f"billers {args.billers}: serialized in {time.perf_counter() - started:.1f} s")
+        print(f"billers {args.billers}: serialized in {time.perf_counter() - started:.1f} s; "
+              f"max_dagruns_to_create_per_loop {args.per_loop or 'default (10)'}")
         run("pools", "set", "default_pool", "0", "no task runs: only run creation is timed")
         db = sqlite3.connect(home / "airflow.db")
         dags = db.execute("SELECT count(*) FROM dag WHERE is_stale = 0").fetchone()[0]
