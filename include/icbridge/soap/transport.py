@@ -262,8 +262,9 @@ class HttpTransport:
             return self._post(body, headers, call)
         except (NotSent, NoAnswer) as exc:
             if call.expired:
-                raise AnswerTimeout(f"{self.url}: no whole answer within {self.deadline:g} s (the call's deadline; "
-                                    f"{type(exc).__name__}: {exc})") if getattr(_state, "written", False) else \
+                # one text whatever the shut socket made the read raise (a reset, a timeout): the cause is chained
+                raise AnswerTimeout(f"{self.url}: no whole answer within {self.deadline:g} s (the call's deadline)"
+                                    ) if getattr(_state, "written", False) else \
                     NotSent(f"{self.url}: the request could not be written within {self.deadline:g} s") from exc
             raise
         finally:
