@@ -289,6 +289,9 @@ def test_ledger_settle_and_show(tmp_path):
     assert "123_20261101_UB.BIF  uploaded" in shown.stdout
     assert re.search(r"demo_aus  \S+ \S+ UTC \S+: 123_20261101_UB.TXT 123_20261101_UB.BIF sending -> uploaded "
                      r"\(IC portal shows the file\)", shown.stdout), shown.stdout  # who, when, from, to, why
+    after = subprocess.run([sys.executable, "-m", "icbridge", "ledger", "show", "--db", url], capture_output=True,
+                           text=True)  # --db after the action works as well
+    assert after.returncode == 0 and "123_20261101_UB.BIF  uploaded" in after.stdout, after.stderr
     unexplained = subprocess.run(settle[:-2], capture_output=True, text=True)
     assert unexplained.returncode == 2 and "--reason" in unexplained.stderr
 

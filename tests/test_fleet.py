@@ -163,3 +163,23 @@ def test_endpoint_pools_are_taken_by_every_calling_task_and_created_once(tmp_pat
     assert main(["pools", "--billers-dir", str(billers), "--create-missing"]) == 0
     assert "pool icb_cis_hosted exists: kept as it is" in capsys.readouterr().out
     assert Pool.get_pool("icb_cis_hosted").slots == 20
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_biller_check_fails_while_one_of_its_pools_is_missing(tmp_path, monkeypatch):
+    """A new biller's pool must exist before its tasks can run: the onboarding preflight says so."""
+    from airflow.models.pool import Pool
+
+    from icbridge.preflight import check_biller
+
+    text = (DEMO / "demo_inhance.yaml").read_text().replace("demo_inhance", "ep_new")
+    path = tmp_path / "ep_new.yaml"
+    path.write_text(text)
+    monkeypatch.setenv("ICBRIDGE_ENDPOINT_POOLS", "true")
+    checks = {c.name: c for c in check_biller(path)}
+    pool = checks["Airflow pool icb_cis_ep_new_cis"]
+    assert not pool.ok and "--create-missing" in pool.detail
+    Pool.create_or_update_pool("icb_cis_ep_new_cis", 8, "test", False)
+    assert {c.name: c for c in check_biller(path)}["Airflow pool icb_cis_ep_new_cis"].ok
+    monkeypatch.delenv("ICBRIDGE_ENDPOINT_POOLS")
+    assert not any(name.startswith("Airflow pool") for name in {c.name for c in check_biller(path)})

@@ -197,7 +197,21 @@ def _state_command(commands: Any, name: str, help_text: str, description: str) -
         "the command prints which one it read and never creates one.",
     )
     command.add_argument("--db", help="SQLAlchemy URL of the state DB (default: as the DAGs find it)")
-    return command.add_subparsers(dest=f"{name}_command", required=True, metavar="ACTION")
+    return _WithDb(command.add_subparsers(dest=f"{name}_command", required=True, metavar="ACTION"))
+
+
+class _WithDb:
+    """A state command's actions, each taking ``--db`` too: ``ledger --db URL show`` and
+    ``ledger show --db URL`` both work (the action's value, when given, wins)."""
+
+    def __init__(self, actions: Any) -> None:
+        self.actions = actions
+
+    def add_parser(self, *args: Any, **kwargs: Any) -> argparse.ArgumentParser:
+        action = self.actions.add_parser(*args, **kwargs)
+        action.add_argument("--db", default=argparse.SUPPRESS,
+                            help="SQLAlchemy URL of the state DB (default: as the DAGs find it)")
+        return action
 
 
 def _state_db(args: argparse.Namespace) -> str:

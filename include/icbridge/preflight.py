@@ -78,6 +78,25 @@ def _checks(biller: BillerConfig) -> Iterator[Check]:
                        lambda: _folders(delivery, [delivery.inbox]))
         else:
             yield _run(f"payment export SMTP {export.conn_id}", lambda: _smtp(export.conn_id))
+    from icbridge.dagbuild.pools import enabled, pools_used
+
+    if enabled():  # a task whose pool does not exist is never scheduled: say so before unpausing
+        for name, uses in sorted(pools_used([biller]).items()):
+            need = max(u.slots for u in uses)
+            yield _run(f"Airflow pool {name}", lambda name=name, need=need: _pool(name, need))
+
+
+def _pool(name: str, need: int) -> tuple[bool, str]:
+    """The endpoint pool exists with at least ``need`` slots (Airflow's metadata DB)."""
+    from airflow.models.pool import Pool
+
+    pool = Pool.get_pool(name)
+    if pool is None:
+        return False, (f"missing: its tasks would never be scheduled; `python -m icbridge pools --create-missing` "
+                       f"(or `airflow pools set {name} <size> ...`)")
+    if pool.slots < need:
+        return False, f"{pool.slots} slots, but a task of this biller takes {need}: raise it (airflow pools set)"
+    return True, f"{pool.slots} slots (this biller's tasks take up to {need})"
 
 
 def _smtp(conn_id: str) -> tuple[bool, str]:

@@ -1,6 +1,6 @@
 """The biller fleet split over DAG files: which billers a file builds, and which DAG a task needs.
 
-Why (issue 20): one DAG file for every biller made every parse cost the whole fleet (16 s at
+Why (issue 20): one DAG file for every biller made every parse cost the whole fleet (16–30 s at
 3,000 billers), made every task start pay it again (Airflow 3's task runner parses the
 task's DAG file), and let one parse timeout remove every biller's DAGs at once.
 
