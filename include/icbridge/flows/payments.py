@@ -330,29 +330,20 @@ def _judge(report: SyncReport) -> None:
             "(docs/operations.md)",
             retry=False,
         )
-    elsewhere = [i for i in report.items if i["outcome"] == "being_sent_by_another_run"]
-    if elsewhere:
-        raise SyncFailed(
-            report,
-            f"{len(elsewhere)} payment(s) are being sent by another run right now and were not sent by this one: "
-            + "; ".join(f"{i['payment_guid']} ({i['detail']})" for i in elsewhere[:5])
+    retried = (  # nothing needs a person: a retry sends these (first match decides the message)
+        ("being_sent_by_another_run", lambda found: (
+            f"{len(found)} payment(s) are being sent by another run right now and were not sent by this one: "
+            + "; ".join(f"{i['payment_guid']} ({i['detail']})" for i in found[:5])
             + ". A retry checks again: by then that run has recorded the answer, or it is gone and the payment is "
-            "in doubt for a person",
-            retry=True,
-        )
-    state_db = [i for i in report.items if i["outcome"] == "not_sent_state_db"]
-    if state_db:
-        raise SyncFailed(
-            report,
-            f"the state DB failed while claiming {len(state_db)} payment(s), so they were not sent (nothing is in "
-            f"doubt); a retry sends them: {state_db[0]['detail']}",
-            retry=True,
-        )
-    not_sent = [i for i in report.items if i["outcome"] == "not_sent"]
-    if not_sent:
-        raise SyncFailed(
-            report,
-            f"{len(not_sent)} payment(s) could not reach the CIS (nothing sent); a retry sends them: "
-            + "; ".join(i["payment_guid"] for i in not_sent[:20]),
-            retry=True,
-        )
+            "in doubt for a person")),
+        ("not_sent_state_db", lambda found: (
+            f"the state DB failed while claiming {len(found)} payment(s), so they were not sent (nothing is in "
+            f"doubt); a retry sends them: {found[0]['detail']}")),
+        ("not_sent", lambda found: (
+            f"{len(found)} payment(s) could not reach the CIS (nothing sent); a retry sends them: "
+            + "; ".join(i["payment_guid"] for i in found[:20]))),
+    )
+    for outcome, describe in retried:
+        found = [i for i in report.items if i["outcome"] == outcome]
+        if found:
+            raise SyncFailed(report, describe(found), retry=True)
