@@ -30,7 +30,7 @@ from icbridge.sim.stack import SimStack
 from tests.conftest import REPO
 
 BILLERS = ("pool_a", "pool_b", "pool_c")
-POOL, SLOTS, IN_FLIGHT, PAYMENTS = "icb_cis_shared_inhance", 6, 3, 12
+POOL, SLOTS, IN_FLIGHT, PAYMENTS = "icb_cis_shared_inhance", 6, 3, 24
 
 
 def _billers(folder: Path) -> Path:
@@ -72,7 +72,7 @@ def test_billers_on_one_endpoint_share_its_pool_under_the_real_scheduler(tmp_pat
             dag = api.call("GET", f"/api/v2/dags/{biller_id}__payments/tasks")
             [task] = dag["tasks"]
             assert (task["pool"], task["pool_slots"]) == (POOL, IN_FLIGHT)
-        stack.inhance.faults.set("MakePaymentExtended", kind="latency", seconds=0.4)
+        stack.inhance.faults.set("MakePaymentExtended", kind="latency", seconds=1.0)  # ~8 s a task: they overlap
         wanted = []
         for biller_id in BILLERS:
             guid = stack.access(biller_id).biller_guid
