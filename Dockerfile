@@ -30,7 +30,9 @@ RUN pip install --no-cache-dir --no-deps . \
 WORKDIR /opt/airflow
 
 # include/ (biller YAML in include/billers) is also in the image at the path compose mounts it on, so
-# the image works without the mount. The simulator's state directory is group-0 writable so that a
-# named volume initialised from it works for any AIRFLOW_UID (the image runs everything with GID 0).
+# the image works without the mount. The simulators (include/icbsim) are not in the installed package:
+# `python -m icbsim` imports them from there, with PYTHONPATH=/opt/airflow/include (docker-compose.yaml).
+# The simulator's state directory is group-0 writable so that a named volume initialised from it
+# works for any AIRFLOW_UID (the image runs everything with GID 0).
 COPY --chown=airflow:0 include/ /opt/airflow/include/
 RUN mkdir -p /opt/airflow/sim-state && chmod 0775 /opt/airflow/sim-state

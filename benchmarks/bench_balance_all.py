@@ -102,7 +102,7 @@ def expected_counts(accounts: int, cis: str) -> dict[str, int]:
 def serve(kind: str, args: argparse.Namespace) -> None:
     """Runs in a server subprocess: seed, print one JSON line (URL, credentials), serve until
     stdin closes."""
-    from icbridge.sim.soapserver import SoapServer
+    from icbsim.soapserver import SoapServer
 
     workdir = Path(args.workdir)
     server = SoapServer(port=args.port, reuse_port=kind == "cis").start()
@@ -110,7 +110,7 @@ def serve(kind: str, args: argparse.Namespace) -> None:
     today = date(2026, 11, 1)
     started = time.perf_counter()
     if kind == "ic":
-        from icbridge.sim.invoice_cloud import InvoiceCloudSimulator
+        from icbsim.invoice_cloud import InvoiceCloudSimulator
 
         sim = InvoiceCloudSimulator(workdir / "ic_sim.sqlite", server)
         guid, key = str(uuid.uuid4()), secrets.token_urlsafe(24)
@@ -148,9 +148,9 @@ def serve(kind: str, args: argparse.Namespace) -> None:
         info = {"url": sim.base_url, "guid": guid, "key": key}
     else:
         if args.cis == "aus":
-            from icbridge.sim.aus import AusSimulator as Simulator
+            from icbsim.aus import AusSimulator as Simulator
         else:
-            from icbridge.sim.inhance import InhanceSimulator as Simulator  # type: ignore[assignment]
+            from icbsim.inhance import InhanceSimulator as Simulator  # type: ignore[assignment]
         sim = Simulator(workdir / "cis_sim.sqlite", server)  # type: ignore[assignment]
         key = json.loads(sys.stdin.readline())["key"] if replica else secrets.token_urlsafe(24)
         sim.add_biller(BILLER, key)  # type: ignore[attr-defined]

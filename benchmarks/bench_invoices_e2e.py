@@ -47,7 +47,7 @@ from icbridge.demo import (
     wait_for_run,
     wait_healthy,
 )
-from icbridge.sim.stack import SimStack
+from icbsim.stack import SimStack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_map import ensure_file  # noqa: E402 - the benchmarks folder is not a package

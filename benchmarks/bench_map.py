@@ -273,7 +273,7 @@ def ensure_file(workdir: Path, bills: int, warn_heavy: bool = False) -> tuple[Pa
     path = workdir / FILE_NAME
     if path.exists() and trailer_bills(path) == bills:
         return path, True, None
-    from icbridge.sim import aus_files
+    from icbsim import aus_files
 
     workdir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

@@ -12,7 +12,7 @@ import argparse
 import time
 from pathlib import Path
 
-from icbridge.sim.aus_files import write_file
+from icbsim.aus_files import write_file
 
 
 def count_lines(path: Path) -> int:

@@ -16,6 +16,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --no-deps -e .
   echo "$want" > "$stamp"
 fi
+# The simulators (include/icbsim: the demo, the tests, `python -m icbsim`) are not in the icbridge
+# wheel: a .pth puts include/ on the venv's sys.path, whatever layout the editable install uses.
+.venv/bin/python -c 'import pathlib, sys, sysconfig
+pth = pathlib.Path(sysconfig.get_paths()["purelib"]) / "icbsim-dev.pth"
+if not pth.exists() or pth.read_text() != sys.argv[1] + "\n":
+    pth.write_text(sys.argv[1] + "\n")' "$PWD/include"
+.venv/bin/python -c "import icbsim" || { echo "setup.sh: icbsim (include/icbsim) does not import" >&2; exit 1; }
 # Headless Debian chromium + chromedriver for tests/test_balance_all_browser.py (never a downloaded
 # browser). Installed only where we may (root) and want to (CI, or ICBRIDGE_INSTALL_BROWSER=1);
 # elsewhere the browser test skips when they are missing.

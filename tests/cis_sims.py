@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from icbridge.sim.aus import AusSimulator
-from icbridge.sim.inhance import InhanceSimulator
-from icbridge.sim.soapserver import SoapServer
+from icbsim.aus import AusSimulator
+from icbsim.inhance import InhanceSimulator
+from icbsim.soapserver import SoapServer
 
 
 @dataclass

@@ -18,9 +18,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from icbridge.sim.ftps import FTPSServer
-from icbridge.sim.sftp import SFTPServer
-from icbridge.sim.tls import Pki, make_test_pki
+from icbsim.ftps import FTPSServer
+from icbsim.sftp import SFTPServer
+from icbsim.tls import Pki, make_test_pki
 
 SetConn = Callable[..., str]
 

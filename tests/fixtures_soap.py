@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from icbridge.sim.invoice_cloud import InvoiceCloudSimulator
-from icbridge.sim.soapserver import SoapServer
 from icbridge.soap.invoice_cloud import InvoiceCloudClient
+from icbsim.invoice_cloud import InvoiceCloudSimulator
+from icbsim.soapserver import SoapServer
 
 
 @dataclass

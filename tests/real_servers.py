@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from icbridge.sim.tls import Pki
+from icbsim.tls import Pki
 
 VSFTPD = "/usr/sbin/vsftpd"
 SSHD = "/usr/sbin/sshd"

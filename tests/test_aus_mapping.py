@@ -23,8 +23,8 @@ from icbridge.layouts.aus import FileRejected, IncompleteFile, columns
 from icbridge.layouts.bif import BifFile, check_bif, encode_row, read_bif, registry
 from icbridge.mapping import aus_to_bif
 from icbridge.mapping.aus_to_bif import InvoiceSettings, MapResult, map_aus
-from icbridge.sim import aus_files
-from icbridge.sim.aus_files import COLUMNS, trailer_for
+from icbsim import aus_files
+from icbsim.aus_files import COLUMNS, trailer_for
 
 SAMPLE = Path("/work/shared/specs/samples/123_20261101_UB.TXT")
 NAME = "123_20261101_UB.TXT"

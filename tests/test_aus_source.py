@@ -14,7 +14,7 @@ import pytest
 from icbridge.layouts.aus import AusSource, FileRejected
 from icbridge.mapping import aus_to_bif
 from icbridge.mapping.aus_to_bif import map_aus
-from icbridge.sim import aus_files
+from icbsim import aus_files
 from tests.test_aus_mapping import DAY, NAME, SETTINGS, _assert_same_output
 
 

@@ -11,10 +11,10 @@ from decimal import Decimal
 import pytest
 import yaml
 
-from icbridge.sim.aus import AusSimulator
-from icbridge.sim.inhance import InhanceSimulator
-from icbridge.sim.soapserver import SoapServer
 from icbridge.state.reconcile import FAILED_THRESHOLD, SUCCEEDED, ReconcileStore
+from icbsim.aus import AusSimulator
+from icbsim.inhance import InhanceSimulator
+from icbsim.soapserver import SoapServer
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 D = Decimal

@@ -3,7 +3,7 @@
 ``airflow api-server``, ``scheduler``, ``dag-processor``, ``triggerer`` and ``celery worker``,
 each in a session of its own, with the metadata DB, the Celery result backend and our state
 DB on PostgreSQL (fresh databases, dropped afterwards) and Redis as the broker (a free
-Redis DB, flushed afterwards); the simulators (:class:`~icbridge.sim.stack.SimStack`) in
+Redis DB, flushed afterwards); the simulators (:class:`~icbsim.stack.SimStack`) in
 process. One triggered run, then a backfill over three past intervals, then the same
 backfill again with ``reprocess_behavior=completed``: every AUS file reaches Invoice Cloud
 exactly once. Afterwards no process any of the five started may be left.
@@ -44,8 +44,8 @@ from icbridge.demo import (
     wait_for_run,
     wait_healthy,
 )
-from icbridge.sim.aus_files import write_file
-from icbridge.sim.stack import SimStack
+from icbsim.aus_files import write_file
+from icbsim.stack import SimStack
 from tests.conftest import require_service
 
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"

@@ -27,15 +27,15 @@ import requests
 from icbridge.reconcile.cis import aus_lookup, inhance_lookup
 from icbridge.reconcile.compare import CisAccount
 from icbridge.reconcile.engine import CisNotFound, CisRefused, CisTransient
-from icbridge.sim.aus import AusSimulator
-from icbridge.sim.inhance import InhanceSimulator
-from icbridge.sim.soapserver import SoapServer
-from icbridge.sim.tls import make_test_pki
 from icbridge.soap.aus import AusClient
 from icbridge.soap.cis import CisFault, CisHttpError
 from icbridge.soap.errors import CredentialsRefused, MalformedAnswer
 from icbridge.soap.inhance import WSDL as INHANCE_WSDL
 from icbridge.soap.inhance import InhanceClient
+from icbsim.aus import AusSimulator
+from icbsim.inhance import InhanceSimulator
+from icbsim.soapserver import SoapServer
+from icbsim.tls import make_test_pki
 
 ODD_ACCOUNTS = ["A&B<1>", "quote\"'s", "Zoë-日本-€", "emoji🙂", " padded ", "]]>x", "tab\tcr\rlf\n"]
 

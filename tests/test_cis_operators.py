@@ -24,10 +24,10 @@ from airflow.sdk import DAG, task
 from icbridge.operators import cis as ops
 from icbridge.operators import invoice_cloud as ic_ops
 from icbridge.operators.cis_base import CisOutcomeUnknown, CisRefused, CisUnavailable
-from icbridge.sim.aus import AusSimulator
-from icbridge.sim.cis import make_pdf
-from icbridge.sim.inhance import InhanceSimulator
-from icbridge.sim.soapserver import SoapServer
+from icbsim.aus import AusSimulator
+from icbsim.cis import make_pdf
+from icbsim.inhance import InhanceSimulator
+from icbsim.soapserver import SoapServer
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from icbridge.layouts.bif import read_bif
-from icbridge.sim.aus_files import make_rows, render
+from icbsim.aus_files import make_rows, render
 
 REPO = Path(__file__).resolve().parents[1]
 BILLER = REPO / "include" / "billers" / "demo_aus.yaml"

@@ -48,7 +48,7 @@ MOUNTS = {
 }
 # 0.0.0.0 inside the simulator's container only: the compose file publishes none of its ports.
 SIM_COMMAND = [
-    "python", "-m", "icbridge.sim", "--host", "0.0.0.0", "--state-dir", "/opt/airflow/sim-state",  # noqa: S104
+    "python", "-m", "icbsim", "--host", "0.0.0.0", "--state-dir", "/opt/airflow/sim-state",  # noqa: S104
     "--public-host", "icbridge-sim", "--env-file", "/opt/airflow/sim-state/connections.env",
 ]
 

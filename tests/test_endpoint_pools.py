@@ -26,7 +26,7 @@ from icbridge.demo import (
     wait_for_dag,
     wait_healthy,
 )
-from icbridge.sim.stack import SimStack
+from icbsim.stack import SimStack
 from tests.conftest import REPO
 
 BILLERS = ("pool_a", "pool_b", "pool_c")

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from icbridge.sim.aus_files import make_rows, render
 from icbridge.state.db import InDoubt, Ledger
+from icbsim.aus_files import make_rows, render
 from tests.fixtures_servers import ftps_conn_fields, sftp_conn_fields
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -343,7 +343,7 @@ def test_a_large_file_is_mapped_by_workers_and_uploaded_in_parts_by_bytes(world)
     task's __main__) and uploads it in parts no larger than max_bytes_per_file; IC receives
     every invoice once; the task reports each stage's time."""
     from icbridge.mapping import aus_to_bif
-    from icbridge.sim.aus_files import write_file
+    from icbsim.aus_files import write_file
 
     cap = 2 << 20
     world.configure(max_bytes_per_file=cap)

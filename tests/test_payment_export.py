@@ -18,8 +18,8 @@ import yaml
 from sqlalchemy import update
 
 from icbridge.layouts.logis import build_export, closure
-from icbridge.sim.smtp import SMTPServer
 from icbridge.state.deliveries import DeliveryLog, deliveries
+from icbsim.smtp import SMTPServer
 from tests.fixtures_servers import ftps_conn_fields, sftp_conn_fields
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -395,8 +395,8 @@ def test_demo_stack_delivers_the_demo_logis_billers(tmp_path, monkeypatch, dag_e
 
     from icbridge.config.biller import load_biller
     from icbridge.dagbuild import payment_export
-    from icbridge.sim.demo_payments import seed_logis_payments
-    from icbridge.sim.stack import SimStack
+    from icbsim.demo_payments import seed_logis_payments
+    from icbsim.stack import SimStack
     from tests.conftest import REPO
 
     billers = dag_env.billers

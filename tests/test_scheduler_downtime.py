@@ -36,7 +36,7 @@ from icbridge.demo import (
     wait_for_dag,
     wait_healthy,
 )
-from icbridge.sim.stack import SimStack
+from icbsim.stack import SimStack
 from tests.conftest import REPO
 
 BILLER = "demo_inhance"

@@ -20,10 +20,10 @@ import pytest
 
 from icbridge.hooks.invoice_cloud import InvoiceCloudHook
 from icbridge.hooks.transfer import open_remote_folder
-from icbridge.sim.ftps import FTPSServer
-from icbridge.sim.sftp import SFTPServer
-from icbridge.sim.stack import SimStack, default_billers_dir, env_var_name
-from icbridge.sim.tls import make_test_pki
+from icbsim.ftps import FTPSServer
+from icbsim.sftp import SFTPServer
+from icbsim.stack import SimStack, default_billers_dir, env_var_name
+from icbsim.tls import make_test_pki
 
 DEMO_BILLERS = ("demo_aus", "demo_aus_sftp")
 

@@ -1,7 +1,7 @@
 """inHance and AUS clients, hooks and simulators over real HTTP (zeep <-> SoapServer).
 
 Every method of both clients runs against its simulator; each fault kind of
-icbridge.sim.faults is provoked and the client's reaction checked; rule 6 (per-method
+icbsim.faults is provoked and the client's reaction checked; rule 6 (per-method
 endpoint and password) and the hooks' connections (AIRFLOW_CONN_* env vars) are exercised.
 Keys are generated per test, never written to the repo.
 """
@@ -27,14 +27,14 @@ from icbridge.calls import RateLimiter
 from icbridge.config.biller import BillerConfig, BillerConfigError, load_biller
 from icbridge.hooks.aus import AusHook
 from icbridge.hooks.inhance import InhanceHook
-from icbridge.sim.aus import AusSimulator
-from icbridge.sim.inhance import InhanceSimulator
-from icbridge.sim.soapserver import SoapServer
 from icbridge.soap import aus as aus_mod
 from icbridge.soap import inhance as inhance_mod
 from icbridge.soap.aus import AusClient
 from icbridge.soap.cis import DEFAULT, CisEndpoint, CisFault, CisHttpError
 from icbridge.soap.inhance import InhanceClient
+from icbsim.aus import AusSimulator
+from icbsim.inhance import InhanceSimulator
+from icbsim.soapserver import SoapServer
 
 REPO = Path(__file__).resolve().parents[1]
 BILLER = "b1"
@@ -508,8 +508,8 @@ def test_demo_billers_cis_sections() -> None:
 
 
 def test_sim_stack_serves_cis_billers_with_seeded_demo_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from icbridge.sim.demo_data import ACCOUNTS_PER_BILLER, demo_accounts, seed_demo
-    from icbridge.sim.stack import SimStack
+    from icbsim.demo_data import ACCOUNTS_PER_BILLER, demo_accounts, seed_demo
+    from icbsim.stack import SimStack
 
     billers = tmp_path / "billers"
     billers.mkdir()

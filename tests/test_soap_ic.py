@@ -22,8 +22,6 @@ import requests
 import zeep.exceptions
 
 from icbridge.layouts.bif import check_bif, encode_row, registry
-from icbridge.sim.invoice_cloud import INVALID_CREDENTIALS
-from icbridge.sim.soapserver import SoapFault, SoapServer
 from icbridge.soap.client import make_client, redact_soap, soap_text
 from icbridge.soap.errors import CredentialsRefused, MalformedAnswer
 from icbridge.soap.invoice_cloud import (
@@ -32,6 +30,8 @@ from icbridge.soap.invoice_cloud import (
     InvoiceCloudError,
     OperationResult,
 )
+from icbsim.invoice_cloud import INVALID_CREDENTIALS
+from icbsim.soapserver import SoapFault, SoapServer
 from tests.fixtures_soap import IcSim
 
 IC_NS = "https://www.invoicecloud.com/portal/webservices/{}/"
@@ -831,7 +831,7 @@ def test_a_large_part_is_checked_apart_with_the_same_outcome(tmp_path: Path) -> 
 
     import psutil
 
-    from icbridge.sim.invoice_cloud import CHECK_APART_BYTES, InvoiceCloudSimulator
+    from icbsim.invoice_cloud import CHECK_APART_BYTES, InvoiceCloudSimulator
     from tests.test_aus_mapping import SETTINGS, bills, run
 
     guid = str(uuid.uuid4()).upper()
@@ -865,7 +865,7 @@ def test_a_dead_checker_is_replaced_and_none_starts_after_stop(tmp_path: Path) -
 
     import psutil
 
-    from icbridge.sim.invoice_cloud import InvoiceCloudSimulator
+    from icbsim.invoice_cloud import InvoiceCloudSimulator
     from tests.test_aus_mapping import SETTINGS, bills, run
 
     def checkers() -> list[psutil.Process]:
@@ -912,7 +912,7 @@ def test_checker_processes_never_run_the_script_that_started_the_simulator(tmp_p
     script = tmp_path / "unguarded.py"
     script.write_text(
         "import os, psutil\n"
-        "from icbridge.sim.invoice_cloud import InvoiceCloudSimulator\n"
+        "from icbsim.invoice_cloud import InvoiceCloudSimulator\n"
         "from icbridge.soap.invoice_cloud import InvoiceCloudClient\n"
         f"with open({str(runs)!r}, 'a') as f: f.write('run\\n')\n"
         f"with InvoiceCloudSimulator({str(tmp_path / 'ic.sqlite')!r}) as sim:\n"
@@ -950,7 +950,7 @@ def test_an_accepted_upload_is_stored_even_when_the_simulator_stops_first(tmp_pa
     """The simulator answers once a file is checked and stores its invoices on the next read of
     its state; stopping it first stores them too (SimStack keeps its database across restarts),
     with the upload's receipt time, and a refused file is never stored."""
-    from icbridge.sim.invoice_cloud import InvoiceCloudSimulator
+    from icbsim.invoice_cloud import InvoiceCloudSimulator
 
     guid = str(uuid.uuid4()).upper()
     db = tmp_path / "ic.sqlite"

@@ -20,12 +20,12 @@ from icbridge.flows.balances import run_balances
 from icbridge.flows.customer_changes import run_customer_changes
 from icbridge.flows.payments import run_payments
 from icbridge.flows.sync_common import Interval, SyncFailed, is_not_sent
-from icbridge.sim.aus import AusSimulator
-from icbridge.sim.inhance import InhanceSimulator
 from icbridge.soap.aus import AusClient
 from icbridge.soap.cis import DEFAULT, CisEndpoint
 from icbridge.soap.inhance import InhanceClient
 from icbridge.state.payments import PaymentLedger
+from icbsim.aus import AusSimulator
+from icbsim.inhance import InhanceSimulator
 from tests.cis_sims import start_cis_sims
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)

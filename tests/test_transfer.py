@@ -16,9 +16,9 @@ import pytest
 
 from icbridge.hooks.ftps import IcbFTPSHook, parse_bool
 from icbridge.hooks.transfer import TransferRefused, open_remote_folder
-from icbridge.sim.ftps import SESSION_REUSE_REPLY
-from icbridge.sim.tls import Pki, make_test_pki
 from icbridge.transfer.remote import RemoteFolder, parse_list_line
+from icbsim.ftps import SESSION_REUSE_REPLY
+from icbsim.tls import Pki, make_test_pki
 from tests.fixtures_servers import (
     RunningFTPS,
     RunningSFTP,
@@ -281,7 +281,7 @@ def test_a_server_without_mlsd_and_without_a_group_column_lists_the_export(
 
     from pyftpdlib.filesystems import AbstractedFS
 
-    from icbridge.sim.ftps import FTPSServer
+    from icbsim.ftps import FTPSServer
 
     class NoGroupFS(AbstractedFS):
         def format_list(self, basedir, listing, ignore_err=True):

@@ -65,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     sample = commands.add_parser(
         "sample-aus",
         help="write a sample AUS IC Daily Export TXT for a biller (to try map-aus or the DAG)",
-        description="Write {BID}_{YYYYMMDD}_UB.TXT with --bills generated bills for the biller's BID.",
+        description="Write {BID}_{YYYYMMDD}_UB.TXT with --bills generated bills for the biller's BID "
+        "(a development tool: needs the repository's simulators, include/icbsim).",
     )
     sample.add_argument("--biller", type=Path, required=True, metavar="BILLER.yaml", help="the biller configuration")
     sample.add_argument("--bills", type=int, default=20, help="how many bills (default 20)")
@@ -488,11 +489,18 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def _sample_aus(args: argparse.Namespace) -> int:
+    """A development tool: the bills come from the simulators' generator (icbsim.aus_files),
+    which is in the repository (include/icbsim), not in the icbridge package; imported here
+    only, so nothing else in the CLI needs it."""
     from datetime import date
 
     from icbridge.config.biller import BillerConfigError, load_biller
-    from icbridge.sim.aus_files import write_file
 
+    try:
+        from icbsim.aus_files import write_file
+    except ImportError:
+        return _error("sample-aus is a development tool: it needs the simulators (include/icbsim of the "
+                      "repository, on sys.path after scripts/setup.sh), which the icbridge package does not ship")
     try:
         biller = load_biller(args.biller)
     except BillerConfigError as exc:

@@ -2,7 +2,7 @@
 
     python -m icbridge.demo [--home .demo] [--exit] [--state-db-url URL] [--timeout 300]
 
-1. starts the simulators (:class:`~icbridge.sim.stack.SimStack`: Invoice Cloud, FTPS, SFTP)
+1. starts the simulators (:class:`~icbsim.stack.SimStack`: Invoice Cloud, FTPS, SFTP)
    in ``HOME/sim``, with a generated GUID, key and password per biller;
 2. starts ``airflow standalone`` in its own session (``AIRFLOW_HOME=HOME/airflow``, SQLite
    metadata DB, this repository's dags/ and plugins/, API server on a free 127.0.0.1 port,
@@ -39,9 +39,9 @@ from typing import Any
 
 import requests
 
-from icbridge.sim.aus_files import make_rows, write_file
-from icbridge.sim.demo_data import seed_bills_in_cis, seed_demo
-from icbridge.sim.stack import SimStack
+from icbsim.aus_files import make_rows, write_file
+from icbsim.demo_data import seed_bills_in_cis, seed_demo
+from icbsim.stack import SimStack
 
 DEMO_BILLER = "demo_aus"
 DEMO_DAG = f"{DEMO_BILLER}__invoices"

@@ -2,7 +2,7 @@
 __main__ is the `airflow` CLI), a Celery task (daemonic, billiard's key), a script.
 
 Used by the mapping's range workers (icbridge.mapping.aus_to_bif) and the IC simulator's
-checker processes (icbridge.sim.invoice_cloud). No Airflow imports.
+checker processes (icbsim.invoice_cloud). No Airflow imports.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Why shared: both vendors' simulators need the same things — one or more endpoints per
 biller, each with its own key (inHance rule 6), accounts, a record of every call received
 (so tests can assert "nothing lost, nothing twice"), payments and customer changes
-applied, and runtime fault injection (:mod:`icbridge.sim.faults`). Each vendor module
+applied, and runtime fault injection (:mod:`icbsim.faults`). Each vendor module
 only defines its handlers and result shapes.
 
 Conventions (assumed, documented in docs/cis-services.md): a wrong key is a business
@@ -26,9 +26,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 
-from icbridge.sim.faults import Faults
-from icbridge.sim.invoice_cloud import _money, _stamp, sim_pragmas
-from icbridge.sim.soapserver import SoapServer
+from icbsim.faults import Faults
+from icbsim.invoice_cloud import _money, _stamp, sim_pragmas
+from icbsim.soapserver import SoapServer
 
 __all__ = [
     "ACCOUNT_NOT_FOUND",

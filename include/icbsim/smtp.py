@@ -20,8 +20,8 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from icbridge.sim.net import Lifecycle, check_loopback
-from icbridge.sim.tls import Pki
+from icbsim.net import Lifecycle, check_loopback
+from icbsim.tls import Pki
 
 __all__ = ["ReceivedMail", "SMTPServer"]
 

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from icbridge.config.biller import BillerConfig
-from icbridge.sim.aus import AusSimulator
-from icbridge.sim.cis import CisSimulator
-from icbridge.sim.inhance import InhanceSimulator
-from icbridge.sim.soapserver import SoapServer
+from icbsim.aus import AusSimulator
+from icbsim.cis import CisSimulator
+from icbsim.inhance import InhanceSimulator
+from icbsim.soapserver import SoapServer
 
 __all__ = ["CONN_TYPES", "CisPlan", "CisSimulators", "plan_cis"]
 

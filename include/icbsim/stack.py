@@ -16,7 +16,7 @@ Layout of ``state_dir`` (mode 0700)::
 
     secrets.json            GUIDs, keys, passwords, SFTP client keys (0600)
     ic_sim.sqlite           the IC simulator's state (uploads, invoices, ...)
-    inhance_sim.sqlite      the inHance and AUS CIS simulators' state (sim/cis_stack.py:
+    inhance_sim.sqlite      the inHance and AUS CIS simulators' state (icbsim/cis_stack.py:
     aus_sim.sqlite          one endpoint and key per cis_service connection id)
     pki/                    ca.pem (the FTPS connection's ca_file), server.pem, server.key
     sftp_host_ed25519       the SFTP host key (0600)
@@ -41,16 +41,16 @@ import asyncssh
 from cryptography import x509
 
 from icbridge.config.biller import BillerConfig, default_billers_dir, load_billers
-from icbridge.sim.aus import AusSimulator
-from icbridge.sim.cis_stack import CisPlan, CisSimulators, plan_cis
-from icbridge.sim.ftps import FTPSServer
-from icbridge.sim.inhance import InhanceSimulator
-from icbridge.sim.invoice_cloud import InvoiceCloudSimulator
-from icbridge.sim.net import Lifecycle, is_loopback
-from icbridge.sim.sftp import SFTPServer
-from icbridge.sim.smtp import SMTPServer
-from icbridge.sim.soapserver import SoapServer
-from icbridge.sim.tls import Pki, make_test_pki
+from icbsim.aus import AusSimulator
+from icbsim.cis_stack import CisPlan, CisSimulators, plan_cis
+from icbsim.ftps import FTPSServer
+from icbsim.inhance import InhanceSimulator
+from icbsim.invoice_cloud import InvoiceCloudSimulator
+from icbsim.net import Lifecycle, is_loopback
+from icbsim.sftp import SFTPServer
+from icbsim.smtp import SMTPServer
+from icbsim.soapserver import SoapServer
+from icbsim.tls import Pki, make_test_pki
 
 __all__ = ["BillerAccess", "SimStack", "default_billers_dir", "env_var_name"]
 

@@ -22,9 +22,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from icbridge.sim.cis import CODE_INVALID, CisSimulator, Endpoint, Refusal
-from icbridge.sim.invoice_cloud import _datetime, _decimal, _int, _money, _str
 from icbridge.soap.inhance import WSDL
+from icbsim.cis import CODE_INVALID, CisSimulator, Endpoint, Refusal
+from icbsim.invoice_cloud import _datetime, _decimal, _int, _money, _str
 
 __all__ = ["InhanceSimulator"]
 

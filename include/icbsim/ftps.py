@@ -29,8 +29,8 @@ from pyftpdlib.handlers.ftps.data import TLS_DTPHandler
 from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import FTPServer
 
-from icbridge.sim.net import Lifecycle, check_loopback
-from icbridge.sim.tls import Pki
+from icbsim.net import Lifecycle, check_loopback
+from icbsim.tls import Pki
 
 __all__ = ["SESSION_REUSE_REPLY", "FTPSServer"]
 

@@ -3,7 +3,7 @@
 Why: the RTDR, Balance All, payment and change-log flows only show something when both
 sides hold the same accounts with a few deliberate differences. :func:`demo_accounts` is
 deterministic (seeded by the biller's BID), so tests and other flows can compute what to
-expect; :func:`seed_demo` writes it into a running :class:`~icbridge.sim.stack.SimStack`.
+expect; :func:`seed_demo` writes it into a running :class:`~icbsim.stack.SimStack`.
 
 Per CIS biller (36 accounts, account numbers ``<bid>0001`` ...):
 * every 5th account: the CIS balance is 10.00 lower than IC's (RTDR / Balance All correct it);
@@ -28,7 +28,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from icbridge.sim.stack import SimStack
+    from icbsim.stack import SimStack
 
 __all__ = ["ACCOUNTS_PER_BILLER", "CLOUDPAY_DAYS", "DemoAccount", "demo_accounts", "seed_bills_in_cis", "seed_demo"]
 

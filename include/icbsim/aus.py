@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from icbridge.masking import mask_account
-from icbridge.sim.cis import CODE_BILL_NOT_FOUND, CODE_INVALID, CisSimulator, Endpoint, Refusal, make_pdf
-from icbridge.sim.invoice_cloud import _bool, _datetime, _decimal, _money, _str
 from icbridge.soap.aus import WSDL
+from icbsim.cis import CODE_BILL_NOT_FOUND, CODE_INVALID, CisSimulator, Endpoint, Refusal, make_pdf
+from icbsim.invoice_cloud import _bool, _datetime, _decimal, _money, _str
 
 __all__ = ["AusSimulator"]
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from icbridge.sim.soapserver import DropConnection, Handler, HttpError, SoapFault
+from icbsim.soapserver import DropConnection, Handler, HttpError, SoapFault
 
 __all__ = ["ALL", "KINDS", "FaultRule", "Faults"]
 

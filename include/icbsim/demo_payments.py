@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from icbridge.layouts.logis import closure
 
 if TYPE_CHECKING:
-    from icbridge.sim.stack import SimStack
+    from icbsim.stack import SimStack
 
 __all__ = ["seed_logis_payments"]
 

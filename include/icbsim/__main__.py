@@ -1,6 +1,6 @@
-"""``python -m icbridge.sim``: run the simulator stack (IC SOAP, FTPS, SFTP) until stopped.
+"""``python -m icbsim``: run the simulator stack (IC SOAP, FTPS, SFTP) until stopped.
 
-    python -m icbridge.sim [--host 127.0.0.1] [--state-dir DIR] [--env-file FILE]
+    python -m icbsim [--host 127.0.0.1] [--state-dir DIR] [--env-file FILE]
 
 Prints where each server listens and the connection ids it serves; ``--env-file`` gets the
 ``AIRFLOW_CONN_<ID>='{...}'`` lines (mode 0600: they hold the generated secrets), ready for
@@ -18,9 +18,9 @@ import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from icbridge.sim.demo_data import seed_demo
-from icbridge.sim.demo_payments import seed_logis_payments
-from icbridge.sim.stack import SimStack
+from icbsim.demo_data import seed_demo
+from icbsim.demo_payments import seed_logis_payments
+from icbsim.stack import SimStack
 
 
 def shell_quote(value: str) -> str:
@@ -41,7 +41,7 @@ def write_env_file(path: Path, env: Mapping[str, str]) -> None:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m icbridge.sim", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m icbsim", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--host",
         default="127.0.0.1",

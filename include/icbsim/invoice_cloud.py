@@ -1,7 +1,7 @@
 """Invoice Cloud simulator: the three IC web services over real HTTP, state in SQLite.
 
 Why: the project must be testable and demonstrable without IC. It serves the project's
-own WSDLs (include/icbridge/soap/wsdl) on :class:`~icbridge.sim.soapserver.SoapServer`, so
+own WSDLs (include/icbridge/soap/wsdl) on :class:`~icbsim.soapserver.SoapServer`, so
 zeep talks to it exactly as to IC.
 
 Behaviour, where IC's is unknown (this is the project's assumption, keep it in step with
@@ -60,7 +60,7 @@ import pybase64
 
 from icbridge.layouts.bif import BifFile, check_bif, read_bif, registry
 from icbridge.processes import workers_may_start
-from icbridge.sim.soapserver import NIL, SoapFault, SoapServer
+from icbsim.soapserver import NIL, SoapFault, SoapServer
 
 __all__ = ["INVALID_CREDENTIALS", "InvoiceCloudSimulator"]
 

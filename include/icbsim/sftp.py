@@ -15,7 +15,7 @@ from pathlib import Path
 
 import asyncssh
 
-from icbridge.sim.net import Lifecycle, check_loopback
+from icbsim.net import Lifecycle, check_loopback
 
 __all__ = ["SFTPServer"]
 
