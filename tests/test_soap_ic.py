@@ -831,7 +831,8 @@ def test_a_large_part_is_checked_apart_with_the_same_outcome(tmp_path: Path) -> 
 
     import psutil
 
-    from icbsim.invoice_cloud import CHECK_APART_BYTES, InvoiceCloudSimulator
+    from icbsim.ic_uploads import CHECK_APART_BYTES
+    from icbsim.invoice_cloud import InvoiceCloudSimulator
     from tests.test_aus_mapping import SETTINGS, bills, run
 
     guid = str(uuid.uuid4()).upper()

@@ -24,7 +24,7 @@ from typing import Any
 from icbridge.masking import mask_account
 from icbridge.soap.aus import WSDL
 from icbsim.cis import CODE_BILL_NOT_FOUND, CODE_INVALID, CisSimulator, Endpoint, Refusal, make_pdf
-from icbsim.invoice_cloud import _bool, _datetime, _decimal, _money, _str
+from icbsim.values import arg_bool, arg_datetime, arg_decimal, arg_str, money
 
 __all__ = ["AusSimulator"]
 
@@ -46,7 +46,7 @@ _RESULT_FIELDS: dict[str, tuple[tuple[str, Any], ...]] = {
 
 
 def _flag(args: dict[str, Any], name: str) -> bool:
-    value = _bool(args, name)
+    value = arg_bool(args, name)
     if value is None:
         raise Refusal(CODE_INVALID, f"Invalid request: {name} is required")
     return value
@@ -98,9 +98,9 @@ class AusSimulator(CisSimulator):
         return self.serve(endpoint, "GetAccountData", args, apply)
 
     def _add_pending_payment(self, endpoint: Endpoint, args: dict[str, Any]) -> dict[str, Any]:
-        when = _datetime(args, "PaymentDate")
-        amount = _money(_decimal(args, "PaymentAmount"))
-        fee = _money(_decimal(args, "ConvenienceFee"))
+        when = arg_datetime(args, "PaymentDate")
+        amount = money(arg_decimal(args, "PaymentAmount"))
+        fee = money(arg_decimal(args, "ConvenienceFee"))
 
         def apply(db: sqlite3.Connection, row: sqlite3.Row | None, account: str) -> dict[str, Any]:
             if amount <= 0 or fee < 0:
@@ -113,8 +113,8 @@ class AusSimulator(CisSimulator):
                 when,
                 amount,
                 fee,
-                (_str(args, "PaymentType") or "").strip(),
-                (_str(args, "PaymentReference") or "").strip(),
+                (arg_str(args, "PaymentType") or "").strip(),
+                (arg_str(args, "PaymentReference") or "").strip(),
             )
             return {"PendingPaymentID": f"PP{payment_id:08d}"}
 
@@ -132,7 +132,7 @@ class AusSimulator(CisSimulator):
 
         def apply(db: sqlite3.Connection, row: sqlite3.Row | None, account: str) -> dict[str, Any]:
             self.record_change(db, endpoint, method, account, "paperless", _flag(args, "EBillEnrolled"))
-            email = (_str(args, "EmailAddress") or "").strip()
+            email = (arg_str(args, "EmailAddress") or "").strip()
             if email:
                 self.record_change(db, endpoint, method, account, "email", email)
             return {}
@@ -140,7 +140,7 @@ class AusSimulator(CisSimulator):
         return self.serve(endpoint, method, args, apply)
 
     def _retrieve_bill(self, endpoint: Endpoint, args: dict[str, Any]) -> dict[str, Any]:
-        bill_number = (_str(args, "BillNumber") or "").strip()
+        bill_number = (arg_str(args, "BillNumber") or "").strip()
 
         def apply(db: sqlite3.Connection, row: sqlite3.Row | None, account: str) -> dict[str, Any]:
             bill = db.execute(

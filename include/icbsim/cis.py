@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from icbsim.faults import Faults
-from icbsim.invoice_cloud import _money, _stamp, sim_pragmas
 from icbsim.soapserver import SoapServer
+from icbsim.values import money, sim_pragmas, stamp
 
 __all__ = [
     "ACCOUNT_NOT_FOUND",
@@ -120,7 +120,7 @@ def make_pdf(text: str) -> bytes:
 
 
 def _now() -> str:
-    return _stamp(datetime.now(UTC))
+    return stamp(datetime.now(UTC))
 
 
 class CisSimulator:
@@ -272,9 +272,9 @@ class CisSimulator:
                     customer_name,
                     customer_number,
                     location_number,
-                    str(_money(balance)),
-                    str(_money(future)),
-                    str(_money(past_due)),
+                    str(money(balance)),
+                    str(money(future)),
+                    str(money(past_due)),
                     email,
                     phone,
                     int(cash_only),
@@ -293,9 +293,9 @@ class CisSimulator:
                 a.get("customer_name", ""),
                 a.get("customer_number", ""),
                 a.get("location_number", ""),
-                str(_money(a.get("balance", 0))),
-                str(_money(a.get("balance", 0) if a.get("future_balance") is None else a["future_balance"])),
-                str(_money(a.get("past_due", 0))),
+                str(money(a.get("balance", 0))),
+                str(money(a.get("balance", 0) if a.get("future_balance") is None else a["future_balance"])),
+                str(money(a.get("past_due", 0))),
                 a.get("email", ""),
                 a.get("phone", ""),
                 int(bool(a.get("cash_only", False))),
@@ -475,7 +475,7 @@ class CisSimulator:
                 endpoint.path,
                 method,
                 account_number,
-                _stamp(payment_date),
+                stamp(payment_date),
                 str(amount),
                 str(fee),
                 payment_type,

@@ -24,7 +24,7 @@ from typing import Any
 
 from icbridge.soap.inhance import WSDL
 from icbsim.cis import CODE_INVALID, CisSimulator, Endpoint, Refusal
-from icbsim.invoice_cloud import _datetime, _decimal, _int, _money, _str
+from icbsim.values import arg_datetime, arg_decimal, arg_int, arg_str, money
 
 __all__ = ["InhanceSimulator"]
 
@@ -42,7 +42,7 @@ _PLAIN = (("Success", False), ("ErrorMessage", None))
 
 
 def _on_off(args: dict[str, Any], name: str) -> bool:
-    text = (_str(args, name) or "").strip().lower()
+    text = (arg_str(args, name) or "").strip().lower()
     if text not in ("on", "off"):
         raise Refusal(CODE_INVALID, f"Invalid request: {name} must be On or Off")
     return text == "on"
@@ -70,7 +70,7 @@ class InhanceSimulator(CisSimulator):
         return {name: values.get(name, default) for name, default in _RESULT_FIELDS.get(method, _PLAIN)}
 
     def _balance_check(self, endpoint: Endpoint, args: dict[str, Any]) -> dict[str, Any]:
-        _int(args, "LastInvoiceNumber")  # must be an integer (a fault otherwise, like ASMX)
+        arg_int(args, "LastInvoiceNumber")  # must be an integer (a fault otherwise, like ASMX)
 
         def apply(db: sqlite3.Connection, row: sqlite3.Row | None, account: str) -> dict[str, Any]:
             assert row is not None
@@ -84,9 +84,9 @@ class InhanceSimulator(CisSimulator):
         return self.serve(endpoint, "BalanceCheck", args, apply)
 
     def _make_payment(self, endpoint: Endpoint, args: dict[str, Any]) -> dict[str, Any]:
-        when = _datetime(args, "PaymentDate")
-        amount = _money(_decimal(args, "PaymentAmount"))
-        fee = _money(_decimal(args, "ConvenienceFee"))
+        when = arg_datetime(args, "PaymentDate")
+        amount = money(arg_decimal(args, "PaymentAmount"))
+        fee = money(arg_decimal(args, "ConvenienceFee"))
 
         def apply(db: sqlite3.Connection, row: sqlite3.Row | None, account: str) -> dict[str, Any]:
             assert row is not None
@@ -100,9 +100,9 @@ class InhanceSimulator(CisSimulator):
                 when,
                 amount,
                 fee,
-                (_str(args, "PaymentTypeDesc") or "").strip(),
-                (_str(args, "PaymentReference") or "").strip(),
-                (_str(args, "DocumentNumber") or "").strip(),
+                (arg_str(args, "PaymentTypeDesc") or "").strip(),
+                (arg_str(args, "PaymentReference") or "").strip(),
+                (arg_str(args, "DocumentNumber") or "").strip(),
             )
             db.execute(
                 "UPDATE accounts SET balance = ?, future_balance = ? WHERE biller = ? AND account_number = ?",
@@ -132,7 +132,7 @@ class InhanceSimulator(CisSimulator):
 
     def _set_email(self, endpoint: Endpoint, args: dict[str, Any]) -> dict[str, Any]:
         def apply(db: sqlite3.Connection, row: sqlite3.Row | None, account: str) -> dict[str, Any]:
-            email = (_str(args, "NewEmail") or "").strip()
+            email = (arg_str(args, "NewEmail") or "").strip()
             if not email:
                 raise Refusal(CODE_INVALID, "Invalid request: NewEmail is required")
             self.record_change(db, endpoint, "SetEmail", account, "email", email)
