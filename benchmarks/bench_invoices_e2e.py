@@ -3,7 +3,7 @@
     python benchmarks/bench_invoices_e2e.py [--bills 1000000] [--workdir DIR] [--keep] [--save FILE]
 
 Starts the simulators (FTPS, Invoice Cloud, ...) and `airflow standalone` as the demo does
-(icbridge.demo, LocalExecutor: the task runs in Airflow's own task process), generates the
+(icbsim.local_airflow, LocalExecutor: the task runs in Airflow's own task process), generates the
 file (or reuses the one bench_map.py left in the workdir with the same bill count), drops it
 into the demo biller's FTPS inbox, triggers `demo_aus__invoices` and waits for the run.
 
@@ -33,9 +33,9 @@ from pathlib import Path
 
 import psutil
 
-from icbridge.demo import (
+from icbsim.demo import DEMO_BILLER
+from icbsim.local_airflow import (
     ADMIN,
-    DEMO_BILLER,
     Api,
     airflow_env,
     free_port,

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from icbridge.demo import Airflow, airflow_env, free_port, read_admin_password, start_airflow
+from icbsim.local_airflow import Airflow, airflow_env, free_port, read_admin_password, start_airflow
 from tests.conftest import ON_CI, REPO
 from tests.test_balance_all_web import ITEMS, seed_runs
 

@@ -8,7 +8,7 @@ process. One triggered run, then a backfill over three past intervals, then the 
 backfill again with ``reprocess_behavior=completed``: every AUS file reaches Invoice Cloud
 exactly once. Afterwards no process any of the five started may be left.
 
-The REST and process helpers are icbridge.demo's.
+The REST and process helpers are icbsim.local_airflow's.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from icbridge.demo import (
+from icbsim.aus_files import write_file
+from icbsim.demo import DEMO_BILLER, DEMO_DAG
+from icbsim.local_airflow import (
     ADMIN,
-    DEMO_BILLER,
-    DEMO_DAG,
     TERMINAL_RUN_STATES,
     Airflow,
     Api,
@@ -44,7 +44,6 @@ from icbridge.demo import (
     wait_for_run,
     wait_healthy,
 )
-from icbsim.aus_files import write_file
 from icbsim.stack import SimStack
 from tests.conftest import require_service
 
@@ -170,7 +169,7 @@ def _backfill(api: Api, procs: dict[str, Airflow], window: tuple[datetime, datet
 
 
 def _stop_all(procs: dict[str, Airflow]) -> None:
-    """Every session at once: SIGTERM, SIGKILL after STOP_GRACE (icbridge.demo.Airflow.stop)."""
+    """Every session at once: SIGTERM, SIGKILL after STOP_GRACE (icbsim.local_airflow.Airflow.stop)."""
     with ThreadPoolExecutor(len(procs) or 1) as pool:
         list(pool.map(lambda proc: proc.stop(STOP_GRACE), procs.values()))
 

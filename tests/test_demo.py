@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from icbridge.demo import session_members
+from icbsim.local_airflow import session_members
 
 DEMO_TIMEOUT = 300
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from icbridge.demo import (
+from icbsim.local_airflow import (
     ADMIN,
     Api,
     airflow_env,

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from icbridge.demo import (
+from icbsim.local_airflow import (
     ADMIN,
     TERMINAL_RUN_STATES,
     Airflow,

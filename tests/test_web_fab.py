@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from icbridge.demo import Airflow, airflow_env, free_port, start_airflow
 from icbridge.state.reconcile import ReconcileStore
+from icbsim.local_airflow import Airflow, airflow_env, free_port, start_airflow
 from tests.conftest import REPO
 from tests.test_balance_all_web import seed_runs
 
