@@ -6,7 +6,6 @@ so what is asserted is what Invoice Cloud would receive.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import gc
@@ -19,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from icbridge.layouts.aus import FileRejected, IncompleteFile, columns
+from icbridge.layouts.aus import FileRejected, IncompleteFile, columns, read_aus
 from icbridge.layouts.bif import BifFile, check_bif, encode_row, read_bif, registry
-from icbridge.mapping import aus_to_bif
-from icbridge.mapping.aus_to_bif import InvoiceSettings, MapResult, map_aus
+from icbridge.mapping.aus_to_bif import InvoiceSettings, MapResult, MapStats, map_aus
+from icbridge.mapping.bills import BillMapper
+from icbridge.mapping.tables import has_edge_spaces
 from icbsim import aus_files
 from icbsim.aus_files import COLUMNS, trailer_for
 
@@ -1151,39 +1151,22 @@ def test_parallel_and_serial_output_identical(tmp_path, monkeypatch):
     rows.append(rows.pop(5))  # a line of the second bill goes last: the bill spans the file
     scattered = aus_files.format_file(rows)
     del rows
-    monkeypatch.setattr(aus_to_bif, "CHUNK_BYTES", 4_000_000)
-    calls = []
-    real_run, real_in_order = aus_to_bif._run, aus_to_bif._in_order
-
-    def spy(fn, items, workers):
-        calls.append((fn.__name__, len(items), workers))
-        return real_run(fn, items, workers)
-
-    @contextlib.contextmanager
-    def spy_in_order(fn, tasks, workers, job):
-        tasks = list(tasks)
-        with real_in_order(fn, tasks, workers, job) as results:
-            yield results
-        calls.append((fn.__name__, len(tasks), workers))
-
-    monkeypatch.setattr(aus_to_bif, "_run", spy)
-    monkeypatch.setattr(aus_to_bif, "_in_order", spy_in_order)
     settings = dataclasses.replace(MULTI, max_invoices_per_file=10_000)
     serial = map_aus(data, NAME, settings, tmp_path / "serial", DAY, workers=1)
     parallel = map_aus(data, NAME, settings, tmp_path / "parallel", DAY, workers=2)
-    # 5 ranges, by 2 workers; the parts' rows were proven where they were built: no part re-read
-    assert calls == [("_map_range", 5, 1), ("_check_part", 0, 1), ("_map_range", 5, 2), ("_check_part", 0, 2)]
+    # 5 ranges, by 1 and 2 workers; the parts' rows were proven where they were built: no part re-read
+    for result, n in ((serial, 1), (parallel, 2)):
+        assert result.stats == MapStats("ranges", range_tasks=5, workers=n, per_bill=result.stats.per_bill,
+                                        block_tables=5, parts_rechecked=0)
     # from the file on disk: read by ranges in workers the forkserver starts, the same bytes
     (tmp_path / NAME).write_bytes(data)
-    calls.clear()
     from_disk = map_aus(tmp_path / NAME, NAME, settings, tmp_path / "disk", DAY, workers=2)
-    assert calls == [("_map_range", 5, 2), ("_check_part", 0, 2)]
-    monkeypatch.setattr(aus_to_bif, "USE_RANGES", False)
-    by_lines = map_aus(data, NAME, settings, tmp_path / "lines", DAY, workers=2)
-    monkeypatch.setattr(aus_to_bif, "USE_RANGES", True)
-    calls.clear()
+    assert (from_disk.stats.strategy, from_disk.stats.range_tasks, from_disk.stats.workers) == ("ranges", 5, 2)
+    by_lines = map_aus(data, NAME, settings, tmp_path / "lines", DAY, workers=2, strategy="lines")
+    assert (by_lines.stats.strategy, by_lines.stats.range_tasks, by_lines.stats.line_tasks) == ("lines", 0, 1)
     fallback = map_aus(scattered, NAME, settings, tmp_path / "fallback", DAY, workers=2)
-    assert [c[:2] for c in calls] == [("_map_range", 5), ("_map_chunk", 1), ("_check_part", 0)]
+    assert (fallback.stats.strategy, fallback.stats.range_tasks, fallback.stats.line_tasks) == ("lines", 5, 1)
+    assert fallback.stats.parts_rechecked == 0
     (tmp_path / "scattered.txt").write_bytes(scattered)
     fallback_from_disk = map_aus(tmp_path / "scattered.txt", NAME, settings, tmp_path / "fallback2", DAY, workers=2)
     by_lines_scattered = map_aus(scattered, NAME, settings, tmp_path / "lines2", DAY, workers=1)
@@ -1312,22 +1295,12 @@ def test_column_path_matches_the_per_bill_path(tmp_path, monkeypatch, seed):
     rows = _messy(aus_files.make_rows(3_000, seed=seed), rng)
     data = aus_files.format_file(rows)
     settings = dataclasses.replace(MULTI, reject_threshold_pct=100, max_invoices_per_file=1_000)
-    monkeypatch.setattr(aus_to_bif, "CHUNK_BYTES", 40_000)
-    calls = []
-    real_map_bill = aus_to_bif._Mapper.map_bill
-
-    def spy(self, rows, line_nos, quote):
-        calls.append(line_nos[0])
-        return real_map_bill(self, rows, line_nos, quote)
-
-    monkeypatch.setattr(aus_to_bif._Mapper, "map_bill", spy)
-    by_columns = map_aus(data, NAME, settings, tmp_path / "columns", DAY, workers=1)
-    column_calls = len(calls)
-    monkeypatch.setattr(aus_to_bif, "USE_RANGES", False)
-    by_bills = map_aus(data, NAME, settings, tmp_path / "bills", DAY, workers=1)
+    by_columns = map_aus(data, NAME, settings, tmp_path / "columns", DAY, workers=1, range_bytes=40_000)
+    by_bills = map_aus(data, NAME, settings, tmp_path / "bills", DAY, workers=1, strategy="lines")
     _assert_same_output(by_columns, by_bills)
-    assert len(calls) - column_calls == 3_000  # the line path: every bill through map_bill
-    assert column_calls < 3_000 / 2, "the column path should map most bills itself"
+    assert by_bills.stats.per_bill == 3_000  # the line path: every bill through map_bill
+    assert by_columns.stats.strategy == "ranges"
+    assert by_columns.stats.per_bill < 3_000 / 2, "the column path should map most bills itself"
     assert len(by_columns.rejects) > 100 and sum(by_columns.warning_counts.values()) > 100
     for part in by_columns.bifs:
         assert check_bif(part.path.read_bytes(), part.name) == []
@@ -1340,8 +1313,8 @@ def test_column_path_with_bills_not_together(tmp_path, monkeypatch):
     rows[1], rows[3] = rows[3], rows[1]
     data = aus_files.format_file(rows)
     columns_path = map_aus(data, NAME, MULTI, tmp_path / "a", DAY, workers=1)
-    monkeypatch.setattr(aus_to_bif, "USE_RANGES", False)
-    _assert_same_output(columns_path, map_aus(data, NAME, MULTI, tmp_path / "b", DAY, workers=1))
+    assert columns_path.stats.per_bill == 40
+    _assert_same_output(columns_path, map_aus(data, NAME, MULTI, tmp_path / "b", DAY, workers=1, strategy="lines"))
 
 
 # --- the sample file ---------------------------------------------------------------------
@@ -1442,37 +1415,26 @@ def test_warn_heavy_bills_stay_on_the_column_path_with_the_same_output(tmp_path,
     path = aus_files.write_file(tmp_path / NAME, 3_000, per_bill=aus_files.warn_heavy)
     data = path.read_bytes()
     settings = dataclasses.replace(SETTINGS, reject_threshold_pct=100, max_invoices_per_file=1_000)
-    monkeypatch.setattr(aus_to_bif, "CHUNK_BYTES", 200_000)
-    calls = 0
-    original = aus_to_bif._Mapper.map_bill
-
-    def spy(self, rows, line_nos, quote):
-        nonlocal calls
-        calls += 1
-        return original(self, rows, line_nos, quote)
-
-    monkeypatch.setattr(aus_to_bif._Mapper, "map_bill", spy)
-    by_columns = map_aus(data, NAME, settings, tmp_path / "columns", DAY, workers=1)
-    column_calls, calls = calls, 0
-    monkeypatch.setattr(aus_to_bif, "USE_RANGES", False)
-    by_bills = map_aus(data, NAME, settings, tmp_path / "bills", DAY, workers=1)
+    by_columns = map_aus(data, NAME, settings, tmp_path / "columns", DAY, workers=1, range_bytes=200_000)
+    by_bills = map_aus(data, NAME, settings, tmp_path / "bills", DAY, workers=1, strategy="lines")
     _assert_same_output(by_columns, by_bills)
     assert by_columns.warning_counts["Phone invalid, left blank"] > 1_500
     assert by_columns.warning_counts["Email invalid, left blank"] > 700
     assert 0 < len(by_columns.rejects) < 100
-    assert column_calls == len(by_columns.rejects)  # warned bills never leave the column path
+    assert by_columns.stats.strategy == "ranges"
+    assert by_columns.stats.per_bill == len(by_columns.rejects)  # warned bills never leave the column path
 
 
 def test_column_quoting_in_one_pass_is_encode_field_on_every_value():
     """_render quotes a column's values with one regex substitution over the joined column:
     the same values as encode_field one by one, for values made of , " spaces and letters."""
     from icbridge.layouts.bif import encode_field
-    from icbridge.mapping.columnar import _QUOTED_VALUE, SEP, _quoted
+    from icbridge.mapping.columnar import quote_column
 
     rng = random.Random(14)
     for _ in range(300):
         values = ["".join(rng.choice(' ,"aB1') for _ in range(rng.randrange(6))) for _ in range(rng.randrange(1, 40))]
-        assert _QUOTED_VALUE.sub(_quoted, SEP.join(values)).split(SEP) == list(map(encode_field, values)), values
+        assert quote_column(values) == list(map(encode_field, values)), values
 
 
 def test_column_patterns_in_re2_accept_what_pythons_re_accepts():
@@ -1506,7 +1468,7 @@ def test_block_table_has_the_columns_and_rows_of_a_plain_table():
     """BlockTable cuts each line once and splits a repeated prefix once per block: every
     column and row equal the plain Table's of the same lines, and block_starts are the lines
     whose prefix differs from the line before's."""
-    from icbridge.mapping.columnar import BlockTable, Table
+    from icbridge.mapping.tables import BlockTable, Table
 
     rng = random.Random(7)
     width, prefix = 7, 4
@@ -1552,16 +1514,16 @@ def test_a_block_table_knows_when_a_line_has_another_field_count(change, whole):
     """A BlockTable checks every line's field count from its cut (no count per line): a
     table that is not whole is not used (_table gives None, and the lines' bills go to
     map_bill, which rejects the bill whose line is wrong)."""
-    from icbridge.mapping.columnar import BlockTable
+    from icbridge.mapping.tables import BlockTable, make_table
 
     width, prefix = 6, 3
     lines = [f"B{i // 3}|a{i // 3}|c|{i % 3 + 1}|v|w" for i in range(12)]
     change(lines)
     assert BlockTable(lines, width, prefix).whole is whole
     text = "\n".join(lines) + "\n"
-    table = aus_to_bif._table(text, lines, width, False, prefix)
+    table = make_table(text, lines, width, False, prefix)
     assert (table is not None) is whole
-    assert (aus_to_bif._table(text, lines, width, False) is not None) is whole  # a plain Table counts each line
+    assert (make_table(text, lines, width, False) is not None) is whole  # a plain Table counts each line
 
 
 def test_spaced_finds_every_space_split_would_trim():
@@ -1575,25 +1537,18 @@ def test_spaced_finds_every_space_split_would_trim():
         lf = text.replace("\r\n", "\n")
         expected = lf[:1] == " " or any(pair in lf for pair in ("| ", " |", "\n ", " \n"))
         for encoding in ("cp1252", "utf-8"):
-            assert aus_to_bif._spaced(text.encode(encoding)) is expected, (text, encoding)
+            assert has_edge_spaces(text.encode(encoding)) is expected, (text, encoding)
 
 
 def test_the_aus_layout_maps_through_block_tables(tmp_path, monkeypatch):
     """The AUS column order puts every bill field before the line fields, so ranges are cut
     into BlockTables (the equivalence tests above then compare their output with map_bill's)."""
-    from icbridge.mapping import columnar
-
-    made: list[int] = []
-    real = columnar.BlockTable.__init__
-
-    def spy(self, lines, width, prefix):
-        made.append(prefix)
-        real(self, lines, width, prefix)
-
-    monkeypatch.setattr(columnar.BlockTable, "__init__", spy)
     path = aus_files.write_file(tmp_path / NAME, 2_000)
-    map_aus(path, NAME, SETTINGS, tmp_path / "out", date(2026, 11, 1), workers=1)
-    assert made and set(made) == {25}
+    result = map_aus(path, NAME, SETTINGS, tmp_path / "out", date(2026, 11, 1), workers=1)
+    assert result.stats.strategy == "ranges" and result.stats.block_tables == result.stats.range_tasks >= 1
+    mapper = BillMapper(read_aus(path.read_bytes(), NAME), SETTINGS)
+    assert mapper.columnar.prefix == 25  # the bill fields: every one before the line fields
+
 
 
 
@@ -1603,15 +1558,12 @@ def test_nbsp_at_the_edges_of_values_is_trimmed_like_a_space(tmp_path, monkeypat
     """Issue 22 item 8: NBSP (cp1252 0xA0) at the edges of InvoiceNumber, CustomerName,
     ServiceAddress and before an amount: trimmed as a blank is (the spec's rule), on both
     paths; the bill is not rejected and the trailer agrees. An NBSP inside a value stays."""
-    from icbridge.mapping import aus_to_bif
-
-    monkeypatch.setattr(aus_to_bif, "USE_RANGES", ranges)
     nb = "\u00a0"
     rows = [row(BillNumber=f"{nb}B-1{nb}", CustomerName=f"{nb}Smith{nb}Jones{nb}", ServiceAddress=f"12 Elm St{nb}",
                 AmountDue=f"{nb}100.50", AccountNumber=f"{nb}1001")]
     rows[0]["LineNumber"] = "1"
     data = encode(rows, trailer=trailer_for([row(AmountDue="100.50")]), encoding=encoding)
-    m = run(tmp_path, data, workers=1)
+    m = run(tmp_path, data, workers=1, strategy="ranges" if ranges else "lines")
     inv = m.invoice
     assert m.reasons() == []
     assert inv["IH"]["InvoiceNumber"] == "B-1" and inv["IH"]["TotalAmountDue"] == "100.50"

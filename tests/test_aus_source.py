@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from icbridge.layouts.aus import AusSource, FileRejected
-from icbridge.mapping import aus_to_bif
+from icbridge.mapping import workers
 from icbridge.mapping.aus_to_bif import map_aus
 from icbsim import aus_files
 from tests.test_aus_mapping import DAY, NAME, SETTINGS, _assert_same_output
@@ -56,15 +56,14 @@ def test_a_file_on_disk_is_mapped_by_ranges_never_whole(tmp_path, monkeypatch):
     path = tmp_path / NAME
     path.write_bytes(data)
     settings = dataclasses.replace(SETTINGS, max_invoices_per_file=700)
-    monkeypatch.setattr(aus_to_bif, "CHUNK_BYTES", 100_000)
-    from_bytes = map_aus(data, NAME, settings, tmp_path / "bytes", DAY, workers=2)
+    from_bytes = map_aus(data, NAME, settings, tmp_path / "bytes", DAY, workers=2, range_bytes=100_000)
 
     def whole(self):
         raise AssertionError("a file in the common shape is read by ranges")
 
     monkeypatch.setattr(AusSource, "whole", whole)
-    serial = map_aus(path, NAME, settings, tmp_path / "serial", DAY, workers=1)
-    parallel = map_aus(path, NAME, settings, tmp_path / "parallel", DAY, workers=2)
+    serial = map_aus(path, NAME, settings, tmp_path / "serial", DAY, workers=1, range_bytes=100_000)
+    parallel = map_aus(path, NAME, settings, tmp_path / "parallel", DAY, workers=2, range_bytes=100_000)
     for other in (serial, parallel):
         _assert_same_output(from_bytes, other)
     assert parallel.warning_counts["control characters removed"] == len(range(0, len(rows), 211))
@@ -101,22 +100,22 @@ def _dies(item: int) -> int:
 
 def test_a_worker_that_dies_fails_the_file_instead_of_hanging(tmp_path):
     with pytest.raises(BrokenProcessPool):
-        aus_to_bif._run(_dies, list(range(6)), 2)
+        workers.run(_dies, list(range(6)), 2)
 
 
 def _every_way(tmp_path, data: bytes, monkeypatch) -> list[str]:
     """The outcome of mapping `data` by the line path, from bytes, and from disk with 1 and 2
     workers (small ranges): 'OK <summary>' or the rejection's text."""
-    monkeypatch.setattr(aus_to_bif, "CHUNK_BYTES", 300)
     tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "in.txt").write_bytes(data)
     outcomes = []
-    for n, (use_ranges, source, workers) in enumerate(
-        [(False, data, 1), (True, data, 1), (True, tmp_path / "in.txt", 1), (True, tmp_path / "in.txt", 2)]
-    ):
-        monkeypatch.setattr(aus_to_bif, "USE_RANGES", use_ranges)
+    on_disk = tmp_path / "in.txt"
+    ways = [("lines", data, 1), ("ranges", data, 1), ("ranges", on_disk, 1), ("ranges", on_disk, 2)]
+    for n, (strategy, source, n_workers) in enumerate(ways):
         try:
-            result = map_aus(source, NAME, SETTINGS, tmp_path / f"out{n}", DAY, workers=workers)
+            result = map_aus(
+                source, NAME, SETTINGS, tmp_path / f"out{n}", DAY, workers=n_workers, strategy=strategy, range_bytes=300
+            )
             outcomes.append(f"OK {result.summary()} {result.warning_counts}")
         except FileRejected as exc:
             outcomes.append(str(exc))

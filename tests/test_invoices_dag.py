@@ -342,14 +342,14 @@ def test_a_large_file_is_mapped_by_workers_and_uploaded_in_parts_by_bytes(world)
     Airflow task maps it from disk with 2 workers the forkserver starts (they never import the
     task's __main__) and uploads it in parts no larger than max_bytes_per_file; IC receives
     every invoice once; the task reports each stage's time."""
-    from icbridge.mapping import aus_to_bif
+    from icbridge.mapping import ranges
     from icbsim.aus_files import write_file
 
     cap = 2 << 20
     world.configure(max_bytes_per_file=cap)
     name = f"{world.bid}_20261101_UB.TXT"
     path = write_file(world.inbox / name, 20_000, bid=world.bid)
-    assert path.stat().st_size >= aus_to_bif.PARALLEL_MIN_BYTES
+    assert path.stat().st_size >= ranges.PARALLEL_MIN_BYTES
     dag_run = world.run()
     assert str(dag_run.state) == "success", _states(dag_run)
     uploads = world.uploads()

@@ -1,7 +1,7 @@
 """Worker processes started from any process the project runs in: an Airflow task (whose
 __main__ is the `airflow` CLI), a Celery task (daemonic, billiard's key), a script.
 
-Used by the mapping's range workers (icbridge.mapping.aus_to_bif) and the IC simulator's
+Used by the mapping's range workers (icbridge.mapping.workers) and the IC simulator's
 checker processes (icbsim.invoice_cloud). No Airflow imports.
 """
 

@@ -1,8 +1,7 @@
-"""The BIF (Biller Invoice File): field registry as data, one writer, one reader, the checks.
+"""The BIF (Biller Invoice File): one writer, one reader and the pre-upload check.
 
-The registry is ``bif_fields.csv`` (IC's FileSpecIDs) and the value formats are
-``bif_formats.csv``; a corrected IC layout is a data change, not a code change.
-See ../shared/specs/bif.md.
+The field registry is data (bif_registry: bif_fields.csv, IC's FileSpecIDs); the check's
+fast proof is bif_proof. See ../shared/specs/bif.md.
 """
 
 from __future__ import annotations
@@ -15,13 +14,16 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from functools import cache, cached_property
-from importlib import resources
+from functools import cache
 from typing import IO
 
-import re2
+from icbridge.layouts.bif_proof import passes_whole
+from icbridge.layouts.bif_registry import KIND_PATTERN, ROW_TYPES, BifField, RowLayout, registry
 
-ROW_TYPES = ("FH", "IH", "CR", "ID")
+__all__ = [
+    "ROW_TYPES", "BifField", "BifFile", "BifWriter", "RowLayout", "check_bif", "clean_text", "encode_field",
+    "encode_row", "read_bif", "registry", "tuple_getter",
+]
 CRLF = "\r\n"
 _NEEDS_QUOTES = re.compile(r'[,"\r\n]')
 _CONTROL = re.compile("[\x00-\x09\x0b\x0c\x0e-\x1f]")  # C0 and TAB: never in a BIF value (bif.md text rule)
@@ -34,65 +36,6 @@ csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
 _AMOUNT = re.compile(r"-?\d+\.\d\d")
 _DATE = re.compile(r"(\d\d)/(\d\d)/(\d{4})")
 _INT = re.compile(r"\d+")
-
-
-@dataclass(frozen=True)
-class BifField:
-    row_type: str
-    spec_id: int
-    name: str
-    required: bool
-    description: str
-    format: str | None = None
-    max_length: int | None = None  # bif_lengths.csv; a longer value rejects its bill (mapping)
-
-
-@dataclass(frozen=True)
-class RowLayout:
-    """The fields of one row type, in file order (RowType first, then ascending FileSpecID)."""
-
-    row_type: str
-    fields: tuple[BifField, ...]
-
-    @cached_property
-    def names(self) -> tuple[str, ...]:
-        return tuple(f.name for f in self.fields)
-
-    def index(self, name: str) -> int:
-        return self.names.index(name)
-
-    def blank(self) -> list[str]:
-        """A row with RowType filled and every other field empty."""
-        row = [""] * len(self.fields)
-        row[0] = self.row_type
-        return row
-
-
-@cache
-def registry() -> dict[str, RowLayout]:
-    """Load the field registry from the package data (bif_fields.csv + bif_formats.csv)."""
-    pkg = resources.files("icbridge.layouts")
-    formats = dict(csv.reader(io.StringIO(pkg.joinpath("bif_formats.csv").read_text("utf-8"))))
-    formats.pop("ic_field", None)
-    lengths = {r["ic_field"]: int(r["max_length"])
-               for r in csv.DictReader(io.StringIO(pkg.joinpath("bif_lengths.csv").read_text("utf-8")))}
-    by_type: dict[str, list[BifField]] = {t: [] for t in ROW_TYPES}
-    for rec in csv.DictReader(io.StringIO(pkg.joinpath("bif_fields.csv").read_text("utf-8"))):
-        f = BifField(
-            row_type=rec["row_type"],
-            spec_id=int(rec["file_spec_id"]),
-            name=rec["ic_field"],
-            required=rec["required"].strip().upper() == "TRUE",
-            description=rec["description"],
-            format=formats.get(rec["ic_field"]),
-            max_length=lengths.get(rec["ic_field"]),
-        )
-        by_type[f.row_type].append(f)
-    layouts = {}
-    for row_type, fields in by_type.items():
-        fields.sort(key=lambda f: (f.name != "RowType", f.spec_id))
-        layouts[row_type] = RowLayout(row_type, tuple(fields))
-    return layouts
 
 
 def clean_text(value: str) -> str:
@@ -217,14 +160,6 @@ def _format_ok(kind: str, value: str) -> bool:
     return True
 
 
-_KIND_PATTERN = {
-    "amount": r"-?\d+\.\d\d",
-    "date": r"\d\d/\d\d/\d{4}",
-    "flag": r"[01]",
-    "int": r"\d+",
-}
-
-
 class _RowCheck:
     """The required and format rules of one row type, checked in a few C-level calls: one
     regex over the row's formatted values joined, plus a calendar check of its dates."""
@@ -235,7 +170,7 @@ class _RowCheck:
         self.formatted = [(i, f) for i, f in enumerate(layout.fields) if f.format]
         self.required_get = tuple_getter([i for i, _ in self.required])
         self.formatted_get = tuple_getter([i for i, _ in self.formatted])
-        self.pattern = re.compile("\x1f".join(f"(?:{_KIND_PATTERN[f.format]})?" for _, f in self.formatted))
+        self.pattern = re.compile("\x1f".join(f"(?:{KIND_PATTERN[f.format]})?" for _, f in self.formatted))
         self.date_slots = [k for k, (_, f) in enumerate(self.formatted) if f.format == "date"]
 
     def row_ok(self, rec: list[str]) -> bool:
@@ -257,8 +192,9 @@ def tuple_getter(indexes: list[int]):
     return operator.itemgetter(*indexes)
 
 
-def check_bif(data: bytes, name: str = "BIF", max_problems: int = 50) -> list[str]:
+def check_bif(data: bytes, name: str = "BIF", max_problems: int = 50, prove: bool = True) -> list[str]:
     """The pre-upload checks of bif.md. Returns the problems found; empty means uploadable.
+    `prove`: try the fast proof first (bif_proof; same answers, False for comparing them).
 
     Framing (UTF-8, no BOM, CRLF), row order (one FH first; each IH followed by exactly one
     CR, then its ID rows), column count per row type, required fields, value formats, and
@@ -277,7 +213,7 @@ def check_bif(data: bytes, name: str = "BIF", max_problems: int = 50) -> list[st
     if not text:
         problems.add(None, "framing", "file is empty")
         return problems.result()
-    if not bom and _passes_whole(data):
+    if prove and not bom and passes_whole(data):
         return []  # its shape: rows ending in CRLF, no other line break, no control character
     if data.count(b"\n") != data.count(b"\r\n"):
         problems.add(None, "framing", "every line must end in CRLF")
@@ -363,156 +299,3 @@ def _check_records(text: str, problems: _Problems) -> list[str]:
         if fh_total != total:
             problems.add(1, "FH figures", f"FH TotalInvoiceAmount {amount} but the IH rows add up to {total:.2f}")
     return problems.result()
-
-
-# --------------------------------------------------------------------------- fast path
-# A file that passes is the common case, and proving that takes one regex over the whole
-# text (C speed) instead of a csv record loop in Python. The whole-file pattern accepts
-# only what the record loop accepts (it is stricter: a quoted formatted field, a 29 February
-# or a quoted CR/LF are left to the loop), so whatever it does not accept is checked by
-# _check_records, which names the problems. The result is the same either way.
-
-# any value: plain, or quoted; never a C0 control character (CR, LF and TAB included): a file
-# the pattern accepts has no line break but its rows' CRLF and no control character
-_FREE = r'(?:[^,"\x00-\x1f]*+|"(?:[^"\x00-\x1f]|"")*+")'
-_FILLED = r'(?:[^,"\x00-\x1f]++|"(?:[^"\x00-\x1f]|"")++")'  # a value that is not empty
-# dates that exist in every year 0001-9999: days 01-28, 29-30 except February, 31 in long
-# months (29 February goes to the record loop, which asks the calendar)
-_SAFE_DATE = (
-    r"(?:(?:0[1-9]|1[0-2])/(?:0[1-9]|1\d|2[0-8])|(?:0[13-9]|1[0-2])/(?:29|30)|(?:0[13578]|1[02])/31)"
-    r"/(?!0000)\d{4}"
-)
-_FAST_KIND = {**_KIND_PATTERN, "date": _SAFE_DATE}
-
-
-def _row_pattern(layout: RowLayout) -> str:
-    """One row of this type, CRLF included: RowType, then each field by its rules."""
-    parts = [re.escape(layout.row_type)]
-    for f in layout.fields[1:]:
-        if f.format:
-            parts.append(f"(?:{_FAST_KIND[f.format]})" + ("" if f.required else "?"))
-        else:
-            parts.append(_FILLED if f.required else _FREE)
-    return ",".join(parts) + r"\r\n"
-
-
-@cache
-def _whole_file_pattern() -> re2._Regexp:
-    """The shape of a good BIF, as UTF-8 bytes (FH, then per invoice IH, CR, ID...), compiled
-    by RE2 (see as_re2). Its \\d is ASCII only: a file with other digits is left to the
-    record loop, which gives the same answer more slowly."""
-    rows = {t: _row_pattern(lay) for t, lay in registry().items()}
-    return as_re2(f"{rows['FH']}(?:{rows['IH']}{rows['CR']}(?:{rows['ID']})*+)*+")
-
-
-def _passes_whole(data: bytes) -> bool:
-    """Whether the file (UTF-8) certainly passes every check of check_bif (False: not known)."""
-    if _whole_file_pattern().fullmatch(data) is None:
-        return False
-    _, _, totals = _invoice_patterns()  # every IH row of such a file follows a line break
-    amounts = [a.decode("ascii") for a in totals.findall(data)]
-    return _fh_adds_up(data[: data.index(b"\r\n")].decode("utf-8"), amounts)
-
-
-def _fh_adds_up(fh_line: str, amounts: list[str]) -> bool:
-    """Whether the FH row's InvoiceCount and TotalInvoiceAmount are the recount and the sum
-    of these IH TotalAmountDue values."""
-    fh_layout = registry()["FH"]
-    fh = next(csv.reader([fh_line]))
-    if fh[fh_layout.index("InvoiceCount")] != str(len(amounts)):
-        return False
-    try:
-        fh_total = Decimal(fh[fh_layout.index("TotalInvoiceAmount")])
-    except InvalidOperation:
-        return False
-    return fh_total == sum((Decimal(a) for a in amounts if a), Decimal(0))
-
-
-# The same proof in pieces, for a writer that builds a BIF from chunks of whole invoices
-# (the mapping's workers): each chunk's rows are proven where they were built, and the FH
-# row against the chunks' totals. A BIF made of an FH row and chunks that pass is one that
-# _passes_whole accepts (its pattern is the FH row, then invoices, each on whole lines), so
-# check_bif would return no problems; whatever is not proven goes through check_bif.
-
-
-@cache
-def _invoice_patterns() -> tuple[re.Pattern, re2._Regexp, re.Pattern]:
-    """As bytes (the chunks are UTF-8; ASCII-only \\d makes them at most stricter): the FH
-    row, a run of whole invoices (compiled by RE2, see as_re2), and the IH TotalAmountDue
-    values in such a run."""
-    rows = {t: _row_pattern(lay) for t, lay in registry().items()}
-    fh = re.compile(rows["FH"].encode())
-    invoices = as_re2(f"(?:{rows['IH']}{rows['CR']}(?:{rows['ID']})*+)*+")
-    before = registry()["IH"].index("TotalAmountDue") - 1
-    totals = re.compile(f"\nIH(?:,{_FREE}){{{before}}},({_KIND_PATTERN['amount']})?(?=[,\r])".encode())
-    return fh, invoices, totals
-
-
-# The one lookahead of the date patterns (a year that is not 0000), as RE2 has no lookaround
-_YEAR_NOT_0000 = [
-    (r"/(?!0000)\d{4}", r"/(?:[1-9]\d{3}|0[1-9]\d\d|00[1-9]\d|000[1-9])"),
-    (r"/(?!0000)[0-9]{4}", r"/(?:[1-9][0-9]{3}|0[1-9][0-9][0-9]|00[1-9][0-9]|000[1-9])"),
-]
-# classes Python and RE2 read otherwise: in a str pattern Python's are Unicode, RE2's ASCII;
-# for bytes both are ASCII, but RE2's \s leaves out the vertical tab
-_OTHER_CLASSES = {False: re.compile(r"\\[sSdDwWbB]"), True: re.compile(r"\\[sS]")}
-
-
-def as_re2(pattern: str, for_bytes: bool = True) -> re2._Regexp | _Utf8Matcher:
-    """A pattern of the project (Python's syntax) compiled by RE2, for the same language:
-    for bytes, a byte a character (Latin-1, as Python's bytes patterns read them); else for
-    str. Raises ValueError when RE2 would read it otherwise (lookaround, atomic groups, and
-    the classes it reads otherwise: \\s, and for str \\d \\w \\b, which Python makes Unicode).
-
-    Why: a fullmatch over megabytes (a mapped chunk's rows, a column of a range) runs at
-    ~130 MB/s in Python's backtracking engine and ~550 MB/s in RE2's automaton (the row
-    proof was a fifth of the mapping's CPU; docs/benchmarks.md, "Initial data dump"). The
-    possessive quantifiers only spare Python's engine backtracking that cannot succeed (each
-    repeated piece ends where the next cannot start); RE2 never backtracks, so they are
-    dropped; the one lookahead is spelled out (tests/test_bif_fast_check.py compares the two
-    engines on valid and damaged rows)."""
-    syntax = pattern
-    for lookahead, spelled in _YEAR_NOT_0000:
-        syntax = syntax.replace(lookahead, spelled)
-    syntax = syntax.replace("*+", "*").replace("++", "+")
-    if any(mark in syntax for mark in ("(?=", "(?!", "(?<", "(?>", "?+", "}+")):
-        raise ValueError(f"not in RE2's syntax: {pattern!r}")
-    if _OTHER_CLASSES[for_bytes].search(syntax):
-        raise ValueError(f"RE2 reads a class of it otherwise: {pattern!r}")
-    options = re2.Options()
-    options.never_capture = True
-    options.max_mem = 64 << 20  # the automaton of the invoice pattern, built as it runs
-    if not for_bytes:
-        return _Utf8Matcher(re2.compile(syntax.encode("utf-8"), options))
-    options.encoding = re2.Options.Encoding.LATIN1
-    return re2.compile(syntax.encode("latin-1"), options)
-
-
-class _Utf8Matcher:
-    """An RE2 pattern for str, matched over the str's UTF-8 bytes. google-re2 takes a str
-    itself, but then counts the characters of the whole match to give str offsets (as long
-    again as the match); a fullmatch needs no offsets."""
-
-    def __init__(self, regexp: re2._Regexp) -> None:
-        self.regexp = regexp
-
-    def fullmatch(self, text: str) -> re2._Match | None:
-        # a lone surrogate (never in decoded AUS text) becomes bytes no class of ours matches
-        return self.regexp.fullmatch(text.encode("utf-8", "surrogatepass"))
-
-
-def invoice_totals(chunk: bytes) -> list[str] | None:
-    """The IH TotalAmountDue values of a chunk of whole invoices (IH, CR, ID rows; no FH)
-    whose rows certainly pass check_bif's row rules; None when that is not known."""
-    _, invoices, totals = _invoice_patterns()
-    if invoices.fullmatch(chunk) is None:
-        return None
-    # after a line break, as in _passes_whole: a literal start the engine can search for
-    return [a.decode("ascii") for a in totals.findall(b"\n" + chunk)]
-
-
-def fh_passes(fh_row: bytes, totals: list[str]) -> bool:
-    """Whether a BIF of this FH row (CRLF included) followed by proven chunks whose
-    invoice_totals are `totals` passes check_bif."""
-    fh, _, _ = _invoice_patterns()
-    return fh.fullmatch(fh_row) is not None and _fh_adds_up(fh_row.decode("utf-8")[:-2], totals)

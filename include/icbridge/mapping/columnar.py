@@ -1,6 +1,6 @@
 """Column-at-a-time mapping of a byte range's bills: the common shape of a bill in C loops.
 
-The per-bill mapper (aus_to_bif._Mapper.map_bill) applies every rule one bill at a time
+The per-bill mapper (bills.BillMapper.map_bill) applies every rule one bill at a time
 in Python, about 40 µs a bill. Most bills need none of its special cases: their lines have
 the header's field count and agree on the bill columns, their LineNumbers ascend (one meter
 a line), and every value is one its converter accepts without a warning. Such bills are
@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from itertools import accumulate, chain, compress, repeat
-from operator import and_, ge, gt, is_, lt, methodcaller, ne, not_, or_, sub
-from typing import TYPE_CHECKING
+from operator import is_, ne
 
-from icbridge.layouts.bif import as_re2, encode_field, tuple_getter
+from icbridge.layouts.bif import encode_field, tuple_getter
+from icbridge.layouts.re2_adapter import Utf8Matcher, as_re2
+from icbridge.mapping.plan import Plan, RowTemplate, SourceColumn
+from icbridge.mapping.rules import Batch
+from icbridge.mapping.tables import Table
 from icbridge.mapping.values import NEVER_QUOTED, UNCHANGED, is_digits
-
-if TYPE_CHECKING:
-    from icbridge.layouts.bif import _Utf8Matcher
-    from icbridge.mapping.aus_to_bif import _Col, _Plan, _RowTemplate
 
 SEP = "\x1f"  # joins a column's values for one regex over all of them
 _BAD = "\x00bad"  # a value map_bill would reject
@@ -37,7 +36,7 @@ _QUOTE = re.compile('[,"]')  # as the per-bill path: a value with these is writt
 _QUOTED_VALUE = re.compile('(?<![^\x1f])[^\x1f,"]*+[,"][^\x1f]*+')
 
 
-def column_pattern(pattern: str) -> re.Pattern[str] | _Utf8Matcher:
+def column_pattern(pattern: str) -> re.Pattern[str] | Utf8Matcher:
     """A pattern for a column's values joined by SEP (one fullmatch over a whole column),
     compiled by RE2 where it reads the pattern as Python does (~2-4x faster on a column; see
     bif.as_re2), else by Python's re (a pattern with a Unicode class: \\s, \\d, ...)."""
@@ -49,98 +48,6 @@ def column_pattern(pattern: str) -> re.Pattern[str] | _Utf8Matcher:
 
 _LINE_NUMBERS = column_pattern(r"[0-9]+(?:\x1f[0-9]+)*+")
 _AMOUNTS = column_pattern(f"(?:{UNCHANGED['money']})(?:\x1f(?:{UNCHANGED['money']}))*+")
-
-
-class Table:
-    """The fields of a range's lines, all in one flat list, `width` to a line: a column is
-    one slice, and there is no list object per line."""
-
-    def __init__(self, flat: list[str], width: int) -> None:
-        self.flat, self.width = flat, width
-        self.rows = len(flat) // width
-        self._columns: dict[int, list[str]] = {}
-
-    def column(self, src: int) -> list[str]:
-        """The column's values, one per line (sliced once; callers do not change the list)."""
-        if src not in self._columns:
-            self._columns[src] = self.flat[src :: self.width]
-        return self._columns[src]
-
-    def row(self, i: int) -> list[str]:
-        """Line i's fields, as _split gives them."""
-        return self.flat[i * self.width : (i + 1) * self.width]
-
-    def at_lines(self, src: int, lines: list[int], pick: Callable[[Sequence[str]], tuple[str, ...]]) -> tuple[str, ...]:
-        """The column's values on these lines (`pick`: tuple_getter(lines))."""
-        return pick(self.column(src))
-
-    def changes(self, sources: list[int]) -> Iterable[bool | int]:
-        """For each line after the first: whether it differs from the line before on any of
-        these columns (truthy: it does)."""
-        keys = list(zip(*map(self.column, sources), strict=True))
-        return map(ne, keys[1:], keys)
-
-
-class BlockTable(Table):
-    """A Table whose lines begin with the same `prefix` fields for as long as a *block* of
-    lines runs (a bill's lines repeat its bill columns): each line is cut once, its prefix
-    kept whole and the rest split; the prefix is split once per block, where it changes. A
-    column of the prefix is its block values repeated (shared strings), not a string per
-    line. ``block_starts``: the lines whose prefix differs from the line before (0 first).
-    ``whole``: every line has `width` fields (else the columns are not the lines' and the
-    table must not be used); known from the cut, without counting each line's fields: every
-    line gave `width - prefix + 1` pieces, and each block's prefix (the same text on each of
-    its lines) has `prefix` fields."""
-
-    def __init__(self, lines: list[str], width: int, prefix: int) -> None:
-        rest = width - prefix
-        cut = list(chain.from_iterable(map(methodcaller("rsplit", "|", rest), lines)))  # prefix, then `rest`
-        n = len(lines)
-        prefixes = cut[:: rest + 1]
-        self.block_starts = [0, *compress(range(1, n), map(ne, prefixes[1:], prefixes))] if n else []
-        heads = list(map(prefixes.__getitem__, self.block_starts))
-        self.whole = len(cut) == n * (rest + 1) and set(map(methodcaller("count", "|"), heads)) == {prefix - 1}
-        self._sizes = list(map(sub, [*self.block_starts[1:], n], self.block_starts))
-        self._heads = list(chain.from_iterable(map(methodcaller("split", "|"), heads)))
-        self._cut, self.prefix, self.width, self.rows = cut, prefix, width, n
-        self._columns = {}
-        self._blocks_of: tuple[list[int], Callable[[Sequence[str]], tuple[str, ...]]] | None = None
-
-    def at_lines(self, src: int, lines: list[int], pick: Callable[[Sequence[str]], tuple[str, ...]]) -> tuple[str, ...]:
-        if src >= self.prefix or src in self._columns:
-            return pick(self.column(src))
-        values = self._block_values(src)  # no value per line made
-        if lines == self.block_starts:  # every block a bill (no line disagrees with its bill)
-            return tuple(values)
-        if self._blocks_of is None or self._blocks_of[0] is not lines:
-            blocks = [bisect_right(self.block_starts, line) - 1 for line in lines]
-            self._blocks_of = (lines, tuple_getter(blocks))
-        return self._blocks_of[1](values)
-
-    def changes(self, sources: list[int]) -> Iterable[bool | int]:
-        """A line whose prefix differs from the line before's (every source column is in it;
-        one differing elsewhere in the prefix only sends its bill to map_bill, which is safe)."""
-        changed = bytearray(self.rows)
-        for line in self.block_starts:
-            changed[line] = 1
-        return changed[1:]
-
-    def _block_values(self, src: int) -> list[str]:
-        """A prefix column's value in each block."""
-        return self._heads[src :: self.prefix]
-
-    def column(self, src: int) -> list[str]:
-        if src not in self._columns:
-            if src < self.prefix:
-                self._columns[src] = list(chain.from_iterable(map(repeat, self._block_values(src), self._sizes)))
-            else:
-                self._columns[src] = self._cut[src - self.prefix + 1 :: self.width - self.prefix + 1]
-        return self._columns[src]
-
-    def row(self, i: int) -> list[str]:
-        block = bisect_right(self.block_starts, i) - 1
-        step = self.width - self.prefix + 1
-        return self._heads[block * self.prefix : (block + 1) * self.prefix] + self._cut[i * step + 1 : (i + 1) * step]
 
 
 class _Memo(dict):
@@ -161,10 +68,10 @@ class _Memo(dict):
         return value
 
 
-class _Column:
+class ConvertedColumn:
     """One converted source column."""
 
-    def __init__(self, col: _Col) -> None:
+    def __init__(self, col: SourceColumn) -> None:
         self.src = col.src
         self.name = col.name
         self.convert = col.value
@@ -184,10 +91,10 @@ class _Column:
 class ColumnarPlan:
     """What the column path needs of a file's plan, worked out once per file."""
 
-    def __init__(self, plan: _Plan) -> None:
+    def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self.bill_columns = [_Column(c) for c in plan.bill_conv.all]
-        self.line_columns = [_Column(c) for c in plan.id_conv.all]
+        self.bill_columns = [ConvertedColumn(c) for c in plan.bill_conv.all]
+        self.line_columns = [ConvertedColumn(c) for c in plan.id_conv.all]
         # converted columns whose values a BIF line never quotes
         self.unquoted = {c.src for c in plan.bill_conv.all + plan.id_conv.all if c.type in NEVER_QUOTED}
         self.bill_sources = sorted({c.src for c in plan.bill_cols})
@@ -234,7 +141,7 @@ class ColumnarPlan:
         line_numbers = table.column(plan.line_i)
         if _LINE_NUMBERS.fullmatch(SEP.join(line_numbers)):
             numbers = list(map(int, line_numbers))
-        else:  # a LineNumber that is not digits: as 0, which sends its bill to map_bill (below)
+        else:  # a LineNumber that is not digits: as 0, which flags its bill (rules.LineNumbers)
             numbers = [int(n) if is_digits(n) else 0 for n in line_numbers]
         sizes = list(map(len, bills))
         starts = [0, *accumulate(sizes)][:-1]  # each bill's first line
@@ -242,11 +149,6 @@ class ColumnarPlan:
         follows = bytearray([1]) * table.rows  # the line is not its bill's first
         for start in starts:
             follows[start] = 0
-        # a line that disagrees with the line before it on a bill column, or whose
-        # LineNumber does not ascend from it, within a bill
-        wrong = map(or_, table.changes(self.bill_sources), map(ge, numbers, numbers[1:]))
-        bad = {bisect_right(starts, line) - 1 for line in compress(range(1, table.rows), map(and_, wrong, follows[1:]))}
-        bad.update(compress(range(len(bills)), map(lt, firsts(numbers), repeat(1))))
         first_values: dict[int, tuple[str, ...]] = {}
 
         def bill_column(src: int) -> tuple[str, ...]:
@@ -255,17 +157,10 @@ class ColumnarPlan:
                 first_values[src] = table.at_lines(src, starts, firsts)
             return first_values[src]
 
-        # each rule first asks one C loop whether any value breaks it (the common answer: none)
-        for col in plan.required:
-            if not all(values := bill_column(col.src)):
-                bad.update(compress(range(len(bills)), map(not_, values)))
-        for col, limit in plan.bill_limits:  # too long for its BIF field: map_bill rejects it
-            if max(map(len, values := bill_column(col.src))) > limit:
-                bad.update(compress(range(len(bills)), map(gt, map(len, values), repeat(limit))))
-        for col, limit in plan.line_limits:
-            if max(map(len, values := table.column(col.src))) > limit:
-                long_lines = compress(range(table.rows), map(gt, map(len, values), repeat(limit)))
-                bad.update(bisect_right(starts, line) - 1 for line in long_lines)
+        batch = Batch(table, starts, follows, numbers, bill_column)
+        bad: set[int] = set()
+        for rule in (*plan.rules, plan.line_order):  # each asks a few C loops which bills may break it
+            bad.update(rule.flag(batch))
         bill_values, blanked = self._convert(self.bill_columns, bill_column, bad, None)
         line_values, _ = self._convert(self.line_columns, table.column, bad, starts)  # blanked silently
         heads = map(
@@ -286,7 +181,7 @@ class ColumnarPlan:
 
     @staticmethod
     def _convert(
-        columns: list[_Column], column: Callable[[int], Sequence[str]], bad: set[int], starts: list[int] | None
+        columns: list[ConvertedColumn], column: Callable[[int], Sequence[str]], bad: set[int], starts: list[int] | None
     ) -> tuple[dict[int, Sequence[str]], dict[int, set[int]]]:
         """The converted columns by source position, a _WARN value blanked; bills with a
         _BAD value join `bad` (`starts`: each bill's first line, when the values are lines
@@ -312,13 +207,18 @@ def _in_order(bills: Sequence[Sequence[int]], rows: int) -> bool:
     return list(chain.from_iterable(bills)) == list(range(rows))
 
 
+def quote_column(values: Sequence[str]) -> list[str]:
+    """These values as encode_field writes each, in one regex pass over them joined."""
+    return _QUOTED_VALUE.sub(_quoted, SEP.join(values)).split(SEP)
+
+
 def _quoted(value: re.Match[str]) -> str:
     """A matched value as encode_field writes it (the column path's values hold no CR/LF)."""
     return encode_field(value.group())
 
 
 def _render(
-    template: _RowTemplate,
+    template: RowTemplate,
     converted: dict[int, Sequence[str]],
     column: Callable[[int], Sequence[str]],
     n: int,
@@ -335,9 +235,8 @@ def _render(
         elif src in unquoted:
             columns.append(values)
             continue
-        joined = SEP.join(values)
-        if _QUOTE.search(joined):  # quote the values that need it, as encode_field, in one pass
-            values = _QUOTED_VALUE.sub(_quoted, joined).split(SEP)
+        if _QUOTE.search(SEP.join(values)):  # quote the values that need it, as encode_field, in one pass
+            values = quote_column(values)
         columns.append(values)
     if not columns:
         return [template.format] * n
