@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from icbsim.soapserver import SoapFault
+from icbsim.envelopes import SoapFault
 
 __all__ = [
     "arg_bool",
