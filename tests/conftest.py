@@ -2,7 +2,7 @@
 
 Airflow reads its configuration at import time, so AIRFLOW_HOME (a temp dir), the DAGs
 folder and the metadata DB are set here before anything imports airflow. Fixtures that
-start real servers live in tests/fixtures_*.py, registered below.
+start real servers live in tests/support/, registered below.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}"
 os.environ.setdefault("ICBRIDGE_ARTIFACTS_DIR", str(_AIRFLOW_HOME / "artifacts"))
 
-pytest_plugins = ["tests.fixtures_servers", "tests.fixtures_soap"]
+pytest_plugins = ["tests.support.servers", "tests.support.ic_sim"]
 
 ON_CI = bool(os.environ.get("CI"))
 
