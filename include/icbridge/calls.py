@@ -86,6 +86,20 @@ class Outcome(Generic[T, R]):
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def failure(self) -> BaseException:
+        """The last error of an outcome that is not ok (ValueError when asked of one that is)."""
+        if self.error is None:
+            raise ValueError(f"outcome of {self.item!r} is ok: it has no failure")
+        return self.error
+
+    @property
+    def value(self) -> R:
+        """The result of an outcome that is ok (ValueError when asked of one that is not)."""
+        if self.error is not None or self.result is None:
+            raise ValueError(f"outcome of {self.item!r} failed: it has no result")
+        return self.result
+
 
 def is_transport_error(exc: BaseException) -> bool:
     """Not sent, sent without an answer (timeouts, dropped connections), HTTP 5xx/408/429 and

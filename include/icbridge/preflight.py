@@ -13,6 +13,7 @@ or ``AIRFLOW_CONN_*``), so it needs the ``AIRFLOW_HOME`` the DAGs use.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,12 +61,9 @@ def _checks(biller: BillerConfig) -> Iterator[Check]:
     yield _run(f"Invoice Cloud connection {biller.ic_conn_id}",
                lambda: InvoiceCloudHook(ic_conn_id=biller.ic_conn_id).test_connection())
     if biller.cis_service is not None:
-        if biller.cis == "inhance":
-            from icbridge.hooks.inhance import InhanceHook as CisHook
-        else:
-            from icbridge.hooks.aus import AusHook as CisHook  # type: ignore[assignment]
+        hook_class = biller.vendor().hook_class()
         yield _run(f"{biller.cis} CIS connections {', '.join(biller.cis_service.conn_ids())}",
-                   lambda: CisHook.for_biller(biller).test_connection())
+                   lambda: hook_class.for_biller(biller).test_connection())
     if biller.invoices is not None:
         transfer = biller.invoices.transfer
         yield _run(f"invoice inbox {transfer.protocol.upper()} {transfer.conn_id}",
@@ -83,7 +81,7 @@ def _checks(biller: BillerConfig) -> Iterator[Check]:
     if enabled():  # a task whose pool does not exist is never scheduled: say so before unpausing
         for name, uses in sorted(pools_used([biller]).items()):
             need = max(u.slots for u in uses)
-            yield _run(f"Airflow pool {name}", lambda name=name, need=need: _pool(name, need))
+            yield _run(f"Airflow pool {name}", functools.partial(_pool, name, need))
 
 
 def _pool(name: str, need: int) -> tuple[bool, str]:

@@ -15,9 +15,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from importlib.machinery import ModuleSpec
 from multiprocessing import forkserver
-from multiprocessing.process import AuthenticationString
+from multiprocessing import process as _process
+from typing import Any
 
 __all__ = ["workers_may_start"]
+
+_MP_PROCESS: Any = _process  # AuthenticationString is not in the typeshed stubs
+
+
+def _authentication_string(key: bytes) -> bytes:
+    return _MP_PROCESS.AuthenticationString(key)
 
 
 def _forget_inherited_forkserver() -> None:
@@ -25,7 +32,7 @@ def _forget_inherited_forkserver() -> None:
     yet multiprocessing (3.11) keeps its handle and then fails with ChildProcessError when
     this process starts workers. Forget it (closing this copy of its keep-alive pipe), so
     this process starts its own forkserver when it needs one."""
-    server = forkserver._forkserver  # noqa: SLF001 - the module's singleton
+    server: Any = forkserver._forkserver  # noqa: SLF001 - the module's singleton (private: typed Any)
     if server._forkserver_pid is None:  # noqa: SLF001
         return
     alive = server._forkserver_alive_fd  # noqa: SLF001
@@ -66,14 +73,14 @@ _STARTING = threading.RLock()
 def _set_aside() -> Iterator[None]:
     main = sys.modules.get("__main__")
     saved_spec = main.__dict__.get("__spec__") if main is not None else None
-    current = multiprocessing.current_process()
+    current: Any = multiprocessing.current_process()  # its _config is private: typed Any
     config = current._config  # noqa: SLF001 - where multiprocessing keeps the flag and the key
     saved = {key: config[key] for key in ("daemon", "authkey") if key in config}
     if main is not None:
         main.__spec__ = ModuleSpec("__main__", None)
     config["daemon"] = False
     if "authkey" in config:  # multiprocessing's AuthenticationString of the same key (not through a setter:
-        config["authkey"] = AuthenticationString(bytes(config["authkey"]))  # billiard's would wrap it again)
+        config["authkey"] = _authentication_string(bytes(config["authkey"]))  # billiard's would wrap it again)
     try:
         yield
     finally:

@@ -11,13 +11,14 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from icbridge.mapping.aus_to_bif import DEFAULT_MAX_BYTES_PER_FILE, InvoiceSettings
+from icbridge.mapping.types import DEFAULT_MAX_BYTES_PER_FILE, InvoiceSettings
+from icbridge.vendors import FLOWS, SYNC_FLOWS, VENDORS, CisVendor, Flow, check_cis_service, vendor
 
 SLUG = r"^[a-z][a-z0-9_]{1,62}$"
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -135,24 +136,10 @@ class CisServiceConfig(_Strict):
     # the same endpoint share one Airflow pool, icb_cis_<endpoint>, bounding their calls together; default conn_id
     endpoint: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]{0,60}$")] | None = None
 
-    INHANCE_ONLY: ClassVar[tuple[str, ...]] = ("rtdr_version", "rtdr_updates_email", "paypal_payment_type")
-
     def check_for(self, cis: str) -> None:
-        """Cross-checks that need the biller's ``cis``; ValueError names the field."""
-        if cis == "logis":
-            raise ValueError("cis logis has no web services; remove cis_service")
-        if cis != "inhance":
-            given = [name for name in self.INHANCE_ONLY if name in self.model_fields_set]
-            if given:
-                raise ValueError(f"{', '.join(given)}: only for cis inhance (this biller is {cis})")
-        if cis == "inhance":
-            from icbridge.soap.inhance import METHODS
-        else:
-            from icbridge.soap.aus import METHODS
-        unknown = sorted(set(self.method_conn_ids) - set(METHODS))
-        if unknown:
-            known = ", ".join(METHODS)
-            raise ValueError(f"method_conn_ids: unknown {cis} method(s) {', '.join(unknown)}; known: {known}")
+        """Cross-checks that need the biller's ``cis`` (its vendor's settings and methods,
+        icbridge.vendors.check_cis_service); ValueError names the field."""
+        check_cis_service(cis, self)
 
     def conn_ids(self) -> list[str]:
         """Every connection id this section names (default first), without repeats."""
@@ -173,6 +160,7 @@ class BalanceAllConfig(_Strict):
 
 
 SyncFlow = Literal["balances", "payments", "customer_changes"]
+_ALL_SYNC_FLOWS: tuple[SyncFlow, ...] = ("balances", "payments", "customer_changes")
 
 
 class SyncConfig(_Strict):
@@ -183,7 +171,7 @@ class SyncConfig(_Strict):
     sends (CloudPay: taken in the biller's office, not supported by the inHance/AUS pump).
     """
 
-    flows: list[SyncFlow] = Field(default_factory=lambda: ["balances", "payments", "customer_changes"])
+    flows: list[SyncFlow] = Field(default_factory=lambda: list(_ALL_SYNC_FLOWS))
     balances_schedule: str = "*/15 * * * *"
     payments_schedule: str = "*/15 * * * *"
     customer_changes_schedule: str = "0 * * * *"
@@ -205,7 +193,7 @@ class BillerConfig(_Strict):
     biller_id: Annotated[str, Field(pattern=SLUG)]
     bid: Annotated[str, Field(pattern=r"^\d{1,10}$")]
     name: str
-    cis: Literal["aus", "inhance", "logis"]
+    cis: str  # a registered CIS vendor (icbridge.vendors): aus, inhance, logis
     timezone: str = "America/New_York"
     owner: str = "data-engineering"
     ic_conn_id: ConnId
@@ -221,35 +209,62 @@ class BillerConfig(_Strict):
     balance_all: BalanceAllConfig | None = None
     sync: SyncConfig | None = None
 
+    @field_validator("cis")
+    @classmethod
+    def _cis_is_a_registered_vendor(cls, value: str) -> str:
+        vendor(value)  # ValueError names the known ones
+        return value
+
     @field_validator("balance_all")
     @classmethod
     def _balance_all_needs_a_cis_service(
         cls, value: BalanceAllConfig | None, info: ValidationInfo
     ) -> BalanceAllConfig | None:
-        if value is not None and info.data.get("cis") not in ("inhance", "aus"):
-            raise ValueError(f"Balance All needs an inHance or AUS CIS (this biller is {info.data.get('cis')})")
-        if value is not None and "cis_service" in info.data and info.data["cis_service"] is None:
-            raise ValueError("Balance All asks the CIS for balances: add a cis_service section")
+        if value is not None:
+            _needs_web_services("balance_all", "Balance All needs", "Balance All asks the CIS for balances", info)
         return value
 
     @field_validator("sync")
     @classmethod
     def _sync_needs_a_cis_service(cls, value: SyncConfig | None, info: ValidationInfo) -> SyncConfig | None:
-        if value is not None and info.data.get("cis") not in ("inhance", "aus"):
-            raise ValueError(f"the sync flows need an inHance or AUS CIS (this biller is {info.data.get('cis')})")
-        if value is not None and "cis_service" in info.data and info.data["cis_service"] is None:
-            raise ValueError("the sync flows call the CIS web services: add a cis_service section")
+        if value is not None:
+            _needs_web_services("balances", "the sync flows need", "the sync flows call the CIS web services", info)
         return value
 
     def sync_settings(self) -> SyncConfig:
         """The biller's ``sync`` section, or the defaults when it has none."""
         return self.sync or SyncConfig()
 
+    def invoices_config(self) -> InvoicesConfig:
+        """The biller's ``invoices`` section; ValueError for a biller without one."""
+        if self.invoices is None:
+            raise ValueError(f"biller {self.biller_id} has no invoices section")
+        return self.invoices
+
+    def vendor(self) -> CisVendor:
+        """The biller's CIS vendor (icbridge.vendors)."""
+        return vendor(self.cis)
+
+    def flows(self) -> list[Flow]:
+        """Every flow this biller gets a DAG for, in FLOWS order: the one answer to "which
+        flows does this biller have" (the DAG builders, the health page and preflight ask it).
+        A flow needs its vendor's support and its section: invoices, payment_export,
+        balance_all; the sync flows a cis_service and ``sync.flows`` (all three by default)."""
+        supported = self.vendor().flows
+        has: set[Flow] = set()
+        if self.invoices is not None:
+            has.add("invoices")
+        if self.payment_export is not None:
+            has.add("payment_export")
+        if self.cis_service is not None:
+            if self.balance_all is not None:
+                has.add("balance_all")
+            has.update(self.sync_settings().flows)
+        return [flow for flow in FLOWS if flow in has and flow in supported]
+
     def sync_flows(self) -> list[str]:
-        """The sync flows this biller gets a DAG for (an inHance/AUS CIS with a cis_service)."""
-        if self.cis not in ("inhance", "aus") or self.cis_service is None:
-            return []
-        return list(self.sync_settings().flows)
+        """The sync flows this biller gets a DAG for (a CIS with web services and a cis_service)."""
+        return [flow for flow in self.flows() if flow in SYNC_FLOWS]
 
     @field_validator("cis_service")
     @classmethod
@@ -383,3 +398,15 @@ def load_billers(folder: Path, paths: list[Path] | None = None) -> LoadedBillers
         except BillerConfigError as exc:
             errors[path] = str(exc)
     return LoadedBillers(billers, errors)
+
+
+def _needs_web_services(flow: Flow, needs: str, why: str, info: ValidationInfo) -> None:
+    """A section of ``flow`` needs a vendor that supports it and a cis_service section."""
+    cis = info.data.get("cis")
+    if cis is None:  # the cis field itself failed: its error says so
+        return
+    if flow not in vendor(cis).flows:
+        able = [v.label for v in VENDORS.values() if flow in v.flows]
+        raise ValueError(f"{needs} an {' or '.join(able)} CIS (this biller is {cis})")
+    if "cis_service" in info.data and info.data["cis_service"] is None:
+        raise ValueError(f"{why}: add a cis_service section")

@@ -32,7 +32,7 @@ FOOTER = """
 
 
 def wanted(biller: BillerConfig, flow: str) -> bool:
-    return flow in biller.sync_flows()
+    return flow in biller.flows()
 
 
 def build_sync_dag(

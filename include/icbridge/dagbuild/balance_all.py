@@ -31,25 +31,21 @@ to the cent{rules}. Outcomes: `match`, `balance_mismatch`, `flags_mismatch`, `mi
 
 def build(biller: BillerConfig, billers_dir: Path) -> DAG | None:
     config, cis = biller.balance_all, biller.cis_service
-    if config is None or cis is None or biller.cis not in ("inhance", "aus"):
+    if config is None or cis is None or "balance_all" not in biller.flows():
         return None
-    inhance = biller.cis == "inhance"
-    rules = (
-        (", and TotalAmountDue against FutureBalance (version 2)" if cis.rtdr_version == 2 else "")
-        if inhance
-        else ", and BlockPaymentsCC/BlockPaymentsEFT against CashOnly (rule 7)"
-    )
+    cis_vendor = biller.vendor()
+    rules = cis_vendor.balance_all_rules(cis)
     with biller_dag(
         biller,
         "balance_all",
-        description=f"{biller.name}: weekly IC vs {'inHance' if inhance else 'AUS'} balance reconciliation",
+        description=f"{biller.name}: weekly IC vs {cis_vendor.label} balance reconciliation",
         doc_md=BALANCE_ALL_DOC.format(
             name=biller.name,
             bid=biller.bid,
-            cis_label="inHance" if inhance else "AUS CIS",
+            cis_label=cis_vendor.label,
             schedule=config.schedule,
             timezone=biller.timezone,
-            cis_call="BalanceCheck" if inhance else "GetAccountData",
+            cis_call=cis_vendor.balance_method,
             in_flight=cis.calls_in_flight,
             per_second=cis.calls_per_second,
             rules=rules,

@@ -29,22 +29,16 @@ def build(biller: BillerConfig, billers_dir: Path) -> DAG | None:
         return None
     cis, sync = biller.cis_service, biller.sync_settings()
     assert cis is not None
-    inhance = biller.cis == "inhance"
-    if inhance:
-        email = "the CIS email → IC" if cis.rtdr_updates_email else "email not touched"
-        rules = f"; {email} (rule 2); phone ignored"
-    else:
-        rules = "; CashOnly → BlockPaymentsCC and BlockPaymentsEFT (rule 7, `UpdateCustomerRecord`)"
+    cis_vendor = biller.vendor()
+    rule1, rules = cis_vendor.balances_rules(cis)
     doc = DOC.format(
         name=biller.name, bid=biller.bid, biller_id=biller.biller_id, schedule=sync.balances_schedule,
-        timezone=biller.timezone, cis_label="inHance" if inhance else "AUS",
+        timezone=biller.timezone, cis_label=cis_vendor.label,
         changes=" or `ListChangeLog`" if sync.balances_from_change_log else "",
-        cis_call="`BalanceCheck` with the IC invoice as LastInvoiceNumber" if inhance else "`GetAccountData`",
-        rule1=", TotalAmountDue = FutureBalance: version 2, rule 1" if inhance and cis.rtdr_version == 2 else "",
-        rules=rules,
+        cis_call=cis_vendor.balance_call_doc(), rule1=rule1, rules=rules,
     )
     return build_sync_dag(
         biller, billers_dir, flow="balances", schedule=sync.balances_schedule,
-        description=f"{biller.name}: RTDR balances {'inHance' if inhance else 'AUS'} → Invoice Cloud",
+        description=f"{biller.name}: RTDR balances {cis_vendor.label} → Invoice Cloud",
         doc=doc, operator=BalancesOperator, max_active_runs=1, execution_timeout=timedelta(minutes=60),
     )

@@ -27,19 +27,13 @@ def build(biller: BillerConfig, billers_dir: Path) -> DAG | None:
     if not wanted(biller, "customer_changes"):
         return None
     sync = biller.sync_settings()
-    inhance = biller.cis == "inhance"
-    mapping = (
-        "Paperless → `SetPaperless`, AutoPay → `SetAutopay`, Email → `SetEmail`; Phone is ignored"
-        if inhance
-        else "Paperless → `UpdateCisLinkTableEBillAndLinkRegistration`, AutoPay → `UpdatePaymentPlan`; "
-        "Email and Phone are skipped and counted (AUS has no email/phone change log, seed 004)"
-    )
+    cis_vendor = biller.vendor()
     doc = DOC.format(
         name=biller.name, bid=biller.bid, schedule=sync.customer_changes_schedule, timezone=biller.timezone,
-        cis_label="inHance" if inhance else "AUS", mapping=mapping,
+        cis_label=cis_vendor.label, mapping=cis_vendor.change_mapping(),
     )
     return build_sync_dag(
         biller, billers_dir, flow="customer_changes", schedule=sync.customer_changes_schedule,
-        description=f"{biller.name}: IC change log → {'inHance' if inhance else 'AUS'}",
+        description=f"{biller.name}: IC change log → {cis_vendor.label}",
         doc=doc, operator=CustomerChangesOperator, max_active_runs=1, execution_timeout=timedelta(minutes=60),
     )

@@ -29,7 +29,7 @@ check, upload each part with `UploadInvoiceFile`, move the file to `{archive}`.
 
 def build(biller: BillerConfig, billers_dir: Path) -> DAG | None:
     inv = biller.invoices
-    if inv is None or biller.cis != "aus":
+    if inv is None or "invoices" not in biller.flows():
         return None
     with biller_dag(
         biller,

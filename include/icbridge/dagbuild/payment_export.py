@@ -36,7 +36,7 @@ as `{bid}_YYYYMMDD_CLOUDPAY.CSV`, delivered by **{delivery}** to {where}.
 
 def build(biller: BillerConfig, billers_dir: Path) -> DAG | None:
     pe = biller.payment_export
-    if pe is None or biller.cis != "logis":
+    if pe is None or "payment_export" not in biller.flows():
         return None
     if pe.delivery == "email":
         where = ", ".join(mask_email(a) for a in pe.email_to)

@@ -33,16 +33,15 @@ def build(biller: BillerConfig, billers_dir: Path) -> DAG | None:
         return None
     cis, sync = biller.cis_service, biller.sync_settings()
     assert cis is not None
-    inhance = biller.cis == "inhance"
+    cis_vendor = biller.vendor()
     doc = DOC.format(
         name=biller.name, bid=biller.bid, biller_id=biller.biller_id, schedule=sync.payments_schedule,
-        timezone=biller.timezone, cis_label="inHance" if inhance else "AUS",
-        method="`MakePaymentExtended`" if inhance else "`AddPendingPayment`",
+        timezone=biller.timezone, cis_label=cis_vendor.label, method=f"`{cis_vendor.payment_method}`",
         skipped=", ".join(sync.payments_skip_channels) or "none",
-        rule5=f" Rule 5: PayPal is sent as \"{cis.paypal_payment_type}\"." if inhance else "",
+        rule5=cis_vendor.payment_rules(cis),
     )
     return build_sync_dag(
         biller, billers_dir, flow="payments", schedule=sync.payments_schedule,
-        description=f"{biller.name}: IC payments → {'inHance' if inhance else 'AUS'} (once per PaymentGUID)",
+        description=f"{biller.name}: IC payments → {cis_vendor.label} (once per PaymentGUID)",
         doc=doc, operator=PaymentsOperator, max_active_runs=1, execution_timeout=timedelta(minutes=60),
     )

@@ -27,9 +27,10 @@ The run fails only when there was work and *no* CIS call got through (the CIS is
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import Any, TypeVar
 
 from icbridge.calls import CallPolicy, call_all
 from icbridge.config.biller import BillerConfig
@@ -40,12 +41,14 @@ from icbridge.mapping.accounts import drop_conveyance_suffix
 from icbridge.soap.invoice_cloud import Invoice, InvoiceCloudClient
 from icbridge.state.payments import PaymentLedger
 from icbridge.state.watermarks import DoneItem, SyncItems, item_key
+from icbridge.vendors import CisService
 
 log = logging.getLogger(__name__)
 
 __all__ = ["FLOW", "ActiveAccount", "active_accounts", "run_balances"]
 
 FLOW = "balances"
+T = TypeVar("T")
 
 
 @dataclass
@@ -147,76 +150,57 @@ class _Done:
     cis_answered: bool = True
 
 
-def _checker(biller: BillerConfig, ic: InvoiceCloudClient, cis_client: object):
-    cis = biller.cis_service
-    assert cis is not None
-    version2 = cis.rtdr_version == 2
-    update_email = cis.rtdr_updates_email
+def _checker(biller: BillerConfig, ic: InvoiceCloudClient, cis: CisService) -> Callable[[ActiveAccount], _Done]:
+    settings = biller.cis_service
+    assert settings is not None
+    version2 = settings.rtdr_version == 2
+    update_email = settings.rtdr_updates_email
+    needs_invoice = biller.vendor().balance_needs_invoice
 
-    def ic_call(fn, *args, **kwargs):
+    def ic_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
             raise _Step("ic", exc) from exc
 
-    def cis_call(fn, *args):
-        try:
-            return fn(*args)
-        except ValueError:
-            raise
-        except Exception as exc:
-            raise _Step("cis", exc) from exc
-
-    def refused(result) -> _Done:
-        return _Done("cis_not_found" if result.not_found else "cis_refused", result.message)
-
-    def inhance(acct: ActiveAccount) -> _Done:
-        if not acct.invoice_number:
+    def refresh(acct: ActiveAccount) -> _Done:
+        if needs_invoice and not acct.invoice_number:  # inHance's BalanceCheck names the invoice
             return _Done("no_invoice", "no IC invoice to name as LastInvoiceNumber", cis_answered=False)
         try:
-            result = cis_call(cis_client.balance_check, drop_conveyance_suffix(acct.account_number),  # type: ignore[attr-defined]
-                              acct.invoice_number)
+            reading = cis.read_balance(drop_conveyance_suffix(acct.account_number), acct.invoice_number or None)
         except ValueError as exc:
             return _Done("invalid", str(exc), cis_answered=False)
-        if not result.ok:
-            return refused(result)
-        total = result.future_balance if version2 else None  # rule 1
-        answer = ic_call(ic.update_invoice_balance, acct.account_number, acct.invoice_number, result.balance, total)
-        if not answer.success:
-            return _Done("ic_refused", f"UpdateInvoiceBalance: {answer.error_message}")
-        if update_email and result.email:  # rule 2; Phone is never used
-            answer = ic_call(ic.update_customer_record, acct.account_number, email_address=result.email)
-            if not answer.success:
-                return _Done("ic_refused", f"UpdateCustomerRecord: {answer.error_message}")
-        return _Done("updated")
-
-    def aus(acct: ActiveAccount) -> _Done:
-        try:
-            data = cis_call(cis_client.get_account_data, drop_conveyance_suffix(acct.account_number))  # type: ignore[attr-defined]
-        except ValueError as exc:
-            return _Done("invalid", str(exc), cis_answered=False)
-        if not data.ok:
-            return refused(data)
-        # rule 7: CashOnly blocks (or unblocks) both payment types; there is no flag for one alone
-        answer = ic_call(ic.update_customer_record, acct.account_number, block_payments_cc=data.cash_only,
-                         block_payments_eft=data.cash_only)
-        if not answer.success:
-            return _Done("ic_refused", f"UpdateCustomerRecord: {answer.error_message}")
+        except Exception as exc:
+            raise _Step("cis", exc) from exc
+        answer = reading.answer
+        if not answer.ok:
+            return _Done("cis_not_found" if answer.not_found else "cis_refused", answer.message)
+        if reading.cash_only is not None:
+            # rule 7 (AUS): CashOnly blocks (or unblocks) both payment types; there is no flag for one alone
+            result = ic_call(ic.update_customer_record, acct.account_number, block_payments_cc=reading.cash_only,
+                             block_payments_eft=reading.cash_only)
+            if not result.success:
+                return _Done("ic_refused", f"UpdateCustomerRecord: {result.error_message}")
         if not acct.invoice_number:
             return _Done("no_invoice", "payment flags updated; no IC invoice for the balance")
-        answer = ic_call(ic.update_invoice_balance, acct.account_number, acct.invoice_number, data.balance)
-        if not answer.success:
-            return _Done("ic_refused", f"UpdateInvoiceBalance: {answer.error_message}")
+        total = reading.future_balance if version2 else None  # rule 1
+        result = ic_call(ic.update_invoice_balance, acct.account_number, acct.invoice_number, reading.balance, total)
+        if not result.success:
+            return _Done("ic_refused", f"UpdateInvoiceBalance: {result.error_message}")
+        if update_email and reading.email:  # rule 2; Phone is never used
+            result = ic_call(ic.update_customer_record, acct.account_number, email_address=reading.email)
+            if not result.success:
+                return _Done("ic_refused", f"UpdateCustomerRecord: {result.error_message}")
         return _Done("updated")
 
-    return inhance if biller.cis == "inhance" else aus
+    return refresh
 
 
 def run_balances(
     *,
     biller: BillerConfig,
     ic: InvoiceCloudClient,
-    cis_client: object,
+    cis: CisService,
     interval: Interval,
     policy: CallPolicy,
     ledger: PaymentLedger | None = None,
@@ -252,30 +236,31 @@ def run_balances(
 
     cis_answered = cis_failed = 0
     finished: list[ActiveAccount] = []
-    for outcome in call_all(todo, _checker(biller, ic, cis_client), policy, retryable=_retryable):
+    for outcome in call_all(todo, _checker(biller, ic, cis), policy, retryable=_retryable):
         acct = outcome.item
         if outcome.ok:
-            done = outcome.result
-            assert done is not None
+            done = outcome.value
             cis_answered += done.cis_answered
             report.add(done.outcome, acct.account_number, done.detail, note=done.outcome != "updated")
             finished.append(acct)
         else:
             held.append(acct)
-            err = outcome.error
+            err = outcome.failure
             side = err.side if isinstance(err, _Step) else "cis"
             cause = err.cause if isinstance(err, _Step) else err
             cis_answered += side == "ic"
             cis_failed += side == "cis"
             report.add(f"{side}_error", acct.account_number,
-                       f"after {outcome.attempts} tries: {describe_error(cause)}", note=True)  # type: ignore[arg-type]
+                       f"after {outcome.attempts} tries: {describe_error(cause)}", note=True)
     if items is not None:
         items.mark_done(biller.biller_id, FLOW, [
             DoneItem(key, a.account_number, "activity", when, "refreshed")
             for a in finished for key, when in a.activity.items()], run_id)
     open_times = [t for a in held for t in a.activity.values()]
+    known_times = [t for t in open_times if t is not None]
     if held:
-        report.done_through = min(open_times) if open_times and None not in open_times else interval.start
+        report.done_through = min(known_times) if known_times and len(known_times) == len(open_times) \
+            else interval.start
     if cis_failed and not cis_answered:
         raise SyncFailed(report, f"no CIS call got through ({cis_failed} account(s) failed): the CIS looks down "
                                  f"({report.describe()})", retry=True)

@@ -28,8 +28,10 @@ from icbridge.flows.sync_common import Interval, SyncFailed, SyncReport, describ
 from icbridge.flows.windows import WindowedListing, read_windows
 from icbridge.mapping.accounts import drop_conveyance_suffix
 from icbridge.masking import mask_email
+from icbridge.soap.cis import CisResult
 from icbridge.soap.invoice_cloud import ChangeLogEntry, InvoiceCloudClient
 from icbridge.state.watermarks import DoneItem, SyncItems, item_key
+from icbridge.vendors import ChangeKind, CisService
 
 log = logging.getLogger(__name__)
 
@@ -54,28 +56,9 @@ def parse_flag(text: str) -> bool:
 @dataclass(frozen=True)
 class _Change:
     entry: ChangeLogEntry
-    kind: str  # paperless | autopay | email
+    kind: ChangeKind
     cis_account: str
     value: bool | str
-
-
-def _setter(biller: BillerConfig, cis_client: object):
-    if biller.cis == "inhance":
-        methods = {
-            "paperless": cis_client.set_paperless,  # type: ignore[attr-defined]
-            "autopay": cis_client.set_autopay,  # type: ignore[attr-defined]
-            "email": cis_client.set_email,  # type: ignore[attr-defined]
-        }
-    else:
-        methods = {
-            "paperless": lambda account, on: cis_client.update_ebill_registration(account, on, None),  # type: ignore[attr-defined]
-            "autopay": cis_client.update_payment_plan,  # type: ignore[attr-defined]
-        }
-
-    def apply(change: _Change):
-        return methods[change.kind](change.cis_account, change.value)
-
-    return apply
 
 
 def _done(entry: ChangeLogEntry, kind: str, outcome: str) -> DoneItem:
@@ -104,8 +87,9 @@ def _drop_superseded(biller: BillerConfig, items: SyncItems, plan: list[_Change]
 
 
 def _plan(biller: BillerConfig, entries: list[ChangeLogEntry], report: SyncReport) -> list[_Change]:
-    kinds = {"paperless": "paperless", "autopay": "autopay", "email": "email"}
-    latest: dict[tuple[str, str], ChangeLogEntry] = {}
+    kinds: dict[str, ChangeKind] = {"paperless": "paperless", "autopay": "autopay", "email": "email"}
+    supported = biller.vendor().change_kinds
+    latest: dict[tuple[str, ChangeKind], ChangeLogEntry] = {}
     for entry in entries:
         change_type = entry.change_type.strip().lower()
         if change_type == "phone":
@@ -114,10 +98,10 @@ def _plan(biller: BillerConfig, entries: list[ChangeLogEntry], report: SyncRepor
         if change_type not in kinds:
             report.add("ignored_unknown_type", entry.account_number, f"ChangeType {entry.change_type!r}", note=True)
             continue
-        if change_type == "email" and biller.cis == "aus":
-            report.add("skipped_unsupported_aus_email", entry.account_number)
+        if kinds[change_type] not in supported:  # AUS: no email change (seed 004)
+            report.add(f"skipped_unsupported_{biller.cis}_{change_type}", entry.account_number)
             continue
-        key = (entry.account_number, change_type)
+        key = (entry.account_number, kinds[change_type])
         earlier = latest.get(key)
         if earlier is not None:
             report.add("superseded", entry.account_number)
@@ -158,7 +142,7 @@ def run_customer_changes(
     *,
     biller: BillerConfig,
     ic: InvoiceCloudClient,
-    cis_client: object,
+    cis: CisService,
     interval: Interval,
     policy: CallPolicy,
     windows: Sequence[Interval] | None = None,
@@ -175,42 +159,44 @@ def run_customer_changes(
     ChangedAt of the first change that failed on transport, or the start of the first window
     where IC listed an entry breaking the answer contract (None: all were handled)."""
     report = SyncReport("customer_changes", biller.biller_id, interval)
-    entries = list_change_log(ic, windows or (interval,))
-    for problem in entries.invalid:  # left out by the answer contract: nothing invented from them
+    listing = list_change_log(ic, windows or (interval,))
+    for problem in listing.invalid:  # left out by the answer contract: nothing invented from them
         report.add("error", "", f"IC change log entry breaks the answer contract: {problem}", note=True)
-    held_from = entries.held_from
-    read = len(entries)
+    held_from = listing.held_from
+    read = len(listing)
     done: set[str] = set()
     if items is not None:
-        done = items.done(biller.biller_id, FLOW, [change_key(e) for e in entries])
-        for entry in entries:
+        done = items.done(biller.biller_id, FLOW, [change_key(e) for e in listing])
+        for entry in listing:
             if change_key(entry) in done:
                 report.add("already_handled", entry.account_number)
-    entries = [e for e in entries if change_key(e) not in done]
+    entries = [e for e in listing if change_key(e) not in done]
     plan = _plan(biller, entries, report)
     if items is not None:
         plan = _drop_superseded(biller, items, plan, report)
     log.info("%s: %d change(s) in %s, %d already handled, %d to send", biller.biller_id, read, interval,
              len(done), len(plan))
-    apply = _setter(biller, cis_client)
+
+    def apply(change: _Change) -> CisResult:
+        return cis.apply_change(change.kind, change.cis_account, change.value)
+
     handled: list[DoneItem] = []
     failed: list[datetime | None] = []
     for outcome in call_all(plan, apply, policy, retryable=read_retryable):
         change = outcome.item
-        label = f"{change.kind}={mask_email(change.value) if change.kind == 'email' else change.value}"
+        label = f"{change.kind}={mask_email(str(change.value)) if change.kind == 'email' else change.value}"
         if not outcome.ok:
             report.add("error", change.entry.account_number,
-                       f"{label}: after {outcome.attempts} tries: {describe_error(outcome.error)}",  # type: ignore[arg-type]
-                       note=True)
+                       f"{label}: after {outcome.attempts} tries: {describe_error(outcome.failure)}", note=True)
             failed.append(_utc(change.entry.changed_at))
             continue
-        if outcome.result.ok:  # type: ignore[union-attr]
+        result = outcome.value
+        if result.ok:
             report.add(f"applied_{change.kind}", change.entry.account_number)
             handled.append(_done(change.entry, change.kind, "applied"))
         else:
-            result = outcome.result
-            report.add("cis_not_found" if result.not_found else "cis_refused",  # type: ignore[union-attr]
-                       change.entry.account_number, f"{label}: {result.message}", note=True)  # type: ignore[union-attr]
+            report.add("cis_not_found" if result.not_found else "cis_refused",
+                       change.entry.account_number, f"{label}: {result.message}", note=True)
             handled.append(_done(change.entry, change.kind, "refused"))
     if items is not None:
         planned = {change_key(c.entry) for c in plan}

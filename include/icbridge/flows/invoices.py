@@ -53,7 +53,7 @@ class Discovery:
 
 def find_files(folder: RemoteFolder, biller: BillerConfig) -> Discovery:
     """The biller's files in its inbox, oldest stamp first; every other name ignored with a reason."""
-    inv = biller.invoices
+    inv = biller.invoices_config()
     found, ignored = [], []
     for name in folder.list_names(inv.transfer.inbox):
         try:
@@ -102,7 +102,7 @@ def process_file(
 ) -> FileOutcome:
     """Download, map, check, upload each part once, archive. Raises FileRejected (with the
     rule), IncompleteFile (trailer missing: retry later), InDoubt, UploadRefused or NotSent."""
-    transfer = biller.invoices.transfer
+    transfer = biller.invoices_config().transfer
     remote_path = f"{transfer.inbox.rstrip('/')}/{file_name}"
     local = workdir / file_name
     clock = _Stages()
@@ -141,7 +141,7 @@ def process_file(
     outcome = FileOutcome(file_name, "uploaded", result.summary(), artifacts=str(run_artifacts), seconds=clock.seconds)
     with clock("upload"):
         upload_parts(result.bifs, record, ledger, uploader, outcome, run_id=run_id, force=force,
-                     in_flight=biller.invoices.upload_in_flight, biller_id=biller.biller_id)
+                     in_flight=biller.invoices_config().upload_in_flight, biller_id=biller.biller_id)
 
     with clock("archive"):
         outcome.archived_to = archive(folder, transfer, file_name, sha256)

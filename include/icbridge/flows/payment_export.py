@@ -201,7 +201,7 @@ def deliver(
                 f"{run_of(last.run_id)} (sha256 {last.sha256[:12]}…)")
         log.warning("%s: %s", export.name, note)
 
-    attempt = deliveries.begin(
+    attempt_id = deliveries.begin(
         biller_id=biller_id,
         flow=FLOW,
         day=export.day,
@@ -218,14 +218,14 @@ def deliver(
         return run_id is None or deliveries.holds_day(biller_id, FLOW, export.day, run_id)
 
     try:
-        destination.send(export.name, export.content, tag=str(attempt), still_ours=still_ours)
+        destination.send(export.name, export.content, tag=str(attempt_id), still_ours=still_ours)
     except NotDelivered as exc:
-        deliveries.finish(attempt, "failed", str(exc) if note is None else f"{note}; {exc}", owner=run_id)
+        deliveries.finish(attempt_id, "failed", str(exc) if note is None else f"{note}; {exc}", owner=run_id)
         raise
     # Any other error leaves the attempt `sending`: the next try resolves it first.
-    if not deliveries.finish(attempt, "delivered", note, owner=run_id):
+    if not deliveries.finish(attempt_id, "delivered", note, owner=run_id):
         log.error("%s: delivered, but attempt %s was settled by someone else meanwhile: their outcome stands",
-                  export.name, attempt)
+                  export.name, attempt_id)
     return outcome("delivered", f"{export.name} delivered to {destination.description}")
 
 

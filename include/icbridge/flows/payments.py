@@ -32,22 +32,20 @@ from icbridge.soap.errors import CredentialsRefused, NotSent
 from icbridge.soap.invoice_cloud import InvoiceCloudClient, Payment
 from icbridge.state.db import StateDbFailed
 from icbridge.state.payments import PaymentLedger
+from icbridge.vendors import CisService, PaymentAnswer, PaymentPost
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PAYPAL", "cis_payment_type", "list_payments", "run_payments"]
+__all__ = ["cis_payment_type", "list_payments", "run_payments"]
 
-PAYPAL = "paypal"
 RESEND_WINDOW = timedelta(days=1)  # around a stored PaymentDate, whose UTC offset SQLite does not keep
 
 
 def cis_payment_type(biller: BillerConfig, ic_payment_type: str) -> str:
-    """Rule 5: inHance gets PayPal as setting 116 (default "Credit Card"); other types, and
-    every AUS type, are sent as IC names them."""
-    cis = biller.cis_service
-    if biller.cis == "inhance" and cis is not None and ic_payment_type.strip().lower() == PAYPAL:
-        return cis.paypal_payment_type
-    return ic_payment_type
+    """IC's payment type as the biller's CIS is sent it (rule 5: the vendor decides; inHance
+    sends PayPal as setting 116, default "Credit Card")."""
+    settings = biller.cis_service
+    return biller.vendor().payment_type(settings, ic_payment_type) if settings is not None else ic_payment_type
 
 
 class _ClaimFailed(NotSent):
@@ -61,54 +59,11 @@ class _Post:
     payment_type: str
 
 
-@dataclass(frozen=True)
-class _Answer:
-    ok: bool
-    message: str
-    reference: str | None = None
-    credentials_refused: bool = False
-
-
-def _sender(biller: BillerConfig, cis_client: object):
-    """One call to the biller's CIS for one payment -> _Answer (exceptions propagate)."""
-    if biller.cis == "inhance":
-
-        def send(post: _Post) -> _Answer:
-            p = post.payment
-            result = cis_client.make_payment_extended(  # type: ignore[attr-defined]
-                post.cis_account,
-                p.payment_date,
-                p.payment_guid,  # PaymentReference: IC's id, so the biller can match it
-                p.invoice_number,  # DocumentNumber: the invoice paid
-                post.payment_type,
-                p.payment_amount,
-                p.convenience_fee,
-            )
-            return _Answer(result.ok, result.message, credentials_refused=result.credentials_refused)
-
-        return send
-
-    def send_aus(post: _Post) -> _Answer:
-        p = post.payment
-        result = cis_client.add_pending_payment(  # type: ignore[attr-defined]
-            post.cis_account,
-            p.payment_date,
-            p.payment_amount,
-            post.payment_type,
-            p.payment_guid,
-            p.convenience_fee,
-        )
-        return _Answer(result.ok, result.message, result.pending_payment_id or None,
-                       credentials_refused=result.credentials_refused)
-
-    return send_aus
-
-
 def run_payments(
     *,
     biller: BillerConfig,
     ic: InvoiceCloudClient,
-    cis_client: object,
+    cis: CisService,
     ledger: PaymentLedger,
     interval: Interval,
     run_id: str,
@@ -132,11 +87,11 @@ def run_payments(
     for problem in payments.invalid:  # left out by the answer contract: never posted with a 0
         report.add("invalid_in_ic_answer", "", problem, note=True, payment_guid="?")
     report.done_through = payments.held_from  # a watermark must not pass a payment IC listed broken
-    payments = list(payments)
-    payments += _earlier_resends(biller, ic, ledger, {p.payment_guid for p in payments})
+    listed = list(payments)
+    listed += _earlier_resends(biller, ic, ledger, {p.payment_guid for p in listed})
 
-    wanted = [p for p in payments if p.channel.strip().lower() not in skip_channels]
-    for p in payments:
+    wanted = [p for p in listed if p.channel.strip().lower() not in skip_channels]
+    for p in listed:
         if p.channel.strip().lower() in skip_channels:
             report.add("skipped_channel", p.account_number)
     guids = [p.payment_guid for p in wanted]
@@ -145,7 +100,7 @@ def run_payments(
         log.error("payment %s was left 'sending' by an earlier execution: now in doubt", guid)
     known = ledger.statuses(biller.biller_id, guids)
 
-    to_send: list[_Post] = []
+    to_send: list[_Post] = []  # each with its PaymentDate
     for p in wanted:
         status = known.get(p.payment_guid)
         if status in ("posted", "ignored"):
@@ -164,6 +119,8 @@ def run_payments(
             continue
         try:
             cis_account = drop_conveyance_suffix(p.account_number)
+            if p.payment_date is None:  # never sent with a date of our own
+                raise ValueError("IC listed it without a PaymentDate")
         except ValueError as exc:
             ledger.refuse_unsent(
                 biller.biller_id, p.payment_guid, account_number=p.account_number, amount=p.payment_amount,
@@ -174,9 +131,15 @@ def run_payments(
             continue
         to_send.append(_Post(p, cis_account, cis_payment_type(biller, p.payment_type)))
 
-    send = _sender(biller, cis_client)
+    def send(item: _Post) -> PaymentAnswer:
+        p = item.payment
+        assert p.payment_date is not None  # checked before it joined to_send
+        return cis.post_payment(PaymentPost(
+            item.cis_account, p.payment_date, p.payment_guid, p.invoice_number, item.payment_type,
+            p.payment_amount, p.convenience_fee,
+        ))
 
-    def post(item: _Post) -> _Answer | None:
+    def post(item: _Post) -> PaymentAnswer | None:
         p = item.payment
         try:
             claimed = ledger.claim(
@@ -217,11 +180,10 @@ def run_payments(
 
     for outcome in call_all(to_send, post, policy, retryable=is_not_sent):
         p = outcome.item.payment
-        if outcome.ok and outcome.result is None:
+        answer = outcome.result
+        if outcome.ok and answer is None:
             report.add("taken_by_another_run", p.account_number, note=True, payment_guid=p.payment_guid)
-        elif outcome.ok:
-            answer = outcome.result
-            assert answer is not None
+        elif answer is not None:
             if answer.ok:
                 record(p.payment_guid, "posted", message=answer.message or None,
                               cis_reference=answer.reference)
@@ -248,12 +210,12 @@ def run_payments(
                 ledger.finish(biller.biller_id, p.payment_guid, "resend", message=str(outcome.error), run_id=run_id)
             except SQLAlchemyError:
                 log.warning("payment %s: could not mark it resend (the state DB is still failing)", p.payment_guid)
-        elif is_not_sent(outcome.error):  # type: ignore[arg-type]
-            message = f"not sent (CIS not reached after {outcome.attempts} tries): {describe_error(outcome.error)}"
+        elif is_not_sent(outcome.failure):
+            message = f"not sent (CIS not reached after {outcome.attempts} tries): {describe_error(outcome.failure)}"
             record(p.payment_guid, "resend", message=message)
             report.add("not_sent", p.account_number, message, note=True, payment_guid=p.payment_guid)
         else:
-            message = f"outcome unknown: {describe_error(outcome.error)}"  # type: ignore[arg-type]
+            message = f"outcome unknown: {describe_error(outcome.failure)}"
             record(p.payment_guid, "in_doubt", message=message)
             report.add("in_doubt", p.account_number, message, note=True, payment_guid=p.payment_guid)
 

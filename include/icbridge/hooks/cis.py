@@ -38,6 +38,7 @@ class CisHookBase(FailFastConnection, BaseHook):
     """Base of InhanceHook / AusHook: builds the client from one or more connections."""
 
     conn_name_attr = "cis_conn_id"
+    default_conn_name: ClassVar[str] = "cis_default"
     service_label: ClassVar[str] = "CIS"
     placeholder_url: ClassVar[str] = "https://cis.example-biller.gov/service.asmx"
 

@@ -113,13 +113,14 @@ class SessionReusingFTP_TLS(ftplib.FTP_TLS):  # noqa: N801  # mirrors the ftplib
 
     def auth(self) -> str:
         resp = super().auth()
+        assert self.sock is not None, "AUTH TLS on a closed connection"
         self.file = self.sock.makefile("r", encoding=self.encoding, errors="surrogateescape")
         return resp
 
     def retrlines(self, cmd: str, callback: Any = None) -> str:
         """ftplib's retrlines, decoding with surrogateescape."""
         if callback is None:
-            callback = ftplib.print_line
+            callback = print  # ftplib's default (its print_line)
         self.sendcmd("TYPE A")
         with self.transfercmd(cmd) as conn, conn.makefile("r", encoding=self.encoding,
                                                           errors="surrogateescape") as fp:
@@ -138,9 +139,11 @@ class SessionReusingFTP_TLS(ftplib.FTP_TLS):  # noqa: N801  # mirrors the ftplib
         """Open the data connection, resuming the control connection's TLS session."""
         # Skip FTP_TLS.ntransfercmd (it wraps without the session); take the plain socket.
         conn, size = super(ftplib.FTP_TLS, self).ntransfercmd(cmd, rest)
-        if self._prot_p:
+        if vars(self).get("_prot_p"):  # ftplib's PROT P flag (private, so not in its type stubs)
+            control = self.sock
+            session = control.session if isinstance(control, ssl.SSLSocket) else None
             try:
-                conn = self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session)
+                conn = self.context.wrap_socket(conn, server_hostname=self.host, session=session)
             except BaseException:
                 conn.close()
                 raise

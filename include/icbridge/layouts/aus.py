@@ -136,6 +136,7 @@ def read_aus(data: bytes, name: str, aliases: Mapping[str, str] | None = None) -
     text = decode(data, name).replace("\r\n", "\n")
     text, removed = CONTROL_CHARACTERS.subn("", text)
     raw = text.split("\n")
+    numbers: Sequence[int]
     if any(not ln.strip() for ln in raw[:-1]) or raw[-1].strip():
         # empty lines to skip, or no final newline: number the kept lines one by one
         kept = [(i, ln.rstrip("\r")) for i, ln in enumerate(raw, start=1) if ln.strip()]
@@ -212,7 +213,9 @@ class AusSource:
             raise ValueError("AusSource takes data or path")
         self.data, self.path = (strip_eof_marker(data) if data is not None else None), path
         self._fd: int | None = None
-        if path is not None:
+        if self.data is not None:
+            self.size = len(self.data)
+        elif path is not None:
             self._fd = os.open(path, os.O_RDONLY)
             size = os.fstat(self._fd).st_size
             while size:  # the trailing EOF bytes, as strip_eof_marker drops them
@@ -222,8 +225,6 @@ class AusSource:
                 if kept:
                     break
             self.size = size
-        else:
-            self.size = len(self.data)
 
     @classmethod
     def of(cls, source: bytes | Path | AusSource) -> AusSource:
@@ -235,7 +236,7 @@ class AusSource:
         return {"data": self.data} if self.path is None else {"path": self.path}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(**state)
+        AusSource.__init__(self, **state)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -249,6 +250,7 @@ class AusSource:
             return b""
         if self.data is not None:
             return self.data[start:stop]
+        assert self._fd is not None, "read from a closed AusSource"
         return os.pread(self._fd, stop - start, start)
 
     def whole(self) -> bytes:

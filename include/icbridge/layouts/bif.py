@@ -121,7 +121,8 @@ class _Problems:
     """Collects problems, capped so a broken million-row file still gives a short answer."""
 
     def __init__(self, name: str, limit: int) -> None:
-        self.name, self.limit, self.items, self.more = name, limit, [], 0
+        self.name, self.limit, self.more = name, limit, 0
+        self.items: list[str] = []
 
     def add(self, line: int | None, rule: str, detail: str) -> None:
         if len(self.items) >= self.limit:
@@ -167,11 +168,11 @@ class _RowCheck:
     def __init__(self, layout: RowLayout) -> None:
         self.n_fields = len(layout.fields)
         self.required = [(i, f) for i, f in enumerate(layout.fields) if f.required]
-        self.formatted = [(i, f) for i, f in enumerate(layout.fields) if f.format]
+        self.formatted = [(i, f, f.format) for i, f in enumerate(layout.fields) if f.format]
         self.required_get = tuple_getter([i for i, _ in self.required])
-        self.formatted_get = tuple_getter([i for i, _ in self.formatted])
-        self.pattern = re.compile("\x1f".join(f"(?:{KIND_PATTERN[f.format]})?" for _, f in self.formatted))
-        self.date_slots = [k for k, (_, f) in enumerate(self.formatted) if f.format == "date"]
+        self.formatted_get = tuple_getter([i for i, _, _ in self.formatted])
+        self.pattern = re.compile("\x1f".join(f"(?:{KIND_PATTERN[kind]})?" for _, _, kind in self.formatted))
+        self.date_slots = [k for k, (_, _, kind) in enumerate(self.formatted) if kind == "date"]
 
     def row_ok(self, rec: list[str]) -> bool:
         if not all(self.required_get(rec)):
@@ -278,10 +279,10 @@ def _check_records(text: str, problems: _Problems) -> list[str]:
             for i, f in spec.required:
                 if not rec[i]:
                     problems.add(line, "required", f"{row_type} {f.name} (FileSpecID {f.spec_id}) is empty")
-            for i, f in spec.formatted:
+            for i, f, kind in spec.formatted:
                 value = rec[i]
-                if value and not _format_ok(f.format, value):
-                    problems.add(line, f.format, f"{row_type} {f.name} {value!r} is not a valid {f.format}")
+                if value and not _format_ok(kind, value):
+                    problems.add(line, kind, f"{row_type} {f.name} {value!r} is not a valid {kind}")
     if expect == "CR":
         problems.add(ih_line, "row order", "last IH has no CR row")
     if fh is None:

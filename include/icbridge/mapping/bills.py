@@ -9,7 +9,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from decimal import Decimal
-from itertools import accumulate, chain, compress
+from itertools import accumulate, chain
 
 from icbridge.layouts.aus import AusFile
 from icbridge.layouts.bif import encode_row
@@ -136,12 +136,12 @@ class BillMapper:
         for col in p.line_cols:
             raw = first[col.src]
             if raw:
-                row[col.targets[0]] = col.convert(raw)
+                row[col.targets[0]] = col.convert(raw) or ""
             elif col.required:
                 raise BadValue(f"LineNumber {number}: {col.name} is missing (required)")
         for col in p.meter_cols:
             try:
-                values = [col.convert(m[col.src]) if m[col.src] else "" for m in meters]
+                values = [(col.convert(m[col.src]) or "") if m[col.src] else "" for m in meters]
             except BadValue as exc:
                 raise BadValue(f"LineNumber {number}: {col.name} {exc}") from None
             if col.kind == "meter":
@@ -149,7 +149,7 @@ class BillMapper:
             elif col.kind == "sum":
                 present = [Decimal(v) for v in values if v]
                 if present:
-                    row[col.targets[0]] = plain_decimal(sum(present))
+                    row[col.targets[0]] = plain_decimal(sum(present, Decimal(0)))
             elif any(values):  # "any": 1 if any meter's flag is Y
                 row[col.targets[0]] = "1" if "1" in values else "0"
 
@@ -229,8 +229,7 @@ def map_bills(
         except BadValue as exc:
             first = rows[0]
             rejects.append(Reject(line_nos, first[plan.acct_i], first[plan.bill_i], str(exc)))
-    kept = [text is not None for text in texts]
-    blobs = list(map(str.encode, compress(texts, kept)))
+    blobs = [text.encode() for text in texts if text is not None]
     text = b"".join(blobs)
     # the pre-upload check's row rules, run here in the worker on the rows it built (the
     # parent then checks only the FH rows; a chunk that is not proven is checked as a file)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -121,7 +122,7 @@ def write_part(
     settings: InvoiceSettings,
     stem: str,
     number: int,
-    body: list[memoryview],
+    body: Sequence[bytes | memoryview],
     amounts: list[str],
     totals: list[str] | None,
     staging: Path,

@@ -25,6 +25,7 @@ from icbridge.mapping.rules import (
 from icbridge.mapping.types import InvoiceSettings
 from icbridge.mapping.values import CONVERTERS, UNCHANGED
 
+Target = tuple[str, int] | int
 INVALID = "\x00invalid"  # memo of a soft value that is blanked and warned
 
 
@@ -36,7 +37,7 @@ class SourceColumn:
     src: int
     type: str
     required: bool
-    targets: list
+    targets: list[Any]  # (row type, field position) of a bill column (Target); an ID row's field position (int)
     kind: str = ""
 
     cache: dict[str, str] = field(default_factory=dict)
@@ -153,7 +154,9 @@ class Plan:
             targets_spec = [t for t in c.bif_target.split(";") if t]
             if c.level == "bill":
                 bill_positions.append(idx[c.name])
-                targets = [(t.split(".")[0], layouts[t.split(".")[0]].index(t.split(".")[1])) for t in targets_spec]
+                targets: list[Target] = [
+                    (t.split(".")[0], layouts[t.split(".")[0]].index(t.split(".")[1])) for t in targets_spec
+                ]
                 self.bill_cols.append(SourceColumn(c.name, idx[c.name], c.type, c.required, targets))
             elif c.level == "line":
                 targets = [self.id.index(t.split(".")[1]) for t in targets_spec]

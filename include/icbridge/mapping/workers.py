@@ -76,12 +76,14 @@ def in_order(
         finally:
             share(None)
         return
+    ctx: multiprocessing.context.BaseContext
     if preload is None:
         ctx = multiprocessing.get_context("fork")
         gc.freeze()  # see run
     else:
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(preload)
+        server = multiprocessing.get_context("forkserver")
+        server.set_forkserver_preload(preload)
+        ctx = server
     try:
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=initializer, initargs=initargs) as pool:
             with workers_may_start():  # the workers start as the tasks are submitted

@@ -9,6 +9,7 @@ breaks its ordering contract.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,8 +18,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from icbridge.flows.balance_all import ThresholdExceeded, iso_week, run_balance_all
 from icbridge.hooks.invoice_cloud import InvoiceCloudHook
 from icbridge.hooks.state import state_db_url
-from icbridge.operators.common import BillerOperator, cis_client, final_errors, run_flag
-from icbridge.reconcile.compare import Rules
+from icbridge.operators.common import BillerOperator, final_errors, run_flag
 from icbridge.reconcile.engine import IcOrderError, IcUnavailable, Limits, Settings
 from icbridge.reconcile.invoice_cloud import InvoiceCloudSide, ic_accounts
 from icbridge.state.reconcile import ReconcileStore
@@ -27,22 +27,12 @@ from icbridge.state.reconcile import ReconcileStore
 class BalanceAllOperator(BillerOperator):
     """Reconcile every open IC invoice of the biller against its CIS; store the report."""
 
-    template_fields = ("biller_id", "dry_run")
+    template_fields: Collection[str] = ("biller_id", "dry_run_param")
     ui_color = "#e9f5ec"
 
     def __init__(self, *, dry_run: bool | str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.dry_run = dry_run
-
-    def _cis_lookup(self, biller: Any) -> tuple[Any, Rules]:
-        if biller.cis == "inhance":
-            from icbridge.reconcile.cis import inhance_lookup
-
-            rules = Rules(future_balance=biller.cis_service.rtdr_version == 2)
-            return inhance_lookup(cis_client(biller).lean()), rules  # lean path: docs/balance-all.md
-        from icbridge.reconcile.cis import aus_lookup
-
-        return aus_lookup(cis_client(biller).lean()), Rules(cash_only=True)
+        self.dry_run_param = dry_run  # not self.dry_run: that is BaseOperator's method
 
     @final_errors
     def execute(self, context: Any) -> dict[str, Any]:
@@ -50,8 +40,8 @@ class BalanceAllOperator(BillerOperator):
         config, cis = biller.balance_all, biller.cis_service
         if config is None or cis is None:
             raise AirflowFailException(f"biller {biller.biller_id} has no balance_all / cis_service section")
-        dry_run = run_flag(context, "dry_run", self.dry_run)
-        lookup, rules = self._cis_lookup(biller)
+        dry_run = run_flag(context, "dry_run", self.dry_run_param)
+        lookup, rules = biller.vendor().balance_all_lookup(biller)
         settings = Settings(
             rules=rules,
             limits=Limits(

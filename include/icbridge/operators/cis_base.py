@@ -36,15 +36,14 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from icbridge.calls import CallPolicy, Outcome, call_all, is_transport_error, never
 from icbridge.config.biller import BillerConfig
-from icbridge.hooks.aus import AusHook
 from icbridge.hooks.ftps import parse_bool
-from icbridge.hooks.inhance import InhanceHook
 from icbridge.hooks.invoice_cloud import InvoiceCloudHook
 from icbridge.masking import mask_account, mask_email
 from icbridge.operators.common import final_errors, load_biller_file
 from icbridge.soap.cis import CisFault, CisResult, money
 from icbridge.soap.errors import is_not_sent
 from icbridge.soap.invoice_cloud import InvoiceCloudError
+from icbridge.vendors import vendor
 
 __all__ = [
     "STATUSES",
@@ -278,7 +277,7 @@ class CisCallOperator(BaseOperator):
         if self.service == "invoice_cloud":
             conn_id = self.conn_id or (biller.ic_conn_id if biller else InvoiceCloudHook.default_conn_name)
             return InvoiceCloudHook(ic_conn_id=conn_id)
-        hook_class = InhanceHook if self.service == "inhance" else AusHook
+        hook_class = vendor(self.service).hook_class()
         if self.conn_id or biller is None:
             return hook_class(
                 self.conn_id, self.method_conn_ids, timeout=self.timeout, pool_maxsize=self.calls_in_flight
@@ -342,7 +341,7 @@ class CisCallOperator(BaseOperator):
     def _record(self, outcome: Outcome) -> dict[str, Any]:
         """The JSON-able record of one call (whole account numbers: this goes to XCom, not logs)."""
         if outcome.error is None:
-            item, result = outcome.result
+            item, result = outcome.value
             status, message = self.judge(result)
             body = self.summarize(item, result)
         else:
@@ -445,7 +444,7 @@ class CisCallOperator(BaseOperator):
 
     def _judge_batch(self, context: Any, summary: dict[str, Any]) -> None:
         counts, total = summary["counts"], summary["total"]
-        problem = None
+        problem: CisOperatorError | None = None
         if counts["unknown"]:
             problem = CisOutcomeUnknown(
                 f"{self.method} batch: {counts['unknown']} call(s) with OUTCOME UNKNOWN (sent, no usable answer; "

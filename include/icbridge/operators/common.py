@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from icbridge.config.biller import BillerConfig, default_billers_dir, load_bille
 from icbridge.soap.errors import CredentialsRefused
 from icbridge.state.executions import Execution
 
-__all__ = ["BillerOperator", "artifacts_root", "cis_client", "final_errors", "load_biller_file", "param_flag",
+__all__ = ["BillerOperator", "artifacts_root", "final_errors", "load_biller_file", "param_flag",
            "run_artifacts", "run_flag", "task_execution"]
 
 
@@ -91,21 +91,10 @@ def load_biller_file(biller_id: str, billers_dir: str | None) -> BillerConfig:
     return load_biller(folder / f"{biller_id}.yaml")
 
 
-def cis_client(biller: BillerConfig) -> Any:
-    """The inHance or AUS client of the biller's ``cis_service`` (hooks imported on use: parse stays light)."""
-    if biller.cis == "inhance":
-        from icbridge.hooks.inhance import InhanceHook
-
-        return InhanceHook.for_biller(biller).get_conn()
-    from icbridge.hooks.aus import AusHook
-
-    return AusHook.for_biller(biller).get_conn()
-
-
 class BillerOperator(BaseOperator):
     """Base: resolves the biller's configuration at run time (YAML, validated)."""
 
-    template_fields = ("biller_id",)
+    template_fields: Collection[str] = ("biller_id",)
 
     def __init__(self, *, biller_id: str, billers_dir: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

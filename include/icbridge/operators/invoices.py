@@ -42,7 +42,7 @@ class FindAusFilesOperator(BillerOperator):
     @final_errors
     def execute(self, context: Any) -> list[str]:
         biller = self.biller()
-        transfer = biller.invoices.transfer
+        transfer = biller.invoices_config().transfer
         with open_remote_folder(transfer.protocol, transfer.conn_id) as folder:
             found = find_files(folder, biller)
         for name, reason in found.ignored:
@@ -91,7 +91,7 @@ class UploadAusFileOperator(BillerOperator):
         run_id = context["run_id"]
         artifacts = run_artifacts(self.dag_id, run_id)
         ledger = get_ledger()
-        transfer = biller.invoices.transfer
+        transfer = biller.invoices_config().transfer
         try:
             with (
                 task_execution(context, ledger.engine) as execution,  # owns the parts it marks `sending`

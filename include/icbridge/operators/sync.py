@@ -22,7 +22,7 @@ from icbridge.flows.sync_common import Interval, SyncFailed, SyncReport, policy_
 from icbridge.flows.windows import ReadPlan, last_complete_period, run_watermarked
 from icbridge.hooks.invoice_cloud import InvoiceCloudHook
 from icbridge.hooks.state import state_db_url
-from icbridge.operators.common import BillerOperator, cis_client, final_errors, task_execution
+from icbridge.operators.common import BillerOperator, final_errors, task_execution
 from icbridge.state.payments import PaymentLedger
 from icbridge.state.watermarks import SyncItems, Watermarks
 
@@ -64,8 +64,9 @@ class _SyncOperator(BillerOperator):
     @final_errors
     def execute(self, context: Any) -> dict[str, Any]:
         biller = self.biller()
-        if biller.cis_service is None or biller.cis not in ("inhance", "aus"):
-            raise AirflowFailException(f"biller {biller.biller_id} has no inHance/AUS cis_service section")
+        if self.flow_name not in biller.flows():
+            raise AirflowFailException(f"biller {biller.biller_id} has no {self.flow_name} flow (its cis "
+                                       f"{biller.cis} and cis_service / sync sections)")
         interval = run_interval(context, biller, getattr(biller.sync_settings(), f"{self.flow_name}_schedule"))
         store = Watermarks(state_db_url())
         items = SyncItems(engine=store.engine)
@@ -102,7 +103,7 @@ class BalancesOperator(_SyncOperator):
             return run_balances(
                 biller=biller,
                 ic=InvoiceCloudHook(ic_conn_id=biller.ic_conn_id).get_conn(),
-                cis_client=cis_client(biller),
+                cis=biller.vendor().connect(biller),
                 interval=plan.span,
                 windows=plan.windows,
                 policy=policy_for(biller),
@@ -132,7 +133,7 @@ class PaymentsOperator(_SyncOperator):
                 return run_payments(
                     biller=biller,
                     ic=InvoiceCloudHook(ic_conn_id=biller.ic_conn_id).get_conn(),
-                    cis_client=cis_client(biller),
+                    cis=biller.vendor().connect(biller),
                     ledger=ledger,
                     interval=plan.span,
                     windows=plan.windows,
@@ -157,7 +158,7 @@ class CustomerChangesOperator(_SyncOperator):
             return run_customer_changes(
                 biller=biller,
                 ic=InvoiceCloudHook(ic_conn_id=biller.ic_conn_id).get_conn(),
-                cis_client=cis_client(biller),
+                cis=biller.vendor().connect(biller),
                 interval=plan.span,
                 windows=plan.windows,
                 policy=policy_for(biller),

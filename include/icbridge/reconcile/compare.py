@@ -33,7 +33,7 @@ class Outcome(StrEnum):
 
 
 OUTCOMES = tuple(Outcome)
-OUTCOME_LABELS = {
+OUTCOME_LABELS: dict[str, str] = {  # by Outcome (a StrEnum: its members are the str keys)
     Outcome.MATCH: "Matches",
     Outcome.BALANCE_MISMATCH: "Balance mismatches",
     Outcome.FLAGS_MISMATCH: "Payment-block mismatches",

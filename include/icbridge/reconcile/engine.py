@@ -340,11 +340,12 @@ class Reconciler:
         ic = self.ic
         assert ic is not None
         problems = []
-        if correction.balance:
+        balance_due = correction.balance_due
+        if correction.balance and balance_due is not None:  # a balance correction always names BalanceDue
             ok, message = self._ic_call(
                 "UpdateInvoiceBalance",
                 lambda: ic.update_invoice_balance(
-                    item.account_number, item.invoice_number, correction.balance_due, correction.total_amount_due
+                    item.account_number, item.invoice_number, balance_due, correction.total_amount_due
                 ),
             )
             if not ok:

@@ -214,6 +214,7 @@ class AusClient(CisClient):
 
     def retrieve_bill_print_image(self, account_number: str, bill_number: str) -> BillImage:
         """RetrieveBillPrintImageV2: the bill PDF (check ``is_pdf`` before passing it on)."""
-        node = self._call("RetrieveBillPrintImageV2", AccountNumber=account_number, BillNumber=bill_number)
-        ok, message, code = _head(_answered(node, "RetrieveBillPrintImageV2"))
+        node = _answered(self._call("RetrieveBillPrintImageV2", AccountNumber=account_number, BillNumber=bill_number),
+                         "RetrieveBillPrintImageV2")
+        ok, message, code = _head(node)
         return BillImage(ok, message, code, node.PdfContent or b"")

@@ -18,11 +18,11 @@ _IC = (
     ("CloudManagement", "ViewCustomerRecord"), ("CloudManagement", "UpdateCustomerRecord"),
     ("CloudManagement", "ListChangeLog"), ("CloudPayments", "ListPayments"),
 )
-OPERATIONS: list[tuple[str, Path, str]] = (
-    [("invoice_cloud", WSDL_DIR / f"{service}.wsdl", operation) for service, operation in _IC]
-    + [("inhance", inhance.WSDL, method) for method in inhance.METHODS]
-    + [("aus", aus.WSDL, method) for method in aus.METHODS]
-)
+OPERATIONS: list[tuple[str, str | Path, str]] = [
+    *[("invoice_cloud", WSDL_DIR / f"{service}.wsdl", operation) for service, operation in _IC],
+    *[("inhance", inhance.WSDL, method) for method in inhance.METHODS],
+    *[("aus", aus.WSDL, method) for method in aus.METHODS],
+]
 
 
 def contract_table() -> str:

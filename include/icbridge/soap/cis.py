@@ -154,8 +154,10 @@ class CisClient:
         if not self._endpoints:
             raise ValueError(f"no {self.LABEL} endpoint given (need {DEFAULT!r} or one per method)")
         self.timeout = timeout
-        self._options = {"timeout": timeout, "ca_file": ca_file, "verify": verify, "pool_maxsize": pool_maxsize}
-        self._transport_options = {**self._options, "proxy": proxy, "max_answer_bytes": max_answer_bytes}
+        self._options: dict[str, Any] = {"timeout": timeout, "ca_file": ca_file, "verify": verify,
+                                         "pool_maxsize": pool_maxsize}
+        self._transport_options: dict[str, Any] = {**self._options, "proxy": proxy,
+                                                   "max_answer_bytes": max_answer_bytes}
         self._transports: dict[str, HttpTransport] = {}
         self._operations: dict[tuple[str, bool], SoapOperation] = {}
         self._lock = threading.Lock()

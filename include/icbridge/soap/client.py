@@ -13,7 +13,7 @@ import logging
 import re
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
 import requests
@@ -102,7 +102,7 @@ def _load_document(location: str, strict: bool, ca_file: str | None, verify: boo
         timeout=timeout,
         operation_timeout=timeout,
     )
-    return Document(location, transport, settings=_settings(strict))
+    return Document(location, cast(Any, transport), settings=_settings(strict))  # zeep annotates a class
 
 
 def _document(location: str, *, strict: bool, ca_file: str | None, verify: bool, timeout: float) -> Document:
@@ -128,7 +128,7 @@ class BoundClient(zeep.Client):
         self._bound_service: ServiceProxy = self.create_service(self.binding_name, endpoint)
 
     @property
-    def service(self) -> ServiceProxy:  # type: ignore[override]
+    def service(self) -> ServiceProxy:
         """The service proxy bound to ``endpoint``."""
         return self._bound_service
 

@@ -282,8 +282,10 @@ class InvoiceCloudClient:
         self.timeout = timeout
         self._biller_guid = biller_guid
         self._key = web_service_key
-        self._options = {"timeout": timeout, "ca_file": ca_file, "verify": verify, "pool_maxsize": pool_maxsize}
-        self._transport_options = {**self._options, "proxy": proxy, "max_answer_bytes": max_answer_bytes}
+        self._options: dict[str, Any] = {"timeout": timeout, "ca_file": ca_file, "verify": verify,
+                                         "pool_maxsize": pool_maxsize}
+        self._transport_options: dict[str, Any] = {**self._options, "proxy": proxy,
+                                                   "max_answer_bytes": max_answer_bytes}
         self._transports: dict[str, HttpTransport] = {}
         self._operations: dict[tuple[str, str, bool], SoapOperation] = {}
         self._lock = threading.Lock()

@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from icbridge.state.engine import make_engine
+from icbridge.state.engine import inserted_id, make_engine
 from icbridge.state.locate import STATE_URL_ENV, default_state_path
 
 metadata = MetaData()
@@ -169,7 +169,7 @@ class Ledger:
                         run_id=run_id,
                     )
                 )
-                return SourceFile(result.inserted_primary_key[0], biller_id, file_name, sha256, "processing", 1)
+                return SourceFile(inserted_id(result), biller_id, file_name, sha256, "processing", 1)
             if force and row.status in ("uploaded", "rejected"):
                 generation = row.generation + 1 if row.status == "uploaded" else row.generation
                 conn.execute(

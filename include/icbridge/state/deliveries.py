@@ -18,6 +18,7 @@ from sqlalchemy import Column, DateTime, Engine, Index, Integer, String, Table, 
 from sqlalchemy.exc import IntegrityError
 
 from icbridge.state.db import default_state_url, make_engine, metadata, now
+from icbridge.state.engine import inserted_id
 from icbridge.state.schema import ensure_schema
 
 __all__ = ["DayTaken", "Delivery", "DeliveryLog", "deliveries", "delivery_claims"]
@@ -151,7 +152,7 @@ class DeliveryLog:
                     message=message,
                 )
             )
-            return int(result.inserted_primary_key[0])
+            return inserted_id(result)
 
     def finish(self, delivery_id: int, status: str, message: str | None = None, *, owner: str | None) -> bool:
         """An attempt's outcome. Changes the row only while it is still ``sending`` and owned by

@@ -139,3 +139,11 @@ def _shut(fd: int) -> None:
     """Shut the connection's socket both ways, so every later use of it fails at once."""
     with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as sock:
         sock.shutdown(socket.SHUT_RDWR)
+
+
+def inserted_id(result: Any) -> int:
+    """The primary key an INSERT of one row gave (a CursorResult of ``conn.execute(insert)``)."""
+    key = result.inserted_primary_key
+    if key is None:
+        raise ValueError("the INSERT returned no primary key")
+    return int(key[0])

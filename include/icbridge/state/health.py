@@ -51,13 +51,8 @@ class HealthRow:
 
 
 def _flows(biller: BillerConfig) -> list[str]:
-    flows = []
-    if biller.invoices is not None and biller.cis == "aus":
-        flows.append("invoices")
-    flows += biller.sync_flows()
-    if biller.payment_export is not None and biller.cis == "logis":
-        flows.append("payment_export")
-    return flows
+    """The biller's flows that have a health row (Balance All has none yet)."""
+    return [flow for flow in biller.flows() if flow != "balance_all"]
 
 
 def _bound(biller: BillerConfig | None, flow: str) -> timedelta | None:
@@ -81,20 +76,20 @@ def health_rows(engine: Engine, billers: Iterable[BillerConfig], now: datetime |
         cutoff = cutoff.replace(tzinfo=None)
     with engine.connect() as conn:
         marks = {(r.biller_id, r.flow): r for r in conn.execute(select(watermarks))}
-        payments = dict(conn.execute(
+        payments: dict[str, int] = dict(conn.execute(
             select(payment_posts.c.biller_id, func.count())
             .where(payment_posts.c.status.in_([*NEEDS_OPS, "sending"]))
             .group_by(payment_posts.c.biller_id)).all())
-        uploads = dict(conn.execute(
+        uploads: dict[str, int] = dict(conn.execute(
             select(source_files.c.biller_id, func.count())
             .select_from(invoice_uploads.join(source_files, source_files.c.id == invoice_uploads.c.source_file_id))
             .where(invoice_uploads.c.status == "sending", invoice_uploads.c.generation == source_files.c.generation)
             .group_by(source_files.c.biller_id)).all())
-        sends = dict(conn.execute(
+        sends: dict[str, int] = dict(conn.execute(
             select(deliveries.c.biller_id, func.count())
             .where(deliveries.c.status == "sending")
             .group_by(deliveries.c.biller_id)).all())
-        rejected = dict(conn.execute(
+        rejected: dict[str, int] = dict(conn.execute(
             select(source_files.c.biller_id, func.count())
             .where(source_files.c.status == "rejected",
                    source_files.c.updated_at >= cutoff)

@@ -43,6 +43,7 @@ from sqlalchemy.engine import Dialect
 from icbridge.reconcile.compare import CENT, OUTCOMES, Item, Outcome
 from icbridge.reconcile.engine import Summary
 from icbridge.state.db import default_state_url, make_engine, metadata, now
+from icbridge.state.engine import inserted_id
 from icbridge.state.schema import ensure_schema
 
 
@@ -286,7 +287,7 @@ class ReconcileStore:
                     corrections_failed=0,
                 )
             )
-            return int(result.inserted_primary_key[0])
+            return inserted_id(result)
 
     def add_items(self, run_id: int, items: Iterable[Item]) -> int:
         rows = [{"run_id": run_id, **item_values(item)} for item in items]

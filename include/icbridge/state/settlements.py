@@ -55,11 +55,12 @@ class Settlement:
 def record(conn: Connection, *, kind: str, biller_id: str, item: str, from_status: str, to_status: str,
            by: str | None, reason: str | None, forced: bool = False) -> None:
     """Keep one settlement, in the caller's transaction. ValueError without a reason."""
-    if not (reason or "").strip():
+    reason = (reason or "").strip()
+    if not reason:
         raise ValueError("a settlement needs a reason (--reason: what you checked, e.g. 'IC portal shows the file')")
     conn.execute(settlements.insert().values(kind=kind, biller_id=biller_id, item=item, from_status=from_status,
                                              to_status=to_status, settled_by=by or "unknown",
-                                             reason=reason.strip(), forced=int(forced), settled_at=now()))
+                                             reason=reason, forced=int(forced), settled_at=now()))
 
 
 def history(engine: Engine, *, kind: str | None = None, biller_id: str | None = None, item: str | None = None,

@@ -69,9 +69,13 @@ def utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def _utc_iso(moment: datetime) -> str:
+    return (moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)).isoformat()
+
+
 def item_key(*parts: object) -> str:
     """The stored key of a natural key: sha256 over its parts (times in UTC ISO form)."""
-    text = "\x1f".join(utc(p).isoformat() if isinstance(p, datetime) else ("" if p is None else str(p))
+    text = "\x1f".join(_utc_iso(p) if isinstance(p, datetime) else ("" if p is None else str(p))
                        for p in parts)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

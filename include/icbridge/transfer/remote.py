@@ -17,7 +17,8 @@ import stat
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from types import TracebackType
+from typing import Any, Protocol, Self, runtime_checkable
 
 __all__ = ["RemoteFolder", "atomic_local_file", "parse_list_line", "plain_files"]
 
@@ -62,6 +63,15 @@ class RemoteFolder(Protocol):
 
     def close(self) -> None:
         """Release the connection; safe to call twice."""
+        ...
+
+    def __enter__(self) -> Self:
+        """The folder itself; leaving the block closes it."""
+        ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         ...
 
 

@@ -143,9 +143,11 @@ def _run_items_query(run_id: int, outcome: str | None, sort: str, user: Any
     return store, run, _check_query(outcome, sort)
 
 
-async def _error_page(request: Request, exc: StarletteHTTPException) -> Any:
+async def _error_page(request: Request, exc: Exception) -> Any:
     """A wrong URL or a bad query answers a page inside the Airflow UI frame, not raw JSON
     (a client that asks for JSON still gets FastAPI's ``{"detail": …}``)."""
+    if not isinstance(exc, StarletteHTTPException):  # registered for that class only
+        raise exc
     accept = request.headers.get("accept", "")
     if "text/html" not in accept and "*/*" not in accept and accept:
         from fastapi.exception_handlers import http_exception_handler
@@ -368,7 +370,7 @@ def create_app() -> FastAPI:
 
         path = _check_target(biller_id, user)
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
-        check_action(request, user, f"check:{biller_id}", (form.get("token") or [None])[0])
+        check_action(request, user, f"check:{biller_id}", next(iter(form.get("token") or []), None))
         checks = await run_in_threadpool(check_biller, path)
         return _html("check.html", biller_id=biller_id, checks=checks, ok=all(c.ok for c in checks),
                      token=csrf_token(user, f"check:{biller_id}"), user_name=_user_name(user))
