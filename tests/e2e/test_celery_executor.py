@@ -45,7 +45,7 @@ from icbsim.local_airflow import (
     wait_healthy,
 )
 from icbsim.stack import SimStack
-from tests.conftest import require_service
+from tests.support.services import require_service
 
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379

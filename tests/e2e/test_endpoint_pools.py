@@ -27,7 +27,7 @@ from icbsim.local_airflow import (
     wait_healthy,
 )
 from icbsim.stack import SimStack
-from tests.conftest import REPO
+from tests.support.services import REPO
 
 BILLERS = ("pool_a", "pool_b", "pool_c")
 POOL, SLOTS, IN_FLIGHT, PAYMENTS = "icb_cis_shared_inhance", 6, 3, 24

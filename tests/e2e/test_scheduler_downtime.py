@@ -37,7 +37,7 @@ from icbsim.local_airflow import (
     wait_healthy,
 )
 from icbsim.stack import SimStack
-from tests.conftest import REPO
+from tests.support.services import REPO
 
 BILLER = "demo_inhance"
 DAG = f"{BILLER}__payments"

@@ -15,7 +15,7 @@ import tomllib
 import yaml
 from setuptools import find_packages
 
-from tests.conftest import REPO
+from tests.support.services import REPO
 
 INCLUDE = REPO / "include"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.services import REPO
 
 
 def _dagbag(monkeypatch, billers_dir: Path | None = None):

@@ -397,7 +397,7 @@ def test_demo_stack_delivers_the_demo_logis_billers(tmp_path, monkeypatch, dag_e
     from icbridge.dagbuild import payment_export
     from icbsim.demo_payments import seed_logis_payments
     from icbsim.stack import SimStack
-    from tests.conftest import REPO
+    from tests.support.services import REPO
 
     billers = dag_env.billers
     for name in ("demo_logis.yaml", "demo_logis_mail.yaml"):

@@ -24,6 +24,7 @@ from icbridge.soap.aus import AusClient
 from icbridge.soap.cis import DEFAULT, CisEndpoint
 from icbridge.soap.inhance import InhanceClient
 from icbridge.state.payments import PaymentLedger
+from icbridge.vendors import vendor
 from icbsim.aus import AusSimulator
 from icbsim.inhance import InhanceSimulator
 from tests.support.cis_sims import start_cis_sims
@@ -84,16 +85,19 @@ class World:
         self.ic.sim.add_change(self.guid, account, "Phone", "555-0101", T0 + timedelta(minutes=minute))
 
     def payments(self, biller: BillerConfig, interval: Interval = IV, run_id: str = "r1#try1", **kw):
-        return run_payments(biller=biller, ic=self.ic_client(), cis_client=kw.pop("client", None)
-                            or self.client(biller.cis, **kw), ledger=self.ledger, interval=interval,
+        client = kw.pop("client", None) or self.client(biller.cis, **kw)
+        return run_payments(biller=biller, ic=self.ic_client(), cis=vendor(biller.cis).service(client),
+                            ledger=self.ledger, interval=interval,
                             run_id=run_id, policy=POLICY)
 
     def balances(self, biller: BillerConfig, interval: Interval = IV, policy: CallPolicy = POLICY, **kw):
-        return run_balances(biller=biller, ic=self.ic_client(), cis_client=self.client(biller.cis, **kw),
+        cis = vendor(biller.cis).service(self.client(biller.cis, **kw))
+        return run_balances(biller=biller, ic=self.ic_client(), cis=cis,
                             interval=interval, policy=policy, ledger=self.ledger)
 
     def changes(self, biller: BillerConfig, interval: Interval = IV, **kw):
-        return run_customer_changes(biller=biller, ic=self.ic_client(), cis_client=self.client(biller.cis, **kw),
+        cis = vendor(biller.cis).service(self.client(biller.cis, **kw))
+        return run_customer_changes(biller=biller, ic=self.ic_client(), cis=cis,
                                     interval=interval, policy=POLICY)
 
     def row(self, biller: BillerConfig, guid: str):

@@ -16,8 +16,9 @@ from icbridge.flows.payments import run_payments
 from icbridge.flows.sync_common import Interval, SyncFailed, SyncReport
 from icbridge.flows.windows import last_complete_period, plan_read, run_watermarked, split
 from icbridge.state.watermarks import DoneItem, SyncItems, Watermarks, item_key
-from tests.conftest import postgres_schema
+from icbridge.vendors import vendor
 from tests.integration.flows.test_sync_flows import POLICY, T0, World, world  # noqa: F401 - the simulators fixture
+from tests.support.services import postgres_schema
 
 H = timedelta(hours=1)
 M = timedelta(minutes=1)
@@ -237,7 +238,8 @@ def test_a_live_run_still_behind_fails_naming_the_gap(store):
 def _run(world: World, store: Watermarks, items: SyncItems, flow: str, own: Interval, biller: BillerConfig,  # noqa: F811
          run_id: str, **kw):
     def work(plan):
-        common = {"biller": biller, "ic": world.ic_client(), "cis_client": world.client(biller.cis),
+        cis = vendor(biller.cis).service(world.client(biller.cis))
+        common = {"biller": biller, "ic": world.ic_client(), "cis": cis,
                   "interval": plan.span, "windows": plan.windows, "policy": POLICY}
         if flow == "payments":
             return run_payments(**common, ledger=world.ledger, run_id=f"{run_id}#try1",
@@ -383,7 +385,8 @@ def test_a_window_whose_answer_left_an_item_out_holds_the_watermark(world, wm): 
     own = Interval(T0 + 2 * H, T0 + 2 * H + 15 * M)
 
     def work(plan):
-        return run_payments(biller=biller, ic=Ic(), cis_client=world.client("inhance"), ledger=world.ledger,
+        cis = vendor("inhance").service(world.client("inhance"))
+        return run_payments(biller=biller, ic=Ic(), cis=cis, ledger=world.ledger,
                             interval=plan.span, windows=plan.windows, run_id="r1#try1", policy=POLICY)
 
     with pytest.raises(SyncFailed, match="break the answer contract"):

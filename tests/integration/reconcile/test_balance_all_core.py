@@ -30,7 +30,7 @@ from icbridge.reconcile.engine import (
 )
 from icbridge.reconcile.invoice_cloud import InvoiceCloudSide, ic_accounts
 from icbridge.state.reconcile import FAILED, FAILED_THRESHOLD, SUCCEEDED, ReconcileStore
-from tests.conftest import require_service
+from tests.support.services import require_service
 
 D = Decimal
 FAST = Limits(max_in_flight=4, attempts=3, backoff_seconds=0.001, backoff_max_seconds=0.002)

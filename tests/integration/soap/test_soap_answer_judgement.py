@@ -20,6 +20,7 @@ from icbridge.soap.errors import (
 )
 from icbridge.soap.inhance import InhanceClient
 from icbridge.soap.invoice_cloud import InvoiceCloudClient
+from icbridge.vendors import vendor
 from tests.integration.soap import test_soap_hostile as soap_hostile
 from tests.integration.soap.test_soap_hostile import IC_PAY, T0, TEMPURI, _aus, _pay
 from tests.support.hostile_http import Interim, answer, envelope
@@ -96,7 +97,7 @@ def test_a_fault_after_processing_is_never_resent_automatically(world_hostile):
     cis = InhanceClient({DEFAULT: CisEndpoint(world.inhance.endpoint_url("t_inhance"), world.keys["inhance"]),
                          "MakePaymentExtended": CisEndpoint(hostile.url + "/pay/iCloud.asmx", "k")}, timeout=5)
     with pytest.raises(SyncFailed):
-        run_payments(biller=biller, ic=world.ic_client(), cis_client=cis, ledger=world.ledger,
+        run_payments(biller=biller, ic=world.ic_client(), cis=vendor("inhance").service(cis), ledger=world.ledger,
                      interval=Interval(T0, T0 + timedelta(minutes=15)), run_id="r#1",
                      policy=CallPolicy(in_flight=1, per_second=0))
     assert world.ledger.get(biller.biller_id, guid).status != "resend"
@@ -229,7 +230,7 @@ def test_payments_run_fails_on_an_empty_listing_and_posts_nothing(world_hostile)
     hostile.script("/CloudPayments.asmx", answer("200 OK", ""))
     ic = InvoiceCloudClient(hostile.url, "guid", "k", timeout=5)
     with pytest.raises(MalformedAnswer):
-        run_payments(biller=biller, ic=ic, cis_client=world.client("inhance"), ledger=world.ledger,
+        run_payments(biller=biller, ic=ic, cis=vendor("inhance").service(world.client("inhance")), ledger=world.ledger,
                      interval=Interval(T0, T0 + timedelta(minutes=15)), run_id="e#1",
                      policy=CallPolicy(in_flight=1, per_second=0))
 

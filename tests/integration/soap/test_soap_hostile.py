@@ -33,6 +33,7 @@ from icbridge.soap.errors import (
 )
 from icbridge.soap.inhance import InhanceClient
 from icbridge.soap.invoice_cloud import InvoiceCloudClient, InvoiceCloudError
+from icbridge.vendors import vendor
 from tests.support.hostile_http import (
     Continue,
     Cut,
@@ -380,7 +381,7 @@ def test_payments_flow_posts_only_what_ic_sent_whole(world_hostile):
     ic = InvoiceCloudClient(hostile.url, "guid", "k", timeout=5)
     interval = Interval(T0, T0 + timedelta(minutes=15))
     with pytest.raises(SyncFailed, match=r"break the answer contract.*PaymentAmount.*\*\*\*\*1002"):
-        run_payments(biller=biller, ic=ic, cis_client=world.client("inhance"), ledger=world.ledger,
+        run_payments(biller=biller, ic=ic, cis=vendor("inhance").service(world.client("inhance")), ledger=world.ledger,
                      interval=interval, run_id="h#1", policy=CallPolicy(in_flight=2, per_second=0))
     posted = world.inhance.payments("t_inhance")
     assert [(p["account_number"], p["amount"]) for p in posted] == [("1001", Decimal("25.00"))]
@@ -399,7 +400,7 @@ def test_payments_flow_in_doubt_when_the_cis_answer_cannot_be_judged(world_hosti
     cis = InhanceClient({DEFAULT: CisEndpoint(world.inhance.endpoint_url("t_inhance"), world.keys["inhance"]),
                          "MakePaymentExtended": CisEndpoint(hostile.url + "/pay/iCloud.asmx", "k")}, timeout=5)
     with pytest.raises(SyncFailed):
-        run_payments(biller=biller, ic=world.ic_client(), cis_client=cis, ledger=world.ledger,
+        run_payments(biller=biller, ic=world.ic_client(), cis=vendor("inhance").service(cis), ledger=world.ledger,
                      interval=Interval(T0, T0 + timedelta(minutes=15)), run_id="h#2",
                      policy=CallPolicy(in_flight=2, per_second=0))
     row = world.ledger.get(biller.biller_id, guid)
@@ -421,7 +422,7 @@ def test_balances_flow_never_unblocks_on_a_cash_only_it_did_not_receive(world_ho
                                                        f"<PastDue>0</PastDue><CashOnly {NIL}/>"))
     cis = AusClient.single(hostile.url + "/aus.asmx", "k", timeout=5)
     with pytest.raises(SyncFailed):
-        run_balances(biller=aus_biller, ic=world.ic_client(), cis_client=cis,
+        run_balances(biller=aus_biller, ic=world.ic_client(), cis=vendor("aus").service(cis),
                      interval=Interval(T0, T0 + timedelta(minutes=15)),
                      policy=CallPolicy(in_flight=2, per_second=0, attempts=1), ledger=world.ledger)
     record = next(c for c in world.ic.sim.customers(world.guid) if c["account_number"] == "1001")

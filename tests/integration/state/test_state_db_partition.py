@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from icbridge.state.payments import PaymentLedger
-from tests.conftest import postgres_schema
+from tests.support.services import postgres_schema
 
 PG = ("127.0.0.1", 5432)
 

@@ -12,7 +12,7 @@ import pytest
 
 from icbridge.state.executions import Execution, owner, run_of
 from icbridge.state.payments import PaymentLedger
-from tests.conftest import state_store
+from tests.support.services import state_store
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

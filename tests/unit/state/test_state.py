@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import text
 
 from icbridge.state.db import Ledger, metadata
-from tests.conftest import postgres_schema, state_store
+from tests.support.services import postgres_schema, state_store
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
