@@ -22,8 +22,8 @@ import pytest
 import requests
 
 from icbsim.local_airflow import Airflow, airflow_env, free_port, read_admin_password, start_airflow
-from tests.integration.web.test_balance_all_web import ITEMS, seed_runs
 from tests.support.services import ON_CI, REPO
+from tests.support.web import ITEMS, seed_runs
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 ARTIFACTS = REPO / "test-artifacts"

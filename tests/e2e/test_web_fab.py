@@ -16,8 +16,8 @@ import requests
 
 from icbridge.state.reconcile import ReconcileStore
 from icbsim.local_airflow import Airflow, airflow_env, free_port, start_airflow
-from tests.integration.web.test_balance_all_web import seed_runs
 from tests.support.services import REPO
+from tests.support.web import seed_runs
 
 FAB = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 USERS = {"ana": "role_a", "bob": "role_b"}

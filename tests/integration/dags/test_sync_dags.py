@@ -8,76 +8,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-import yaml
 
-from icbridge.config.biller import load_biller
-from icbridge.dagbuild import balances, customer_changes, payments
 from icbridge.state.payments import PaymentLedger
-from tests.support.cis_sims import start_cis_sims
+from tests.support.dags import SYNC_BUILDERS, task_states
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 _dates = iter(datetime(2026, 4, 1, tzinfo=UTC) + timedelta(hours=h) for h in range(10_000))
-BUILDERS = {"balances": balances, "payments": payments, "customer_changes": customer_changes}
-
-
-def _demo_shaped(cis: str, bid: str) -> dict:
-    """Like include/billers/demo_<cis>.yaml (no invoices section needed here)."""
-    service = {"conn_id": f"t_{cis}_cis", "calls_in_flight": 4, "calls_per_second": 50, "timeout_seconds": 1}
-    if cis == "inhance":
-        service.update(method_conn_ids={"MakePaymentExtended": "t_inhance_cis_payments"}, rtdr_version=2)
-    return {"biller_id": f"t_{cis}", "bid": bid, "name": f"Test {cis}", "cis": cis, "ic_conn_id": "t_ic",
-            "retries": 0, "cis_service": service, "sync": {"backoff_seconds": 0}}
-
-
-@pytest.fixture
-def world(tmp_path, ic_sim, set_airflow_conn, dag_env):
-    billers, state = dag_env.billers, dag_env.state_url
-    set_airflow_conn("t_ic", **ic_sim.conn_fields())
-    sims = start_cis_sims(tmp_path, ic_sim.server)
-    inhance, aus, keys = sims.inhance, sims.aus, sims.keys
-    set_airflow_conn("t_inhance_cis", conn_type="inhance", host=inhance.endpoint_url("t_inhance"),
-                     password=keys["inhance"])
-    set_airflow_conn("t_inhance_cis_payments", conn_type="inhance",
-                     host=inhance.endpoint_url("t_inhance", "payments"), password=keys["payments"])
-    set_airflow_conn("t_aus_cis", conn_type="aus_cis", host=aus.endpoint_url("t_aus"), password=keys["aus"])
-    for account, invoice in (("1001", "7001"), ("1002", "7002")):
-        ic_sim.sim.add_invoice(ic_sim.biller_guid, account, invoice, "100.00")
-        ic_sim.sim.add_customer(ic_sim.biller_guid, account)
-
-    class World:
-        ic = ic_sim.sim
-        guid = ic_sim.biller_guid
-
-        def __init__(self) -> None:
-            self.sims = {"inhance": inhance, "aus": aus}
-
-        def dag(self, cis: str, flow: str, **sync):
-            config = _demo_shaped(cis, ic_sim.bid)
-            config["sync"].update(sync)
-            path = billers / f"t_{cis}.yaml"
-            path.write_text(yaml.safe_dump(config))
-            return BUILDERS[flow].build(load_biller(path), billers)
-
-        def run(self, dag, interval_start: datetime, length: timedelta = timedelta(minutes=15), **test):
-            """Run the DAG for ``[interval_start, interval_start + length)``: a manual run covers the
-            last whole interval before its logical date, so the interval's end is passed."""
-            run = dag.test(logical_date=interval_start + length, **test)
-            assert run.data_interval_start == interval_start, (run.data_interval_start, interval_start)
-            return run
-
-        def ledger_rows(self, cis: str):
-            ledger = PaymentLedger(state)
-            try:
-                return ledger.rows(f"t_{cis}")
-            finally:
-                ledger.dispose()
-
-    yield World()
-    sims.stop()
-
-
-def _states(dag_run) -> dict[str, str]:
-    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
 
 
 def _result(dag_run, task_id: str):
@@ -86,76 +22,79 @@ def _result(dag_run, task_id: str):
 
 
 @pytest.mark.parametrize("cis", ["inhance", "aus"])
-def test_payments_dag_posts_the_interval_once(world, cis):
+def test_payments_dag_posts_the_interval_once(sync_world, cis):
     start = next(_dates)
-    world.ic.add_payment(world.guid, "1001", "7001", "25.00", start + timedelta(minutes=3), payment_type="PayPal")
-    world.ic.add_payment(world.guid, "1002", "7002", "5.00", start + timedelta(minutes=20))  # the next interval
-    dag = world.dag(cis, "payments")
+    sync_world.ic.add_payment(sync_world.guid, "1001", "7001", "25.00", start + timedelta(minutes=3),
+                              payment_type="PayPal")
+    # the next interval:
+    sync_world.ic.add_payment(sync_world.guid, "1002", "7002", "5.00", start + timedelta(minutes=20))
+    dag = sync_world.dag(cis, "payments")
     assert dag.max_active_runs == 1 and not dag.catchup
-    run = world.run(dag, start)
-    assert str(run.state) == "success", _states(run)
-    posted = world.sims[cis].payments(f"t_{cis}")
+    run = sync_world.run(dag, start)
+    assert str(run.state) == "success", task_states(run)
+    posted = sync_world.sims[cis].payments(f"t_{cis}")
     assert [(p["account_number"], p["amount"]) for p in posted] == [("1001", Decimal("25.00"))]
     if cis == "inhance":
         assert posted[0]["payment_type"] == "Credit Card"  # rule 5
-    assert str(world.run(dag, start).state) == "success"  # a re-run of the interval: nothing twice
-    assert len(world.sims[cis].payments(f"t_{cis}")) == 1
-    assert [r.status for r in world.ledger_rows(cis)] == ["posted"]
+    assert str(sync_world.run(dag, start).state) == "success"  # a re-run of the interval: nothing twice
+    assert len(sync_world.sims[cis].payments(f"t_{cis}")) == 1
+    assert [r.status for r in sync_world.ledger_rows(cis)] == ["posted"]
 
 
 @pytest.mark.parametrize("cis", ["inhance", "aus"])
-def test_payments_dag_fails_naming_an_in_doubt_payment(world, cis):
+def test_payments_dag_fails_naming_an_in_doubt_payment(sync_world, cis):
     start = next(_dates)
-    guid = world.ic.add_payment(world.guid, "1001", "7001", "25.00", start + timedelta(minutes=3))
+    guid = sync_world.ic.add_payment(sync_world.guid, "1001", "7001", "25.00", start + timedelta(minutes=3))
     method = "MakePaymentExtended" if cis == "inhance" else "AddPendingPayment"
-    world.sims[cis].faults.set(method, kind="late", seconds=2, times=1)
-    dag = world.dag(cis, "payments")
-    run = world.run(dag, start)
+    sync_world.sims[cis].faults.set(method, kind="late", seconds=2, times=1)
+    dag = sync_world.dag(cis, "payments")
+    run = sync_world.run(dag, start)
     assert str(run.state) == "failed"
-    assert _states(run) == {"payments": "failed"}
-    assert [(r.payment_guid, r.status) for r in world.ledger_rows(cis)] == [(guid, "in_doubt")]
-    assert len(world.sims[cis].payments(f"t_{cis}")) == 1  # the CIS has it
-    assert str(world.run(dag, start).state) == "failed"  # a re-run does not send it again
-    assert len(world.sims[cis].payments(f"t_{cis}")) == 1
+    assert task_states(run) == {"payments": "failed"}
+    assert [(r.payment_guid, r.status) for r in sync_world.ledger_rows(cis)] == [(guid, "in_doubt")]
+    assert len(sync_world.sims[cis].payments(f"t_{cis}")) == 1  # the CIS has it
+    assert str(sync_world.run(dag, start).state) == "failed"  # a re-run does not send it again
+    assert len(sync_world.sims[cis].payments(f"t_{cis}")) == 1
 
 
 @pytest.mark.parametrize("cis", ["inhance", "aus"])
-def test_balances_dag_updates_active_accounts(world, cis):
+def test_balances_dag_updates_active_accounts(sync_world, cis):
     start = next(_dates)
-    world.ic.add_change(world.guid, "1002", "Paperless", "True", start + timedelta(minutes=1))
-    dag = world.dag(cis, "balances")
-    run = world.run(dag, start)
-    assert str(run.state) == "success", _states(run)
-    invoice = next(i for i in world.ic.invoices(world.guid) if i["invoice_number"] == "7002")
+    sync_world.ic.add_change(sync_world.guid, "1002", "Paperless", "True", start + timedelta(minutes=1))
+    dag = sync_world.dag(cis, "balances")
+    run = sync_world.run(dag, start)
+    assert str(run.state) == "success", task_states(run)
+    invoice = next(i for i in sync_world.ic.invoices(sync_world.guid) if i["invoice_number"] == "7002")
     assert invoice["balance_due"] == Decimal("10.00")
     if cis == "aus":  # rule 7
-        customer = next(c for c in world.ic.customers(world.guid) if c["account_number"] == "1002")
+        customer = next(c for c in sync_world.ic.customers(sync_world.guid) if c["account_number"] == "1002")
         assert customer["block_payments_cc"] and customer["block_payments_eft"]
     else:  # rule 1, version 2
         assert invoice["total_amount_due"] == Decimal("10.00")  # future_balance defaults to balance
 
 
 @pytest.mark.parametrize("cis", ["inhance", "aus"])
-def test_customer_changes_dag_sends_the_interval(world, cis):
+def test_customer_changes_dag_sends_the_interval(sync_world, cis):
     start = next(_dates)
-    world.ic.add_change(world.guid, "1001", "AutoPay", "True", start + timedelta(minutes=10))
-    world.ic.add_change(world.guid, "1002", "AutoPay", "True", start + timedelta(minutes=61))  # next interval
-    dag = world.dag(cis, "customer_changes")
-    run = world.run(dag, start, timedelta(hours=1))
-    assert str(run.state) == "success", _states(run)
-    assert [(c["account_number"], c["field"]) for c in world.sims[cis].changes(f"t_{cis}")] == [("1001", "autopay")]
+    sync_world.ic.add_change(sync_world.guid, "1001", "AutoPay", "True", start + timedelta(minutes=10))
+    sync_world.ic.add_change(sync_world.guid, "1002", "AutoPay", "True", start + timedelta(minutes=61))  # next interval
+    dag = sync_world.dag(cis, "customer_changes")
+    run = sync_world.run(dag, start, timedelta(hours=1))
+    assert str(run.state) == "success", task_states(run)
+    changes = sync_world.sims[cis].changes(f"t_{cis}")
+    assert [(c["account_number"], c["field"]) for c in changes] == [("1001", "autopay")]
 
 
-def test_sync_dags_follow_the_config(world):
-    dag = world.dag("inhance", "balances", balances_schedule="*/5 * * * *", flows=["balances"])
+def test_sync_dags_follow_the_config(sync_world):
+    dag = sync_world.dag("inhance", "balances", balances_schedule="*/5 * * * *", flows=["balances"])
     assert dag.dag_id == "t_inhance__balances"
     assert "flow:balances" in dag.tags and "cis:inhance" in dag.tags
     import pendulum
 
     info = dag.timetable.infer_manual_data_interval(run_after=pendulum.datetime(2026, 4, 1, 10, 7, tz="UTC"))
     assert (info.start, info.end) == (datetime(2026, 4, 1, 10, 0, tzinfo=UTC), datetime(2026, 4, 1, 10, 5, tzinfo=UTC))
-    assert world.dag("inhance", "payments", flows=["balances"]) is None
-    assert "PayPal" in world.dag("inhance", "payments").doc_md
+    assert sync_world.dag("inhance", "payments", flows=["balances"]) is None
+    assert "PayPal" in sync_world.dag("inhance", "payments").doc_md
 
 
 def test_no_sync_dags_without_a_cis_service(tmp_path):
@@ -165,22 +104,22 @@ def test_no_sync_dags_without_a_cis_service(tmp_path):
                                          "ic_conn_id": "t_ic"})
     aus = BillerConfig.model_validate({"biller_id": "t_aus2", "bid": "9", "name": "A", "cis": "aus",
                                        "ic_conn_id": "t_ic"})
-    for module in BUILDERS.values():
+    for module in SYNC_BUILDERS.values():
         assert module.build(logis, tmp_path) is None and module.build(aus, tmp_path) is None
 
 
 @pytest.mark.parametrize("cis", ["inhance", "aus"])
-def test_payments_dag_never_takes_a_row_left_sending_by_an_execution_of_the_same_try(world, cis, dag_env):
+def test_payments_dag_never_takes_a_row_left_sending_by_an_execution_of_the_same_try(sync_world, cis, dag_env):
     """Issue 22 item 1: Airflow may execute one task try twice (a duplicate start). The first
     execution crashed mid-call and left the payment 'sending' under the token the old code gave
     every execution of that try (``<run_id>#try<n>``); the second execution of the same try must
     find it in doubt, not take it back and post it again."""
     start = next(_dates)
-    dag = world.dag(cis, "payments")
-    first = world.run(dag, start, run_after=start + timedelta(hours=1))  # nothing to pay yet: learn the ids
-    assert str(first.state) == "success", _states(first)
+    dag = sync_world.dag(cis, "payments")
+    first = sync_world.run(dag, start, run_after=start + timedelta(hours=1))  # nothing to pay yet: learn the ids
+    assert str(first.state) == "success", task_states(first)
     ti = _result(first, "payments")
-    guid = world.ic.add_payment(world.guid, "1001", "7001", "25.00", start + timedelta(minutes=3))
+    guid = sync_world.ic.add_payment(sync_world.guid, "1001", "7001", "25.00", start + timedelta(minutes=3))
     ledger = PaymentLedger(dag_env.state_url)
     try:
         assert ledger.claim(f"t_{cis}", guid, account_number="1001", cis_account="1001", invoice_number="7001",
@@ -189,8 +128,8 @@ def test_payments_dag_never_takes_a_row_left_sending_by_an_execution_of_the_same
                             run_id=f"{first.run_id}#try{ti.try_number}")
     finally:
         ledger.dispose()
-    again = world.run(dag, start, run_after=start + timedelta(hours=1))  # the same run id, a new execution
+    again = sync_world.run(dag, start, run_after=start + timedelta(hours=1))  # the same run id, a new execution
     assert again.run_id == first.run_id and _result(again, "payments").try_number == ti.try_number
-    assert str(again.state) == "failed", _states(again)
-    assert world.sims[cis].payments(f"t_{cis}") == []  # not posted again
-    assert [(r.payment_guid, r.status) for r in world.ledger_rows(cis)] == [(guid, "in_doubt")]
+    assert str(again.state) == "failed", task_states(again)
+    assert sync_world.sims[cis].payments(f"t_{cis}") == []  # not posted again
+    assert [(r.payment_guid, r.status) for r in sync_world.ledger_rows(cis)] == [(guid, "in_doubt")]

@@ -5,118 +5,22 @@ IC, inHance and AUS simulators over HTTP: each rule 1-7, each fault kind, the pa
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
 from icbridge.calls import CallPolicy
 from icbridge.cli import main as cli
-from icbridge.config.biller import BillerConfig
-from icbridge.flows.balances import run_balances
-from icbridge.flows.customer_changes import run_customer_changes
-from icbridge.flows.payments import run_payments
 from icbridge.flows.sync_common import Interval, SyncFailed, is_not_sent
 from icbridge.soap.aus import AusClient
 from icbridge.soap.cis import DEFAULT, CisEndpoint
 from icbridge.soap.inhance import InhanceClient
 from icbridge.state.payments import PaymentLedger
-from icbridge.vendors import vendor
-from icbsim.aus import AusSimulator
-from icbsim.inhance import InhanceSimulator
-from tests.support.cis_sims import start_cis_sims
+from tests.support.sync_world import IV, POLICY, T0, World, sync_biller
 
-T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
-IV = Interval(T0, T0 + timedelta(minutes=15))
 NEXT = Interval(IV.end, IV.end + timedelta(minutes=15))
-POLICY = CallPolicy(in_flight=4, per_second=0, attempts=3, backoff_seconds=0)
 CV = "CV-202603020930"
-
-
-def _biller(cis: str, **cis_service) -> BillerConfig:
-    return BillerConfig.model_validate({
-        "biller_id": f"t_{cis}", "bid": "321", "name": "T", "cis": cis, "ic_conn_id": "t_ic",
-        "cis_service": {"conn_id": "t_cis", **cis_service},
-    })
-
-
-@dataclass
-class World:
-    ic: object  # IcSim
-    inhance: InhanceSimulator
-    aus: AusSimulator
-    keys: dict[str, str]
-    ledger: PaymentLedger
-    state_url: str
-
-    @property
-    def guid(self) -> str:
-        return self.ic.biller_guid
-
-    def ic_client(self):
-        return self.ic.client(timeout=10)
-
-    def inhance_client(self, timeout: float = 10, payments_url: str | None = None) -> InhanceClient:
-        """Default endpoint for RTDR/setters, its own endpoint and key for payments (rule 6)."""
-        return InhanceClient({
-            DEFAULT: CisEndpoint(self.inhance.endpoint_url("t_inhance"), self.keys["inhance"]),
-            "MakePaymentExtended": CisEndpoint(payments_url or self.inhance.endpoint_url("t_inhance", "payments"),
-                                               self.keys["payments"]),
-        }, timeout=timeout)
-
-    def aus_client(self, timeout: float = 10) -> AusClient:
-        return AusClient.single(self.aus.endpoint_url("t_aus"), self.keys["aus"], timeout=timeout)
-
-    def client(self, cis: str, **kw):
-        return self.inhance_client(**kw) if cis == "inhance" else self.aus_client(**kw)
-
-    def sim(self, cis: str):
-        return self.inhance if cis == "inhance" else self.aus
-
-    def pay(self, account: str, amount: str = "25.00", when: datetime | None = None, **kw) -> str:
-        return self.ic.sim.add_payment(self.guid, account, kw.pop("invoice", "7001"), amount,
-                                       when or T0 + timedelta(minutes=5), **kw)
-
-    def touch(self, account: str, minute: int = 1) -> None:
-        """Make an account active in IV through the change log (no payment: nothing deferred)."""
-        self.ic.sim.add_change(self.guid, account, "Phone", "555-0101", T0 + timedelta(minutes=minute))
-
-    def payments(self, biller: BillerConfig, interval: Interval = IV, run_id: str = "r1#try1", **kw):
-        client = kw.pop("client", None) or self.client(biller.cis, **kw)
-        return run_payments(biller=biller, ic=self.ic_client(), cis=vendor(biller.cis).service(client),
-                            ledger=self.ledger, interval=interval,
-                            run_id=run_id, policy=POLICY)
-
-    def balances(self, biller: BillerConfig, interval: Interval = IV, policy: CallPolicy = POLICY, **kw):
-        cis = vendor(biller.cis).service(self.client(biller.cis, **kw))
-        return run_balances(biller=biller, ic=self.ic_client(), cis=cis,
-                            interval=interval, policy=policy, ledger=self.ledger)
-
-    def changes(self, biller: BillerConfig, interval: Interval = IV, **kw):
-        cis = vendor(biller.cis).service(self.client(biller.cis, **kw))
-        return run_customer_changes(biller=biller, ic=self.ic_client(), cis=cis,
-                                    interval=interval, policy=POLICY)
-
-    def row(self, biller: BillerConfig, guid: str):
-        return self.ledger.get(biller.biller_id, guid)
-
-
-@pytest.fixture
-def world(ic_sim, tmp_path: Path) -> Iterator[World]:
-    sims = start_cis_sims(tmp_path, ic_sim.server, email="cis@example.org", phone="555-9999")
-    for account, invoice in (("1001", "7001"), ("1002", "7002"), ("1003", "7003")):
-        ic_sim.sim.add_invoice(ic_sim.biller_guid, account, invoice, "100.00")
-        ic_sim.sim.add_customer(ic_sim.biller_guid, account, email_address="ic@example.org", phone="555-0000")
-    url = f"sqlite:///{tmp_path / 'state.db'}"
-    ledger = PaymentLedger(url)
-    try:
-        yield World(ic_sim, sims.inhance, sims.aus, sims.keys, ledger, url)
-    finally:
-        ledger.dispose()
-        sims.stop()
 
 
 def _ic_invoice(world: World, number: str) -> dict:
@@ -139,7 +43,7 @@ def _closed_port_url() -> str:
 
 def test_rule1_version1_updates_balance_due_only(world):
     world.touch("1001")
-    report = world.balances(_biller("inhance", rtdr_version=1))
+    report = world.balances(sync_biller("inhance", rtdr_version=1))
     assert report.counts["updated"] == 1
     invoice = _ic_invoice(world, "7001")
     assert (invoice["balance_due"], invoice["total_amount_due"]) == (Decimal("80.00"), Decimal("100.00"))
@@ -149,7 +53,7 @@ def test_rule1_version1_updates_balance_due_only(world):
 
 def test_rule1_version2_future_balance_updates_total_amount_due(world):
     world.touch("1001")
-    world.balances(_biller("inhance", rtdr_version=2))
+    world.balances(sync_biller("inhance", rtdr_version=2))
     invoice = _ic_invoice(world, "7001")
     assert (invoice["balance_due"], invoice["total_amount_due"]) == (Decimal("80.00"), Decimal("105.00"))
 
@@ -157,7 +61,7 @@ def test_rule1_version2_future_balance_updates_total_amount_due(world):
 @pytest.mark.parametrize("updates_email", [False, True])
 def test_rule2_email_only_when_configured_and_phone_never(world, updates_email):
     world.touch("1001")
-    world.balances(_biller("inhance", rtdr_updates_email=updates_email))
+    world.balances(sync_biller("inhance", rtdr_updates_email=updates_email))
     customer = _ic_customer(world, "1001")
     assert customer["email_address"] == ("cis@example.org" if updates_email else "ic@example.org")
     assert customer["phone"] == "555-0000"
@@ -168,7 +72,7 @@ def test_rule3_business_failure_is_recorded_and_the_run_goes_on(world):
         world.touch(account, minute)
     world.inhance.faults.set("BalanceCheck", kind="business", times=1, message="CIS busy")  # hits 1001
     one_at_a_time = CallPolicy(in_flight=1, per_second=0, attempts=3, backoff_seconds=0)
-    report = world.balances(_biller("inhance"), policy=one_at_a_time)  # does not raise
+    report = world.balances(sync_biller("inhance"), policy=one_at_a_time)  # does not raise
     assert report.counts["cis_not_found"] + report.counts["cis_refused"] == 2
     assert report.counts["updated"] == 1
     assert report.counts["cis_not_found"] == 1 and report.counts["cis_refused"] == 1
@@ -177,7 +81,7 @@ def test_rule3_business_failure_is_recorded_and_the_run_goes_on(world):
 
 
 def test_rule4_conveyed_account_is_sent_without_suffix(world):
-    biller = _biller("inhance")
+    biller = sync_biller("inhance")
     guid = world.pay(f"1001{CV}")
     world.ic.sim.add_change(world.guid, f"1001-{CV}", "AutoPay", "True", T0 + timedelta(minutes=2))
     world.payments(biller)
@@ -192,7 +96,7 @@ def test_rule4_conveyed_account_is_sent_without_suffix(world):
 
 @pytest.mark.parametrize(("setting", "sent"), [(None, "Credit Card"), ("PayPal", "PayPal")])
 def test_rule5_paypal_payment_type(world, setting, sent):
-    biller = _biller("inhance", **({"paypal_payment_type": setting} if setting else {}))
+    biller = sync_biller("inhance", **({"paypal_payment_type": setting} if setting else {}))
     world.pay("1001", payment_type="PayPal")
     world.pay("1002", invoice="7002", payment_type="ACH")
     world.payments(biller)
@@ -201,7 +105,7 @@ def test_rule5_paypal_payment_type(world, setting, sent):
 
 
 def test_rule6_each_method_uses_its_own_endpoint_and_password(world):
-    biller = _biller("inhance")
+    biller = sync_biller("inhance")
     world.pay("1001")
     world.payments(biller)
     world.balances(biller)
@@ -225,7 +129,7 @@ def test_rule7_aus_cash_only_blocks_both_payment_types(world, cash_only):
     account = "1002" if cash_only else "1001"
     world.ic.sim.add_customer(world.guid, account, block_payments_cc=not cash_only, block_payments_eft=False)
     world.touch(account)
-    report = world.balances(_biller("aus"))
+    report = world.balances(sync_biller("aus"))
     assert report.counts["updated"] == 1
     customer = _ic_customer(world, account)
     assert (customer["block_payments_cc"], customer["block_payments_eft"]) == (cash_only, cash_only)
@@ -239,14 +143,14 @@ def test_rule7_aus_cash_only_blocks_both_payment_types(world, cash_only):
 def test_balances_active_accounts_come_from_payments_and_change_log(world):
     world.ic.sim.add_change(world.guid, "1002", "Email", "x@example.org", T0 + timedelta(minutes=3))
     world.ic.sim.add_change(world.guid, "1001", "Paperless", "True", NEXT.start)  # next interval: not active
-    report = world.balances(_biller("inhance"))
+    report = world.balances(sync_biller("inhance"))
     assert report.counts == {"updated": 1}
     assert _ic_invoice(world, "7002")["balance_due"] == Decimal("10.00")  # invoice found via ListOpenInvoices
     assert _ic_invoice(world, "7001")["balance_due"] == Decimal("100.00")
 
 
 def test_balances_defer_an_account_whose_payment_is_not_posted_yet(world):
-    biller = _biller("inhance")
+    biller = sync_biller("inhance")
     world.pay("1001")
     report = world.balances(biller)
     assert report.counts == {"deferred_payment_not_posted": 1}
@@ -261,7 +165,7 @@ def test_balances_defer_an_account_whose_payment_is_not_posted_yet(world):
 def test_balances_transient_faults_are_retried(world, kind):
     world.pay("1001", payment_type="ACH", channel="CloudPay")  # not pumped: not deferred
     world.inhance.faults.set("BalanceCheck", kind=kind, seconds=1.5 if kind == "late" else 0.2, times=1)
-    report = world.balances(_biller("inhance"), timeout=1)
+    report = world.balances(sync_biller("inhance"), timeout=1)
     assert report.counts == {"updated": 1}
     assert world.inhance.faults.fired == [("BalanceCheck", kind)]
     assert _ic_invoice(world, "7001")["balance_due"] == Decimal("80.00")
@@ -273,10 +177,10 @@ def test_balances_fail_the_run_only_when_no_cis_call_gets_through(world, kind):
         world.pay(account, invoice=f"700{account[-1]}", channel="CloudPay")
     world.inhance.faults.set("BalanceCheck", kind=kind)
     with pytest.raises(SyncFailed) as failed:
-        world.balances(_biller("inhance"))
+        world.balances(sync_biller("inhance"))
     assert failed.value.retry and failed.value.report.counts == {"cis_error": 2}
     world.inhance.faults.set("BalanceCheck", kind=kind, rate=0.5, seed=1)  # some get through: the run succeeds
-    report = world.balances(_biller("inhance"))
+    report = world.balances(sync_biller("inhance"))
     assert report.counts["updated"] >= 1
 
 
@@ -285,7 +189,7 @@ def test_balances_fail_the_run_only_when_no_cis_call_gets_through(world, kind):
 
 @pytest.mark.parametrize("cis", ["inhance", "aus"])
 def test_payments_post_once_and_rerun_posts_nothing(world, cis):
-    biller = _biller(cis)
+    biller = sync_biller(cis)
     g1 = world.pay("1001")
     g2 = world.pay("1002", invoice="7002", channel="IVR")
     world.pay("1001", channel="CloudPay")  # in-office payment: not pumped
@@ -299,7 +203,7 @@ def test_payments_post_once_and_rerun_posts_nothing(world, cis):
 
 
 def test_backfill_of_adjacent_intervals_posts_each_payment_once(world):
-    biller = _biller("inhance")
+    biller = sync_biller("inhance")
     first = world.pay("1001", when=IV.end - timedelta(microseconds=1))
     second = world.pay("1002", invoice="7002", when=NEXT.start)
     assert world.payments(biller, IV).counts == {"posted": 1}
@@ -310,7 +214,7 @@ def test_backfill_of_adjacent_intervals_posts_each_payment_once(world):
 
 @pytest.mark.parametrize("cis", ["inhance", "aus"])
 def test_late_answer_is_in_doubt_and_never_posted_twice(world, cis):
-    biller = _biller(cis)
+    biller = sync_biller(cis)
     method = "MakePaymentExtended" if cis == "inhance" else "AddPendingPayment"
     doubt = world.pay("1001")
     fine = world.pay("1002", invoice="7002")
@@ -338,7 +242,7 @@ def test_late_answer_is_in_doubt_and_never_posted_twice(world, cis):
 @pytest.mark.parametrize("cis", ["inhance", "aus"])
 def test_a_soap_fault_on_a_payment_is_a_refusal_not_in_doubt(world, cis):
     """The CIS answered a fault: it refused (issue 11). Recorded refused, never re-sent by itself."""
-    biller = _biller(cis)
+    biller = sync_biller(cis)
     method = "MakePaymentExtended" if cis == "inhance" else "AddPendingPayment"
     guid = world.pay("1001")
     world.sim(cis).faults.set(method, kind="fault", times=1)
@@ -355,7 +259,7 @@ def test_a_soap_fault_on_a_payment_is_a_refusal_not_in_doubt(world, cis):
 
 @pytest.mark.parametrize("kind", ["http500", "drop"])
 def test_unknown_outcomes_are_in_doubt_and_resend_posts_once(world, kind):
-    biller = _biller("inhance")
+    biller = sync_biller("inhance")
     guid = world.pay("1001")
     world.inhance.faults.set("MakePaymentExtended", kind=kind, times=1)
     with pytest.raises(SyncFailed) as failed:
@@ -377,7 +281,7 @@ def test_unknown_outcomes_are_in_doubt_and_resend_posts_once(world, kind):
 def test_a_resend_of_an_earlier_interval_is_sent_once_by_the_next_run(world, cis):
     """Ops settle a payment `resend`: the next run of any interval sends it (read again from
     IC), and clearing its own interval's run later does not send it a second time."""
-    biller = _biller(cis)
+    biller = sync_biller(cis)
     method = "MakePaymentExtended" if cis == "inhance" else "AddPendingPayment"
     guid = world.pay(f"1001{CV}", payment_type="PayPal")
     world.sim(cis).faults.set(method, kind="http500", times=1)
@@ -397,7 +301,7 @@ def test_a_resend_of_an_earlier_interval_is_sent_once_by_the_next_run(world, cis
 
 
 def test_a_resend_that_ic_no_longer_lists_is_left_alone(world, caplog):
-    biller = _biller("inhance")
+    biller = sync_biller("inhance")
     assert world.ledger.claim(biller.biller_id, "GONE-1", account_number="1001", cis_account="1001",
                               invoice_number="7001", amount=Decimal("5.00"), convenience_fee=Decimal(0),
                               payment_type="CreditCard", payment_date=T0, cis="inhance", run_id="old#try1")
@@ -409,7 +313,7 @@ def test_a_resend_that_ic_no_longer_lists_is_left_alone(world, caplog):
 
 @pytest.mark.parametrize("cis", ["inhance", "aus"])
 def test_business_refusal_is_recorded_not_resent_and_fails_the_run(world, cis):
-    biller = _biller(cis)
+    biller = sync_biller(cis)
     method = "MakePaymentExtended" if cis == "inhance" else "AddPendingPayment"
     refused = world.pay("1001")
     ok = world.pay("1002", invoice="7002")
@@ -428,7 +332,7 @@ def test_business_refusal_is_recorded_not_resent_and_fails_the_run(world, cis):
 
 
 def test_latency_within_the_timeout_posts_normally(world):
-    biller = _biller("inhance")
+    biller = sync_biller("inhance")
     world.pay("1001")
     world.inhance.faults.set("MakePaymentExtended", kind="latency", seconds=0.3)
     assert world.payments(biller, timeout=5).counts == {"posted": 1}
@@ -436,7 +340,7 @@ def test_latency_within_the_timeout_posts_normally(world):
 
 
 def test_cis_not_reached_is_known_not_sent_retried_and_sent_by_the_next_try(world):
-    biller = _biller("inhance")
+    biller = sync_biller("inhance")
     guid = world.pay("1001")
     with pytest.raises(SyncFailed) as failed:
         world.payments(biller, payments_url=_closed_port_url())
@@ -448,7 +352,7 @@ def test_cis_not_reached_is_known_not_sent_retried_and_sent_by_the_next_try(worl
 
 
 def test_a_row_left_sending_by_a_crashed_try_is_in_doubt(world):
-    biller = _biller("inhance")
+    biller = sync_biller("inhance")
     guid = world.pay("1001")
     payment = world.ic_client().list_payments(IV.start, IV.end)[0]
     assert world.ledger.claim(biller.biller_id, guid, account_number="1001", cis_account="1001", invoice_number="7001",
@@ -461,7 +365,7 @@ def test_a_row_left_sending_by_a_crashed_try_is_in_doubt(world):
 
 
 def test_cli_show_and_settle_only_settles_what_needs_ops(world, capsys):
-    biller = _biller("inhance")
+    biller = sync_biller("inhance")
     guid = world.pay("1001")
     world.payments(biller)
     assert cli(["payments", "--db", world.state_url, "show", "--biller", biller.biller_id]) == 0
@@ -493,7 +397,7 @@ def test_inhance_changes_paperless_autopay_email_and_phone_ignored(world):
                                          ("1002", "AutoPay", "True", 3), ("1001", "Email", "new@example.org", 4),
                                          ("1002", "Phone", "555-1234", 5)):
         world.ic.sim.add_change(world.guid, account, kind, value, T0 + timedelta(minutes=minute))
-    report = world.changes(_biller("inhance"))
+    report = world.changes(sync_biller("inhance"))
     assert report.counts == {"applied_paperless": 1, "applied_autopay": 1, "applied_email": 1, "ignored_phone": 1,
                              "superseded": 1}
     applied = {(c["account_number"], c["field"], c["value"]) for c in world.inhance.changes("t_inhance")}
@@ -505,7 +409,7 @@ def test_aus_changes_paperless_autopay_and_skips_email_phone(world):
     for account, kind, value in (("1001", "Paperless", "True"), ("1002", "AutoPay", "False"),
                                  ("1001", "Email", "new@example.org"), ("1002", "Phone", "555")):
         world.ic.sim.add_change(world.guid, account, kind, value, T0 + timedelta(minutes=1))
-    report = world.changes(_biller("aus"))
+    report = world.changes(sync_biller("aus"))
     assert report.counts == {"applied_paperless": 1, "applied_autopay": 1, "skipped_unsupported_aus_email": 1,
                              "ignored_phone": 1}
     methods = sorted(c["method"] for c in world.aus.changes("t_aus"))
@@ -517,7 +421,7 @@ def test_aus_changes_paperless_autopay_and_skips_email_phone(world):
 def test_changes_transient_faults_are_retried_safely(world, kind):
     world.ic.sim.add_change(world.guid, "1001", "Paperless", "On", T0 + timedelta(minutes=1))
     world.inhance.faults.set("SetPaperless", kind=kind, seconds=1.5 if kind == "late" else 0.2, times=1)
-    report = world.changes(_biller("inhance"), timeout=1)
+    report = world.changes(sync_biller("inhance"), timeout=1)
     assert report.counts == {"applied_paperless": 1}
     assert world.inhance.account("t_inhance", "1001")["paperless"] is True
     applied = len(world.inhance.changes("t_inhance"))
@@ -528,11 +432,11 @@ def test_changes_business_refusal_is_recorded_and_a_lasting_fault_fails_the_run(
     world.ic.sim.add_change(world.guid, "1001", "AutoPay", "True", T0 + timedelta(minutes=1))
     world.ic.sim.add_change(world.guid, "1002", "Paperless", "True", T0 + timedelta(minutes=1))
     world.inhance.faults.set("SetAutopay", kind="business", message="Refused")
-    report = world.changes(_biller("inhance"))
+    report = world.changes(sync_biller("inhance"))
     assert report.counts == {"cis_refused": 1, "applied_paperless": 1}
     world.inhance.faults.set("SetAutopay", kind="drop")
     with pytest.raises(SyncFailed) as failed:
-        world.changes(_biller("inhance"))
+        world.changes(sync_biller("inhance"))
     assert failed.value.retry and failed.value.report.counts == {"error": 1, "applied_paperless": 1}
 
 
@@ -541,7 +445,7 @@ def test_a_refused_web_service_key_applies_nothing_and_fails_at_once(world, cis)
     """The CIS refuses the key (inHance Success=false "Invalid credentials", AUS code 2): the
     payment was not applied, so it is marked resend (not refused, not in doubt) and the run
     fails without retry naming the key; with the key fixed the next run posts it once."""
-    biller = _biller(cis)
+    biller = sync_biller(cis)
     guid = world.pay("1001")
     if cis == "inhance":
         bad = InhanceClient({
@@ -600,7 +504,7 @@ def test_a_state_db_error_while_claiming_is_not_sent_never_in_doubt(world, monke
     holder.execute("BEGIN EXCLUSIVE")  # another writer holds the file
     try:
         with pytest.raises(SyncFailed) as failed:
-            world.payments(_biller("inhance"))
+            world.payments(sync_biller("inhance"))
     finally:
         holder.execute("ROLLBACK")
         holder.close()
@@ -609,6 +513,6 @@ def test_a_state_db_error_while_claiming_is_not_sent_never_in_doubt(world, monke
     assert "state DB failed while claiming 1 payment(s), so they were not sent" in message
     assert "outcome unknown" not in message and "in doubt)" not in message.replace("nothing is in doubt", "")
     assert world.sim("inhance").payments("t_inhance") == []
-    assert world.row(_biller("inhance"), guid) is None
-    report = world.payments(_biller("inhance"), run_id="r1#try2")
+    assert world.row(sync_biller("inhance"), guid) is None
+    report = world.payments(sync_biller("inhance"), run_id="r1#try2")
     assert report.counts["posted"] == 1 and len(world.sim("inhance").payments("t_inhance")) == 1

@@ -17,8 +17,8 @@ from icbridge.flows.sync_common import Interval, SyncFailed, SyncReport
 from icbridge.flows.windows import last_complete_period, plan_read, run_watermarked, split
 from icbridge.state.watermarks import DoneItem, SyncItems, Watermarks, item_key
 from icbridge.vendors import vendor
-from tests.integration.flows.test_sync_flows import POLICY, T0, World, world  # noqa: F401 - the simulators fixture
 from tests.support.services import postgres_schema
+from tests.support.sync_world import POLICY, T0, World
 
 H = timedelta(hours=1)
 M = timedelta(minutes=1)
@@ -235,7 +235,7 @@ def test_a_live_run_still_behind_fails_naming_the_gap(store):
 # --- the flows, watermarked, against the simulators ------------------------------------------
 
 
-def _run(world: World, store: Watermarks, items: SyncItems, flow: str, own: Interval, biller: BillerConfig,  # noqa: F811
+def _run(world: World, store: Watermarks, items: SyncItems, flow: str, own: Interval, biller: BillerConfig,
          run_id: str, **kw):
     def work(plan):
         cis = vendor(biller.cis).service(world.client(biller.cis))
@@ -253,7 +253,7 @@ def _run(world: World, store: Watermarks, items: SyncItems, flow: str, own: Inte
 
 
 @pytest.fixture
-def wm(world):  # noqa: F811 - the simulators fixture imported above
+def wm(world):
     store, items = Watermarks(world.state_url), SyncItems(world.state_url)
     yield store, items
     store.dispose()
@@ -261,7 +261,7 @@ def wm(world):  # noqa: F811 - the simulators fixture imported above
 
 
 @pytest.mark.parametrize("cis", ["inhance", "aus"])
-def test_payments_after_downtime_and_a_late_payment_are_each_posted_once(world, wm, cis):  # noqa: F811
+def test_payments_after_downtime_and_a_late_payment_are_each_posted_once(world, wm, cis):
     store, items = wm
     biller = _biller(cis)
     slot = [Interval(T0 + i * 15 * M, T0 + (i + 1) * 15 * M) for i in range(16)]
@@ -286,7 +286,7 @@ def test_payments_after_downtime_and_a_late_payment_are_each_posted_once(world, 
     assert store.covered_through(biller.biller_id, "payments") == slot[11].end
 
 
-def test_changes_overlap_sends_nothing_twice_and_a_late_older_change_never_undoes_a_newer(world, wm):  # noqa: F811
+def test_changes_overlap_sends_nothing_twice_and_a_late_older_change_never_undoes_a_newer(world, wm):
     store, items = wm
     biller = _biller("inhance")
     hour = [Interval(T0 + i * H, T0 + (i + 1) * H) for i in range(6)]
@@ -303,7 +303,7 @@ def test_changes_overlap_sends_nothing_twice_and_a_late_older_change_never_undoe
     assert len(world.inhance.changes("t_inhance")) == 2
 
 
-def test_a_change_that_failed_holds_the_watermark_and_only_it_is_sent_again(world, wm):  # noqa: F811
+def test_a_change_that_failed_holds_the_watermark_and_only_it_is_sent_again(world, wm):
     store, items = wm
     biller = _biller("inhance")
     hour = [Interval(T0 + i * H, T0 + (i + 1) * H) for i in range(3)]
@@ -320,7 +320,7 @@ def test_a_change_that_failed_holds_the_watermark_and_only_it_is_sent_again(worl
     assert [c["field"] for c in world.inhance.changes("t_inhance")] == ["paperless", "autopay"]
 
 
-def test_balances_refresh_an_account_once_per_activity(world, wm):  # noqa: F811
+def test_balances_refresh_an_account_once_per_activity(world, wm):
     store, items = wm
     biller = _biller("inhance")
     slot = [Interval(T0 + i * 15 * M, T0 + (i + 1) * 15 * M) for i in range(4)]
@@ -334,7 +334,7 @@ def test_balances_refresh_an_account_once_per_activity(world, wm):  # noqa: F811
     assert _run(world, store, items, "balances", slot[2], biller, "r2").counts == {"updated": 1}
 
 
-def test_balances_hold_the_watermark_for_a_deferred_account_until_its_payment_is_posted(world, wm):  # noqa: F811
+def test_balances_hold_the_watermark_for_a_deferred_account_until_its_payment_is_posted(world, wm):
     store, items = wm
     biller = _biller("inhance")
     slot = [Interval(T0 + i * 15 * M, T0 + (i + 1) * 15 * M) for i in range(4)]
@@ -365,7 +365,7 @@ def test_handled_items_far_behind_the_watermark_are_forgotten(state_url):
         items.dispose()
 
 
-def test_a_window_whose_answer_left_an_item_out_holds_the_watermark(world, wm):  # noqa: F811
+def test_a_window_whose_answer_left_an_item_out_holds_the_watermark(world, wm):
     """IC listed a payment that breaks the answer contract (left out, never posted with a 0):
     the run fails, and the watermark stops at the start of that window so it is read again."""
     from icbridge.soap.invoice_cloud import Listing

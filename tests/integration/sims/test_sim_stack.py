@@ -209,7 +209,7 @@ def test_biller_check_page_in_the_airflow_ui(stack, billers_dir, monkeypatch):
     from airflow.api_fastapi.app import create_app
     from fastapi.testclient import TestClient
 
-    from tests.integration.web.test_balance_all_web import HTML, bearer, token
+    from tests.support.web import HTML, bearer, token
 
     monkeypatch.setenv("ICBRIDGE_BILLERS_DIR", str(billers_dir))
     (billers_dir / "broken_three.yaml").write_text("biller_id: broken_three\n")

@@ -21,12 +21,9 @@ from icbridge.soap.errors import (
 from icbridge.soap.inhance import InhanceClient
 from icbridge.soap.invoice_cloud import InvoiceCloudClient
 from icbridge.vendors import vendor
-from tests.integration.soap import test_soap_hostile as soap_hostile
-from tests.integration.soap.test_soap_hostile import IC_PAY, T0, TEMPURI, _aus, _pay
 from tests.support.hostile_http import Interim, answer, envelope
-
-hostile = soap_hostile.hostile  # the suite's fixtures
-world_hostile = soap_hostile.world_hostile
+from tests.support.soap_answers import IC_PAY, TEMPURI, make_payment, method_answer
+from tests.support.sync_world import T0
 
 FAULT = "<soap:Fault><faultcode>soap:Server</faultcode><faultstring>{}</faultstring></soap:Fault>"
 ASMX_UNAUTHORIZED_ACCESS = (
@@ -47,13 +44,13 @@ def _inhance(server) -> InhanceClient:
     "<Success>true</Success><Success>false</Success>",
 ])
 def test_a_duplicated_success_is_an_answer_that_cannot_be_judged(hostile, fields):
-    hostile.script("/iCloud.asmx", _aus("MakePaymentExtended", fields))
+    hostile.script("/iCloud.asmx", method_answer("MakePaymentExtended", fields))
     with pytest.raises(MalformedAnswer, match="Success"):
-        _pay(_inhance(hostile))
+        make_payment(_inhance(hostile))
 
 
 def test_a_duplicated_response_code_never_posts_a_refused_payment(hostile):
-    hostile.script("/aus.asmx", _aus("AddPendingPayment", "<ResponseCode>3</ResponseCode><ResponseMessage>"
+    hostile.script("/aus.asmx", method_answer("AddPendingPayment", "<ResponseCode>3</ResponseCode><ResponseMessage>"
                                      "Invalid request</ResponseMessage><ResponseCode>0</ResponseCode>"))
     client = AusClient.single(hostile.url + "/aus.asmx", "k", timeout=5)
     with pytest.raises(MalformedAnswer, match="ResponseCode"):
@@ -66,7 +63,7 @@ def test_two_results_in_one_response_cannot_be_judged(hostile):
         f'<MakePaymentExtendedResponse xmlns="{TEMPURI}">{result.format("false")}{result.format("true")}'
         "</MakePaymentExtendedResponse>")))
     with pytest.raises(MalformedAnswer):
-        _pay(_inhance(hostile))
+        make_payment(_inhance(hostile))
 
 
 # 2. a .NET exception name in a fault is not a key refusal (a payment marked resend) --------------
@@ -112,7 +109,7 @@ def test_a_gateway_fault_is_not_a_refusal(hostile, status):
     did not answer in time): the service may have applied the payment — not ``refused``."""
     hostile.script("/iCloud.asmx", answer(status, envelope(FAULT.format("Backend service did not respond"))))
     with pytest.raises(HttpStatusError) as raised:
-        _pay(_inhance(hostile))
+        make_payment(_inhance(hostile))
     assert not isinstance(raised.value, CisFault) and raised.value.retryable
     assert "Backend service did not respond" in str(raised.value)
 
@@ -122,7 +119,7 @@ def test_a_gateway_fault_is_not_a_refusal(hostile, status):
 
 @pytest.mark.parametrize("code", ["\u0660", "0_0", "\uff10"])  # Arabic-Indic zero, underscore, full-width zero
 def test_a_response_code_in_no_xsd_form_is_malformed(hostile, code):
-    hostile.script("/aus.asmx", _aus("AddPendingPayment", f"<ResponseCode>{code}</ResponseCode>"))
+    hostile.script("/aus.asmx", method_answer("AddPendingPayment", f"<ResponseCode>{code}</ResponseCode>"))
     client = AusClient.single(hostile.url + "/aus.asmx", "k", timeout=5)
     with pytest.raises(MalformedAnswer, match="is not a int"):
         client.add_pending_payment("1001", datetime(2026, 3, 2, tzinfo=UTC), "10.00", "ACH", "g")
@@ -130,7 +127,7 @@ def test_a_response_code_in_no_xsd_form_is_malformed(hostile, code):
 
 @pytest.mark.parametrize("amount", ["1E3", "1_000.00", "\u0661\u0660.00"])
 def test_a_decimal_in_no_xsd_form_is_malformed(hostile, amount):
-    hostile.script("/iCloud.asmx", _aus("BalanceCheck", f"<Balance>{amount}</Balance><FutureBalance>1.00"
+    hostile.script("/iCloud.asmx", method_answer("BalanceCheck", f"<Balance>{amount}</Balance><FutureBalance>1.00"
                                                         "</FutureBalance><Success>true</Success>"))
     with pytest.raises(MalformedAnswer, match="Balance"):
         _inhance(hostile).balance_check("1001", 7)
@@ -153,32 +150,32 @@ def test_a_retry_after_in_no_form_is_ignored(hostile):
                  {"Content-Type": "text/html", "Retry-After": "\u00b2"})
     hostile.script("/iCloud.asmx", raw)
     with pytest.raises(HttpStatusError) as raised:
-        _pay(_inhance(hostile))
+        make_payment(_inhance(hostile))
     assert raised.value.retry_after is None
 
 
 def test_a_redirect_to_an_unparseable_location_is_an_http_error(hostile):
     hostile.script("/iCloud.asmx", answer("302 Found", "", {"Location": "http://[login.example/"}))
     with pytest.raises(HttpStatusError, match="302"):
-        _pay(_inhance(hostile))
+        make_payment(_inhance(hostile))
 
 
 def test_credentials_fault_still_refused_at_once(hostile):
     hostile.script("/iCloud.asmx", answer("500 Internal Server Error", envelope(FAULT.format("Invalid credentials"))))
     with pytest.raises(CredentialsRefused):
-        _pay(_inhance(hostile))
+        make_payment(_inhance(hostile))
 
 
 def test_a_content_length_in_no_form_is_not_a_value_error(hostile):
     """``Content-Length: ²`` (str.isdigit() is true, int() refuses it) on a payment: the request
     was sent; the error must be a transport/answer error, not a ValueError (which the money
     operators record as "invalid", i.e. never sent)."""
-    body = _aus("MakePaymentExtended", "<Success>true</Success>").split(b"\r\n\r\n", 1)[1]
+    body = method_answer("MakePaymentExtended", "<Success>true</Success>").split(b"\r\n\r\n", 1)[1]
     raw = (b"HTTP/1.1 200 OK\r\nContent-Type: text/xml; charset=utf-8\r\nContent-Length: \xb2\r\n"
            b"Connection: close\r\n\r\n" + body)
     hostile.script("/iCloud.asmx", raw)
     try:
-        result = _pay(_inhance(hostile))
+        result = make_payment(_inhance(hostile))
     except ValueError as exc:  # noqa: PT017
         pytest.fail(f"ValueError escaped: {exc!r}")
     except Exception:  # noqa: BLE001, S110 - any answer or transport error is acceptable
@@ -249,7 +246,7 @@ def test_a_fault_beside_a_response_cannot_be_judged(hostile, order):
     inner = response + fault if order == "response first" else fault + response
     hostile.script("/iCloud.asmx", answer("500 Internal Server Error", envelope(inner)))
     with pytest.raises(MalformedAnswer, match="Fault"):
-        _pay(_inhance(hostile))
+        make_payment(_inhance(hostile))
 
 
 # 8. an interim 1xx (not 100) was taken as the answer; the real one answered the next call ------
@@ -260,13 +257,13 @@ def test_an_interim_answer_never_answers_the_next_payment(hostile):
     http.client ignores only 100. The 102 came back as the answer and the connection went back
     to the pool with payment A's ``Success=true`` still on its way — payment B, sent on it, was
     judged by A's answer (posted) and its own answer waited for payment C."""
-    ok_a = _aus("MakePaymentExtended", "<Success>true</Success><ErrorMessage>A</ErrorMessage>")
-    refused_b = _aus("MakePaymentExtended", "<Success>false</Success><ErrorMessage>B</ErrorMessage>")
+    ok_a = method_answer("MakePaymentExtended", "<Success>true</Success><ErrorMessage>A</ErrorMessage>")
+    refused_b = method_answer("MakePaymentExtended", "<Success>false</Success><ErrorMessage>B</ErrorMessage>")
     hostile.script("/iCloud.asmx", Interim(b"HTTP/1.1 102 Processing\r\n\r\n", 0.3, ok_a), refused_b)
     client = _inhance(hostile)
     with pytest.raises(NoAnswer):  # A: sent, no final answer read: in doubt
-        _pay(client)
-    b = _pay(client)
+        make_payment(client)
+    b = make_payment(client)
     assert (b.ok, b.message) == (False, "B")
 
 
@@ -280,13 +277,13 @@ def test_two_bodies_cannot_be_judged(hostile):
     two = envelope("").replace("<soap:Body></soap:Body>", result.format("false") + result.format("true"))
     hostile.script("/iCloud.asmx", answer("200 OK", two))
     with pytest.raises(MalformedAnswer, match="Body"):
-        _pay(_inhance(hostile))
+        make_payment(_inhance(hostile))
 
 
 @pytest.mark.parametrize("amount", ["1<?x y?>000.00", "1<b/>000.00"])
 def test_a_value_with_a_child_node_is_malformed_not_its_first_text(hostile, amount):
     """``<Balance>1<?x?>000.00</Balance>`` read as 1 (lxml's ``.text`` stops at the first child)."""
-    hostile.script("/iCloud.asmx", _aus("BalanceCheck", f"<Balance>{amount}</Balance><FutureBalance>1.00"
+    hostile.script("/iCloud.asmx", method_answer("BalanceCheck", f"<Balance>{amount}</Balance><FutureBalance>1.00"
                                                         "</FutureBalance><Success>true</Success>"))
     with pytest.raises(MalformedAnswer, match="Balance"):
         _inhance(hostile).balance_check("1001", 7)

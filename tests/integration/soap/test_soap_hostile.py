@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -45,9 +45,9 @@ from tests.support.hostile_http import (
     envelope,
     soap12_fault,
 )
+from tests.support.soap_answers import IC_PAY, TEMPURI, make_payment, method_answer
+from tests.support.sync_world import T0, sync_biller
 
-TEMPURI = "http://tempuri.org/"
-IC_PAY = "https://www.invoicecloud.com/portal/webservices/CloudPayments/"
 IC_INV = "https://www.invoicecloud.com/portal/webservices/CloudInvoicing/"
 NIL = 'xsi:nil="true"'
 IIS_500 = (
@@ -55,12 +55,6 @@ IIS_500 = (
     '<html xmlns="http://www.w3.org/1999/xhtml"><head><title>500 - Internal server error.</title></head>'
     "<body><h2>500 - Internal server error.</h2></body></html>"
 )
-
-
-@pytest.fixture
-def hostile() -> Iterator[HostileServer]:
-    with HostileServer() as server:
-        yield server
 
 
 def _balance(fields: str, *, prefix: str = "soap", ns: str = TEMPURI) -> bytes:
@@ -240,11 +234,6 @@ def test_answers_over_the_cap_are_refused_naming_it_and_big_pdfs_pass(hostile):
 # AUS: flags and codes never guessed --------------------------------------------------------------
 
 
-def _aus(method: str, fields: str) -> bytes:
-    return answer("200 OK", envelope(f'<{method}Response xmlns="{TEMPURI}"><{method}Result>{fields}'
-                                     f"</{method}Result></{method}Response>"))
-
-
 @pytest.mark.parametrize(("fields", "expected"), [
     (f"<ResponseCode>0</ResponseCode><Balance>5</Balance><PastDue>0</PastDue><CashOnly {NIL}/>",
      (MissingValue, "CashOnly is required")),
@@ -257,7 +246,7 @@ def _aus(method: str, fields: str) -> bytes:
 def test_aus_get_account_data_never_guesses_a_flag(hostile, fields, expected):
     client = AusClient.single(hostile.url + "/aus.asmx", "k", timeout=5)
     for call in (lambda: client.get_account_data("1001"), lambda: client.lean().get_account_data("1001")):
-        hostile.script("/aus.asmx", _aus("GetAccountData", fields))
+        hostile.script("/aus.asmx", method_answer("GetAccountData", fields))
         if isinstance(expected, tuple):
             with pytest.raises(expected[0], match=expected[1]):
                 call()
@@ -265,7 +254,7 @@ def test_aus_get_account_data_never_guesses_a_flag(hostile, fields, expected):
             assert call().not_found
         else:
             assert call().cash_only is expected
-    hostile.script("/aus.asmx", _aus("GetAccountData", fields))
+    hostile.script("/aus.asmx", method_answer("GetAccountData", fields))
     if isinstance(expected, tuple):  # Balance All: that account's error, never a value
         with pytest.raises(expected[0]):
             aus_lookup(client.lean())("1001", "7")
@@ -274,17 +263,13 @@ def test_aus_get_account_data_never_guesses_a_flag(hostile, fields, expected):
 # money: refused, in doubt, never guessed ----------------------------------------------------------
 
 
-def _pay(client: InhanceClient) -> Any:
-    return client.make_payment_extended("1001", datetime(2026, 3, 2, 10, tzinfo=UTC), "g", "7", "ACH", "10.00")
-
-
 MONEY_CASES = [
     ("empty Response", answer("200 OK", envelope(f'<MakePaymentExtendedResponse xmlns="{TEMPURI}"/>')),
      (MalformedAnswer, "outcome is unknown")),
-    ("nil Success", _aus("MakePaymentExtended", f"<Success {NIL}/>"), (MissingValue, "Success is required")),
-    ("Success false", _aus("MakePaymentExtended", "<Success>false</Success><ErrorMessage>Closed</ErrorMessage>"),
-     "refused"),
-    ("Success True", _aus("MakePaymentExtended", "<Success>True</Success>"), "ok"),
+    ("nil Success", method_answer("MakePaymentExtended", f"<Success {NIL}/>"), (MissingValue, "Success is required")),
+    ("Success false",
+     method_answer("MakePaymentExtended", "<Success>false</Success><ErrorMessage>Closed</ErrorMessage>"), "refused"),
+    ("Success True", method_answer("MakePaymentExtended", "<Success>True</Success>"), "ok"),
     ("empty body 200", answer("200 OK", ""), (MalformedAnswer, "outcome is unknown")),
 ]
 
@@ -295,13 +280,13 @@ def test_make_payment_answers(hostile, case, raw, expected):
     client = InhanceClient.single(hostile.url + "/iCloud.asmx", "k", timeout=5)
     if isinstance(expected, tuple):
         with pytest.raises(expected[0], match=expected[1]):
-            _pay(client)
+            make_payment(client)
     else:
-        assert ("ok" if _pay(client).ok else "refused") == expected
+        assert ("ok" if make_payment(client).ok else "refused") == expected
 
 
 def test_add_pending_payment_nil_code_is_in_doubt_not_code_9(hostile):
-    hostile.script("/aus.asmx", _aus("AddPendingPayment",
+    hostile.script("/aus.asmx", method_answer("AddPendingPayment",
                                      f"<ResponseCode {NIL}/><PendingPaymentID>P1</PendingPaymentID>"))
     client = AusClient.single(hostile.url + "/aus.asmx", "k", timeout=5)
     with pytest.raises(MissingValue, match="ResponseCode"):
@@ -366,9 +351,6 @@ def test_list_payments_skips_nil_items_and_leaves_out_items_missing_values(hosti
 
 # through the flows: what reaches the other system -------------------------------------------------
 
-T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
-
-
 def test_payments_flow_posts_only_what_ic_sent_whole(world_hostile):
     """A null item and a payment whose amount IC sent nil: neither reaches the CIS; the good one
     does, once; the run fails naming the bad one (no 0.00 payment, no 0001-01-01 date)."""
@@ -396,7 +378,7 @@ def test_payments_flow_in_doubt_when_the_cis_answer_cannot_be_judged(world_hosti
 
     world, hostile, biller = world_hostile
     guid = world.pay("1001")
-    hostile.script("/pay/iCloud.asmx", _aus("MakePaymentExtended", f"<Success {NIL}/>"))
+    hostile.script("/pay/iCloud.asmx", method_answer("MakePaymentExtended", f"<Success {NIL}/>"))
     cis = InhanceClient({DEFAULT: CisEndpoint(world.inhance.endpoint_url("t_inhance"), world.keys["inhance"]),
                          "MakePaymentExtended": CisEndpoint(hostile.url + "/pay/iCloud.asmx", "k")}, timeout=5)
     with pytest.raises(SyncFailed):
@@ -412,13 +394,12 @@ def test_balances_flow_never_unblocks_on_a_cash_only_it_did_not_receive(world_ho
     """AUS answers ResponseCode 0 with CashOnly nil: IC's payment blocks stay as they were."""
     from icbridge.flows.balances import run_balances
     from icbridge.flows.sync_common import Interval, SyncFailed
-    from tests.integration.flows.test_sync_flows import _biller
 
     world, hostile, _ = world_hostile
-    aus_biller = _biller("aus")
+    aus_biller = sync_biller("aus")
     world.ic.sim.add_customer(world.guid, "1001", block_payments_cc=True, block_payments_eft=True)
     world.ic.sim.add_change(world.guid, "1001", "Phone", "555", T0 + timedelta(minutes=1))
-    hostile.script("/aus.asmx", _aus("GetAccountData", "<ResponseCode>0</ResponseCode><Balance>5.00</Balance>"
+    hostile.script("/aus.asmx", method_answer("GetAccountData", "<ResponseCode>0</ResponseCode><Balance>5.00</Balance>"
                                                        f"<PastDue>0</PastDue><CashOnly {NIL}/>"))
     cis = AusClient.single(hostile.url + "/aus.asmx", "k", timeout=5)
     with pytest.raises(SyncFailed):
@@ -429,26 +410,6 @@ def test_balances_flow_never_unblocks_on_a_cash_only_it_did_not_receive(world_ho
     assert record["block_payments_cc"] and record["block_payments_eft"]
     assert next(i for i in world.ic.sim.invoices(world.guid) if i["invoice_number"] == "7001")["balance_due"] \
         == Decimal("100.00")
-
-
-@pytest.fixture
-def world_hostile(ic_sim, tmp_path) -> Iterator[Any]:
-    from icbridge.state.payments import PaymentLedger
-    from tests.integration.flows.test_sync_flows import World, _biller
-    from tests.support.cis_sims import start_cis_sims
-
-    sims = start_cis_sims(tmp_path, ic_sim.server, email="cis@example.org", phone="555-9999")
-    for account, invoice in (("1001", "7001"), ("55501002", "7002")):
-        ic_sim.sim.add_invoice(ic_sim.biller_guid, account, invoice, "100.00")
-        ic_sim.sim.add_customer(ic_sim.biller_guid, account, email_address="ic@example.org", phone="555-0000")
-    url = f"sqlite:///{tmp_path / 'state.db'}"
-    ledger = PaymentLedger(url)
-    with HostileServer() as server:
-        try:
-            yield World(ic_sim, sims.inhance, sims.aus, sims.keys, ledger, url), server, _biller("inhance")
-        finally:
-            ledger.dispose()
-            sims.stop()
 
 
 def test_an_egress_proxy_per_connection_carries_the_call(hostile):
@@ -541,9 +502,9 @@ def test_a_trickled_answer_to_a_money_call_ends_at_its_deadline_in_doubt(hostile
     import time
 
     if kind == "payment":
-        hostile.script("/iCloud.asmx", Trickle(_aus("MakePaymentExtended", "<Success>true</Success>"), 0.4))
+        hostile.script("/iCloud.asmx", Trickle(method_answer("MakePaymentExtended", "<Success>true</Success>"), 0.4))
         client = InhanceClient.single(hostile.url + "/iCloud.asmx", "k", timeout=1.5)
-        call = lambda: _pay(client)  # noqa: E731
+        call = lambda: make_payment(client)  # noqa: E731
     else:
         hostile.script("/CloudInvoicing.asmx", Trickle(_upload("<Success>true</Success><FileID>F1</FileID>"
                                                                "<InvoicesAccepted>1</InvoicesAccepted>"), 0.4))

@@ -809,7 +809,7 @@ def test_a_bif_part_over_10_mb_goes_through_to_the_simulator(ic_sim: IcSim, tmp_
     the IC simulator (huge trees with entities/DTD/network off) takes it, by default settings."""
     import dataclasses
 
-    from tests.unit.mapping.test_aus_mapping import SETTINGS, bills, run
+    from tests.support.aus_mapping import SETTINGS, bills, run
 
     guid, key = str(uuid.uuid4()), secrets.token_urlsafe(16)
     ic_sim.sim.add_biller(guid, key, SETTINGS.bid)
@@ -833,7 +833,7 @@ def test_a_large_part_is_checked_apart_with_the_same_outcome(tmp_path: Path) -> 
 
     from icbsim.ic_uploads import CHECK_APART_BYTES
     from icbsim.invoice_cloud import InvoiceCloudSimulator
-    from tests.unit.mapping.test_aus_mapping import SETTINGS, bills, run
+    from tests.support.aus_mapping import SETTINGS, bills, run
 
     guid = str(uuid.uuid4()).upper()
     mapped = run(tmp_path, bills(3_000, lines=2), dataclasses.replace(SETTINGS, biller_guid=guid))
@@ -867,7 +867,7 @@ def test_a_dead_checker_is_replaced_and_none_starts_after_stop(tmp_path: Path) -
     import psutil
 
     from icbsim.invoice_cloud import InvoiceCloudSimulator
-    from tests.unit.mapping.test_aus_mapping import SETTINGS, bills, run
+    from tests.support.aus_mapping import SETTINGS, bills, run
 
     def checkers() -> list[psutil.Process]:
         return [p for p in psutil.Process().children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
@@ -904,7 +904,7 @@ def test_checker_processes_never_run_the_script_that_started_the_simulator(tmp_p
     import subprocess
     import sys
 
-    from tests.unit.mapping.test_aus_mapping import SETTINGS, bills, run
+    from tests.support.aus_mapping import SETTINGS, bills, run
 
     guid = str(uuid.uuid4()).upper()
     mapped = run(tmp_path, bills(3_000, lines=2), dataclasses.replace(SETTINGS, biller_guid=guid))

@@ -14,47 +14,11 @@ import jwt
 import pytest
 
 from icbridge.reconcile.charts import RatePoint, histogram_svg, mismatch_rate_svg
-from icbridge.reconcile.compare import CisAccount, IcAccount, Outcome, Rules, compare, error_item
-from icbridge.reconcile.engine import Summary
-from icbridge.state.reconcile import FAILED_THRESHOLD, SUCCEEDED, ReconcileStore
+from icbridge.state.reconcile import ReconcileStore
+from tests.support.web import HTML, ITEMS, bearer, seed_runs, token
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 D = Decimal
-ITEMS = 260  # more than two pages of 100
-
-
-def seed_runs(store: ReconcileStore, biller: str = "demo_inhance", items: int = ITEMS) -> int:
-    """Three past weeks and one current run with `items` non-matching accounts (+ 40 matches)."""
-    for week, mismatches in (("2026-W42", 3), ("2026-W43", 5), ("2026-W44", 2)):
-        run_id = store.start_run(biller, week, dag_run_id=f"scheduled__{week}", dry_run=False,
-                                 corrections_allowed=True, error_threshold_pct=2)
-        summary = Summary()
-        for i in range(100):
-            balance = "10.00" if i >= mismatches else "11.00"
-            summary.add(compare(IcAccount(f"P{i:04d}", "1", D(balance), D(balance)), CisAccount(D("10.00")), Rules()))
-        store.finish_run(run_id, summary, SUCCEEDED)
-    run_id = store.start_run(biller, "2026-W45", dag_run_id="scheduled__2026-W45", dry_run=True,
-                             corrections_allowed=True, error_threshold_pct=2)
-    summary = Summary()
-    stored = []
-    for i in range(items + 40):
-        account = IcAccount(f"{100000 + i}", f"INV{i}", D(f"{50 + i}.25"), D(f"{50 + i}.25"))
-        if i < 40:
-            item = compare(account, CisAccount(account.balance_due), Rules())
-        elif i % 10 == 0:
-            item = error_item(account, Outcome.CIS_ERROR, "SOAP fault: Server busy")
-        elif i % 10 == 1:
-            item = error_item(account, Outcome.MISSING_IN_CIS, "Account not found")
-        else:
-            item = compare(account, CisAccount(D("50.00")), Rules())
-        summary.add(item)
-        if item.outcome is not Outcome.MATCH:
-            stored.append(item)
-    store.add_items(run_id, stored)
-    store.finish_run(run_id, summary, FAILED_THRESHOLD, "too many cis_error")
-    return run_id
-
-
 @pytest.fixture
 def state(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'state.db'}"
@@ -63,31 +27,6 @@ def state(tmp_path, monkeypatch):
     run_id = seed_runs(store)
     yield store, run_id
     store.dispose()
-
-
-@pytest.fixture(scope="module")
-def api():
-    """Airflow's api-server app (core API, UI, auth manager, plugins) and a client on it."""
-    from airflow.api_fastapi.app import create_app
-    from fastapi.testclient import TestClient
-
-    app = create_app("core")
-    with TestClient(app, base_url="http://127.0.0.1", follow_redirects=False) as client:
-        yield client
-
-
-def token(username: str = "analyst", role: str = "VIEWER") -> str:
-    from airflow.api_fastapi.app import get_auth_manager
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-
-    return get_auth_manager().generate_jwt(SimpleAuthManagerUser(username=username, role=role))
-
-
-def bearer(value: str | None = None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {value or token()}"}
-
-
-HTML = {"Accept": "text/html,application/xhtml+xml"}
 
 
 # auth -------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from icbridge.state.deliveries import DeliveryLog
 from icbridge.state.health import health_rows
 from icbridge.state.payments import PaymentLedger
 from icbridge.state.watermarks import Watermarks
-from tests.integration.web.test_balance_all_web import HTML, api, bearer, token  # noqa: F401 - the api-server fixture
+from tests.support.web import HTML, bearer, token
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 NOW = datetime.now(UTC)

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from icbridge.state.reconcile import ReconcileStore
-from tests.integration.web.test_balance_all_web import HTML, api, bearer, seed_runs, token  # noqa: F401 - the api-server fixture
+from tests.support.web import HTML, bearer, seed_runs, token
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 

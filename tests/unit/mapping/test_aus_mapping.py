@@ -11,7 +11,6 @@ import dataclasses
 import gc
 import random
 import types
-from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -19,140 +18,30 @@ from pathlib import Path
 import pytest
 
 from icbridge.layouts.aus import FileRejected, IncompleteFile, columns, read_aus
-from icbridge.layouts.bif import BifFile, check_bif, encode_row, read_bif, registry
-from icbridge.mapping.aus_to_bif import InvoiceSettings, MapResult, MapStats, map_aus
+from icbridge.layouts.bif import check_bif, encode_row, read_bif, registry
+from icbridge.mapping.aus_to_bif import InvoiceSettings, MapStats, map_aus
 from icbridge.mapping.bills import BillMapper
 from icbridge.mapping.tables import has_edge_spaces
 from icbsim import aus_files
 from icbsim.aus_files import COLUMNS, trailer_for
+from tests.support.aus_mapping import (
+    DAY,
+    FORMAT_GUID,
+    GUID,
+    NAME,
+    SETTINGS,
+    assert_same_output,
+    bill,
+    bills,
+    encode,
+    row,
+    run,
+)
 
 SAMPLE = Path("/work/shared/specs/samples/123_20261101_UB.TXT")
-NAME = "123_20261101_UB.TXT"
-DAY = date(2026, 11, 1)
-GUID = "11111111-2222-3333-4444-555555555555"
-FORMAT_GUID = "5D1C3E2A-7B4F-4C8E-9A61-0F2B3C4D5E6F"
-SETTINGS = InvoiceSettings(bid="123", biller_guid=GUID, invoice_format_guid=FORMAT_GUID, invoice_type_id="7")
 MULTI = dataclasses.replace(SETTINGS, multiple_meters=True)
 REQUIRED = {c.name for c in columns() if c.required}
 LENIENT = dataclasses.replace(SETTINGS, reject_threshold_pct=100)  # small files with a reject in them
-
-# one value per column, each distinct, so every target can be told apart
-BASE = {
-    "BID": "123",
-    "AccountNumber": "0012345-01",
-    "CustomerNumber": "C-77",
-    "LocationNumber": "L-88",
-    "BillNumber": "B0001",
-    "BillDate": "01/15/2026",
-    "DueDate": "02/15/2026",
-    "CustomerName": "Ana García",
-    "MailAddress1": "1 Main St",
-    "MailAddress2": "Apt 2",
-    "MailCity": "Portsmouth",
-    "MailState": "NH",
-    "MailZip": "03801",
-    "Phone": "(555) 123-4567",
-    "Email": "ana@example.com",
-    "AmountDue": "100.5",
-    "AmountDueAfterDueDate": "105",
-    "DeferredBeginDate": "03/01/2026",
-    "DeferredEndDate": "04/30/2026",
-    "PaymentsReceived": "20.1",
-    "DraftCustomer": "Y",
-    "PastDueAmount": "-3.5",
-    "AutoPayMessage": "Paid by autopay",
-    "CashOnlyCC": "N",
-    "CashOnlyACH": "y",
-    "LineNumber": "1",
-    "ServiceDescription": "Water",
-    "LineAmount": "60.25",
-    "LinePreviousBalance": "1.5",
-    "ServiceAddress": "9 Elm St",
-    "GroupCode": "WA",
-    "IncomeCenter": "IC1",
-    "ParcelNumber": "P-9",
-    "GroupPreviousBalance": "7",
-    "MeterNumber": "M1",
-    "PrevReadDate": "01/01/2026",
-    "PrevReading": "1000.5",
-    "CurrReadDate": "01/28/2026",
-    "CurrReading": "1100",
-    "Usage": "99.5",
-    "Estimated": "Y",
-    "ChangedOut": "n",
-}
-assert list(BASE) == COLUMNS
-
-
-def row(**values: str) -> dict[str, str]:
-    return {**BASE, **values}
-
-
-def bill(account: str, number: str = "", lines: int = 1, amount: str = "10.00", **values: str) -> list[dict]:
-    """The detail lines of one bill, LineNumber 1..lines, one meter each."""
-    number = number or f"B-{account}"
-    return [
-        row(
-            AccountNumber=account, BillNumber=number, AmountDue=amount, LineNumber=str(n), MeterNumber=f"M{n}", **values
-        )
-        for n in range(1, lines + 1)
-    ]
-
-
-def bills(count: int, lines: int = 1) -> list[dict]:
-    return [r for n in range(count) for r in bill(f"A{n:03d}", lines=lines, amount=f"{n + 1}.25")]
-
-
-def encode(
-    rows: list[dict],
-    *,
-    header: list[str] | None = None,
-    columns: list[str] | None = None,
-    trailer: str | None = None,
-    newline: str = "\r\n",
-    encoding: str = "cp1252",
-) -> bytes:
-    """An AUS file: header (names as written), the rows' `columns` values, trailer."""
-    columns = columns or COLUMNS
-    header = header or columns
-    lines = ["|".join(header)] + ["|".join(r.get(c, "") for c in columns) for r in rows]
-    lines.append(trailer if trailer is not None else trailer_for(rows))
-    text = newline.join(lines) + newline
-    if encoding == "utf-8-sig":
-        return b"\xef\xbb\xbf" + text.encode("utf-8")
-    return text.encode(encoding)
-
-
-@dataclass
-class Mapped:
-    result: MapResult
-    bifs: list[BifFile]
-    raw: list[bytes]
-
-    @property
-    def invoices(self) -> list[dict]:
-        return [inv for b in self.bifs for inv in b.invoices()]
-
-    @property
-    def invoice(self) -> dict:
-        (only,) = self.invoices
-        return only
-
-    def reasons(self) -> list[str]:
-        return [r.reason for r in self.result.rejects]
-
-
-def run(tmp_path: Path, rows_or_data, settings: InvoiceSettings = SETTINGS, name: str = NAME, **kw) -> Mapped:
-    data = rows_or_data if isinstance(rows_or_data, bytes) else encode(rows_or_data)
-    out = tmp_path / "out"
-    result = map_aus(data, name, settings, out, DAY, **kw)
-    raw = [p.path.read_bytes() for p in result.bifs]
-    for part, blob in zip(result.bifs, raw, strict=True):
-        assert part.path.parent == out
-        assert check_bif(blob, part.name) == [], "a written BIF fails the pre-upload checks"
-    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in result.bifs), "stray files in out_dir"
-    return Mapped(result, [read_bif(b) for b in raw], raw)
-
 
 def rejected(tmp_path: Path, rows_or_data, settings: InvoiceSettings = SETTINGS, name: str = NAME) -> FileRejected:
     data = rows_or_data if isinstance(rows_or_data, bytes) else encode(rows_or_data)
@@ -1175,9 +1064,9 @@ def test_parallel_and_serial_output_identical(tmp_path, monkeypatch):
     assert len(serial.rejects) > 0 and serial.warning_counts.get("Email invalid, left blank", 0) > 0
     assert [p.invoices for p in serial.bifs] == [10_000, 10_000, 25_000 - 10_000 * 2 - len(serial.rejects)]
     for other in (parallel, from_disk, by_lines):
-        _assert_same_output(serial, other)
-    _assert_same_output(by_lines_scattered, fallback)
-    _assert_same_output(by_lines_scattered, fallback_from_disk)
+        assert_same_output(serial, other)
+    assert_same_output(by_lines_scattered, fallback)
+    assert_same_output(by_lines_scattered, fallback_from_disk)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -1198,17 +1087,6 @@ def rejected_with(tmp_path: Path, data: bytes, settings: InvoiceSettings, **kw) 
         map_aus(data, NAME, settings, tmp_path / "out", DAY, **kw)
     assert list((tmp_path / "out").iterdir()) == []
     return info.value
-
-
-def _assert_same_output(a: MapResult, b: MapResult) -> None:
-    assert [(p.name, p.invoices, p.total, p.sha256) for p in a.bifs] == [
-        (p.name, p.invoices, p.total, p.sha256) for p in b.bifs
-    ]
-    for x, y in zip(a.bifs, b.bifs, strict=True):
-        assert x.path.read_bytes() == y.path.read_bytes()
-    assert a.rejects == b.rejects
-    assert a.warnings == b.warnings and a.warning_counts == b.warning_counts
-    assert a.summary() == b.summary()
 
 
 # --- the column path: the same bytes as the per-bill path, whatever the bill ----------------
@@ -1297,7 +1175,7 @@ def test_column_path_matches_the_per_bill_path(tmp_path, monkeypatch, seed):
     settings = dataclasses.replace(MULTI, reject_threshold_pct=100, max_invoices_per_file=1_000)
     by_columns = map_aus(data, NAME, settings, tmp_path / "columns", DAY, workers=1, range_bytes=40_000)
     by_bills = map_aus(data, NAME, settings, tmp_path / "bills", DAY, workers=1, strategy="lines")
-    _assert_same_output(by_columns, by_bills)
+    assert_same_output(by_columns, by_bills)
     assert by_bills.stats.per_bill == 3_000  # the line path: every bill through map_bill
     assert by_columns.stats.strategy == "ranges"
     assert by_columns.stats.per_bill < 3_000 / 2, "the column path should map most bills itself"
@@ -1314,7 +1192,7 @@ def test_column_path_with_bills_not_together(tmp_path, monkeypatch):
     data = aus_files.format_file(rows)
     columns_path = map_aus(data, NAME, MULTI, tmp_path / "a", DAY, workers=1)
     assert columns_path.stats.per_bill == 40
-    _assert_same_output(columns_path, map_aus(data, NAME, MULTI, tmp_path / "b", DAY, workers=1, strategy="lines"))
+    assert_same_output(columns_path, map_aus(data, NAME, MULTI, tmp_path / "b", DAY, workers=1, strategy="lines"))
 
 
 # --- the sample file ---------------------------------------------------------------------
@@ -1417,7 +1295,7 @@ def test_warn_heavy_bills_stay_on_the_column_path_with_the_same_output(tmp_path,
     settings = dataclasses.replace(SETTINGS, reject_threshold_pct=100, max_invoices_per_file=1_000)
     by_columns = map_aus(data, NAME, settings, tmp_path / "columns", DAY, workers=1, range_bytes=200_000)
     by_bills = map_aus(data, NAME, settings, tmp_path / "bills", DAY, workers=1, strategy="lines")
-    _assert_same_output(by_columns, by_bills)
+    assert_same_output(by_columns, by_bills)
     assert by_columns.warning_counts["Phone invalid, left blank"] > 1_500
     assert by_columns.warning_counts["Email invalid, left blank"] > 700
     assert 0 < len(by_columns.rejects) < 100

@@ -15,7 +15,7 @@ from icbridge.layouts.aus import AusSource, FileRejected
 from icbridge.mapping import workers
 from icbridge.mapping.aus_to_bif import map_aus
 from icbsim import aus_files
-from tests.unit.mapping.test_aus_mapping import DAY, NAME, SETTINGS, _assert_same_output
+from tests.support.aus_mapping import DAY, NAME, SETTINGS, assert_same_output
 
 
 @pytest.mark.parametrize("tail", [b"", b"\x1a", b"\x1a" * 5000])
@@ -65,7 +65,7 @@ def test_a_file_on_disk_is_mapped_by_ranges_never_whole(tmp_path, monkeypatch):
     serial = map_aus(path, NAME, settings, tmp_path / "serial", DAY, workers=1, range_bytes=100_000)
     parallel = map_aus(path, NAME, settings, tmp_path / "parallel", DAY, workers=2, range_bytes=100_000)
     for other in (serial, parallel):
-        _assert_same_output(from_bytes, other)
+        assert_same_output(from_bytes, other)
     assert parallel.warning_counts["control characters removed"] == len(range(0, len(rows), 211))
     assert len(parallel.bifs) > 3 and parallel.rejects
 
@@ -77,7 +77,7 @@ def test_a_file_on_disk_that_needs_the_line_path_maps_alike_and_keeps_its_exact_
     cut = data.index(b"\n", len(data) // 2) + 1
     blank = data[:cut] + b"\r\n" + data[cut:]  # read_aus numbers and skips it
     (tmp_path / "blank.txt").write_bytes(blank)
-    _assert_same_output(
+    assert_same_output(
         map_aus(blank, NAME, SETTINGS, tmp_path / "a", DAY, workers=1),
         map_aus(tmp_path / "blank.txt", NAME, SETTINGS, tmp_path / "b", DAY, workers=2),
     )
