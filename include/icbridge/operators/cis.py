@@ -14,8 +14,10 @@ import hashlib
 import os
 import re
 import tempfile
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from icbridge.config.biller import BillerConfig
 from icbridge.mapping.accounts import drop_conveyance_suffix
@@ -27,31 +29,23 @@ from icbridge.soap.aus import AccountData, AusClient, BillImage, PendingPaymentR
 from icbridge.soap.inhance import BalanceCheckResult, InhanceClient
 
 __all__ = [
-    "AusAddPendingPaymentBatchOperator",
     "AusAddPendingPaymentOperator",
-    "AusGetAccountDataBatchOperator",
     "AusGetAccountDataOperator",
-    "AusRetrieveBillPrintImageBatchOperator",
     "AusRetrieveBillPrintImageOperator",
-    "AusUpdateEBillRegistrationBatchOperator",
     "AusUpdateEBillRegistrationOperator",
-    "AusUpdatePaymentPlanBatchOperator",
     "AusUpdatePaymentPlanOperator",
-    "InhanceBalanceCheckBatchOperator",
     "InhanceBalanceCheckOperator",
-    "InhanceMakePaymentExtendedBatchOperator",
     "InhanceMakePaymentExtendedOperator",
-    "InhanceSetAutopayBatchOperator",
     "InhanceSetAutopayOperator",
-    "InhanceSetEmailBatchOperator",
     "InhanceSetEmailOperator",
-    "InhanceSetPaperlessBatchOperator",
     "InhanceSetPaperlessOperator",
     "NotAPdf",
     "looks_like_pdf",
 ]
 
 BASE = CisCallOperator.template_fields
+PAYMENT_INPUTS = ("account_number", "payment_date", "payment_amount", "payment_type", "payment_reference",
+                  "payment_guid", "convenience_fee", "paypal_payment_type")
 PDF_EOF_WINDOW = 1024  # readers look for %%EOF in the last 1 KiB
 
 
@@ -71,10 +65,47 @@ def _data_pump_account(item: dict[str, Any]) -> None:
         item["ic_account_number"] = ic_account
 
 
-class _PaymentMixin:
-    """Shared input handling of the two payment methods (rules 4 and 5)."""
+class _PaymentOperator(CisCallOperator):
+    """Shared inputs and handling of the two payment methods (rules 4 and 5). Moves money:
+    tried once, never retried (its task gets ``retries=0``)."""
 
+    moves_money = True
+    ui_color = "#fbe9e7"
+    fields = ("account_number", "payment_date", "payment_amount", "payment_type")
     paypal_default: str = DEFAULT_PAYPAL_PAYMENT_TYPE
+    account_number: str | None
+    payment_date: str | datetime | None
+    payment_amount: str | Decimal | None
+    payment_type: str | None
+    payment_reference: str | None
+    payment_guid: str | None
+    convenience_fee: str | Decimal
+    paypal_payment_type: str | None
+
+    def __init__(
+        self,
+        *,
+        account_number: str | None = None,
+        payment_date: str | datetime | None = None,
+        payment_amount: str | Decimal | None = None,
+        payment_type: str | None = None,
+        payment_reference: str | None = None,
+        payment_guid: str | None = None,
+        convenience_fee: str | Decimal = "0",
+        paypal_payment_type: str | None = None,
+        inputs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """``account_number``: the IC account (rule 4 drops a conveyance suffix);
+        ``payment_date`` (ISO), ``payment_amount``, ``convenience_fee`` (dollars);
+        ``payment_type``: IC's (rule 5 maps PayPal); ``payment_reference``, else ``payment_guid``
+        (IC's PaymentGUID): the reference the biller matches; ``paypal_payment_type``: overrides
+        the biller's setting 116."""
+        super().__init__(inputs={
+            "account_number": account_number, "payment_date": payment_date, "payment_amount": payment_amount,
+            "payment_type": payment_type, "payment_reference": payment_reference, "payment_guid": payment_guid,
+            "convenience_fee": convenience_fee, "paypal_payment_type": paypal_payment_type, **(inputs or {}),
+        }, **kwargs)
 
     def prepare(self, context: Any, biller: BillerConfig | None) -> None:
         if biller is not None and biller.cis_service is not None:
@@ -102,12 +133,23 @@ class _PaymentMixin:
 class InhanceBalanceCheckOperator(CisCallOperator):
     """inHance BalanceCheck (RTDR): balance, future balance, phone, email of one account. Read: retried."""
 
+    xcom = "account_number, balance, future_balance, phone, email"
+    retry = "read"
+
     service, method = "inhance", "BalanceCheck"
     fields = ("account_number", "last_invoice_number")
-    template_fields = (*BASE, "account_number", "last_invoice_number")
+    template_fields = (*BASE, *fields)
+    account_number: str | None
+    last_invoice_number: int | str | None
+
+    def __init__(self, *, account_number: str | None = None, last_invoice_number: int | str | None = None,
+                 **kwargs: Any) -> None:
+        """``account_number``: the CIS account; ``last_invoice_number``: its latest IC invoice (an integer)."""
+        super().__init__(inputs={"account_number": account_number, "last_invoice_number": last_invoice_number},
+                         **kwargs)
 
     def invoke(self, client: InhanceClient, item: dict[str, Any]) -> BalanceCheckResult:
-        return client.balance_check(_required_text(item, "account_number"), item.get("last_invoice_number"))
+        return client.balance_check(_required_text(item, "account_number"), _required_text(item, "last_invoice_number"))
 
     def summarize(self, item: dict[str, Any], result: BalanceCheckResult) -> dict[str, Any]:
         return {
@@ -120,20 +162,18 @@ class InhanceBalanceCheckOperator(CisCallOperator):
         }
 
 
-class InhanceMakePaymentExtendedOperator(_PaymentMixin, CisCallOperator):
+class InhanceMakePaymentExtendedOperator(_PaymentOperator):
     """inHance MakePaymentExtended: post one IC payment. Moves money: tried once, never retried."""
 
-    service, method, moves_money = "inhance", "MakePaymentExtended", True
-    ui_color = "#fbe9e7"
-    fields = ("account_number", "payment_date", "payment_amount", "payment_type")
-    optional = {
-        "payment_reference": None,
-        "payment_guid": None,
-        "document_number": "",
-        "convenience_fee": "0",
-        "paypal_payment_type": None,
-    }
-    template_fields = (*BASE, *fields, *optional)
+    xcom = "the inputs as sent + ic_account_number, ic_payment_type"
+
+    service, method = "inhance", "MakePaymentExtended"
+    template_fields = (*BASE, *PAYMENT_INPUTS, "document_number")
+    document_number: str
+
+    def __init__(self, *, document_number: str = "", **kwargs: Any) -> None:
+        """The payment inputs, and ``document_number``: the invoice paid (DocumentNumber)."""
+        super().__init__(inputs={"document_number": document_number}, **kwargs)
 
     def normalize(self, item: dict[str, Any]) -> dict[str, Any]:
         item = self._payment(item)
@@ -156,7 +196,11 @@ class _InhanceFlagOperator(CisCallOperator):
     """SetPaperless / SetAutopay: idempotent setters (retried on transport errors)."""
 
     service = "inhance"
-    flag: str
+    flag: ClassVar[str]
+    account_number: str | None
+
+    def __init__(self, *, account_number: str | None = None, value: bool | str | None = None, **kwargs: Any) -> None:
+        super().__init__(inputs={"account_number": account_number, self.flag: value}, **kwargs)
 
     def normalize(self, item: dict[str, Any]) -> dict[str, Any]:
         _data_pump_account(item)
@@ -167,9 +211,17 @@ class _InhanceFlagOperator(CisCallOperator):
 class InhanceSetPaperlessOperator(_InhanceFlagOperator):
     """inHance SetPaperless ("On"/"Off")."""
 
+    xcom = "inputs"
+
     method, flag = "SetPaperless", "paperless"
     fields = ("account_number", "paperless")
-    template_fields = (*BASE, "account_number", "paperless")
+    template_fields = (*BASE, *fields)
+    paperless: bool | str | None
+
+    def __init__(self, *, account_number: str | None = None, paperless: bool | str | None = None,
+                 **kwargs: Any) -> None:
+        """``account_number``: the IC account (rule 4); ``paperless``: on (true) or off."""
+        super().__init__(account_number=account_number, value=paperless, **kwargs)
 
     def invoke(self, client: InhanceClient, item: dict[str, Any]) -> Any:
         return client.set_paperless(item["account_number"], item["paperless"])
@@ -178,9 +230,17 @@ class InhanceSetPaperlessOperator(_InhanceFlagOperator):
 class InhanceSetAutopayOperator(_InhanceFlagOperator):
     """inHance SetAutopay ("On"/"Off")."""
 
+    xcom = "inputs"
+
     method, flag = "SetAutopay", "autopay"
     fields = ("account_number", "autopay")
-    template_fields = (*BASE, "account_number", "autopay")
+    template_fields = (*BASE, *fields)
+    autopay: bool | str | None
+
+    def __init__(self, *, account_number: str | None = None, autopay: bool | str | None = None,
+                 **kwargs: Any) -> None:
+        """``account_number``: the IC account (rule 4); ``autopay``: on (true) or off."""
+        super().__init__(account_number=account_number, value=autopay, **kwargs)
 
     def invoke(self, client: InhanceClient, item: dict[str, Any]) -> Any:
         return client.set_autopay(item["account_number"], item["autopay"])
@@ -189,9 +249,17 @@ class InhanceSetAutopayOperator(_InhanceFlagOperator):
 class InhanceSetEmailOperator(CisCallOperator):
     """inHance SetEmail. An empty email is refused here (it would blank the CIS's)."""
 
+    xcom = "inputs"
+
     service, method = "inhance", "SetEmail"
     fields = ("account_number", "new_email")
-    template_fields = (*BASE, "account_number", "new_email")
+    template_fields = (*BASE, *fields)
+    account_number: str | None
+    new_email: str | None
+
+    def __init__(self, *, account_number: str | None = None, new_email: str | None = None, **kwargs: Any) -> None:
+        """``account_number``: the IC account (rule 4); ``new_email``: not empty."""
+        super().__init__(inputs={"account_number": account_number, "new_email": new_email}, **kwargs)
 
     def normalize(self, item: dict[str, Any]) -> dict[str, Any]:
         _data_pump_account(item)
@@ -208,9 +276,17 @@ class InhanceSetEmailOperator(CisCallOperator):
 class AusGetAccountDataOperator(CisCallOperator):
     """AUS GetAccountData (RTDR): balance, past due, cash-only, email. Read: retried."""
 
+    xcom = "code, customer_number, location_number, balance, past_due, cash_only, email_address"
+    retry = "read"
+
     service, method = "aus", "GetAccountData"
     fields = ("account_number",)
-    template_fields = (*BASE, "account_number")
+    template_fields = (*BASE, *fields)
+    account_number: str | None
+
+    def __init__(self, *, account_number: str | None = None, **kwargs: Any) -> None:
+        """``account_number``: the CIS account."""
+        super().__init__(inputs={"account_number": account_number}, **kwargs)
 
     def invoke(self, client: AusClient, item: dict[str, Any]) -> AccountData:
         return client.get_account_data(_required_text(item, "account_number"))
@@ -228,14 +304,13 @@ class AusGetAccountDataOperator(CisCallOperator):
         }
 
 
-class AusAddPendingPaymentOperator(_PaymentMixin, CisCallOperator):
+class AusAddPendingPaymentOperator(_PaymentOperator):
     """AUS AddPendingPayment: post one IC payment. Moves money: tried once, never retried."""
 
-    service, method, moves_money = "aus", "AddPendingPayment", True
-    ui_color = "#fbe9e7"
-    fields = ("account_number", "payment_date", "payment_amount", "payment_type")
-    optional = {"payment_reference": None, "payment_guid": None, "convenience_fee": "0", "paypal_payment_type": None}
-    template_fields = (*BASE, *fields, *optional)
+    xcom = "inputs + code, pending_payment_id"
+
+    service, method = "aus", "AddPendingPayment"
+    template_fields = (*BASE, *PAYMENT_INPUTS)
 
     def normalize(self, item: dict[str, Any]) -> dict[str, Any]:
         return self._payment(item)
@@ -257,9 +332,18 @@ class AusAddPendingPaymentOperator(_PaymentMixin, CisCallOperator):
 class AusUpdatePaymentPlanOperator(CisCallOperator):
     """AUS UpdatePaymentPlan (autopay enrolment). Idempotent setter: retried."""
 
+    xcom = "inputs"
+
     service, method = "aus", "UpdatePaymentPlan"
     fields = ("account_number", "autopay_enrolled")
-    template_fields = (*BASE, "account_number", "autopay_enrolled")
+    template_fields = (*BASE, *fields)
+    account_number: str | None
+    autopay_enrolled: bool | str | None
+
+    def __init__(self, *, account_number: str | None = None, autopay_enrolled: bool | str | None = None,
+                 **kwargs: Any) -> None:
+        """``account_number``: the IC account (rule 4); ``autopay_enrolled``: true or false."""
+        super().__init__(inputs={"account_number": account_number, "autopay_enrolled": autopay_enrolled}, **kwargs)
 
     def normalize(self, item: dict[str, Any]) -> dict[str, Any]:
         _data_pump_account(item)
@@ -273,10 +357,21 @@ class AusUpdatePaymentPlanOperator(CisCallOperator):
 class AusUpdateEBillRegistrationOperator(CisCallOperator):
     """AUS UpdateCisLinkTableEBillAndLinkRegistration (paperless; email optional, none keeps the CIS's)."""
 
+    xcom = "inputs"
+
     service, method = "aus", "UpdateCisLinkTableEBillAndLinkRegistration"
     fields = ("account_number", "ebill_enrolled")
-    optional = {"email_address": None}
-    template_fields = (*BASE, "account_number", "ebill_enrolled", "email_address")
+    template_fields = (*BASE, *fields, "email_address")
+    account_number: str | None
+    ebill_enrolled: bool | str | None
+    email_address: str | None
+
+    def __init__(self, *, account_number: str | None = None, ebill_enrolled: bool | str | None = None,
+                 email_address: str | None = None, **kwargs: Any) -> None:
+        """``account_number``: the IC account (rule 4); ``ebill_enrolled``: true or false;
+        ``email_address``: none keeps the CIS's."""
+        super().__init__(inputs={"account_number": account_number, "ebill_enrolled": ebill_enrolled,
+                                 "email_address": email_address}, **kwargs)
 
     def normalize(self, item: dict[str, Any]) -> dict[str, Any]:
         _data_pump_account(item)
@@ -327,10 +422,22 @@ class AusRetrieveBillPrintImageOperator(CisCallOperator):
     nothing is written. Read: retried on transport errors.
     """
 
+    xcom = "path, bytes, sha256, code"
+    retry = "read"
+
     service, method = "aus", "RetrieveBillPrintImageV2"
     fields = ("account_number", "bill_number")
-    optional = {"destination": None}
-    template_fields = (*BASE, "account_number", "bill_number", "destination")
+    template_fields = (*BASE, *fields, "destination")
+    account_number: str | None
+    bill_number: str | None
+    destination: str | None
+
+    def __init__(self, *, account_number: str | None = None, bill_number: str | None = None,
+                 destination: str | None = None, **kwargs: Any) -> None:
+        """``account_number``: the CIS account; ``bill_number``: the bill; ``destination``: the
+        folder the PDF goes to (default: the run's artifacts)."""
+        super().__init__(inputs={"account_number": account_number, "bill_number": bill_number,
+                                 "destination": destination}, **kwargs)
 
     def prepare(self, context: Any, biller: BillerConfig | None) -> None:
         if not self.destination:
@@ -369,56 +476,3 @@ class AusRetrieveBillPrintImageOperator(CisCallOperator):
             "bytes": len(image.content) if path else 0,
             "sha256": hashlib.sha256(image.content).hexdigest() if path else None,
         }
-
-
-# batch forms: the same call for every item of `items`, within the biller's bounds ----------------
-
-
-class InhanceBalanceCheckBatchOperator(InhanceBalanceCheckOperator):
-    batch = True
-    template_fields = (*InhanceBalanceCheckOperator.template_fields, "items")
-
-
-class InhanceMakePaymentExtendedBatchOperator(InhanceMakePaymentExtendedOperator):
-    batch = True
-    template_fields = (*InhanceMakePaymentExtendedOperator.template_fields, "items")
-
-
-class InhanceSetPaperlessBatchOperator(InhanceSetPaperlessOperator):
-    batch = True
-    template_fields = (*InhanceSetPaperlessOperator.template_fields, "items")
-
-
-class InhanceSetAutopayBatchOperator(InhanceSetAutopayOperator):
-    batch = True
-    template_fields = (*InhanceSetAutopayOperator.template_fields, "items")
-
-
-class InhanceSetEmailBatchOperator(InhanceSetEmailOperator):
-    batch = True
-    template_fields = (*InhanceSetEmailOperator.template_fields, "items")
-
-
-class AusGetAccountDataBatchOperator(AusGetAccountDataOperator):
-    batch = True
-    template_fields = (*AusGetAccountDataOperator.template_fields, "items")
-
-
-class AusAddPendingPaymentBatchOperator(AusAddPendingPaymentOperator):
-    batch = True
-    template_fields = (*AusAddPendingPaymentOperator.template_fields, "items")
-
-
-class AusUpdatePaymentPlanBatchOperator(AusUpdatePaymentPlanOperator):
-    batch = True
-    template_fields = (*AusUpdatePaymentPlanOperator.template_fields, "items")
-
-
-class AusUpdateEBillRegistrationBatchOperator(AusUpdateEBillRegistrationOperator):
-    batch = True
-    template_fields = (*AusUpdateEBillRegistrationOperator.template_fields, "items")
-
-
-class AusRetrieveBillPrintImageBatchOperator(AusRetrieveBillPrintImageOperator):
-    batch = True
-    template_fields = (*AusRetrieveBillPrintImageOperator.template_fields, "items")

@@ -15,9 +15,13 @@ say which method, which inputs, and what to keep of the answer.
   a call sent without a usable answer ends ``unknown`` (:class:`CisOutcomeUnknown`).
 * Logs: account numbers and emails masked (icbridge.masking) in every line and error.
   XCom keeps them whole (downstream tasks need them; see docs/operators.md).
-* Batch (``batch = True`` subclasses): ``items`` (a list, or ``{"items": [...]}`` as the list
-  operators return) run through :func:`icbridge.calls.call_all` within the biller's calls in
-  flight and calls per second; the task returns counts per status and the failed items.
+* Single or batch by argument: without ``items`` one call with the operator's inputs; with
+  ``items`` (a list, or ``{"items": [...]}`` as the list operators return) one call per item,
+  the operator's inputs its defaults, through :func:`icbridge.calls.call_all` within the
+  biller's calls in flight and calls per second; the task returns counts per status and the
+  failed items.
+* Inputs are each operator's explicit keyword arguments (its signature and docstring; the
+  catalogue in docs/operators.md is generated from them, icbridge.operators.catalogue).
 """
 
 from __future__ import annotations
@@ -169,28 +173,37 @@ def judge(result: Any) -> tuple[str, str]:
 
 
 class CisCallOperator(BaseOperator):
-    """Calls one vendor method once (or, ``batch = True``, for every item of ``items``).
+    """Calls one vendor method once, or (``items`` given) once for every item.
 
     Subclasses set ``service`` ("inhance" | "aus" | "invoice_cloud"), ``method``, ``fields``
-    (required inputs), ``optional`` (inputs with defaults), ``moves_money``, and implement
-    :meth:`invoke` (and :meth:`normalize` / :meth:`summarize` when needed). Inputs are keyword
-    arguments named as the fields; in a batch they are defaults for every item.
+    (the inputs a single call needs), ``moves_money``, declare their inputs as keyword
+    arguments (passed on as ``inputs``) and implement :meth:`invoke` (and :meth:`normalize` /
+    :meth:`summarize` when needed). In a batch the inputs are defaults for every item.
+
+    Common arguments: ``biller_id``/``billers_dir`` (the connection and bounds from the biller
+    file) or ``conn_id``/``method_conn_ids``; ``timeout`` (s); ``calls_in_flight``,
+    ``calls_per_second`` (batch bounds; default the biller's); ``attempts``, ``backoff_seconds``,
+    ``max_backoff_seconds`` (reads and idempotent setters; a money call is tried once);
+    ``fail_on_business_error`` (default: a single call fails on a refusal, a batch records it);
+    ``items``, ``error_threshold_pct``, ``max_failed_items``, ``return_results`` (batch).
     """
 
     service: ClassVar[str]
     method: ClassVar[str]
     fields: ClassVar[tuple[str, ...]] = ()
-    optional: ClassVar[Mapping[str, Any]] = {}
     account_field: ClassVar[str | None] = "account_number"
     moves_money: ClassVar[bool] = False
-    batch: ClassVar[bool] = False
+    batchable: ClassVar[bool] = True  # the list operators take no items
+    retry: ClassVar[str] = "idempotent"  # "read" | "idempotent": retried on transport errors (a money call: never)
+    xcom: ClassVar[str] = "inputs"  # what a call's XCom record keeps besides status/ok/message/attempts (docs)
 
-    template_fields: Sequence[str] = ("biller_id", "conn_id")
+    template_fields: Sequence[str] = ("biller_id", "conn_id", "items")
     ui_color = "#e9f5ee"
 
     def __init__(
         self,
         *,
+        inputs: Mapping[str, Any] | None = None,
         biller_id: str | None = None,
         billers_dir: str | None = None,
         conn_id: str | None = None,
@@ -208,25 +221,19 @@ class CisCallOperator(BaseOperator):
         return_results: bool = False,
         **kwargs: Any,
     ) -> None:
-        values: dict[str, Any] = {}
-        for name in (*self.fields, *self.optional):
-            if name in kwargs:
-                values[name] = kwargs.pop(name)
-            elif name in self.optional:
-                values[name] = self.optional[name]
-            elif self.batch:
-                values[name] = None  # each item brings its own
-            else:
-                raise TypeError(f"{type(self).__name__} needs {name!r}")
-        if items is not None and not self.batch:
-            raise TypeError(f"{type(self).__name__} takes no items; use its Batch variant")
-        if self.batch and items is None:
-            raise TypeError(f"{type(self).__name__} needs items")
+        values = dict(inputs or {})
+        self.batch = items is not None
+        if self.batch and not self.batchable:
+            raise TypeError(f"{type(self).__name__} takes no items (it lists; a batch goes to the operator it feeds)")
+        missing = [name for name in self.fields if values.get(name) is None]
+        if missing and not self.batch:  # in a batch each item brings its own
+            raise TypeError(f"{type(self).__name__} needs {', '.join(map(repr, missing))} (or items=[...] for a batch)")
         if self.moves_money:
             kwargs["retries"] = 0  # an unknown outcome must never be sent again by Airflow either
         super().__init__(**kwargs)
+        self.input_names = tuple(values)
         for name, value in values.items():
-            setattr(self, name, value)
+            setattr(self, name, value)  # declared (typed) on the subclass
         self.biller_id = biller_id
         self.billers_dir = billers_dir
         self.conn_id = conn_id
@@ -329,7 +336,7 @@ class CisCallOperator(BaseOperator):
         policy = self.policy(biller)
         if self.batch:
             return self._execute_batch(context, client, policy)
-        item = {name: getattr(self, name) for name in (*self.fields, *self.optional)}
+        item = {name: getattr(self, name) for name in self.input_names}
         [outcome] = call_all([item], lambda it: self._call(client, it), policy, self.retryable)
         record = self._record(outcome)
         return self._finish(record, item)
@@ -394,7 +401,7 @@ class CisCallOperator(BaseOperator):
                 items = ast.literal_eval(items)  # a Jinja-rendered Python list
         if isinstance(items, Mapping):
             items = items.get("items", [])
-        defaults = {name: getattr(self, name) for name in (*self.fields, *self.optional)}
+        defaults = {name: getattr(self, name) for name in self.input_names}
         defaults = {k: v for k, v in defaults.items() if v is not None}
         for raw in items or []:
             if not isinstance(raw, Mapping):

@@ -1,14 +1,16 @@
-"""One thin operator per Invoice Cloud method the flows use, and batch forms of the per-account ones.
+"""One thin operator per Invoice Cloud method the flows use (the per-account ones also as a batch).
 
 Same base as the CIS operators (icbridge.operators.cis_base): hook from ``conn_id`` or the
 biller's ``ic_conn_id``, one success judgement (``success``/``error_message``; a view that
 finds nothing is ``not_found``), masked logs, transport errors retried (every IC method here
 is a read or an idempotent setter). The list operators return ``{"count": n, "items": [...]}``,
-which a batch operator takes as its ``items`` directly. Catalogue: docs/operators.md.
+which an operator takes as its ``items`` directly (one call per item). Catalogue: docs/operators.md.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from icbridge.config.biller import BillerConfig
@@ -19,11 +21,8 @@ __all__ = [
     "InvoiceCloudListChangeLogOperator",
     "InvoiceCloudListOpenInvoicesOperator",
     "InvoiceCloudListPaymentsOperator",
-    "InvoiceCloudUpdateCustomerRecordBatchOperator",
     "InvoiceCloudUpdateCustomerRecordOperator",
-    "InvoiceCloudUpdateInvoiceBalanceBatchOperator",
     "InvoiceCloudUpdateInvoiceBalanceOperator",
-    "InvoiceCloudViewCustomerRecordBatchOperator",
     "InvoiceCloudViewCustomerRecordOperator",
 ]
 
@@ -41,6 +40,14 @@ class _IcWindowOperator(_IcOperator):
     """A list over [from_date, to_date): by default the run's data interval."""
 
     account_field = None
+    batchable = False
+    from_date: datetime | str | None
+    to_date: datetime | str | None
+
+    def __init__(self, *, from_date: datetime | str | None = None, to_date: datetime | str | None = None,
+                 inputs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        """``from_date``, ``to_date`` (ISO; default: the run's data interval)."""
+        super().__init__(inputs={"from_date": from_date, "to_date": to_date, **(inputs or {})}, **kwargs)
 
     def prepare(self, context: Any, biller: BillerConfig | None) -> None:
         self.from_date = self.from_date or context.get("data_interval_start")
@@ -61,9 +68,16 @@ class _IcWindowOperator(_IcOperator):
 class InvoiceCloudListPaymentsOperator(_IcWindowOperator):
     """CloudPayments ListPayments: payments with from_date <= PaymentDate < to_date (optionally one channel)."""
 
+    xcom = "count, items (payments)"
+    retry = "read"
+
     method = "ListPayments"
-    optional = {"from_date": None, "to_date": None, "channel": None}
     template_fields = (*BASE, "from_date", "to_date", "channel")
+    channel: str | None
+
+    def __init__(self, *, channel: str | None = None, **kwargs: Any) -> None:
+        """``from_date``, ``to_date`` as the window; ``channel``: only this IC channel (e.g. CloudPay)."""
+        super().__init__(inputs={"channel": channel}, **kwargs)
 
     def invoke(self, client: InvoiceCloudClient, item: dict[str, Any]) -> list[Any]:
         return client.list_payments(item["from_date"], item["to_date"], item.get("channel") or None)
@@ -72,8 +86,10 @@ class InvoiceCloudListPaymentsOperator(_IcWindowOperator):
 class InvoiceCloudListChangeLogOperator(_IcWindowOperator):
     """CloudManagement ListChangeLog: customer changes (Paperless, AutoPay, Email, Phone) in the window."""
 
+    xcom = "count, items (changes)"
+    retry = "read"
+
     method = "ListChangeLog"
-    optional = {"from_date": None, "to_date": None}
     template_fields = (*BASE, "from_date", "to_date")
 
     def invoke(self, client: InvoiceCloudClient, item: dict[str, Any]) -> list[Any]:
@@ -83,10 +99,22 @@ class InvoiceCloudListChangeLogOperator(_IcWindowOperator):
 class InvoiceCloudListOpenInvoicesOperator(_IcOperator):
     """CloudInvoicing ListOpenInvoices: one page, or every page with ``all_pages=True``."""
 
+    xcom = "total_count, count, items"
+    retry = "read"
+
     method = "ListOpenInvoices"
     account_field = None
-    optional = {"page_number": 1, "page_size": 500, "all_pages": False}
+    batchable = False
     template_fields = (*BASE, "page_number", "page_size", "all_pages")
+    page_number: int | str
+    page_size: int | str
+    all_pages: bool | str
+
+    def __init__(self, *, page_number: int | str = 1, page_size: int | str = 500, all_pages: bool | str = False,
+                 **kwargs: Any) -> None:
+        """``page_number`` (from 1), ``page_size``; ``all_pages``: every page, not one."""
+        super().__init__(inputs={"page_number": page_number, "page_size": page_size, "all_pages": all_pages},
+                         **kwargs)
 
     def normalize(self, item: dict[str, Any]) -> dict[str, Any]:
         item["page_number"], item["page_size"] = int(item["page_number"]), int(item["page_size"])
@@ -114,10 +142,23 @@ class InvoiceCloudListOpenInvoicesOperator(_IcOperator):
 class InvoiceCloudUpdateInvoiceBalanceOperator(_IcOperator):
     """CloudInvoicing UpdateInvoiceBalance: BalanceDue (and TotalAmountDue when given). Idempotent: retried."""
 
+    xcom = "inputs"
+
     method = "UpdateInvoiceBalance"
     fields = ("account_number", "invoice_number", "balance_due")
-    optional = {"total_amount_due": None}
-    template_fields = (*BASE, "account_number", "invoice_number", "balance_due", "total_amount_due")
+    template_fields = (*BASE, *fields, "total_amount_due")
+    account_number: str | None
+    invoice_number: str | None
+    balance_due: str | Decimal | None
+    total_amount_due: str | Decimal | None
+
+    def __init__(self, *, account_number: str | None = None, invoice_number: str | None = None,
+                 balance_due: str | Decimal | None = None, total_amount_due: str | Decimal | None = None,
+                 **kwargs: Any) -> None:
+        """``account_number``, ``invoice_number`` (IC's); ``balance_due`` and, when given,
+        ``total_amount_due`` (dollars)."""
+        super().__init__(inputs={"account_number": account_number, "invoice_number": invoice_number,
+                                 "balance_due": balance_due, "total_amount_due": total_amount_due}, **kwargs)
 
     def normalize(self, item: dict[str, Any]) -> dict[str, Any]:
         item["balance_due"] = as_money(item.get("balance_due"), "balance_due")
@@ -136,10 +177,30 @@ class InvoiceCloudUpdateInvoiceBalanceOperator(_IcOperator):
 class InvoiceCloudUpdateCustomerRecordOperator(_IcOperator):
     """CloudManagement UpdateCustomerRecord: only the fields given change (None leaves IC's). Idempotent."""
 
+    xcom = "inputs"
+
     method = "UpdateCustomerRecord"
     fields = ("account_number",)
-    optional = dict.fromkeys(CUSTOMER_FIELDS)
     template_fields = (*BASE, "account_number", *CUSTOMER_FIELDS)
+    account_number: str | None
+    email_address: str | None
+    phone: str | None
+    block_payments_cc: bool | str | None
+    block_payments_eft: bool | str | None
+    paperless: bool | str | None
+    auto_pay: bool | str | None
+
+    def __init__(self, *, account_number: str | None = None, email_address: str | None = None,
+                 phone: str | None = None, block_payments_cc: bool | str | None = None,
+                 block_payments_eft: bool | str | None = None, paperless: bool | str | None = None,
+                 auto_pay: bool | str | None = None, **kwargs: Any) -> None:
+        """``account_number`` (IC's), and at least one field to change: ``email_address``,
+        ``phone``, ``block_payments_cc``, ``block_payments_eft``, ``paperless``, ``auto_pay``."""
+        super().__init__(inputs={
+            "account_number": account_number, "email_address": email_address, "phone": phone,
+            "block_payments_cc": block_payments_cc, "block_payments_eft": block_payments_eft,
+            "paperless": paperless, "auto_pay": auto_pay,
+        }, **kwargs)
 
     def normalize(self, item: dict[str, Any]) -> dict[str, Any]:
         for flag in FLAGS:
@@ -159,27 +220,20 @@ class InvoiceCloudUpdateCustomerRecordOperator(_IcOperator):
 class InvoiceCloudViewCustomerRecordOperator(_IcOperator):
     """CloudManagement ViewCustomerRecord: the record, or ``not_found``. Read: retried."""
 
+    xcom = "record (or status not_found)"
+    retry = "read"
+
     method = "ViewCustomerRecord"
     fields = ("account_number",)
     template_fields = (*BASE, "account_number")
+    account_number: str | None
+
+    def __init__(self, *, account_number: str | None = None, **kwargs: Any) -> None:
+        """``account_number`` (IC's)."""
+        super().__init__(inputs={"account_number": account_number}, **kwargs)
 
     def invoke(self, client: InvoiceCloudClient, item: dict[str, Any]) -> Any:
         return client.view_customer_record(str(item["account_number"]))
 
     def summarize(self, item: dict[str, Any], result: Any) -> dict[str, Any]:
         return {"account_number": item["account_number"], "record": result}
-
-
-class InvoiceCloudUpdateInvoiceBalanceBatchOperator(InvoiceCloudUpdateInvoiceBalanceOperator):
-    batch = True
-    template_fields = (*InvoiceCloudUpdateInvoiceBalanceOperator.template_fields, "items")
-
-
-class InvoiceCloudUpdateCustomerRecordBatchOperator(InvoiceCloudUpdateCustomerRecordOperator):
-    batch = True
-    template_fields = (*InvoiceCloudUpdateCustomerRecordOperator.template_fields, "items")
-
-
-class InvoiceCloudViewCustomerRecordBatchOperator(InvoiceCloudViewCustomerRecordOperator):
-    batch = True
-    template_fields = (*InvoiceCloudViewCustomerRecordOperator.template_fields, "items")

@@ -262,7 +262,7 @@ def test_payments_listed_in_ic_feed_a_payment_batch_through_xcom(world: World) -
         listed = ic_ops.InvoiceCloudListPaymentsOperator(
             task_id="list", from_date="2026-11-24", to_date="2026-11-25", **b
         )
-        pay = ops.InhanceMakePaymentExtendedBatchOperator(task_id="pay", items=listed.output, **b)
+        pay = ops.InhanceMakePaymentExtendedOperator(task_id="pay", items=listed.output, **b)
         listed >> pay
         return [listed, pay]
 
@@ -384,7 +384,7 @@ def test_payment_refused_by_the_cis_is_a_known_outcome(world: World) -> None:
 def test_batch_never_has_more_calls_in_flight_than_the_biller_allows(world: World) -> None:
     world.inhance.faults.set("BalanceCheck", kind="latency", seconds=0.4)
     items = [{"account_number": a, "last_invoice_number": 1} for a in INH_ACCOUNTS[:9]]
-    op = ops.InhanceBalanceCheckBatchOperator(task_id="x", items=items, **world.biller("t_inh"))  # in flight: 3
+    op = ops.InhanceBalanceCheckOperator(task_id="x", items=items, **world.biller("t_inh"))  # in flight: 3
     began = time.monotonic()
     summary = op.execute(_context())
     elapsed = time.monotonic() - began
@@ -399,7 +399,7 @@ def test_batch_counts_outcomes_and_reports_failed_items(world: World) -> None:
     world.aus.faults.set("UpdatePaymentPlan", kind="business", times=1, message="locked")
     items = [AUS_ACCOUNT, "99999999", {"account_number": AUS_ACCOUNT, "autopay_enrolled": "maybe"}]
     states, xcoms = world.run(lambda: [
-        ops.AusUpdatePaymentPlanBatchOperator(task_id="batch", items=items, autopay_enrolled=True,
+        ops.AusUpdatePaymentPlanOperator(task_id="batch", items=items, autopay_enrolled=True,
                                               **world.biller("t_aus")),
     ])
     assert states["batch"] == "success"
@@ -412,7 +412,7 @@ def test_batch_counts_outcomes_and_reports_failed_items(world: World) -> None:
 def test_payment_batch_with_a_late_answer_fails_as_outcome_unknown_after_the_rest(world: World) -> None:
     world.inhance.faults.set("MakePaymentExtended", kind="late", seconds=3, times=1)
     items = [_payment(account_number=a, payment_reference=f"R{a}") for a in INH_ACCOUNTS[:4]]
-    op = ops.InhanceMakePaymentExtendedBatchOperator(task_id="x", items=items, **world.biller("t_inh"))
+    op = ops.InhanceMakePaymentExtendedOperator(task_id="x", items=items, **world.biller("t_inh"))
     context = _context()
     with pytest.raises(CisOutcomeUnknown, match="1 call"):
         op.execute(context)
@@ -430,7 +430,7 @@ def test_logs_never_show_a_whole_account_number_or_email(world: World, capfd) ->
     b = world.biller("t_inh")
     states, _ = world.run(lambda: [
         ops.InhanceSetEmailOperator(task_id="email", account_number=INH_ACCOUNTS[5], new_email=EMAIL, **b),
-        ops.InhanceBalanceCheckBatchOperator(
+        ops.InhanceBalanceCheckOperator(
             task_id="batch", items=[{"account_number": a, "last_invoice_number": "x"} for a in INH_ACCOUNTS[6:8]], **b
         ),
         ops.InhanceMakePaymentExtendedOperator(task_id="pay", **b, **_payment(
@@ -471,7 +471,7 @@ def test_truncated_pdf_is_rejected(world: World, tmp_path: Path) -> None:
 def test_bill_batch_stores_each_pdf_and_counts_a_missing_bill(world: World, tmp_path: Path) -> None:
     world.aus.add_bill(BILLER, AUS_ACCOUNT, "B-2026-10")
     items = [{"account_number": AUS_ACCOUNT, "bill_number": n} for n in ("B-2026-10", "B-2026-11", "B-NONE")]
-    op = ops.AusRetrieveBillPrintImageBatchOperator(task_id="x", items=items, destination=str(tmp_path / "b"),
+    op = ops.AusRetrieveBillPrintImageOperator(task_id="x", items=items, destination=str(tmp_path / "b"),
                                                     **world.biller("t_aus"))
     summary = op.execute(_context())
     assert (summary["counts"]["ok"], summary["counts"]["not_found"]) == (2, 1)
