@@ -23,10 +23,10 @@ pth = pathlib.Path(sysconfig.get_paths()["purelib"]) / "icbsim-dev.pth"
 if not pth.exists() or pth.read_text() != sys.argv[1] + "\n":
     pth.write_text(sys.argv[1] + "\n")' "$PWD/include"
 .venv/bin/python -c "import icbsim" || { echo "setup.sh: icbsim (include/icbsim) does not import" >&2; exit 1; }
-# Headless Debian chromium + chromedriver for tests/test_balance_all_browser.py (never a downloaded
+# Headless Debian chromium + chromedriver for tests/e2e/test_balance_all_browser.py (never a downloaded
 # browser). Installed only where we may (root) and want to (CI, or ICBRIDGE_INSTALL_BROWSER=1);
 # elsewhere the browser test skips when they are missing.
-# Debian's vsftpd and openssh-server for tests/test_transfer_real.py (real servers, not our
+# Debian's vsftpd and openssh-server for tests/integration/transfer/test_transfer_real.py (real servers, not our
 # simulators): installed the same way; elsewhere those tests skip with the reason.
 if { [ -n "${CI:-}" ] || [ -n "${ICBRIDGE_INSTALL_BROWSER:-}" ]; } && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   want=()

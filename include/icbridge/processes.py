@@ -58,7 +58,7 @@ def workers_may_start() -> Iterator[None]:
       process children ("daemonic processes are not allowed to have children"), so that
       none outlives it. These cannot: the pool is shut down before map_aus returns, and the
       forkserver exits with the process that started it. So the process is presented as not
-      daemonic (tests/test_celery_e2e.py maps a file with workers under Celery). Its
+      daemonic (tests/e2e/test_celery_executor.py maps a file with workers under Celery). Its
       authentication key, which Celery's billiard gives a type that refuses to be sent to
       a forkserver, is presented as multiprocessing's own (the same bytes)."""
     # one at a time (threads): each restores what it found, so two that overlap would leave it changed

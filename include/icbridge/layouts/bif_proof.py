@@ -1,6 +1,6 @@
 """The BIF's fast proof: one RE2 match that shows a file (or a chunk of whole invoices)
 certainly passes every rule of check_bif, so the record-by-record check runs only on what
-it cannot prove. Same answers as bif.check_bif's record loop (tests/test_bif_fast_check.py).
+it cannot prove. Same answers as bif.check_bif's record loop (tests/unit/layouts/test_bif_fast_check.py).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ def as_re2(pattern: str, for_bytes: bool = True) -> re2._Regexp | Utf8Matcher:
     proof was a fifth of the mapping's CPU; docs/benchmarks.md, "Initial data dump"). The
     possessive quantifiers only spare Python's engine backtracking that cannot succeed (each
     repeated piece ends where the next cannot start); RE2 never backtracks, so they are
-    dropped; the one lookahead is spelled out (tests/test_bif_fast_check.py compares the two
+    dropped; the one lookahead is spelled out (tests/unit/layouts/test_bif_fast_check.py compares the two
     engines on valid and damaged rows)."""
     syntax = pattern
     for lookahead, spelled in _YEAR_NOT_0000:

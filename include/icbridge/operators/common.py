@@ -71,7 +71,7 @@ def run_flag(context: Any, name: str, explicit: bool | str | None, default: bool
     Why not ``context["params"]``: Airflow 3.3.2's ``process_params`` resolves the run's conf
     onto the task's *shared* Param objects, so in a process that runs several runs of one DAG
     object (``dag.test``, an in-process harness) a later run inherited an earlier run's value
-    (tests/test_payment_export.py::test_no_run_inherits_another_runs_params). A DagRun's conf
+    (tests/integration/dags/test_payment_export.py::test_no_run_inherits_another_runs_params). A DagRun's conf
     is its own."""
     if explicit is not None:
         return param_flag(explicit)

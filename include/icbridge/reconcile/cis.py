@@ -40,7 +40,7 @@ def _call(call: Callable[[], T]) -> T:
 
 def inhance_lookup(client: InhanceClient | LeanInhance) -> CisLookup:
     """BalanceCheck(AccountNumber, LastInvoiceNumber) of the account's latest IC invoice
-    (the client or its ``.lean()`` template path: one answer path, tests/test_cis_fastpath.py)."""
+    (the client or its ``.lean()`` template path: one answer path, tests/integration/soap/test_cis_fastpath.py)."""
 
     def lookup(account_number: str, invoice_number: str) -> CisAccount:
         try:

@@ -1,5 +1,5 @@
 """Every SOAP operation icbridge calls, with its WSDL: the source of the answer-contract
-table in docs/cis-services.md (``contract_table()``; tests/test_soap_hostile.py keeps the
+table in docs/cis-services.md (``contract_table()``; tests/integration/soap/test_soap_hostile.py keeps the
 document equal to it). No Airflow imports."""
 
 from __future__ import annotations

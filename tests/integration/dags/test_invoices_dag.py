@@ -24,7 +24,7 @@ _dates = iter(datetime(2026, 3, 1, tzinfo=UTC) + timedelta(hours=h) for h in ran
 def world(ic_sim, set_airflow_conn, dag_env, request):
     """A biller over FTPS or SFTP (param), the IC simulator, a state DB, and its DAG."""
     protocol = getattr(request, "param", "ftps")
-    if protocol in ("vsftpd", "sshd"):  # the real servers (tests/real_servers.py)
+    if protocol in ("vsftpd", "sshd"):  # the real servers (tests/support/real_servers.py)
         from tests.support.real_servers import owned_inbox, real_server
 
         running, fields = real_server(request, protocol)
@@ -274,7 +274,7 @@ def test_file_taken_by_a_concurrent_run_is_skipped_not_failed(world, tmp_path):
 
 
 def test_ic_answers_to_an_upload_refused_or_in_doubt_never_guessed(world, set_airflow_conn, ic_sim):
-    """IC behind a raw-bytes server (tests/hostile_http.py): a SOAP fault is IC's refusal (part
+    """IC behind a raw-bytes server (tests/support/hostile_http.py): a SOAP fault is IC's refusal (part
     `refused`, the file not archived); an empty answer may mean IC took it (part stays
     `sending`: in doubt, never re-sent by the next run)."""
     from tests.support.hostile_http import HostileServer, answer, envelope

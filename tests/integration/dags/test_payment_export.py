@@ -38,7 +38,7 @@ def smtp_server(pki):
 def world(ic_sim, set_airflow_conn, dag_env, request):
     """A Logis biller delivering by FTPS, SFTP or email (param), its DAG, a state DB."""
     method = getattr(request, "param", "sftp")
-    if method in ("vsftpd", "sshd"):  # the real servers (tests/real_servers.py)
+    if method in ("vsftpd", "sshd"):  # the real servers (tests/support/real_servers.py)
         from tests.support.real_servers import owned_inbox, real_server
 
         running, fields = real_server(request, method)

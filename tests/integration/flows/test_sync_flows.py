@@ -376,7 +376,7 @@ def test_cli_show_and_settle_only_settles_what_needs_ops(world, capsys):
 
 
 def test_is_not_sent_only_for_connections_never_made():
-    """One judgement, made by the transport (tests/test_soap_hostile.py drives it with real
+    """One judgement, made by the transport (tests/integration/soap/test_soap_hostile.py drives it with real
     sockets): only its NotSent counts; a bare requests error of unknown origin never does."""
     import requests
 

@@ -1,6 +1,6 @@
 """Every SOAP answer kind that IC's and the CIS vendors' ASP.NET (.asmx / IIS) services may
 legitimately send — or a proxy in front of them — from a raw-bytes server that shares none of
-our code (tests/hostile_http.py), against both request renderings (the zeep-rendered client
+our code (tests/support/hostile_http.py), against both request renderings (the zeep-rendered client
 method and its ``.lean()`` template) and through the flows, asserting what reaches the other
 system (issue 11; docs/cis-services.md states the contract).
 """

@@ -1,4 +1,4 @@
-"""The transfer layer against real servers from Debian's packages (tests/real_servers.py):
+"""The transfer layer against real servers from Debian's packages (tests/support/real_servers.py):
 vsftpd 3 (explicit and implicit FTPS, require_ssl_reuse=YES) and OpenSSH 9 sshd. Odd names
 as real inboxes hold them, a session the server closed while we worked, host keys as people
 paste them, refusals that no retry can fix."""
