@@ -1,5 +1,8 @@
-"""Review findings (branch review): answers real IIS/ASP.NET services, gateways and proxies may
-send that the answer rules judged wrongly. Each test failed before its fix."""
+"""How an odd SOAP answer is judged: duplicated or doubled elements, values in no XSD form, an
+empty list, a gateway's fault, an interim answer, two bodies: answers real IIS/ASP.NET services,
+gateways and proxies may send, through the hostile raw-bytes server. Each one is malformed, in
+doubt or a transport error, never a value, a refusal or zero items (each test failed before its
+fix; they came from a branch review)."""
 
 from __future__ import annotations
 
