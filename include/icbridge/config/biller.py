@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from icbridge.errors import ConfigError
 from icbridge.mapping.types import DEFAULT_MAX_BYTES_PER_FILE, InvoiceSettings
 from icbridge.vendors import FLOWS, SYNC_FLOWS, VENDORS, CisVendor, Flow, check_cis_service, vendor
 
@@ -241,6 +242,12 @@ class BillerConfig(_Strict):
             raise ValueError(f"biller {self.biller_id} has no invoices section")
         return self.invoices
 
+    def payment_export_config(self) -> PaymentExportConfig:
+        """The biller's ``payment_export`` section; ValueError for a biller without one."""
+        if self.payment_export is None:
+            raise ValueError(f"biller {self.biller_id} has no payment_export section")
+        return self.payment_export
+
     def vendor(self) -> CisVendor:
         """The biller's CIS vendor (icbridge.vendors)."""
         return vendor(self.cis)
@@ -310,7 +317,7 @@ def default_billers_dir() -> Path:
     return Path(configured) if configured else Path(__file__).resolve().parents[2] / "billers"
 
 
-class BillerConfigError(ValueError):
+class BillerConfigError(ConfigError, ValueError):
     """A biller file that cannot be used; the message names the file and the field."""
 
 

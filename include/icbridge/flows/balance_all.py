@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
+from icbridge.errors import FlowError
 from icbridge.reconcile.compare import IcAccount, Item, Outcome
 from icbridge.reconcile.engine import CisLookup, IcSide, Reconciler, Settings, Summary
 from icbridge.state.reconcile import FAILED, FAILED_THRESHOLD, SUCCEEDED, ReconcileStore
@@ -40,8 +41,10 @@ class RunReport:
         )
 
 
-class ThresholdExceeded(RuntimeError):
+class ThresholdExceeded(FlowError):
     """`cis_error` above the biller's threshold: the CIS is likely down. The report is stored."""
+
+    retry = True
 
     def __init__(self, report: RunReport, threshold_pct: float) -> None:
         super().__init__(

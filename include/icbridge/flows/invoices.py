@@ -18,6 +18,7 @@ from datetime import date
 from pathlib import Path
 
 from icbridge.config.biller import BillerConfig
+from icbridge.errors import FlowError
 from icbridge.exports import rejects_csv
 from icbridge.layouts.aus import FileRejected, IncompleteFile, parse_file_name
 from icbridge.mapping.aus_to_bif import BifPart, MapResult, map_aus
@@ -30,7 +31,7 @@ from icbridge.transfer.remote import RemoteFolder
 log = logging.getLogger(__name__)
 
 
-class UploadRefused(Exception):  # noqa: N818
+class UploadRefused(FlowError):  # noqa: N818
     """IC answered Success=false: the file is wrong, a retry would not help."""
 
 

@@ -24,6 +24,7 @@ from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Protocol
 
+from icbridge.errors import FlowError, TransferError
 from icbridge.layouts.logis import ExportFile, PaymentLike, build_export, day_window, in_window
 from icbridge.state.db import InDoubt
 from icbridge.state.deliveries import DayTaken, DeliveryLog
@@ -52,7 +53,7 @@ log = logging.getLogger(__name__)
 ListPayments = Callable[[datetime, datetime, str | None], list[PaymentLike]]
 
 
-class GapTooLong(Exception):  # noqa: N818 - the ops word
+class GapTooLong(FlowError):  # noqa: N818 - the ops word
     """More business days are missing than ``payment_export.max_catchup_days``: a person backfills."""
 
 
@@ -79,11 +80,13 @@ def days_to_export(run_day: date, exported_through: date | None, *, max_days: in
     return days
 
 
-class NotDelivered(Exception):  # noqa: N818 - the ops word
+class NotDelivered(TransferError):  # noqa: N818 - the ops word
     """The attempt certainly did not reach the biller (nothing under the final name)."""
 
+    retry = True
 
-class ContentChanged(Exception):  # noqa: N818
+
+class ContentChanged(FlowError):  # noqa: N818
     """The day was delivered, and rebuilding it now gives other bytes."""
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from icbridge.calls import CallPolicy, is_transport_error
 from icbridge.config.biller import BillerConfig
+from icbridge.errors import FlowError
 from icbridge.masking import mask_account
 from icbridge.soap.errors import is_not_sent
 
@@ -113,7 +114,7 @@ class SyncReport:
         }
 
 
-class SyncFailed(RuntimeError):
+class SyncFailed(FlowError):
     """The run did all it could and must still fail. ``retry``: an automatic retry may help
     (CIS unreachable, a setter that never got through); otherwise a person must act first."""
 

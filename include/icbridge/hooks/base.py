@@ -11,10 +11,12 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from icbridge.errors import ConfigError
+
 __all__ = ["ConnectionMissing", "FailFastConnection"]
 
 
-class ConnectionMissing(AirflowFailException):
+class ConnectionMissing(ConfigError, AirflowFailException):
     """The connection is not defined anywhere Airflow looks: fail now, say what to do."""
 
     def __init__(self, conn_id: str) -> None:

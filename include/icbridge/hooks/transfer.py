@@ -23,6 +23,7 @@ from typing import Any, Self
 from airflow.providers.sftp.hooks.sftp import SFTPHook
 from airflow.sdk.exceptions import AirflowFailException
 
+from icbridge.errors import TransferError
 from icbridge.hooks.base import FailFastConnection
 from icbridge.hooks.ftps import IcbFTPSHook
 from icbridge.transfer.remote import RemoteFolder, atomic_local_file, plain_files
@@ -167,7 +168,7 @@ class FTPSRemoteFolder(_HookFolder):
         self.hook.close_conn()
 
 
-class TransferRefused(AirflowFailException):
+class TransferRefused(TransferError, AirflowFailException):
     """The server refused us for a reason no retry can fix (host key mismatch, bad
     credentials, an untrusted certificate): the task fails at once (no Airflow retry),
     naming what to fix."""

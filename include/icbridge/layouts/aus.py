@@ -18,6 +18,8 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
+from icbridge.errors import FileError
+
 FILE_NAME = re.compile(r"^(?P<bid>\d+)_(?P<stamp>\d{14}|\d{8})_(?P<bill_type>[A-Z0-9]{1,8})\.(?i:txt)$")
 MONEY = re.compile(r"-?\d+(?:\.\d{1,2})?")
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -29,7 +31,7 @@ CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
 CONTROL_BYTES = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20)])  # the same, as bytes
 
 
-class FileRejected(Exception):  # noqa: N818 - the domain word is "rejected"
+class FileRejected(FileError):  # noqa: N818 - the domain word is "rejected"
     """A file-level rejection: nothing of the file is uploaded. Names file, line and rule."""
 
     def __init__(self, file: str, rule: str, message: str, line: int | None = None) -> None:
@@ -40,6 +42,8 @@ class FileRejected(Exception):  # noqa: N818 - the domain word is "rejected"
 
 class IncompleteFile(FileRejected):
     """The trailer is missing or does not add up: the file may still be being written."""
+
+    retry = True
 
 
 @dataclass(frozen=True)

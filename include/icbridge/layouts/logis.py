@@ -26,6 +26,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any, Protocol
 
+from icbridge.errors import FileError
 from icbridge.mapping.accounts import drop_conveyance_suffix
 
 __all__ = [
@@ -99,7 +100,7 @@ class PaymentLike(Protocol):
     cashier_name: str
 
 
-class UnknownPaymentType(ValueError):  # noqa: N818 - names the rule broken
+class UnknownPaymentType(FileError, ValueError):  # noqa: N818 - names the rule broken
     """A payment whose IC PaymentType has no Logis PaymentMethod: the file is not made."""
 
 

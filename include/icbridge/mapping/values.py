@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from datetime import date
 
+from icbridge.errors import FileError
 from icbridge.layouts.bif import clean_text
 
 _MONEY = re.compile(r"(-?)(\d+)(?:\.(\d{1,2}))?")
@@ -21,7 +22,7 @@ _NOT_DIGIT = re.compile(r"\D")
 _dates: dict[str, bool] = {}
 
 
-class BadValue(ValueError):
+class BadValue(FileError, ValueError):
     """The value breaks a rule that rejects the bill."""
 
 

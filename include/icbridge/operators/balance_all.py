@@ -13,13 +13,13 @@ from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException
 
 from icbridge.flows.balance_all import ThresholdExceeded, iso_week, run_balance_all
 from icbridge.hooks.invoice_cloud import InvoiceCloudHook
 from icbridge.hooks.state import state_db_url
 from icbridge.operators.common import BillerOperator, final_errors, run_flag
-from icbridge.reconcile.engine import IcOrderError, IcUnavailable, Limits, Settings
+from icbridge.reconcile.engine import Limits, Settings
 from icbridge.reconcile.invoice_cloud import InvoiceCloudSide, ic_accounts
 from icbridge.state.reconcile import ReconcileStore
 
@@ -75,13 +75,9 @@ class BalanceAllOperator(BillerOperator):
                 store=store,
                 dag_run_id=context.get("run_id"),
             )
-        except ThresholdExceeded as exc:
+        except ThresholdExceeded as exc:  # retried (final_errors): the CIS is likely down
             self.log.error("%s", exc.report.describe())
-            raise AirflowException(str(exc)) from None
-        except IcOrderError as exc:
-            raise AirflowFailException(str(exc)) from None
-        except IcUnavailable as exc:
-            raise AirflowException(str(exc)) from None
+            raise
         finally:
             store.dispose()
         self.log.info("%s", report.describe())

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from icbridge.config.biller import BillerConfig
+from icbridge.errors import FileError
 from icbridge.mapping.accounts import drop_conveyance_suffix
 from icbridge.mapping.payments import DEFAULT_PAYPAL_PAYMENT_TYPE, cis_payment_type
 from icbridge.masking import mask_account
@@ -386,7 +387,7 @@ class AusUpdateEBillRegistrationOperator(CisCallOperator):
 # bill images (section 7) ----------------------------------------------------------------------
 
 
-class NotAPdf(ValueError):
+class NotAPdf(FileError, ValueError):
     """The CIS answered success but the payload is not a PDF (nothing is written)."""
 
 

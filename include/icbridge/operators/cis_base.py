@@ -40,6 +40,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from icbridge.calls import CallPolicy, Outcome, call_all, is_transport_error, never
 from icbridge.config.biller import BillerConfig
+from icbridge.errors import SoapError
 from icbridge.hooks.ftps import parse_bool
 from icbridge.hooks.invoice_cloud import InvoiceCloudHook
 from icbridge.masking import mask_account, mask_email
@@ -75,7 +76,7 @@ DEFAULT_PER_SECOND = 20.0
 FAILED_LOG_LINES = 50  # failed items logged one by one (masked); the rest only counted
 
 
-class CisOperatorError(Exception):
+class CisOperatorError(SoapError):
     """Raised by these operators; ``method`` and ``account`` (masked) name the call."""
 
     def __init__(self, message: str, method: str = "", account: str = "") -> None:

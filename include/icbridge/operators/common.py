@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from icbridge.config.biller import BillerConfig, default_billers_dir, load_biller
+from icbridge.errors import IcbridgeError
 from icbridge.soap.errors import CredentialsRefused
 from icbridge.state.executions import Execution
 
@@ -39,18 +40,32 @@ def run_artifacts(dag_id: str, run_id: str) -> Path:
 
 
 def final_errors(execute: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorator for ``execute``: a refusal no retry can fix (the peer refused our
-    credentials) fails the task at once, naming what to fix, instead of after the retries."""
+    """Decorator for ``execute``: the one place icbridge's errors (icbridge.errors) become
+    Airflow's. One whose ``retry`` is true raises AirflowException (Airflow retries the task);
+    any other AirflowFailException (no retry: a person or a fix must come first). A refusal
+    of our credentials names what to fix. Airflow's own exceptions and errors of the code
+    itself pass through unchanged (the latter take Airflow's default: retried)."""
 
     @functools.wraps(execute)
     def wrapper(self: Any, context: Any) -> Any:
         try:
             return execute(self, context)
+        except AirflowException:
+            raise
         except CredentialsRefused as exc:
             raise AirflowFailException(f"{exc} — fix the connection's credentials (login / password); no retry "
                                        "can fix this") from exc
+        except IcbridgeError as exc:
+            raise airflow_error(exc) from exc
 
     return wrapper
+
+
+def airflow_error(exc: IcbridgeError) -> AirflowException:
+    """The Airflow exception of one of icbridge's errors: retried when ``exc.retry``, else final."""
+    if exc.retry:
+        return AirflowException(f"{exc} — will retry")
+    return AirflowFailException(str(exc))
 
 
 @contextlib.contextmanager

@@ -9,13 +9,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException
 
-from icbridge.flows.invoices import UploadAnswer, UploadRefused, find_files, process_file
+from icbridge.flows.invoices import UploadAnswer, find_files, process_file
 from icbridge.hooks.invoice_cloud import InvoiceCloudHook
 from icbridge.hooks.state import get_ledger
 from icbridge.hooks.transfer import open_remote_folder
-from icbridge.layouts.aus import FileRejected, IncompleteFile
 from icbridge.operators.common import (
     BillerOperator,
     artifacts_root,
@@ -26,7 +25,6 @@ from icbridge.operators.common import (
 )
 from icbridge.soap.errors import AnswerError, NoAnswer
 from icbridge.soap.invoice_cloud import InvoiceCloudError
-from icbridge.state.db import InDoubt
 
 __all__ = ["FindAusFilesOperator", "UploadAusFileOperator", "artifacts_root"]
 
@@ -111,11 +109,7 @@ class UploadAusFileOperator(BillerOperator):
                     today=datetime.now(biller.tz).date(),
                     force=force,
                 )
-        except IncompleteFile as exc:
-            raise AirflowException(f"{exc} — will retry") from exc
-        except (FileRejected, UploadRefused, InDoubt) as exc:
-            raise AirflowFailException(str(exc)) from exc
-        except (NoAnswer, AnswerError) as exc:
+        except (NoAnswer, AnswerError) as exc:  # the rest of icbridge's errors: final_errors
             raise AirflowFailException(
                 f"{self.file_name}: IC's answer to the upload cannot be judged ({exc}); the part is in doubt "
                 "and is not sent again until settled (see docs/operations.md)"

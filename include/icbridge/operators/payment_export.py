@@ -10,16 +10,13 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException
 
-from icbridge.config.biller import BillerConfig, PaymentExportConfig
+from icbridge.config.biller import BillerConfig
 from icbridge.flows.payment_export import (
     FLOW,
-    ContentChanged,
-    DayTaken,
     Destination,
     GapTooLong,
-    InDoubt,
     NotDelivered,
     Outcome,
     RemoteFolderDestination,
@@ -31,7 +28,7 @@ from icbridge.hooks.invoice_cloud import InvoiceCloudHook
 from icbridge.hooks.smtp import IcbSmtpHook
 from icbridge.hooks.state import state_db_url
 from icbridge.hooks.transfer import open_remote_folder
-from icbridge.layouts.logis import UnknownPaymentType, business_day, closure, day_window
+from icbridge.layouts.logis import business_day, closure, day_window
 from icbridge.masking import mask_email
 from icbridge.operators.common import BillerOperator, final_errors, run_artifacts, run_flag, task_execution
 from icbridge.state.deliveries import DeliveryLog
@@ -80,7 +77,7 @@ class EmailDestination:
 
 
 def destination_for(biller: BillerConfig, export_name: str, day_text: str, payments: int) -> Destination:
-    pe: PaymentExportConfig = biller.payment_export  # type: ignore[assignment]
+    pe = biller.payment_export_config()
     if pe.delivery == "email":
         subject = f"{biller.name} (BID {biller.bid}): CloudPay payments {day_text} - {export_name}"
         body = (
@@ -129,9 +126,9 @@ class PaymentExportOperator(BillerOperator):
             exported = business_day(through, biller.tz) if through else log.last_delivered_day(biller.biller_id, FLOW)
             try:
                 days = days_to_export(run_day, exported, max_days=pe.max_catchup_days, dag_id=self.dag_id)
-            except GapTooLong as exc:
+            except GapTooLong as exc:  # fails the task (final_errors): a person chooses
                 marks.record_run(biller.biller_id, FLOW, run_id=run_id, ok=False, message=str(exc))
-                raise AirflowFailException(str(exc)) from None
+                raise
             if len(days) > 1:
                 self.log.warning("last day exported %s: catching up %d missed business day(s) %s .. %s, oldest first",
                                  exported, len(days) - 1, days[0], days[-2])
@@ -144,9 +141,7 @@ class PaymentExportOperator(BillerOperator):
                                                              redeliver=redeliver and day == run_day))
                     except Exception as exc:
                         marks.record_run(biller.biller_id, FLOW, run_id=run_id, ok=False, message=f"{day}: {exc}")
-                        if isinstance(exc, DayTaken):
-                            raise AirflowException(str(exc)) from None  # a retry finds the day delivered
-                        raise
+                        raise  # DayTaken is retried (final_errors): a retry finds the day delivered
                     marks.advance(biller.biller_id, FLOW, closure(day, biller.tz), run_id)
             marks.record_run(biller.biller_id, FLOW, run_id=run_id, ok=True, message=None)
         finally:
@@ -158,19 +153,16 @@ class PaymentExportOperator(BillerOperator):
 
     def _export_day(self, biller: BillerConfig, client: Any, log: DeliveryLog, day: date, run_id: str,
                     token: str, *, redeliver: bool) -> Outcome:
-        pe: PaymentExportConfig = biller.payment_export  # type: ignore[assignment]
+        pe = biller.payment_export_config()
         start, end = day_window(day, biller.tz)
         self.log.info(
             "business day %s: %s < PaymentDate <= %s (%s)",
             day, start.astimezone(biller.tz), end.astimezone(biller.tz), biller.timezone,
         )
-        try:
-            export = export_day(
-                client.list_payments, bid=biller.bid, day=day, tz=biller.tz, channel=pe.channel,
-                extra_types=pe.payment_types,
-            )
-        except UnknownPaymentType as exc:
-            raise AirflowFailException(str(exc)) from exc
+        export = export_day(  # UnknownPaymentType fails the task (final_errors)
+            client.list_payments, bid=biller.bid, day=day, tz=biller.tz, channel=pe.channel,
+            extra_types=pe.payment_types,
+        )
         self.log.info(
             "%s: %d payment(s), amount %s, fees %s, %d bytes, sha256 %s",
             export.name, export.payments, export.amount, export.fees, export.size, export.sha256,
@@ -184,11 +176,8 @@ class PaymentExportOperator(BillerOperator):
             return Outcome(day, None, 0, None, "no_file", "no payments; empty_day_file is off")
 
         destination = destination_for(biller, export.name, day.isoformat(), export.payments)
-        try:
-            outcome = deliver(
-                export, destination, log, biller_id=biller.biller_id, run_id=token, redeliver=redeliver
-            )
-        except (InDoubt, ContentChanged) as exc:
-            raise AirflowFailException(str(exc)) from exc
+        outcome = deliver(  # InDoubt and ContentChanged fail the task (final_errors): a person settles
+            export, destination, log, biller_id=biller.biller_id, run_id=token, redeliver=redeliver
+        )
         self.log.info("%s", outcome.message)
         return outcome

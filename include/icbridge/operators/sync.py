@@ -15,7 +15,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException
 
 from icbridge.config.biller import BillerConfig
 from icbridge.flows.sync_common import Interval, SyncFailed, SyncReport, policy_for
@@ -73,11 +73,9 @@ class _SyncOperator(BillerOperator):
         try:
             report = run_watermarked(biller=biller, flow=self.flow_name, own=interval, store=store, items=items,
                                      run_id=context.get("run_id"), work=lambda plan: self.flow(biller, plan, context))
-        except SyncFailed as exc:
+        except SyncFailed as exc:  # retried or final by exc.retry (final_errors)
             self._log_report(exc.report, error=True)
-            if exc.retry:
-                raise AirflowException(str(exc)) from None
-            raise AirflowFailException(str(exc)) from None
+            raise
         finally:
             store.dispose()
         self._log_report(report)

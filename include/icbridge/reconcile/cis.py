@@ -5,10 +5,10 @@ The mapping of answers (web-services.md, docs/cis-services.md):
 
 * accepted -> :class:`CisAccount` (inHance: Balance, FutureBalance; AUS: Balance, CashOnly);
 * the CIS does not know the account (inHance "… not found", AUS ResponseCode 1) ->
-  :class:`CisNotFound` (`missing_in_cis`, not retried);
-* any other ``Success = false`` / non-zero ``ResponseCode``, or a SOAP fault -> :class:`CisRefused`
+  :class:`LookupNotFound` (`missing_in_cis`, not retried);
+* any other ``Success = false`` / non-zero ``ResponseCode``, or a SOAP fault -> :class:`LookupRefused`
   (`cis_error` with the message, not retried);
-* an HTTP error without a SOAP body (IIS 500/503 page) -> :class:`CisTransient` (retried), like
+* an HTTP error without a SOAP body (IIS 500/503 page) -> :class:`LookupTransient` (retried), like
   the ``requests`` timeouts and connection errors, which pass through as ``OSError``.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from icbridge.reconcile.compare import CisAccount
-from icbridge.reconcile.engine import CisLookup, CisNotFound, CisRefused, CisTransient
+from icbridge.reconcile.engine import CisLookup, LookupNotFound, LookupRefused, LookupTransient
 from icbridge.soap.aus import AusClient, LeanAus
 from icbridge.soap.cis import CisFault
 from icbridge.soap.errors import HttpStatusError
@@ -32,10 +32,10 @@ def _call(call: Callable[[], T]) -> T:
         return call()
     except HttpStatusError as exc:
         if exc.retryable:  # 5xx, 408, 429: worth another try
-            raise CisTransient(str(exc)) from exc
+            raise LookupTransient(str(exc)) from exc
         raise  # a 3xx/4xx: cis_error with its status, not a refusal
     except CisFault as exc:
-        raise CisRefused(f"SOAP fault: {exc.message}") from exc
+        raise LookupRefused(f"SOAP fault: {exc.message}") from exc
 
 
 def inhance_lookup(client: InhanceClient | LeanInhance) -> CisLookup:
@@ -46,12 +46,12 @@ def inhance_lookup(client: InhanceClient | LeanInhance) -> CisLookup:
         try:
             result = _call(lambda: client.balance_check(account_number, invoice_number))
         except ValueError as exc:  # IC invoice number that is not an integer: inHance cannot be asked
-            raise CisRefused(str(exc)) from exc
+            raise LookupRefused(str(exc)) from exc
         if result.ok:
             return CisAccount(balance=result.balance, future_balance=result.future_balance)  # type: ignore[arg-type]
         if result.not_found:
-            raise CisNotFound(result.message or "account not found")
-        raise CisRefused(f"Success=false: {result.message}")
+            raise LookupNotFound(result.message or "account not found")
+        raise LookupRefused(f"Success=false: {result.message}")
 
     return lookup
 
@@ -64,7 +64,7 @@ def aus_lookup(client: AusClient | LeanAus) -> CisLookup:
         if data.ok:
             return CisAccount(balance=data.balance, cash_only=data.cash_only)  # type: ignore[arg-type]
         if data.not_found:
-            raise CisNotFound(data.message or "account not found")
-        raise CisRefused(f"ResponseCode {data.code}: {data.message}")
+            raise LookupNotFound(data.message or "account not found")
+        raise LookupRefused(f"ResponseCode {data.code}: {data.message}")
 
     return lookup

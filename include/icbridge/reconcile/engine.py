@@ -11,9 +11,9 @@ Why it looks like this:
   CIS calls in flight) and a shared :class:`RateLimiter` (calls per second, retries
   included; icbridge.calls.RateLimiter): the CIS is the customer's production system.
 * **Retries only where they can help.** Timeouts and transport faults (``OSError``, which
-  covers ``requests``' connection errors and timeouts, and :class:`CisTransient`) are retried
-  with exponential backoff; a business "not found" (:class:`CisNotFound`) or refusal
-  (:class:`CisRefused`, a SOAP fault) is not.
+  covers ``requests``' connection errors and timeouts, and :class:`LookupTransient`) are retried
+  with exponential backoff; a business "not found" (:class:`LookupNotFound`) or refusal
+  (:class:`LookupRefused`, a SOAP fault) is not.
 * **The CIS is pluggable.** ``cis_lookup(account_number, invoice_number) -> CisAccount`` is a
   plain callable, so the engine is tested without any network and a leaner client than zeep
   can replace the default one for the 250,000-account scale (docs/balance-all.md).
@@ -36,6 +36,7 @@ from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
 from icbridge.calls import RateLimiter
+from icbridge.errors import FlowError, SoapError
 from icbridge.masking import mask_account
 from icbridge.reconcile.compare import (
     OUTCOMES,
@@ -58,28 +59,32 @@ T = TypeVar("T")
 # errors a CIS lookup raises -------------------------------------------------------------------
 
 
-class CisNotFound(Exception):  # noqa: N818 - a business answer, not a failure
+class LookupNotFound(SoapError):  # noqa: N818 - a business answer, not a failure
     """The CIS does not know the account (business answer: not retried; `missing_in_cis`)."""
 
+    retry = False
 
-class CisRefused(Exception):  # noqa: N818
+
+class LookupRefused(SoapError):  # noqa: N818
     """The CIS answered but refused: ``Success = false``, non-zero ``ResponseCode``, SOAP fault.
     Not retried; `cis_error` with the message."""
 
+    retry = False
 
-class CisTransient(Exception):
+
+class LookupTransient(SoapError):
     """A failure worth retrying (timeout, connection, HTTP 5xx) that is not an ``OSError``."""
 
 
-class IcUnavailable(RuntimeError):
+class IcUnavailable(SoapError):
     """IC itself failed (after retries) while the run needed it: the run stops, it cannot be judged."""
 
 
-class IcOrderError(RuntimeError):
+class IcOrderError(FlowError):
     """ListOpenInvoices did not list the invoices of an account together (the contract asks it to)."""
 
 
-TRANSIENT: tuple[type[BaseException], ...] = (CisTransient, OSError)
+TRANSIENT: tuple[type[BaseException], ...] = (LookupTransient, OSError)
 
 CisLookup = Callable[[str, str], CisAccount]
 
@@ -307,13 +312,13 @@ class Reconciler:
                 limiter=self.limiter,
                 sleep=self._sleep,
             )
-        except CisNotFound as exc:
+        except LookupNotFound as exc:
             return error_item(account, Outcome.MISSING_IN_CIS, str(exc) or "account not found in the CIS")
         except TRANSIENT as exc:
             return error_item(
                 account, Outcome.CIS_ERROR, f"{type(exc).__name__}: {exc} (after {limits.attempts} attempts)"
             )
-        except CisRefused as exc:
+        except LookupRefused as exc:
             return error_item(account, Outcome.CIS_ERROR, str(exc) or "refused by the CIS")
         except Exception as exc:  # faults, malformed answers: recorded, the run goes on
             return error_item(account, Outcome.CIS_ERROR, f"{type(exc).__name__}: {exc}")

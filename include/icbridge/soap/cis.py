@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from icbridge.errors import SoapError
 from icbridge.soap.client import BoundClient, make_client
 from icbridge.soap.contract import Record
 from icbridge.soap.errors import HttpStatusError, is_credentials_refusal
@@ -37,7 +38,7 @@ DEFAULT = "default"
 """Key of the endpoint used by every method that has none of its own."""
 
 
-class CisError(RuntimeError):
+class CisError(SoapError):
     """Base of the errors a CIS call raises besides ``requests`` exceptions."""
 
 

@@ -23,6 +23,8 @@ import re
 
 import requests
 
+from icbridge.errors import SoapError
+
 __all__ = [
     "AnswerError",
     "CredentialsRefused",
@@ -42,7 +44,7 @@ _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 """C0 controls (but TAB, LF, CR) and DEL, replaced in texts taken from peers."""
 
 
-class NotSent(requests.ConnectionError):
+class NotSent(SoapError, requests.ConnectionError):
     """No complete request left this process: safe to send again, whatever the method."""
 
 
@@ -50,7 +52,7 @@ class TlsRefused(NotSent, requests.exceptions.SSLError):
     """The TLS handshake failed (certificate, host name, protocol): a retry cannot help."""
 
 
-class NoAnswer(requests.ConnectionError):
+class NoAnswer(SoapError, requests.ConnectionError):
     """The request was sent and no complete answer came back: reads retry, money is in doubt."""
 
 
@@ -58,7 +60,7 @@ class AnswerTimeout(NoAnswer, requests.ReadTimeout):
     """The request was sent and the answer did not come within the read timeout."""
 
 
-class AnswerError(RuntimeError):
+class AnswerError(SoapError):
     """The peer answered, and the answer is an error of ours to judge (never retried blindly)."""
 
     def __init__(self, service: str, operation: str, message: str) -> None:
@@ -118,6 +120,8 @@ class MissingValue(MalformedAnswer):
 class CredentialsRefused(AnswerError):
     """The peer refused our credentials (a SOAP fault saying so): nothing was applied, and no
     retry can help until the connection's key/GUID is fixed — the task fails at once."""
+
+    retry = False
 
 
 _DOTNET_TYPE = re.compile(r"\b(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*Exception\b")

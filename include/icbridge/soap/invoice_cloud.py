@@ -23,6 +23,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from icbridge.errors import SoapError
 from icbridge.soap.client import BoundClient, make_client, soap_text
 from icbridge.soap.contract import Record, items
 from icbridge.soap.errors import MalformedAnswer
@@ -47,7 +48,7 @@ WSDL_DIR = Path(__file__).resolve().parent / "wsdl"
 SERVICES = ("CloudInvoicing", "CloudManagement", "CloudPayments")
 
 
-class InvoiceCloudError(RuntimeError):
+class InvoiceCloudError(SoapError):
     """IC answered a SOAP fault (1.1 or 1.2, its reason text kept), e.g. invalid credentials."""
 
     def __init__(self, operation: str, message: str, code: str | None = None) -> None:

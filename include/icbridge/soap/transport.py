@@ -49,6 +49,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from icbridge.errors import SoapError
 from icbridge.soap.errors import AnswerTimeout, NoAnswer, NotSent, TlsRefused
 
 __all__ = ["DEFAULT_MAX_ANSWER_BYTES", "Answer", "AnswerTooLarge", "HttpTransport"]
@@ -61,7 +62,7 @@ DEADLINE_MARGIN_S = 0.5
 says more, fires first when the peer is simply silent)."""
 
 
-class AnswerTooLarge(Exception):
+class AnswerTooLarge(SoapError):
     """The answer exceeds ``max_answer_bytes`` (the caller names its operation)."""
 
 

@@ -33,6 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from icbridge.errors import StateError
 from icbridge.state.engine import inserted_id, make_engine
 from icbridge.state.locate import STATE_URL_ENV, default_state_path
 
@@ -104,16 +105,18 @@ class SourceFile:
     generation: int
 
 
-class StateDbFailed(RuntimeError):
+class StateDbFailed(StateError):
     """The state DB failed after a peer answered: the answers are in the task log, the rows stay
     ``sending`` (in doubt for the next run). Never retried blindly by the task."""
 
+    retry = True
 
-class OwnerAlive(ValueError):
+
+class OwnerAlive(StateError, ValueError):
     """A person tried to settle a row whose sending execution is still alive (icbridge.state.executions)."""
 
 
-class InDoubt(Exception):  # noqa: N818 - the ops word
+class InDoubt(StateError):  # noqa: N818 - the ops word
     """A part was sent and no answer came back: it may or may not be in IC."""
 
 

@@ -17,6 +17,7 @@ from datetime import date, datetime
 from sqlalchemy import Column, DateTime, Engine, Index, Integer, String, Table, Text, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
+from icbridge.errors import StateError
 from icbridge.state.db import default_state_url, make_engine, metadata, now
 from icbridge.state.engine import inserted_id
 from icbridge.state.schema import ensure_schema
@@ -58,8 +59,10 @@ delivery_claims = Table(
 )
 
 
-class DayTaken(Exception):  # noqa: N818 - the ops word
+class DayTaken(StateError):  # noqa: N818 - the ops word
     """Another execution, still alive, holds the day: it builds and sends it; this one does nothing."""
+
+    retry = True
 
 
 @dataclass(frozen=True)

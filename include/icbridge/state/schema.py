@@ -33,6 +33,7 @@ from pathlib import Path
 
 from sqlalchemy import Column, DateTime, Engine, Integer, Table, select, text
 
+from icbridge.errors import StateError
 from icbridge.state.db import metadata, now
 
 __all__ = ["SCHEMA_VERSION", "SchemaTooNew", "ensure_schema", "schema_version"]
@@ -52,7 +53,7 @@ _guard = threading.Lock()
 _LOCK_KEY = 0x1CB5C4E  # pg_advisory_xact_lock key: "icbridge schema"
 
 
-class SchemaTooNew(RuntimeError):
+class SchemaTooNew(StateError):
     """The state DB was upgraded by a newer icbridge than this one."""
 
 

@@ -17,11 +17,11 @@ import requests
 from icbridge.flows.balance_all import ThresholdExceeded, iso_week, run_balance_all
 from icbridge.reconcile.compare import CisAccount, IcAccount, IcFlags, Outcome, Rules, compare, plan_correction
 from icbridge.reconcile.engine import (
-    CisNotFound,
-    CisRefused,
     IcOrderError,
     IcUnavailable,
     Limits,
+    LookupNotFound,
+    LookupRefused,
     Reconciler,
     Settings,
     group_accounts,
@@ -153,9 +153,9 @@ def test_retries_only_transient_errors():
 
     def not_found():
         calls.append(1)
-        raise CisNotFound("no such account")
+        raise LookupNotFound("no such account")
 
-    with pytest.raises(CisNotFound):
+    with pytest.raises(LookupNotFound):
         with_retries(not_found, FAST, sleep=lambda s: None)
     assert len(calls) == 1
 
@@ -196,9 +196,9 @@ class FakeCis:
             if account.startswith("DOWN"):
                 raise requests.ConnectionError("connection refused")
             if account.startswith("REFUSE"):
-                raise CisRefused("Success=false: account locked")
+                raise LookupRefused("Success=false: account locked")
             if account not in self.balances:
-                raise CisNotFound(f"Account {account} not found")
+                raise LookupNotFound(f"Account {account} not found")
             return self.balances[account]
         finally:
             with self.lock:

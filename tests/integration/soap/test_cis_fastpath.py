@@ -26,7 +26,7 @@ import requests
 
 from icbridge.reconcile.cis import aus_lookup, inhance_lookup
 from icbridge.reconcile.compare import CisAccount
-from icbridge.reconcile.engine import CisNotFound, CisRefused, CisTransient
+from icbridge.reconcile.engine import LookupNotFound, LookupRefused, LookupTransient
 from icbridge.soap.aus import AusClient
 from icbridge.soap.cis import CisFault, CisHttpError
 from icbridge.soap.errors import CredentialsRefused, MalformedAnswer
@@ -191,14 +191,14 @@ def test_lookups_over_both_paths_give_the_engine_the_same(inhance, aus):
     ):
         assert zeep_lookup("100", "1") == lean_lookup("100", "1")
         assert isinstance(lean_lookup("100", "1"), CisAccount)
-        for account, error in (("999", CisNotFound),):
+        for account, error in (("999", LookupNotFound),):
             with pytest.raises(error):
                 lean_lookup(account, "1")
     isim.faults.set("BalanceCheck", kind="http500", times=1)
-    with pytest.raises(CisTransient):
+    with pytest.raises(LookupTransient):
         inhance_lookup(iclient.lean())("100", "1")
     asim.faults.set("GetAccountData", kind="fault", times=1)
-    with pytest.raises(CisRefused, match="SOAP fault"):
+    with pytest.raises(LookupRefused, match="SOAP fault"):
         aus_lookup(aclient.lean())("100", "1")
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from icbridge.calls import CallPolicy, call_all, is_transport_error
 from icbridge.reconcile.cis import aus_lookup, inhance_lookup
-from icbridge.reconcile.engine import CisTransient
+from icbridge.reconcile.engine import LookupTransient
 from icbridge.soap.aus import AusClient
 from icbridge.soap.cis import CisFault
 from icbridge.soap.contract import reset_reports
@@ -196,7 +196,7 @@ def test_http_errors_are_retryable_for_reads_with_retry_after(hostile):
     assert outcome.ok and outcome.result.balance == Decimal("12.34") and outcome.attempts == 2
     assert waits == [2.0]  # Retry-After honoured
     hostile.script("/iCloud.asmx", answer("500 Internal Server Error", IIS_500, {"Content-Type": "text/html"}))
-    with pytest.raises(CisTransient, match="HTTP 500"):  # Balance All retries it, never calls it refused
+    with pytest.raises(LookupTransient, match="HTTP 500"):  # Balance All retries it, never calls it refused
         inhance_lookup(client.lean())("1001", "7")
 
 
