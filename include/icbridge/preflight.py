@@ -64,12 +64,13 @@ def _checks(biller: BillerConfig) -> Iterator[Check]:
         hook_class = biller.vendor().hook_class()
         yield _run(f"{biller.cis} CIS connections {', '.join(biller.cis_service.conn_ids())}",
                    lambda: hook_class.for_biller(biller).test_connection())
-    if biller.invoices is not None:
-        transfer = biller.invoices.transfer
+    flows = biller.flows()  # the checks of the flows this biller has (its vendor's, with their sections)
+    if "invoices" in flows:
+        transfer = biller.invoices_config().transfer
         yield _run(f"invoice inbox {transfer.protocol.upper()} {transfer.conn_id}",
                    lambda: _folders(transfer, [transfer.inbox], (transfer.archive_dir(),)))
-    export = biller.payment_export
-    if export is not None:
+    if "payment_export" in flows:
+        export = biller.payment_export_config()
         delivery = export.transfer()
         if delivery is not None:
             yield _run(f"payment export {delivery.protocol.upper()} {delivery.conn_id}",
