@@ -89,7 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     bcheck.set_defaults(run=_biller_check)
 
     health = commands.add_parser(
-        "health", help="how far each biller flow got (watermark, lag, items in doubt); exit 1 when one is behind",
+        "health",
+        help="how far each biller flow got (watermark, lag, items in doubt); exit 1 when one is late, behind or failed",
         description="The Integration health rows of the Airflow UI page, from the state DB and the biller files: "
         "per biller and flow, status, lag against its bound, covered through, last success, items in doubt, "
         "files rejected in 7 days; worst first. Exit 1 when a flow is behind its bound or its last run failed, "
@@ -481,11 +482,13 @@ def _health(args: argparse.Namespace) -> int:
         print(f"{r.status:<9}  {r.biller_id}  {r.flow}  lag {lag}{bound}  covered through {when(r.covered_through)}"
               f"  last success {when(r.last_success)}  in doubt {'-' if r.in_doubt is None else r.in_doubt}"
               f"  rejected 7d {'-' if r.rejected_7d is None else r.rejected_7d}")
+        if r.status == "late" and r.due is not None:
+            print(f"    no file since the deadline of {when(r.due)} UTC (last received {when(r.last_received)})")
         if r.status in ("behind", "failed") and r.last_message:
             print(f"    {r.last_message[:500]}")
     if not rows:
         print("no biller flow configured or recorded")
-    return 1 if any(r.status in ("behind", "failed") for r in rows) else 0
+    return 1 if any(r.status in ("late", "behind", "failed") for r in rows) else 0
 
 
 def _sample_aus(args: argparse.Namespace) -> int:

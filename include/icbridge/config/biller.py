@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -44,6 +45,18 @@ class TransferConfig(_Strict):
         return f"{self.inbox.rstrip('/')}/{self.archive}"
 
 
+class ExpectedFiles(_Strict):
+    """When the biller's IC Daily Export is due (docs/operations.md, "What did not happen"):
+    a file every due day (``days``: ``business`` = Monday-Friday except ``holidays``, or
+    ``daily``) by ``by`` (HH:MM, the biller's time zone); ``grace_minutes`` after that with
+    no file since the due day before, the invoices flow is ``late`` (health page, CLI, alerts)."""
+
+    days: Literal["business", "daily"] = "business"
+    by: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] = "06:00"
+    grace_minutes: int = Field(120, ge=0, le=24 * 60)
+    holidays: list[date] = Field(default_factory=list)
+
+
 class InvoicesConfig(_Strict):
     """The `<biller>__invoices` flow: AUS TXT -> BIF -> UploadInvoiceFile."""
 
@@ -58,6 +71,7 @@ class InvoicesConfig(_Strict):
     reject_threshold_pct: float = Field(5.0, ge=0, le=100)
     upload_in_flight: int = Field(2, ge=1, le=4)  # BIF parts of one file sent at once (docs/operations.md)
     column_aliases: dict[str, str] = Field(default_factory=dict)
+    expected: ExpectedFiles = Field(default_factory=ExpectedFiles)
 
     @field_validator("invoice_format_guid")
     @classmethod
@@ -190,6 +204,24 @@ class SyncConfig(_Strict):
     items_retention_days: int = Field(35, ge=1, le=3660)
 
 
+AlertKind = Literal["late", "behind", "failed", "in_doubt", "rejected", "recovered"]
+ALERT_KINDS: tuple[AlertKind, ...] = ("late", "behind", "failed", "in_doubt", "rejected", "recovered")
+SMTP_NOTIFIER = "airflow.providers.smtp.notifications.smtp.SmtpNotifier"
+ALERTS_SMTP_CONN = "icb_alerts_smtp"
+
+
+class AlertRoute(_Strict):
+    """Where this biller's alerts of ``kinds`` go: any Airflow notifier (``notifier``, its
+    import path; default the smtp provider's SmtpNotifier) built with ``params`` (Jinja
+    templates rendered with ``alert``: ``alert.subject``, ``alert.text``, ``alert.html``,
+    ``alert.kind``, ``alert.biller_id``, ``alert.flow``, ``alert.link``). Secrets stay in the
+    notifier's Airflow connection (``smtp_conn_id``, ``slack_conn_id``, ...), never here."""
+
+    kinds: list[AlertKind] = Field(default_factory=lambda: list(ALERT_KINDS))
+    notifier: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")] = SMTP_NOTIFIER
+    params: dict[str, object] = Field(default_factory=dict)
+
+
 class BillerConfig(_Strict):
     biller_id: Annotated[str, Field(pattern=SLUG)]
     bid: Annotated[str, Field(pattern=r"^\d{1,10}$")]
@@ -200,6 +232,9 @@ class BillerConfig(_Strict):
     ic_conn_id: ConnId
     retries: int = Field(3, ge=0, le=20)
     alert_emails: list[str] = Field(default_factory=list)
+    # alerts (docs/operations.md): routes by kind to Airflow notifiers; none given and alert_emails set: every
+    # kind by email (SmtpNotifier over the Airflow connection icb_alerts_smtp)
+    alerts: list[AlertRoute] = Field(default_factory=list)
     # FAB auth manager roles that may read this biller's DAGs and pages (and, edit_roles, also run and clear
     # them): the DAGs' access_control. SimpleAuthManager has no per-DAG rights and ignores them (docs/operations.md)
     access_roles: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
@@ -235,6 +270,15 @@ class BillerConfig(_Strict):
     def sync_settings(self) -> SyncConfig:
         """The biller's ``sync`` section, or the defaults when it has none."""
         return self.sync or SyncConfig()
+
+    def alert_routes(self) -> list[AlertRoute]:
+        """The biller's alert routes: its ``alerts``, or email to ``alert_emails`` for every kind."""
+        if self.alerts:
+            return list(self.alerts)
+        if not self.alert_emails:
+            return []
+        return [AlertRoute(params={"to": list(self.alert_emails), "smtp_conn_id": ALERTS_SMTP_CONN,
+                                   "subject": "{{ alert.subject }}", "html_content": "{{ alert.html }}"})]
 
     def invoices_config(self) -> InvoicesConfig:
         """The biller's ``invoices`` section; ValueError for a biller without one."""

@@ -15,27 +15,34 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, func, select
 
 from icbridge.config.biller import BillerConfig
+from icbridge.flows.due import due_window
 from icbridge.state.db import invoice_uploads, source_files
 from icbridge.state.deliveries import deliveries
 from icbridge.state.payments import NEEDS_OPS, payment_posts
+from icbridge.state.reconcile import balance_runs
 from icbridge.state.schema import ensure_schema
 from icbridge.state.watermarks import utc, watermarks
 
-__all__ = ["EXPORT_LAG_BOUND", "FLOWS", "HealthRow", "health_rows"]
+__all__ = ["BALANCE_ALL_LAG_BOUND", "EXPORT_LAG_BOUND", "FLOWS", "NOT_OK", "HealthRow", "health_rows"]
 
-FLOWS = ("invoices", "balances", "payments", "customer_changes", "payment_export")
+FLOWS = ("invoices", "balance_all", "balances", "payments", "customer_changes", "payment_export")
 EXPORT_LAG_BOUND = timedelta(hours=26)
 """A daily export's watermark is the closure (23:59) of the last day exported: it is normally
 under 24 h old; more than this and a day is missing."""
+BALANCE_ALL_LAG_BOUND = timedelta(days=8)
+"""The weekly Balance All: its last completed weekly run (scheduled, not a dry run) is normally
+under 7 days old; more than this (a day's grace) and a week was missed."""
 REJECTED_WINDOW = timedelta(days=7)
-_RANK = {"behind": 0, "failed": 1, "attention": 2, "never run": 3, "ok": 4}
+_RANK = {"late": 0, "behind": 0, "failed": 1, "attention": 2, "never run": 3, "ok": 4}
+NOT_OK = ("late", "behind", "failed", "attention")
+"""The statuses that need someone: the health page counts them, the CLI exits 1, the alerts fire."""
 
 
 @dataclass(frozen=True)
 class HealthRow:
     biller_id: str
     flow: str
-    status: str  # behind | failed | attention | never run | ok
+    status: str  # late | behind | failed | attention | never run | ok
     last_success: datetime | None
     covered_through: datetime | None  # None: no watermark (never covered, or a flow without one)
     lag: timedelta | None
@@ -43,6 +50,8 @@ class HealthRow:
     in_doubt: int | None  # items waiting for a person; None: the flow has none to wait on
     rejected_7d: int | None  # invoice files rejected in the last 7 days (invoices only)
     last_message: str | None
+    due: datetime | None = None  # invoices: the deadline of the file that should be there (late: missing)
+    last_received: datetime | None = None  # invoices: when the last file was first seen
 
     def sort_key(self) -> tuple:
         """Worst first: status, then the largest lag, then the most in doubt."""
@@ -51,8 +60,8 @@ class HealthRow:
 
 
 def _flows(biller: BillerConfig) -> list[str]:
-    """The biller's flows that have a health row (Balance All has none yet)."""
-    return [flow for flow in biller.flows() if flow != "balance_all"]
+    """The biller's flows: each has a health row."""
+    return list(biller.flows())
 
 
 def _bound(biller: BillerConfig | None, flow: str) -> timedelta | None:
@@ -60,6 +69,8 @@ def _bound(biller: BillerConfig | None, flow: str) -> timedelta | None:
         return None
     if flow == "payment_export":
         return EXPORT_LAG_BOUND
+    if flow == "balance_all":
+        return BALANCE_ALL_LAG_BOUND
     if flow in ("balances", "payments", "customer_changes"):
         return timedelta(minutes=biller.sync_settings().max_lag_minutes)
     return None
@@ -94,6 +105,14 @@ def health_rows(engine: Engine, billers: Iterable[BillerConfig], now: datetime |
             .where(source_files.c.status == "rejected",
                    source_files.c.updated_at >= cutoff)
             .group_by(source_files.c.biller_id)).all())
+        received_at: dict[str, datetime] = dict(conn.execute(
+            select(source_files.c.biller_id, func.max(source_files.c.first_seen_at))
+            .group_by(source_files.c.biller_id)).all())
+        weekly_at: dict[str, datetime] = dict(conn.execute(
+            select(balance_runs.c.biller_id, func.max(balance_runs.c.finished_at))
+            .where(balance_runs.c.status == "succeeded", balance_runs.c.dry_run.is_(False),
+                   balance_runs.c.dag_run_id.like("scheduled\\_\\_%", escape="\\"))
+            .group_by(balance_runs.c.biller_id)).all())
         uploaded_at = dict(conn.execute(
             select(source_files.c.biller_id, func.max(source_files.c.updated_at))
             .where(source_files.c.status == "uploaded")
@@ -117,9 +136,23 @@ def health_rows(engine: Engine, billers: Iterable[BillerConfig], now: datetime |
             in_doubt = uploads.get(biller_id, 0)
             rejected_7d = rejected.get(biller_id, 0)
             last_success = utc(uploaded_at.get(biller_id))
+        due: datetime | None = None
+        received: datetime | None = None
+        late = False
+        if flow == "invoices":
+            received = utc(received_at.get(biller_id))
+            if config is not None and config.invoices is not None:
+                window = due_window(config.invoices.expected, config.tz, now)
+                due = window.deadline.astimezone(UTC) if window is not None else None
+                late = window is not None and (received is None or received < window.since)
+        elif flow == "balance_all":
+            covered = utc(weekly_at.get(biller_id))  # its "watermark": the last completed weekly run
+            last_success = covered
         lag = now - covered if covered is not None else None
         bound = _bound(config, flow)
-        if lag is not None and bound is not None and lag > bound:
+        if flow == "invoices" and due is not None and late:
+            status = "late"
+        elif lag is not None and bound is not None and lag > bound:
             status = "behind"
         elif mark is not None and mark.last_outcome == "failed":
             status = "failed"
@@ -130,5 +163,5 @@ def health_rows(engine: Engine, billers: Iterable[BillerConfig], now: datetime |
         else:
             status = "ok"
         rows.append(HealthRow(biller_id, flow, status, last_success, covered, lag, bound, in_doubt, rejected_7d,
-                              message))
+                              message, due, received))
     return sorted(rows, key=HealthRow.sort_key)

@@ -122,8 +122,9 @@ Logged in as {{ user_name }}.</p>
 {% for row in rows %}
 <tr class="health-row" data-biller="{{ row.biller_id }}" data-flow="{{ row.flow }}">
 <td>{{ row.biller_id }}</td><td>{{ row.flow }}</td>
-<td class="status-{{ 'failed' if row.status in ('behind', 'failed') else ('running' if row.status == 'attention'
- else 'succeeded') }}">{{ row.status }}</td>
+<td class="status-{{ 'failed' if row.status in ('late', 'behind', 'failed') else ('running' if row.status in
+ ('attention', 'never run') else 'succeeded') }}">{{ row.status }}{% if row.status == 'late' and row.due %}
+<br><span class="muted">no file since the deadline of {{ when(row.due) }}</span>{% endif %}</td>
 <td class="num">{{ lag(row) }}</td>
 <td>{{ when(row.covered_through) }}</td><td>{{ when(row.last_success) }}</td>
 <td class="num">{% if row.in_doubt %}<a href="{{ row.biller_id }}/doubts">{{ row.in_doubt }}</a>
@@ -132,8 +133,10 @@ Logged in as {{ user_name }}.</p>
 <td class="muted">{{ (row.last_message or "")[:300] }}</td></tr>
 {% endfor %}
 </tbody></table>
-<p class="muted">Lag bound: <code>sync.max_lag_minutes</code> per biller (a live run further behind
-fails); 26 h for the daily payment export. In doubt: payments in doubt, refused or being sent
+<p class="muted">Late: the invoices flow has no AUS export since its last due day's deadline
+(<code>invoices.expected</code>: due days, time, grace). Lag bound: <code>sync.max_lag_minutes</code>
+per biller (a live run further behind fails); 26 h for the daily payment export; 8 days for the
+weekly Balance All (its last completed weekly run). In doubt: payments in doubt, refused or being sent
 (<code>python -m icbridge payments show</code>), uploads and deliveries left sending
 (docs/operations.md). — : nothing recorded or not applicable.</p>
 {% endblock %}
