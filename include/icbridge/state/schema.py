@@ -38,7 +38,7 @@ from icbridge.state.db import metadata, now
 
 __all__ = ["SCHEMA_VERSION", "SchemaTooNew", "ensure_schema", "schema_version"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 schema_table = Table(
     "icb_schema",
@@ -59,7 +59,15 @@ class SchemaTooNew(StateError):
 
 def _all_tables() -> None:
     """Import every module that defines state tables, so ``metadata`` holds them all."""
-    from icbridge.state import deliveries, executions, payments, reconcile, settlements, watermarks  # noqa: F401
+    from icbridge.state import (  # noqa: F401
+        alerts,
+        deliveries,
+        executions,
+        payments,
+        reconcile,
+        settlements,
+        watermarks,
+    )
 
 
 def ensure_schema(engine: Engine) -> int:

@@ -25,6 +25,9 @@ def test_no_import_errors_and_conventions_on_every_dag(monkeypatch):
     assert bag.import_errors == {}
     assert {"demo_aus__invoices", "demo_aus_sftp__invoices"} <= set(bag.dags)
     for dag_id, dag in bag.dags.items():
+        if dag_id == "icbridge__alerts":  # the fleet's one platform DAG (dagbuild/alerts.py)
+            assert "alerts" in dag.tags and all(t.retries >= 1 for t in dag.tasks)
+            continue
         assert dag.doc_md, dag_id
         assert any(t.startswith("biller:") for t in dag.tags), dag_id
         assert any(t.startswith("cis:") for t in dag.tags) and any(t.startswith("flow:") for t in dag.tags)
