@@ -27,9 +27,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
+from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -38,7 +39,7 @@ from icbridge.flows.windows import describe_gap
 from icbridge.reconcile.charts import RatePoint, histogram_svg, mismatch_rate_svg
 from icbridge.reconcile.compare import OUTCOME_LABELS, OUTCOMES
 from icbridge.reconcile.export import MONEY_COLUMNS, csv_chunks, summary_rows, write_xlsx
-from icbridge.state.health import HealthRow, health_rows
+from icbridge.state.health import NOT_OK, HealthRow, health_rows
 from icbridge.state.locate import locate_state_db
 from icbridge.state.reconcile import SORTABLE, ReconcileStore, RunRow
 from icbridge.web.auth import (
@@ -299,14 +300,27 @@ def create_app() -> FastAPI:
     def to_health(request: Request) -> RedirectResponse:
         return RedirectResponse(request.scope.get("root_path", "") + "/health/", status_code=307)
 
+    def _readable_rows(user: Any) -> tuple[list[HealthRow], dict[str, ZoneInfo], datetime]:
+        """The health rows of the DAGs the user may read (the auth manager decides), each biller's zone."""
+        now = datetime.now(UTC)
+        billers = load_billers(default_billers_dir()).billers
+        rows = health_rows(get_store().engine, billers, now)
+        allowed = readable_dag_ids(user, {f"{r.biller_id}__{r.flow}" for r in rows})
+        return [r for r in rows if f"{r.biller_id}__{r.flow}" in allowed], {b.biller_id: b.tz for b in billers}, now
+
+    @app.get("/health/rows.json")
+    def health_json(user: Any = user_dep) -> JSONResponse:
+        """The same rows as JSON, for a monitor: one object per (biller, flow), times ISO 8601 UTC,
+        lags and bounds in seconds, counts by status; unknown values are null (never 0)."""
+        rows, _, now = _readable_rows(user)
+        return JSONResponse({"as_of": now.isoformat(), "counts": dict(Counter(r.status for r in rows)),
+                             "rows": [_row_json(r) for r in rows]}, headers={"Cache-Control": "no-store"})
+
     @app.get("/health/", response_class=HTMLResponse)
     def health(sort: str = "worst", desc: bool = False, user: Any = user_dep) -> HTMLResponse:
         if sort not in HEALTH_SORTS:
             raise HTTPException(400, f"sort must be one of {', '.join(HEALTH_SORTS)}")
-        now = datetime.now(UTC)
-        rows = health_rows(get_store().engine, load_billers(default_billers_dir()).billers, now)
-        allowed = readable_dag_ids(user, {f"{r.biller_id}__{r.flow}" for r in rows})
-        rows = [r for r in rows if f"{r.biller_id}__{r.flow}" in allowed]
+        rows, zones, now = _readable_rows(user)
         if sort != "worst":
             present = [r for r in rows if HEALTH_SORTS[sort](r) is not None]
             absent = [r for r in rows if HEALTH_SORTS[sort](r) is None]  # unknown values last, either way
@@ -317,8 +331,17 @@ def create_app() -> FastAPI:
         def sort_url(column: str) -> str:
             return "?" + urlencode({"sort": column, "desc": int(not desc) if column == sort else 0})
 
+        def local(row: HealthRow, moment: datetime | None) -> str:
+            """A time in the row's biller's zone, the zone named (UTC for a biller file that is gone)."""
+            if moment is None:
+                return "—"
+            return moment.astimezone(zones.get(row.biller_id, UTC)).strftime("%Y-%m-%d %H:%M %Z")
+
+        counts = Counter(r.status for r in rows)
         return _html("health.html", rows=rows, columns=HEALTH_COLUMNS, sort=sort, desc=desc, sort_url=sort_url,
-                     now=now.strftime("%Y-%m-%d %H:%M"), lag=_lag_text, when=_when, user_name=_user_name(user))
+                     now=now.strftime("%Y-%m-%d %H:%M"), lag=_lag_text, when=_when, local=local,
+                     counts=[(s, counts[s]) for s in ("late", "behind", "failed", "attention", "never run", "ok")
+                             if counts[s]], need=sum(counts[s] for s in NOT_OK), user_name=_user_name(user))
 
     @app.get("/health/{biller_id}/doubts", response_class=HTMLResponse)
     def health_doubts(biller_id: str, user: Any = user_dep) -> HTMLResponse:
@@ -379,7 +402,7 @@ def create_app() -> FastAPI:
 
 
 HEALTH_COLUMNS = [("biller", "Biller"), ("flow", "Flow"), ("worst", "Status"), ("lag", "Lag"),
-                  ("covered_through", "Covered through (UTC)"), ("last_success", "Last success (UTC)"),
+                  ("covered_through", "Covered through"), ("last_success", "Last success"),
                   ("in_doubt", "In doubt"), ("rejected_7d", "Files rejected (7 d)")]
 HEALTH_SORTS: dict[str, Callable[[HealthRow], Any]] = {
     "worst": HealthRow.sort_key,
@@ -391,6 +414,21 @@ HEALTH_SORTS: dict[str, Callable[[HealthRow], Any]] = {
     "in_doubt": lambda r: r.in_doubt,
     "rejected_7d": lambda r: r.rejected_7d,
 }
+
+
+def _row_json(row: HealthRow) -> dict[str, Any]:
+    def iso(moment: datetime | None) -> str | None:
+        return None if moment is None else moment.astimezone(UTC).isoformat()
+
+    def seconds(span: timedelta | None) -> float | None:
+        return None if span is None else span.total_seconds()
+
+    return {"biller_id": row.biller_id, "flow": row.flow, "status": row.status,
+            "dag_id": f"{row.biller_id}__{row.flow}",
+            "last_success": iso(row.last_success), "covered_through": iso(row.covered_through),
+            "lag_seconds": seconds(row.lag), "lag_bound_seconds": seconds(row.lag_bound), "in_doubt": row.in_doubt,
+            "rejected_7d": row.rejected_7d, "due": iso(row.due), "last_received": iso(row.last_received),
+            "last_message": row.last_message}
 
 
 def _when(moment: datetime | None) -> str:

@@ -112,8 +112,11 @@ HEALTH = """{% extends "base.html" %}
 <h1>Integration health</h1>
 <p class="muted">Per biller and flow: the last successful run, the point up to which everything was
 handled (the watermark), the lag behind now, items waiting for a person, and invoice files
-rejected in the last 7 days. Worst first; click a column to sort. As of {{ now }} UTC.
-Logged in as {{ user_name }}.</p>
+rejected in the last 7 days. Worst first; click a column to sort. As of {{ now }} UTC; times in
+each biller's zone. Logged in as {{ user_name }}. <a href="rows.json">As JSON</a> (for a monitor).</p>
+{% if rows %}<p class="health-counts"><b>{{ need }} need attention</b>{% for status, n in counts %}
+ · <span class="status-{{ 'failed' if status in ('late', 'behind', 'failed') else ('running' if status in
+ ('attention', 'never run') else 'succeeded') }}">{{ n }} {{ status }}</span>{% endfor %}</p>{% endif %}
 {% if not rows %}<p>No biller flow is configured or recorded yet.</p>{% endif %}
 <table class="runs health">
 <thead><tr>{% for key, label in columns %}<th><a href="{{ sort_url(key) }}">{{ label }}{% if key == sort %}
@@ -121,16 +124,17 @@ Logged in as {{ user_name }}.</p>
 <tbody>
 {% for row in rows %}
 <tr class="health-row" data-biller="{{ row.biller_id }}" data-flow="{{ row.flow }}">
-<td>{{ row.biller_id }}</td><td>{{ row.flow }}</td>
+<td>{{ row.biller_id }}</td><td><a href="/dags/{{ row.biller_id }}__{{ row.flow }}" title="its DAG and latest runs">
+{{- row.flow }}</a></td>
 <td class="status-{{ 'failed' if row.status in ('late', 'behind', 'failed') else ('running' if row.status in
  ('attention', 'never run') else 'succeeded') }}">{{ row.status }}{% if row.status == 'late' and row.due %}
-<br><span class="muted">no file since the deadline of {{ when(row.due) }}</span>{% endif %}</td>
+<br><span class="muted">no file since the deadline of {{ local(row, row.due) }}</span>{% endif %}</td>
 <td class="num">{{ lag(row) }}</td>
-<td>{{ when(row.covered_through) }}</td><td>{{ when(row.last_success) }}</td>
+<td>{{ local(row, row.covered_through) }}</td><td>{{ local(row, row.last_success) }}</td>
 <td class="num">{% if row.in_doubt %}<a href="{{ row.biller_id }}/doubts">{{ row.in_doubt }}</a>
 {%- else %}{{ "—" if row.in_doubt is none else row.in_doubt }}{% endif %}</td>
 <td class="num">{{ "—" if row.rejected_7d is none else row.rejected_7d }}</td>
-<td class="muted">{{ (row.last_message or "")[:300] }}</td></tr>
+<td class="muted message">{{ (row.last_message or "")[:300] }}</td></tr>
 {% endfor %}
 </tbody></table>
 <p class="muted">Late: the invoices flow has no AUS export since its last due day's deadline

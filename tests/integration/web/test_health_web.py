@@ -151,3 +151,19 @@ def test_an_in_doubt_count_links_to_what_waits_and_who_settled_what(api, seeded)
     settled = api.get("/icbridge/health/hb_inhance/doubts", headers=bearer()).text
     assert "ops-anna" in settled and "in_doubt → posted" in settled and "CIS shows it as pending" in settled
     assert "waiting for a person (0)" in settled
+
+
+def test_health_counts_what_needs_attention_links_each_flow_and_gives_json(api, seeded):  # noqa: F811
+    """Issue 23: the page answers "is anything wrong" at a glance (counts by status), each flow
+    links to its DAG, times are the biller's with the zone named; the same rows as JSON."""
+    page = api.get("/icbridge/health/", headers=bearer()).text
+    assert "need attention</b>" in page and "1 behind" in page
+    assert 'href="/dags/hb_inhance__payments"' in page
+    assert " EST<" in page or " EDT<" in page  # America/New_York, named
+    data = api.get("/icbridge/health/rows.json", headers=bearer()).json()
+    rows = {(r["biller_id"], r["flow"]): r for r in data["rows"]}
+    payments = rows[("hb_inhance", "payments")]
+    assert payments["status"] == "behind" and payments["lag_bound_seconds"] == 3600 and payments["in_doubt"] == 1
+    assert rows[("hb_logis", "payment_export")]["covered_through"] is None  # unknown, never 0
+    assert data["counts"]["behind"] >= 1
+    assert api.get("/icbridge/health/rows.json").status_code == 401

@@ -20,6 +20,7 @@ RULES = {
     ("GET", "/balance-all/runs/{run_id}/items.csv"): "VIEWER",
     ("GET", "/balance-all/runs/{run_id}/items.xlsx"): "VIEWER",
     ("GET", "/health/"): "VIEWER",
+    ("GET", "/health/rows.json"): "VIEWER",
     ("GET", "/health/{biller_id}/doubts"): "VIEWER",
     ("GET", "/billers/"): "VIEWER",
     ("GET", "/billers/{biller_id}/check"): "OP",
