@@ -260,3 +260,32 @@ def test_a_page_on_another_origin_cannot_run_biller_check(airflow_api, browser):
     wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "form button[type='submit']"))).click()
     wait.until(lambda d: "ready to unpause" in d.page_source or "fix the failed" in d.page_source)
     _shot(browser, "biller_check_own_form.png")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(STARTUP_TIMEOUT + 120)
+def test_the_health_page_fits_1280_px_and_says_what_needs_attention(airflow_api, browser):
+    """Issue 23: the Integration health page at the Airflow frame's width: no sideways scroll, the
+    counts by status on top, every demo biller's flows (Balance All and the payment export too)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server, password, _ = airflow_api
+    wait = WebDriverWait(browser, WAIT)
+    browser.set_window_size(1280, 1000)
+    browser.get(f"{server.url}/icbridge/health/")
+    if "/auth/login" in browser.current_url:
+        _login(browser, browser.current_url, password)
+        wait.until(ec.url_contains("/icbridge/health/"))
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "table.health")))
+    assert "need attention" in browser.find_element(By.CSS_SELECTOR, "p.health-counts").text
+    flows = {(r.get_attribute("data-biller"), r.get_attribute("data-flow"))
+             for r in browser.find_elements(By.CSS_SELECTOR, "tr.health-row")}
+    assert ("demo_aus", "balance_all") in flows and ("demo_logis", "payment_export") in flows
+    width = browser.execute_script("return document.documentElement.clientWidth")
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= width
+    table = browser.find_element(By.CSS_SELECTOR, "table.health")
+    assert browser.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth", table)
+    _shot(browser, "health_1280.png")
+    browser.set_window_size(1400, 1000)

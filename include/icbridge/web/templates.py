@@ -25,6 +25,10 @@ BASE = """<!doctype html>
  table.items{width:100%;font-size:13px} table.items th,table.items td{padding:3px 5px}
  table.items th{white-space:normal;vertical-align:bottom} table.items td{white-space:nowrap}
  table.items td.msg{white-space:normal;min-width:12em;max-width:28em;overflow-wrap:anywhere}
+ table.health{display:table;width:100%;font-size:13px} table.health th,table.health td{padding:3px 5px}
+ table.health th{white-space:normal;vertical-align:bottom} table.health td{white-space:normal}
+ table.health td.message{min-width:8em;max-width:22em;overflow-wrap:anywhere;font-size:12px}
+ table.health td.when{white-space:nowrap} .health-counts{font-size:15px}
  details summary{cursor:pointer;color:#1565c0} details pre{white-space:pre-wrap;margin:4px 0;font-size:12px}
 </style></head>
 <body>{% block body %}{% endblock %}</body></html>
@@ -128,9 +132,9 @@ each biller's zone. Logged in as {{ user_name }}. <a href="rows.json">As JSON</a
 {{- row.flow }}</a></td>
 <td class="status-{{ 'failed' if row.status in ('late', 'behind', 'failed') else ('running' if row.status in
  ('attention', 'never run') else 'succeeded') }}">{{ row.status }}{% if row.status == 'late' and row.due %}
-<br><span class="muted">no file since the deadline of {{ local(row, row.due) }}</span>{% endif %}</td>
+<br><span class="muted">no file since {{ local(row, row.due) }}</span>{% endif %}</td>
 <td class="num">{{ lag(row) }}</td>
-<td>{{ local(row, row.covered_through) }}</td><td>{{ local(row, row.last_success) }}</td>
+<td class="when">{{ local(row, row.covered_through) }}</td><td class="when">{{ local(row, row.last_success) }}</td>
 <td class="num">{% if row.in_doubt %}<a href="{{ row.biller_id }}/doubts">{{ row.in_doubt }}</a>
 {%- else %}{{ "—" if row.in_doubt is none else row.in_doubt }}{% endif %}</td>
 <td class="num">{{ "—" if row.rejected_7d is none else row.rejected_7d }}</td>
