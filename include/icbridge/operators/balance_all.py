@@ -18,7 +18,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from icbridge.flows.balance_all import ThresholdExceeded, iso_week, run_balance_all
 from icbridge.hooks.invoice_cloud import InvoiceCloudHook
 from icbridge.hooks.state import state_db_url
-from icbridge.operators.common import BillerOperator, final_errors, run_flag
+from icbridge.operators.common import BillerOperator, final_errors, recorded_outcome, run_flag
 from icbridge.reconcile.engine import Limits, Settings
 from icbridge.reconcile.invoice_cloud import InvoiceCloudSide, ic_accounts
 from icbridge.state.reconcile import ReconcileStore
@@ -64,17 +64,18 @@ class BalanceAllOperator(BillerOperator):
             cis.calls_in_flight, cis.calls_per_second,
         )
         try:
-            report = run_balance_all(
-                biller_id=biller.biller_id,
-                week=iso_week(moment, biller.tz),
-                accounts=ic_accounts(ic_client.lean(), config.page_size),
-                cis_lookup=lookup,
-                ic_side=InvoiceCloudSide(ic_client),
-                settings=settings,
-                error_threshold_pct=config.error_threshold_pct,
-                store=store,
-                dag_run_id=context.get("run_id"),
-            )
+            with recorded_outcome(biller.biller_id, "balance_all", context.get("run_id")):  # over the threshold: failed
+                report = run_balance_all(
+                    biller_id=biller.biller_id,
+                    week=iso_week(moment, biller.tz),
+                    accounts=ic_accounts(ic_client.lean(), config.page_size),
+                    cis_lookup=lookup,
+                    ic_side=InvoiceCloudSide(ic_client),
+                    settings=settings,
+                    error_threshold_pct=config.error_threshold_pct,
+                    store=store,
+                    dag_run_id=context.get("run_id"),
+                )
         except ThresholdExceeded as exc:  # retried (final_errors): the CIS is likely down
             self.log.error("%s", exc.report.describe())
             raise

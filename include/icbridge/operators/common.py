@@ -118,3 +118,23 @@ class BillerOperator(BaseOperator):
 
     def biller(self) -> BillerConfig:
         return load_biller_file(self.biller_id, self.billers_dir)
+
+
+@contextlib.contextmanager
+def recorded_outcome(biller_id: str, flow: str, run_id: str | None) -> Iterator[None]:
+    """Record this task's outcome as the flow's last run (icb_watermarks: the health page's
+    ``failed``, and so its alert, until a later run succeeds) for a flow with no watermark of
+    its own (invoices, balance_all); the error itself propagates."""
+    from icbridge.hooks.state import state_db_url
+    from icbridge.state.watermarks import Watermarks
+
+    marks = Watermarks(state_db_url())
+    try:
+        yield
+    except Exception as exc:
+        marks.record_run(biller_id, flow, run_id=run_id, ok=False, message=f"{type(exc).__name__}: {exc}")
+        raise
+    else:
+        marks.record_run(biller_id, flow, run_id=run_id, ok=True, message=None)
+    finally:
+        marks.dispose()

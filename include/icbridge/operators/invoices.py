@@ -19,6 +19,7 @@ from icbridge.operators.common import (
     BillerOperator,
     artifacts_root,
     final_errors,
+    recorded_outcome,
     run_artifacts,
     run_flag,
     task_execution,
@@ -92,6 +93,7 @@ class UploadAusFileOperator(BillerOperator):
         transfer = biller.invoices_config().transfer
         try:
             with (
+                recorded_outcome(biller.biller_id, "invoices", run_id),  # failed (and alerted) until a success
                 task_execution(context, ledger.engine) as execution,  # owns the parts it marks `sending`
                 tempfile.TemporaryDirectory(prefix=f"icb-{biller.biller_id}-") as workdir,
                 open_remote_folder(transfer.protocol, transfer.conn_id) as folder,
