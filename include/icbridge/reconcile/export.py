@@ -89,6 +89,10 @@ def summary_rows(run: RunRow) -> list[tuple[str, Any]]:
     ]
 
 
+MONEY_FORMAT = '"$"#,##0.00;-"$"#,##0.00'
+"""Money cells stay numbers, shown as $1,234.56 / -$25.00 (the pages' rule, icbridge.web.reader)."""
+
+
 def write_xlsx(path: Path, run: RunRow, rows: Iterable[dict[str, Any]]) -> int:
     """Write the workbook (sheet "Summary", sheet "Items") to ``path``; returns the item count."""
     from openpyxl import Workbook
@@ -98,7 +102,12 @@ def write_xlsx(path: Path, run: RunRow, rows: Iterable[dict[str, Any]]) -> int:
     workbook = Workbook(write_only=True)
     summary = workbook.create_sheet("Summary")
     for label, value in summary_rows(run):
-        summary.append([label, xlsx_text(summary, value) if isinstance(value, str) else value])
+        if isinstance(value, Decimal):  # a number, shown as money
+            money_cell = WriteOnlyCell(summary, value=value)
+            money_cell.number_format = MONEY_FORMAT
+            summary.append([label, money_cell])
+        else:
+            summary.append([label, xlsx_text(summary, value) if isinstance(value, str) else value])
     items = workbook.create_sheet("Items")
     items.freeze_panes = "A2"
     bold = Font(bold=True)
@@ -121,7 +130,7 @@ def write_xlsx(path: Path, run: RunRow, rows: Iterable[dict[str, Any]]) -> int:
         for i in money_at:
             if isinstance(values[i], Decimal):
                 cell = WriteOnlyCell(items, value=values[i])
-                cell.number_format = "0.00"
+                cell.number_format = MONEY_FORMAT
                 cells[i] = cell
         items.append(cells)
         count += 1

@@ -24,6 +24,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -53,6 +54,7 @@ from icbridge.web.auth import (
     require_biller,
     require_connections,
 )
+from icbridge.web.reader import checked_none, money, run_kind, week_ending, when_local
 from icbridge.web.templates import ENV
 
 URL_PREFIX = "/icbridge"
@@ -96,6 +98,28 @@ def _store(url: str) -> ReconcileStore:
 
 def get_store() -> ReconcileStore:
     return _store(state_url())
+
+
+READER = {"week_ending": week_ending, "run_kind": run_kind, "checked_none": checked_none, "as_money": money}
+"""The reader's-form helpers every Balance All page gets (icbridge.web.reader)."""
+
+
+def _biller_zones() -> dict[str, ZoneInfo]:
+    return {b.biller_id: b.tz for b in load_billers(default_billers_dir()).billers}
+
+
+def _summary_for_page(run: RunRow, zone: ZoneInfo | None) -> list[tuple[str, Any]]:
+    """The run's summary (the XLSX's first sheet) in the reader's form: money as $, the week
+    as its ending Sunday, times in the biller's zone, the run's kind."""
+    shown = {"Week": f"{week_ending(run.week)} ({run.week})", "Started": when_local(run.started_at, zone),
+             "Finished": when_local(run.finished_at, zone), "Dry run": run_kind(run)}
+    rows = []
+    for label, value in summary_rows(run):
+        if label == "Dry run":
+            label = "Kind"
+        rows.append((label, shown.get(label if label != "Kind" else "Dry run",
+                                      money(value) if isinstance(value, Decimal) else value)))
+    return rows
 
 
 def _cell(value: Any) -> str:
@@ -182,11 +206,15 @@ def create_app() -> FastAPI:
         billers = [biller] if biller else store.billers()
         allowed = readable_billers(user, billers, ("balance_all",))
         groups = [(b, store.runs(b, limit=60)) for b in billers if b in allowed]
+        zones = _biller_zones()
         return _html(
             "index.html",
             groups=[(b, runs) for b, runs in groups if runs],
             outcomes=OUTCOME_NAMES,
+            labels=OUTCOME_LABELS,
             run_url=lambda run_id: f"runs/{run_id}",
+            local=lambda biller_id, moment: when_local(moment, zones.get(biller_id)),
+            **READER,
             user_name=_user_name(user),
         )
 
@@ -221,6 +249,8 @@ def create_app() -> FastAPI:
             return f"{run_id}/items.{kind}?" + urlencode({k: v for k, v in params.items() if v != ""})
 
         history = store.history(run.biller_id, before_or_at=run.started_at)
+        # one bar per weekly run (and this run, whatever its kind): dry and manual runs are not weeks
+        history = [r for r in history if run_kind(r) == "weekly" or r.id == run.id]
         if run.id not in {r.id for r in history} and run.status not in ("running", "interrupted"):
             history.append(run)
         points = [
@@ -228,10 +258,11 @@ def create_app() -> FastAPI:
                       if r.accounts_checked else 0.0, current=r.id == run.id)
             for r, label in zip(history, run_labels(history), strict=True)
         ]
+        zone = _biller_zones().get(run.biller_id)
         return _html(
             "run.html",
             run=run,
-            summary=summary_rows(run),
+            summary=_summary_for_page(run, zone),
             histogram=histogram_svg(store.differences(run_id)),
             rate_chart=mismatch_rate_svg(points),
             outcome=outcome,
@@ -253,6 +284,7 @@ def create_app() -> FastAPI:
             download_url=download_url,
             index_url="../",
             cell=_cell,
+            **READER,
             request=request,
         )
 

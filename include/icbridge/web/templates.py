@@ -43,17 +43,19 @@ INDEX = """{% extends "base.html" %}
 {% for biller, runs in groups %}
 <h2 id="biller-{{ biller }}">{{ biller }}</h2>
 <table class="runs">
-<thead><tr><th>Run</th><th>Week</th><th>Started</th><th>Status</th><th>Dry run</th><th>Accounts</th>
-<th>Matches</th><th>Balance mismatches</th><th>Flags mismatches</th><th>Missing in CIS</th><th>CIS errors</th>
-<th>Sum |difference|</th><th>Net difference</th><th>Corrections</th></tr></thead>
+<thead><tr><th>Run</th><th>Week</th><th>Started</th><th>Status</th><th>Kind</th><th>Accounts</th>
+{% for outcome in outcomes %}<th>{{ labels[outcome] }}</th>{% endfor %}
+<th>Sum of absolute differences</th><th>Net difference</th><th>Corrections</th></tr></thead>
 <tbody>
 {% for run in runs %}
-<tr><td><a href="{{ run_url(run.id) }}">#{{ run.id }}</a></td><td>{{ run.week }}</td>
-<td>{{ run.started_at.strftime("%Y-%m-%d %H:%M") }}</td>
-<td class="status-{{ run.status }}">{{ run.status }}</td><td>{{ "yes" if run.dry_run else "no" }}</td>
+<tr><td><a href="{{ run_url(run.id) }}">#{{ run.id }}</a></td>
+<td>{{ week_ending(run.week) }} <span class="muted">{{ run.week }}</span></td>
+<td>{{ local(run.biller_id, run.started_at) }}</td>
+{% if checked_none(run) %}<td class="status-running">warning: 0 accounts checked</td>
+{% else %}<td class="status-{{ run.status }}">{{ run.status }}</td>{% endif %}<td>{{ run_kind(run) }}</td>
 <td class="num">{{ run.accounts_checked }}</td>
 {% for outcome in outcomes %}<td class="num">{{ run.counts[outcome] }}</td>{% endfor %}
-<td class="num">{{ run.sum_abs_difference }}</td><td class="num">{{ run.net_difference }}</td>
+<td class="num">{{ as_money(run.sum_abs_difference) }}</td><td class="num">{{ as_money(run.net_difference) }}</td>
 <td class="num">{{ run.corrections_made }}</td></tr>
 {% endfor %}
 </tbody></table>
@@ -65,7 +67,10 @@ RUN = """{% extends "base.html" %}
 {% block title %}Balance All {{ run.biller_id }} {{ run.week }}{% endblock %}
 {% block body %}
 <nav class="crumbs"><a href="{{ index_url }}">Balance All</a> › {{ run.biller_id }} › run #{{ run.id }}</nav>
-<h1>{{ run.biller_id }} — week {{ run.week }}{% if run.dry_run %} (dry run){% endif %}</h1>
+<h1>{{ run.biller_id }} — {{ week_ending(run.week) }}
+<span class="muted">({{ run.week }}, {{ run_kind(run) }})</span></h1>
+{% if checked_none(run) %}<p class="status-running">Warning: this run checked 0 accounts (IC listed no open
+invoice, or the list failed): it proves nothing about the balances.</p>{% endif %}
 <table class="summary">
 {% for label, value in summary %}<tr><td>{{ label }}</td><td>{{ value }}</td></tr>{% endfor %}
 </table>
@@ -93,7 +98,8 @@ RUN = """{% extends "base.html" %}
 {% for row in rows %}
 <tr>{% for column in columns %}<td
 {%- if column in money %} class="num"{% elif column == "message" %} class="msg"{% endif %}>
-{%- if column == "outcome" %}{{ labels.get(row[column], row[column]) }}{% else %}{{ cell(row[column]) }}{% endif %}</td>
+{%- if column == "outcome" %}{{ labels.get(row[column], row[column]) }}
+{%- elif column in money %}{{ as_money(row[column]) }}{% else %}{{ cell(row[column]) }}{% endif %}</td>
 {%- endfor %}
 <td>{% if row["before"] or row["after"] %}<details><summary>before / after</summary>
 <pre>before: {{ cell(row["before"]) }}

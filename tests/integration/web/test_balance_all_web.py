@@ -108,7 +108,7 @@ def test_run_page_sort_filter_and_paging(api, state):
     store, run_id = state
     url = f"/icbridge/balance-all/runs/{run_id}"
     rows = _rows(api.get(url, params={"sort": "difference", "desc": 1}, headers=bearer()).text)
-    differences = [D(r[5]) for r in rows if r[5]]
+    differences = [D(r[5].replace("$", "").replace(",", "")) for r in rows if r[5]]  # money as $1,234.56
     assert differences == sorted(differences, reverse=True) and differences[0] == D(f"{50 + ITEMS + 39}.25") - 50
     only = api.get(url, params={"outcome": "missing_in_cis", "per_page": 10, "page": 2}, headers=bearer()).text
     rows = _rows(only)
@@ -281,3 +281,34 @@ def _xlsx_run(**values):
                   net_difference=D("0"), corrections_made=0, corrections_failed=0, error_threshold_pct=5.0,
                   message="")
     return SimpleNamespace(**{**fields, **values})
+
+
+def test_balance_all_pages_speak_the_readers_form_and_one_name_per_outcome(api, state):
+    """Issue 24: money as $1,234.56 (a minus for a negative), weeks as "week ending MM/DD/YYYY",
+    the run's kind (weekly, manual, dry run), times in the biller's zone named, and every outcome
+    under one name on the index, the run page and the XLSX summary."""
+    import io
+
+    from openpyxl import load_workbook
+
+    from icbridge.reconcile.compare import OUTCOME_LABELS
+    from icbridge.web.reader import money, week_ending
+
+    assert (money(D("1234.5")), money(D("-25")), money(None)) == ("$1,234.50", "-$25.00", "")
+    assert week_ending("2026-W49") == "week ending 12/06/2026"
+    store, run_id = state
+    index = api.get("/icbridge/balance-all/", headers=bearer()).text
+    run = api.get(f"/icbridge/balance-all/runs/{run_id}", headers=bearer()).text
+    assert "week ending 11/08/2026" in index and "week ending 11/08/2026" in run  # 2026-W45
+    assert ">dry run<" in index and ">weekly<" in index and "(2026-W45, dry run)" in run
+    assert " EST" in run or " EDT" in run or " UTC" in run
+    net = store.run(run_id).net_difference
+    assert money(net) in index and money(net) in run
+    workbook = load_workbook(io.BytesIO(api.get(f"/icbridge/balance-all/runs/{run_id}/items.xlsx",
+                                                headers=bearer()).content))
+    sheet_labels = {row[0] for row in workbook["Summary"].iter_rows(values_only=True)}
+    [net_cell] = [row[1] for row in workbook["Summary"].iter_rows() if row[0].value == "Net difference"]
+    assert net_cell.value == net and "$" in net_cell.number_format  # a number, shown as money
+    for outcome in ("balance_mismatch", "flags_mismatch", "missing_in_cis", "cis_error"):
+        label = OUTCOME_LABELS[outcome]
+        assert f"<th>{label}</th>" in index and label in run and label in sheet_labels, label

@@ -1,0 +1,58 @@
+"""Money, weeks, times and run kinds in the form a US analyst reads them: one rule for every
+page (issue 24). XLSX keeps numbers numeric with the same rule as a format (reconcile.export.MONEY_FORMAT);
+CSV keeps them plain.
+
+* money: ``$1,234.56``, a negative with a minus: ``-$25.00`` (None: blank, never $0.00);
+* a week: ``week ending 12/06/2026`` (the Sunday that ends the ISO week a run is filed under);
+* a time: the biller's zone, named: ``2026-12-07 06:00 EST``;
+* a run: ``weekly`` (scheduled), ``manual`` (triggered) or ``dry run`` (nothing corrected).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+__all__ = ["checked_none", "money", "run_kind", "week_ending", "when_local"]
+
+
+def money(value: Decimal | int | float | None) -> str:
+    """``$1,234.56`` / ``-$25.00``; None (a value not received) is blank, never $0.00."""
+    if value is None:
+        return ""
+    amount = Decimal(str(value)) if not isinstance(value, Decimal) else value
+    text = f"${abs(amount):,.2f}"
+    return f"-{text}" if amount < 0 else text
+
+
+def week_ending(iso_week: str) -> str:
+    """``2026-W49`` -> ``week ending 12/06/2026`` (the Sunday of that ISO week)."""
+    try:
+        year, week = iso_week.split("-W")
+        sunday = date.fromisocalendar(int(year), int(week), 7)
+    except ValueError:
+        return iso_week
+    return f"week ending {sunday:%m/%d/%Y}"
+
+
+def when_local(moment: datetime | None, tz: ZoneInfo | None) -> str:
+    """A stored time in the biller's zone, the zone named (UTC for a biller file that is gone)."""
+    if moment is None:
+        return "—"
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)  # SQLite keeps UTC naive
+    return aware.astimezone(tz or UTC).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def run_kind(run: Any) -> str:
+    """``dry run``, ``weekly`` (the schedule's) or ``manual``, from the run's own record."""
+    if getattr(run, "dry_run", False):
+        return "dry run"
+    return "weekly" if str(getattr(run, "dag_run_id", "") or "").startswith("scheduled__") else "manual"
+
+
+def checked_none(run: Any) -> bool:
+    """A finished run that checked no account: a warning, never a plain success."""
+    return getattr(run, "status", "") == "succeeded" and not getattr(run, "accounts_checked", 0)
+
