@@ -289,3 +289,29 @@ def test_the_health_page_fits_1280_px_and_says_what_needs_attention(airflow_api,
     assert browser.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth", table)
     _shot(browser, "health_1280.png")
     browser.set_window_size(1400, 1000)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(STARTUP_TIMEOUT + 120)
+def test_the_balance_all_index_fits_1280_px_with_money_and_weeks_as_read(airflow_api, browser):
+    """Issue 24: the runs index at the Airflow frame's width: no sideways scroll of the page or
+    its tables; money as $, weeks as "week ending"."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server, password, _ = airflow_api
+    wait = WebDriverWait(browser, WAIT)
+    browser.set_window_size(1280, 1000)
+    browser.get(f"{server.url}/icbridge/balance-all/")
+    if "/auth/login" in browser.current_url:
+        _login(browser, browser.current_url, password)
+        wait.until(ec.url_contains("/icbridge/balance-all/"))
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "table.runs")))
+    assert "week ending 11/08/2026" in browser.page_source and "$" in browser.page_source
+    width = browser.execute_script("return document.documentElement.clientWidth")
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= width
+    for table in browser.find_elements(By.CSS_SELECTOR, "table.runs"):
+        assert browser.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth", table)
+    _shot(browser, "balance_all_index_1280.png")
+    browser.set_window_size(1400, 1000)

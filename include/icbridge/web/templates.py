@@ -25,6 +25,8 @@ BASE = """<!doctype html>
  table.items{width:100%;font-size:13px} table.items th,table.items td{padding:3px 5px}
  table.items th{white-space:normal;vertical-align:bottom} table.items td{white-space:nowrap}
  table.items td.msg{white-space:normal;min-width:12em;max-width:28em;overflow-wrap:anywhere}
+ table.index{display:table;width:100%;font-size:13px} table.index th,table.index td{padding:3px 5px}
+ table.index th{white-space:normal;vertical-align:bottom} table.index td.wrap{white-space:normal}
  table.health{display:table;width:100%;font-size:13px} table.health th,table.health td{padding:3px 5px}
  table.health th{white-space:normal;vertical-align:bottom} table.health td{white-space:normal}
  table.health td.message{min-width:8em;max-width:22em;overflow-wrap:anywhere;font-size:12px}
@@ -42,17 +44,17 @@ INDEX = """{% extends "base.html" %}
 {% if not groups %}<p>No Balance All run has been stored yet.</p>{% endif %}
 {% for biller, runs in groups %}
 <h2 id="biller-{{ biller }}">{{ biller }}</h2>
-<table class="runs">
+<table class="runs index">
 <thead><tr><th>Run</th><th>Week</th><th>Started</th><th>Status</th><th>Kind</th><th>Accounts</th>
 {% for outcome in outcomes %}<th>{{ labels[outcome] }}</th>{% endfor %}
 <th>Sum of absolute differences</th><th>Net difference</th><th>Corrections</th></tr></thead>
 <tbody>
 {% for run in runs %}
 <tr><td><a href="{{ run_url(run.id) }}">#{{ run.id }}</a></td>
-<td>{{ week_ending(run.week) }} <span class="muted">{{ run.week }}</span></td>
-<td>{{ local(run.biller_id, run.started_at) }}</td>
-{% if checked_none(run) %}<td class="status-running">warning: 0 accounts checked</td>
-{% else %}<td class="status-{{ run.status }}">{{ run.status }}</td>{% endif %}<td>{{ run_kind(run) }}</td>
+<td class="wrap">{{ week_ending(run.week) }} <span class="muted">{{ run.week }}</span></td>
+<td class="wrap">{{ local(run.biller_id, run.started_at) }}</td>
+{% if checked_none(run) %}<td class="status-running wrap">warning: 0 accounts checked</td>
+{% else %}<td class="status-{{ run.status }} wrap">{{ run.status }}</td>{% endif %}<td>{{ run_kind(run) }}</td>
 <td class="num">{{ run.accounts_checked }}</td>
 {% for outcome in outcomes %}<td class="num">{{ run.counts[outcome] }}</td>{% endfor %}
 <td class="num">{{ as_money(run.sum_abs_difference) }}</td><td class="num">{{ as_money(run.net_difference) }}</td>
