@@ -71,3 +71,85 @@ def test_a_stopped_export_is_late_and_alerted_once_then_recovered(dag_env, late_
     assert str(dag.test().state) == "success"
     assert len(smtp_server.received) == 2
     engine.dispose()
+
+
+def _fail(ledger, marks, payments):
+    marks.record_run("t_late", "payments", run_id="r1", ok=False,
+                     message="CisRefused: the CIS refused the post for pat.doe@example.com")
+    return lambda: marks.record_run("t_late", "payments", run_id="r2", ok=True, message=None)
+
+
+def _in_doubt(ledger, marks, payments):
+    from decimal import Decimal
+
+    assert payments.claim("t_late", "G-1", account_number="1001", cis_account="1001", invoice_number=None,
+                          amount=Decimal("25.00"), convenience_fee=Decimal("0.00"), payment_type="CC",
+                          payment_date=None, cis="aus", run_id="r1")
+    payments.finish("t_late", "G-1", "in_doubt", message="sent, no answer", run_id="r1")
+    return lambda: payments.settle("t_late", "G-1", "posted", note="seen in AUS", by="ops")
+
+
+def _rejected(ledger, marks, payments):
+    file = ledger.begin_file("t_late", "123_20261206_UB.TXT", "1" * 64, 10, "r1", False)
+    ledger.finish_file(file, "rejected", reason="12 of 100 bills rejected (12.0 %) over the 5 % threshold")
+    return None  # clears after 7 days
+
+
+def _behind(ledger, marks, payments):
+    from datetime import timedelta
+
+    marks.advance("t_late", "balances", datetime.now(UTC) - timedelta(days=2), run_id="r1")
+    return lambda: marks.advance("t_late", "balances", datetime.now(UTC), run_id="r2")
+
+
+@pytest.mark.parametrize(("kind", "flow", "make"), [
+    ("failed", "payments", _fail), ("in_doubt", "payments", _in_doubt),
+    ("rejected", "invoices", _rejected), ("behind", "balances", _behind)])
+def test_each_alert_kind_reaches_the_smtp_server_once_masked_and_recovers(dag_env, late_biller, smtp_server,
+                                                                           kind, flow, make):
+    """Every kind but ``late`` (above): one message per incident through the real SMTP server,
+    nothing more on the next evaluation, emails masked, the step to take, one recovery."""
+    from icbridge.state.payments import PaymentLedger
+    from icbridge.state.watermarks import Watermarks
+
+    ledger, marks, payments = Ledger(dag_env.state_url), Watermarks(dag_env.state_url), PaymentLedger(dag_env.state_url)
+    ledger.begin_file(late_biller, "123_20261207_UB.TXT", "0" * 64, 10, "r0", False)  # today's file: not late
+    clear = make(ledger, marks, payments)
+    dag = build(billers_dir=str(dag_env.billers))
+    assert str(dag.test().state) == "success"
+    [(subject, body)] = _mails(smtp_server)
+    assert subject.startswith(f"[icbridge] {kind.upper()} t_late {flow}: "), subject
+    assert "pat.doe@" not in subject + body and f"/dags/t_late__{flow}" in body
+    from icbridge.operators.alerts import STEPS
+
+    assert STEPS[kind].split(";")[0][:40] in body.replace("&#x27;", "'")
+    assert str(dag.test().state) == "success"
+    assert len(smtp_server.received) == 1
+    if clear is not None:
+        clear()
+        assert str(dag.test().state) == "success"
+        assert [s for s, _ in _mails(smtp_server)][1] == f"[icbridge] RECOVERED t_late {flow}: {kind} cleared"
+    for store in (ledger, marks, payments):
+        store.dispose()
+
+
+
+def test_an_alert_the_smtp_server_refused_goes_out_once_on_airflows_retry(dag_env, late_biller, smtp_server):
+    """The SMTP server refuses the message (451) on every send of the first try (the hook's own
+    five resends included): the alerts task's first try fails and the incident stays unsent;
+    Airflow's retry (the DAG's own retries, delay shortened here) sends it once; a later run adds
+    nothing."""
+    from datetime import timedelta
+
+    for _ in range(6):  # SmtpHook sends once and resends up to retry_limit (5) times
+        smtp_server.refuse_next()
+    dag = build(billers_dir=str(dag_env.billers))
+    dag.get_task("alerts").retry_delay = timedelta(seconds=1)
+    run = dag.test()
+    assert str(run.state) == "success"
+    [ti] = run.get_task_instances()
+    assert ti.try_number == 2  # the first try failed on the refusal
+    [(subject, _)] = _mails(smtp_server)
+    assert subject.startswith("[icbridge] LATE t_late invoices")
+    assert str(dag.test().state) == "success"
+    assert len(smtp_server.received) == 1
