@@ -25,8 +25,9 @@ def default_args(biller: BillerConfig) -> dict:
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=30),
         "on_failure_callback": notify_failure,
-        "email": biller.alert_emails or None,
-        "email_on_failure": bool(biller.alert_emails),
+        # alerts go through the icbridge__alerts DAG, once per incident (docs/operations.md); Airflow's
+        # own failure mail would add one per failed run
+        "email_on_failure": False,
         "email_on_retry": False,
         # every task ends well before the broker's visibility timeout (docker-compose.yaml: 86,400 s), after
         # which Celery on Redis would hand a still-running task to a second worker; flows set tighter ones

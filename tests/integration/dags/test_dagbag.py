@@ -36,6 +36,8 @@ def test_no_import_errors_and_conventions_on_every_dag(monkeypatch):
             assert task.retries >= 1, (dag_id, task.task_id)
             assert task.retry_exponential_backoff, (dag_id, task.task_id)
             assert task.on_failure_callback, (dag_id, task.task_id)
+            # one message per incident: the alerts DAG mails, Airflow's own failure/retry mail never
+            assert not task.email_on_failure and not task.email_on_retry, (dag_id, task.task_id)
     inv = bag.dags["demo_aus__invoices"]
     assert inv.schedule == "0 */3 * * *"
     assert inv.params["force"] is False
