@@ -2,7 +2,7 @@
 
 Read from the state DB only (the watermarks, the payment ledger, the upload ledger, the
 delivery log) plus the biller files (which flows a biller has, its lag bounds), for the
-"Integration health" page (icbridge.web.app). A value the state DB does not have is shown
+"Integration health" page (icbridge.web.health_pages). A value the state DB does not have is shown
 as unknown (None), never as zero. No Airflow imports.
 """
 

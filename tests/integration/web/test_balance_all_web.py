@@ -218,7 +218,7 @@ def test_chart_labels_tell_runs_of_the_same_week_apart():
     from datetime import datetime
     from types import SimpleNamespace
 
-    from icbridge.web.app import run_labels
+    from icbridge.web.balance_all import run_labels
 
     runs = [SimpleNamespace(week="2026-W47", started_at=datetime(2026, 11, 22, 2, 0)),
             SimpleNamespace(week="2026-W48", started_at=datetime(2026, 11, 29, 2, 0)),

@@ -1,0 +1,232 @@
+"""The Balance All pages: runs per biller (``/balance-all/``), one run with its charts and
+items (``/balance-all/runs/{id}``), and its items as CSV or XLSX, each behind the caller's
+right to read the biller's Balance All DAG (icbridge.web.auth)."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, StreamingResponse
+from starlette.background import BackgroundTask
+
+from icbridge.reconcile.charts import RatePoint, histogram_svg, mismatch_rate_svg
+from icbridge.reconcile.compare import OUTCOME_LABELS, OUTCOMES
+from icbridge.reconcile.export import MONEY_COLUMNS, csv_chunks, summary_rows, write_xlsx
+from icbridge.state.reconcile import SORTABLE, ReconcileStore, RunRow
+from icbridge.web.auth import readable_billers, require_biller
+from icbridge.web.common import USER, biller_zones, cell, get_store, render, user_name
+from icbridge.web.reader import checked_none, money, run_kind, week_ending, when_local
+
+router = APIRouter()
+PER_PAGE_DEFAULT, PER_PAGE_MAX = 100, 1000
+OUTCOME_NAMES = [str(o) for o in OUTCOMES]
+STORED_OUTCOMES = [o for o in OUTCOME_NAMES if o != "match"]
+ITEM_HEADERS = {
+    "account_number": "Account", "invoice_number": "Invoice", "outcome": "Outcome",
+    "ic_balance_due": "IC balance", "cis_balance": "CIS balance", "difference": "Difference",
+    "ic_total_amount_due": "IC total due", "cis_future_balance": "CIS future balance",
+    "total_difference": "Total difference", "ic_block_cc": "IC blocks cards", "ic_block_eft": "IC blocks ACH",
+    "cis_cash_only": "CIS cash only", "corrected": "Corrected", "message": "Message",
+}
+"""Column headers people read on the run page (the code names stay in URLs, CSV and XLSX)."""
+
+
+def run_labels(runs: list) -> list[str]:
+    """Chart labels that tell runs apart: the ISO week, and for a week with several runs
+    (a manual or dry run beside the scheduled one) each run's start, e.g. ``2026-W48 Sun 02:00``."""
+    weeks = Counter(r.week for r in runs)
+    return [r.week if weeks[r.week] == 1 or r.started_at is None else f"{r.week} {r.started_at:%a %H:%M}"
+            for r in runs]
+
+
+
+READER = {"week_ending": week_ending, "run_kind": run_kind, "checked_none": checked_none, "as_money": money}
+"""The reader's-form helpers every Balance All page gets (icbridge.web.reader)."""
+
+
+
+def _summary_for_page(run: RunRow, zone: ZoneInfo | None) -> list[tuple[str, Any]]:
+    """The run's summary (the XLSX's first sheet) in the reader's form: money as $, the week
+    as its ending Sunday, times in the biller's zone, the run's kind."""
+    shown = {"Week": f"{week_ending(run.week)} ({run.week})", "Started": when_local(run.started_at, zone),
+             "Finished": when_local(run.finished_at, zone), "Dry run": run_kind(run)}
+    rows = []
+    for label, value in summary_rows(run):
+        if label == "Dry run":
+            label = "Kind"
+        rows.append((label, shown.get(label if label != "Kind" else "Dry run",
+                                      money(value) if isinstance(value, Decimal) else value)))
+    return rows
+
+
+
+def _run_or_404(store: ReconcileStore, run_id: int) -> RunRow:
+    run = store.run(run_id)
+    if run is None:
+        raise HTTPException(404, f"no Balance All run {run_id}")
+    return run
+
+
+def _check_query(outcome: str | None, sort: str) -> str | None:
+    if outcome and outcome not in OUTCOME_NAMES:
+        raise HTTPException(400, f"outcome must be one of {', '.join(OUTCOME_NAMES)}")
+    if sort not in SORTABLE:
+        raise HTTPException(400, f"sort must be one of {', '.join(SORTABLE)}")
+    return outcome or None
+
+
+def _run_items_query(run_id: int, outcome: str | None, sort: str, user: Any
+                     ) -> tuple[ReconcileStore, RunRow, str | None]:
+    """What every run page and download starts with: the store, the run (404), the user's right
+    to read its biller's Balance All DAG (403), the checked filter (400)."""
+    store = get_store()
+    run = _run_or_404(store, run_id)
+    require_biller(user, run.biller_id, ("balance_all",))
+    return store, run, _check_query(outcome, sort)
+
+
+
+@router.get("/", include_in_schema=False)
+@router.get("/balance-all", include_in_schema=False)
+def to_index(request: Request) -> RedirectResponse:
+    return RedirectResponse(request.scope.get("root_path", "") + "/balance-all/", status_code=307)
+
+@router.get("/balance-all/", response_class=HTMLResponse)
+def index(biller: str | None = None, user: Any = USER) -> HTMLResponse:
+    store = get_store()
+    if biller:
+        require_biller(user, biller, ("balance_all",))
+    billers = [biller] if biller else store.billers()
+    allowed = readable_billers(user, billers, ("balance_all",))
+    groups = [(b, store.runs(b, limit=60)) for b in billers if b in allowed]
+    zones = biller_zones()
+    return render(
+        "index.html",
+        groups=[(b, runs) for b, runs in groups if runs],
+        outcomes=OUTCOME_NAMES,
+        labels=OUTCOME_LABELS,
+        run_url=lambda run_id: f"runs/{run_id}",
+        local=lambda biller_id, moment: when_local(moment, zones.get(biller_id)),
+        **READER,
+        user_name=user_name(user),
+    )
+
+@router.get("/balance-all/runs/{run_id}", response_class=HTMLResponse)
+def run_page(
+    request: Request,
+    run_id: int,
+    outcome: str | None = None,
+    sort: str = "account_number",
+    desc: bool = False,
+    page: int = Query(1, ge=1),
+    per_page: int = Query(PER_PAGE_DEFAULT, ge=1, le=PER_PAGE_MAX),
+    user: Any = USER,
+) -> HTMLResponse:
+    store, run, outcome = _run_items_query(run_id, outcome, sort, user)
+    total = store.count_items(run_id, outcome)
+    pages = max(1, math.ceil(total / per_page))
+    page = min(page, pages)
+    rows = store.items(run_id, outcome=outcome, sort=sort, descending=desc, offset=(page - 1) * per_page,
+                       limit=per_page)
+    state = {"outcome": outcome or "", "sort": sort, "desc": int(desc), "page": page, "per_page": per_page}
+
+    def query(**changes: Any) -> str:
+        params = {**state, **changes}
+        return "?" + urlencode({k: v for k, v in params.items() if v not in ("", None)})
+
+    def sort_url(column: str) -> str:
+        return query(sort=column, desc=int(not desc) if column == sort else 0, page=1)
+
+    def download_url(kind: str) -> str:
+        params = {"outcome": outcome or "", "sort": sort, "desc": int(desc)}
+        return f"{run_id}/items.{kind}?" + urlencode({k: v for k, v in params.items() if v != ""})
+
+    history = store.history(run.biller_id, before_or_at=run.started_at)
+    # one bar per weekly run (and this run, whatever its kind): dry and manual runs are not weeks
+    history = [r for r in history if run_kind(r) == "weekly" or r.id == run.id]
+    if run.id not in {r.id for r in history} and run.status not in ("running", "interrupted"):
+        history.append(run)
+    points = [
+        RatePoint(label, r.mismatch_rate_pct, (100.0 * r.counts["cis_error"] / r.accounts_checked)
+                  if r.accounts_checked else 0.0, current=r.id == run.id)
+        for r, label in zip(history, run_labels(history), strict=True)
+    ]
+    zone = biller_zones().get(run.biller_id)
+    return render(
+        "run.html",
+        run=run,
+        summary=_summary_for_page(run, zone),
+        histogram=histogram_svg(store.differences(run_id)),
+        rate_chart=mismatch_rate_svg(points),
+        outcome=outcome,
+        outcome_counts=[(name, run.counts[name]) for name in STORED_OUTCOMES],
+        stored=sum(run.counts[name] for name in STORED_OUTCOMES),
+        total=total,
+        rows=rows,
+        columns=list(SORTABLE),
+        headers=ITEM_HEADERS,
+        labels=OUTCOME_LABELS,
+        money=MONEY_COLUMNS,
+        sort=sort,
+        desc=desc,
+        page=page,
+        pages=pages,
+        per_page=per_page,
+        page_url=query,
+        sort_url=sort_url,
+        download_url=download_url,
+        index_url="../",
+        cell=cell,
+        **READER,
+        request=request,
+    )
+
+def _download_name(run: RunRow, kind: str, outcome: str | None) -> str:
+    suffix = f"_{outcome}" if outcome else ""
+    return f"balance_all_{run.biller_id}_{run.week}_run{run.id}{suffix}.{kind}"
+
+@router.get("/balance-all/runs/{run_id}/items.csv")
+def items_csv(
+    run_id: int, outcome: str | None = None, sort: str = "account_number", desc: bool = False,
+    user: Any = USER,
+) -> StreamingResponse:
+    store, run, outcome = _run_items_query(run_id, outcome, sort, user)
+    rows = store.iter_items(run_id, outcome=outcome, sort=sort, descending=desc)
+    name = _download_name(run, "csv", outcome)
+    return StreamingResponse(
+        csv_chunks(rows),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
+    )
+
+@router.get("/balance-all/runs/{run_id}/items.xlsx")
+def items_xlsx(
+    run_id: int, outcome: str | None = None, sort: str = "account_number", desc: bool = False,
+    user: Any = USER,
+) -> FileResponse:
+    store, run, outcome = _run_items_query(run_id, outcome, sort, user)
+    handle, path = tempfile.mkstemp(prefix="icb-balance-", suffix=".xlsx")
+    os.close(handle)
+    try:
+        write_xlsx(Path(path), run, store.iter_items(run_id, outcome=outcome, sort=sort, descending=desc))
+    except BaseException:
+        Path(path).unlink(missing_ok=True)
+        raise
+    cleanup: Callable[[], None] = lambda: Path(path).unlink(missing_ok=True)  # noqa: E731
+    return FileResponse(
+        path,
+        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        filename=_download_name(run, "xlsx", outcome),
+        headers={"Cache-Control": "no-store"},
+        background=BackgroundTask(cleanup),
+    )
