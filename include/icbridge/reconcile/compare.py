@@ -27,15 +27,19 @@ def cents(value: Decimal | int | str | float) -> Decimal:
 class Outcome(StrEnum):
     MATCH = "match"
     BALANCE_MISMATCH = "balance_mismatch"
+    TOTAL_MISMATCH = "total_mismatch"  # inHance version 2: the balance agrees, the total due does not
     FLAGS_MISMATCH = "flags_mismatch"
     MISSING_IN_CIS = "missing_in_cis"
     CIS_ERROR = "cis_error"
 
 
 OUTCOMES = tuple(Outcome)
+MISMATCHES = (Outcome.BALANCE_MISMATCH, Outcome.TOTAL_MISMATCH, Outcome.FLAGS_MISMATCH)
+"""The outcomes that are a difference between IC and the CIS (not a CIS problem)."""
 OUTCOME_LABELS: dict[str, str] = {  # by Outcome (a StrEnum: its members are the str keys)
     Outcome.MATCH: "Matches",
     Outcome.BALANCE_MISMATCH: "Balance mismatches",
+    Outcome.TOTAL_MISMATCH: "Total-due mismatches",
     Outcome.FLAGS_MISMATCH: "Payment-block mismatches",
     Outcome.MISSING_IN_CIS: "Missing in the CIS",
     Outcome.CIS_ERROR: "CIS errors",
@@ -115,7 +119,13 @@ class Item:
 
     @property
     def is_mismatch(self) -> bool:
-        return self.outcome in (Outcome.BALANCE_MISMATCH, Outcome.FLAGS_MISMATCH)
+        return self.outcome in MISMATCHES
+
+    @property
+    def own_difference(self) -> Decimal | None:
+        """The difference of the item's own kind: the total's (IC TotalAmountDue − CIS
+        FutureBalance) for a total-due mismatch, the balance's otherwise (None: not compared)."""
+        return self.total_difference if self.outcome is Outcome.TOTAL_MISMATCH else self.difference
 
 
 @dataclass(frozen=True)
@@ -158,8 +168,9 @@ def error_item(ic: IcAccount, outcome: Outcome, message: str, flags: IcFlags | N
 
 
 def compare(ic: IcAccount, cis: CisAccount, rules: Rules, flags: IcFlags | None = None) -> Item:
-    """The outcome of one account. A balance difference wins over a flags difference (one
-    outcome per account); the message then says the flags differ too."""
+    """The outcome of one account: a balance difference wins over a total-due difference, which
+    wins over a flags difference (one outcome per account); the message then says what else
+    differs too."""
     item = _base(ic, flags)
     item.cis_balance = cents(cis.balance)
     missing = [name for name, wanted, value in (
@@ -174,10 +185,12 @@ def compare(ic: IcAccount, cis: CisAccount, rules: Rules, flags: IcFlags | None 
     reasons: list[str] = []
     if item.difference:
         reasons.append(f"BalanceDue {item.ic_balance_due} vs CIS Balance {item.cis_balance}")
+    total_only = False
     if rules.future_balance and cis.future_balance is not None:
         item.cis_future_balance = cents(cis.future_balance)
         item.total_difference = item.ic_total_amount_due - item.cis_future_balance  # type: ignore[operator]
         if item.total_difference:
+            total_only = not item.difference
             reasons.append(f"TotalAmountDue {item.ic_total_amount_due} vs CIS FutureBalance {item.cis_future_balance}")
     flag_reason = ""
     if rules.cash_only and cis.cash_only is not None:
@@ -191,8 +204,8 @@ def compare(ic: IcAccount, cis: CisAccount, rules: Rules, flags: IcFlags | None 
                 )
         else:
             item.notes.append("IC has no customer record: flags not compared")
-    if reasons:
-        item.outcome = Outcome.BALANCE_MISMATCH
+    if reasons:  # a balance difference first; a total due alone is a kind of its own, with its own difference
+        item.outcome = Outcome.TOTAL_MISMATCH if total_only else Outcome.BALANCE_MISMATCH
         item.message = "; ".join(reasons + ([f"flags differ too: {flag_reason}"] if flag_reason else []))
     elif flag_reason:
         item.outcome = Outcome.FLAGS_MISMATCH

@@ -146,9 +146,10 @@ class Summary:
     def add(self, item: Item) -> None:
         self.accounts_checked += 1
         self.counts[item.outcome] += 1
-        if item.difference is not None:
-            self.sum_abs_difference += abs(item.difference)
-            self.net_difference += item.difference
+        own = item.own_difference  # a total-due mismatch counts with its own difference, never as 0.00
+        if own is not None:
+            self.sum_abs_difference += abs(own)
+            self.net_difference += own
         if item.corrected:
             self.corrections_made += 1
         elif item.correction_error:

@@ -33,6 +33,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     asc,
+    case,
     desc,
     func,
     select,
@@ -40,7 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 
-from icbridge.reconcile.compare import CENT, OUTCOMES, Item, Outcome
+from icbridge.reconcile.compare import CENT, MISMATCHES, OUTCOMES, Item, Outcome
 from icbridge.reconcile.engine import Summary
 from icbridge.state.db import default_state_url, make_engine, metadata, now
 from icbridge.state.engine import inserted_id
@@ -81,6 +82,7 @@ RUNNING, SUCCEEDED, FAILED_THRESHOLD, FAILED, INTERRUPTED = (
 COUNT_COLUMNS = {
     Outcome.MATCH: "matches",
     Outcome.BALANCE_MISMATCH: "balance_mismatches",
+    Outcome.TOTAL_MISMATCH: "total_mismatches",  # schema 5
     Outcome.FLAGS_MISMATCH: "flags_mismatches",
     Outcome.MISSING_IN_CIS: "missing_in_cis",
     Outcome.CIS_ERROR: "cis_errors",
@@ -182,7 +184,7 @@ class RunRow:
 
     @property
     def mismatches(self) -> int:
-        return self.counts[Outcome.BALANCE_MISMATCH] + self.counts[Outcome.FLAGS_MISMATCH]
+        return sum(self.counts[outcome] for outcome in MISMATCHES)
 
     @property
     def mismatch_rate_pct(self) -> float:
@@ -395,10 +397,11 @@ class ReconcileStore:
                 yield dict(row._mapping)
 
     def differences(self, run_id: int) -> Iterator[Decimal]:
-        """Every balance difference of a run's stored items (histogram), zero included (a
-        mismatch of the total alone has a balance difference of 0.00), streamed."""
-        query = select(balance_items.c.difference).where(
-            balance_items.c.run_id == run_id, balance_items.c.difference.is_not(None)
-        )
+        """Every mismatch's difference of its own kind (histogram): the total due's for a
+        total-due mismatch, the balance's otherwise (Item.own_difference), streamed."""
+        own = case((balance_items.c.outcome == str(Outcome.TOTAL_MISMATCH), balance_items.c.total_difference),
+                   else_=balance_items.c.difference)
+        query = select(own).where(balance_items.c.run_id == run_id,
+                                  balance_items.c.outcome.in_([str(o) for o in MISMATCHES]), own.is_not(None))
         with self.engine.connect() as conn:
             yield from conn.execution_options(stream_results=True, yield_per=5000).execute(query).scalars()

@@ -11,8 +11,10 @@ itself is serialised across processes:
 
 The version is kept in ``icb_schema`` (one row: ``SELECT version FROM icb_schema``) and
 printed by ``python -m icbridge state-db version``; ``python -m icbridge state-db upgrade``
-runs the same step by hand (docs/operations.md). Upgrades so far only add tables, which the
-step creates when missing; a state DB whose version is newer than this code is refused.
+runs the same step by hand (docs/operations.md). Upgrades add tables, which the step creates
+when missing, and columns with a default (:data:`ADDED_COLUMNS`, ``ALTER TABLE … ADD COLUMN``
+where missing, on SQLite and PostgreSQL alike); a state DB whose version is newer than this
+code is refused.
 
 =======  ======================================================================
 version  what
@@ -20,6 +22,9 @@ version  what
 1        ledgers, deliveries, watermarks, Balance All (before this table)
 2        ``icb_executions`` (leases of running executions), ``icb_delivery_claims``
 3        ``icb_settlements`` (who settled what, when and why)
+4        ``icb_alert_incidents`` (one alert per incident)
+5        ``icb_balance_runs.total_mismatches``; ``icb_balance_changes`` and
+         ``icb_balance_comparisons`` (new / still open / resolved against the previous weekly run)
 =======  ======================================================================
 """
 
@@ -31,14 +36,19 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import Column, DateTime, Engine, Integer, Table, select, text
+from sqlalchemy import Column, Connection, DateTime, Engine, Integer, Table, inspect, select, text
 
 from icbridge.errors import StateError
 from icbridge.state.db import metadata, now
 
 __all__ = ["SCHEMA_VERSION", "SchemaTooNew", "ensure_schema", "schema_version"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("icb_balance_runs", "total_mismatches", "INTEGER NOT NULL DEFAULT 0"),  # 5
+)
+"""Columns added to a table that already existed (table, column, its SQL type and default)."""
 
 schema_table = Table(
     "icb_schema",
@@ -85,6 +95,7 @@ def ensure_schema(engine: Engine) -> int:
             if engine.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
             metadata.create_all(conn)
+            _add_columns(conn)
             found = conn.execute(select(schema_table.c.version).where(schema_table.c.id == 1)).scalar()
             if found is not None and found > SCHEMA_VERSION:
                 raise SchemaTooNew(f"the state DB is at schema version {found}, this icbridge knows "
@@ -96,6 +107,15 @@ def ensure_schema(engine: Engine) -> int:
                              .values(version=SCHEMA_VERSION, updated_at=now()))
         _done.add(key)
     return SCHEMA_VERSION
+
+
+def _add_columns(conn: Connection) -> None:
+    """Each of :data:`ADDED_COLUMNS` a table created by an earlier version lacks (a table
+    ``create_all`` just made has them already)."""
+    found = inspect(conn)
+    for table, column, sql in ADDED_COLUMNS:
+        if column not in {c["name"] for c in found.get_columns(table)}:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql}"))
 
 
 def schema_version(engine: Engine) -> int | None:

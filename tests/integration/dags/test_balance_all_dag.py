@@ -122,15 +122,17 @@ def test_inhance_every_outcome_dry_run_then_corrections(world):
     assert str(run.state) == "success"
     report = world.store.runs("t_bill")[0]
     assert not report.dry_run and report.accounts_checked == 5
-    assert report.counts == {"match": 1, "balance_mismatch": 2, "flags_mismatch": 0, "missing_in_cis": 1,
-                             "cis_error": 1}
-    assert report.corrections_made == 2
-    assert report.sum_abs_difference == D("4.50") and report.net_difference == D("4.50")
+    assert report.counts == {"match": 1, "balance_mismatch": 1, "total_mismatch": 1, "flags_mismatch": 0,
+                             "missing_in_cis": 1, "cis_error": 1}
+    assert report.corrections_made == 2 and report.mismatches == 2
+    # 1002's balance differs by 4.50; 1003's total due alone by -10.00: both count (issue 24)
+    assert report.sum_abs_difference == D("14.50") and report.net_difference == D("-5.50")
     assert report.week == "2026-W24"  # the logical date's ISO week in America/Chicago
     items = world.items(report)
     assert items["1002"]["before"] == {"BalanceDue": "50.00", "TotalAmountDue": "50.00"}
     assert items["1002"]["corrected"] is True
-    assert items["1003"]["total_difference"] == D("-10.00") and items["1003"]["corrected"] is True
+    assert items["1003"]["outcome"] == "total_mismatch" and items["1003"]["total_difference"] == D("-10.00")
+    assert items["1003"]["corrected"] is True
     assert items["1004"]["outcome"] == "missing_in_cis" and "not found" in items["1004"]["message"].lower()
     assert items["1005"]["outcome"] == "cis_error" and "LastInvoiceNumber" in items["1005"]["message"]
     ic = world.ic_invoices()
@@ -174,8 +176,8 @@ def test_aus_cash_only_flags_balances_and_missing(world):
     run = world.run()
     assert str(run.state) == "success"
     [report] = world.store.runs("t_bill")
-    assert report.counts == {"match": 1, "balance_mismatch": 1, "flags_mismatch": 1, "missing_in_cis": 1,
-                             "cis_error": 0}
+    assert report.counts == {"match": 1, "balance_mismatch": 1, "total_mismatch": 0, "flags_mismatch": 1,
+                             "missing_in_cis": 1, "cis_error": 0}
     items = world.items(report)
     assert items["2002"]["after"] == {"BlockPaymentsCC": True, "BlockPaymentsEFT": True}
     assert items["2003"]["before"] == {"BalanceDue": "33.00", "BlockPaymentsCC": True, "BlockPaymentsEFT": True}

@@ -139,3 +139,30 @@ def test_runs_seeing_a_new_file_at_once_share_its_record(ledger):
         t.join(30)
     assert len(got) == 8 and len(set(got)) == 1 and isinstance(got[0], int), got
     assert len(ledger.files("b1")) == 1
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_a_state_db_of_version_4_gains_the_added_columns_and_keeps_its_runs(kind, tmp_path):
+    """Schema 5 adds a column to a table that existed (icb_balance_runs.total_mismatches): a
+    version-4 state DB holding a run is upgraded in place, the run kept with 0 total-due mismatches."""
+    from contextlib import nullcontext
+
+    from sqlalchemy import text
+
+    from icbridge.state import schema
+    from icbridge.state.db import make_engine
+    from icbridge.state.reconcile import ReconcileStore
+
+    with (nullcontext(f"sqlite:///{tmp_path / 'state.db'}") if kind == "sqlite" else postgres_schema()) as url:
+        engine = make_engine(url)
+        store = ReconcileStore(engine=engine)
+        run_id = store.start_run("b1", "2026-W49", dag_run_id="scheduled__1", dry_run=False,
+                                 corrections_allowed=False, error_threshold_pct=2.0)
+        with engine.begin() as conn:  # what version 4 had
+            conn.execute(text("ALTER TABLE icb_balance_runs DROP COLUMN total_mismatches"))
+            conn.execute(text("UPDATE icb_schema SET version = 4"))
+        schema._done.clear()
+        assert schema.ensure_schema(engine) == 5 and schema.schema_version(engine) == 5
+        run = store.run(run_id)
+        assert run is not None and run.counts["total_mismatch"] == 0 and run.biller_id == "b1"
+        engine.dispose()
