@@ -57,3 +57,25 @@ def bearer(value: str | None = None) -> dict[str, str]:
 
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}
+
+
+def store_run(store: ReconcileStore, biller: str, week: str, reported: dict[str, tuple[Outcome, str | None]], *,
+              kind: str = "scheduled", dry: bool = False, status: str = SUCCEEDED) -> int:
+    """A finished run of ``biller`` whose accounts are ``reported`` (account: outcome and its
+    own difference; None for a missing account), run id ``<kind>__<week>``."""
+    from icbridge.reconcile.compare import Item
+
+    run_id = store.start_run(biller, week, dag_run_id=f"{kind}__{week}", dry_run=dry, corrections_allowed=False,
+                             error_threshold_pct=2.0)
+    summary = Summary()
+    items = []
+    for account, (outcome, difference) in reported.items():
+        value = None if difference is None else D(difference)
+        item = Item(account, f"I{account}", outcome, difference=value, total_difference=D("0.00"))
+        if outcome is Outcome.TOTAL_MISMATCH:
+            item.difference, item.total_difference = D("0.00"), value
+        items.append(item)
+        summary.add(item)
+    store.add_items(run_id, items)
+    store.finish_run(run_id, summary, status)
+    return run_id

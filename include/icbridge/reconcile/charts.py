@@ -126,3 +126,25 @@ def mismatch_rate_svg(points: Sequence[RatePoint]) -> str:
     body.append(f'<text x="{LEFT + plot_w / 2}" y="{HEIGHT - 8}" text-anchor="middle">bars: mismatch rate; '
                 "dashed line: CIS error rate</text>")
     return _svg("Mismatch rate over past weeks", body)
+
+
+TREND_W, TREND_H = 140, 30
+
+
+def trend_svg(points: Sequence[tuple[str, int]]) -> str:
+    """A small line of one value per weekly run, oldest first (the index's 12-week trend of
+    mismatches): each point carries its label and value in a ``<title>`` tooltip."""
+    if not points:
+        return ""
+    top = max(max(v for _, v in points), 1)
+    step = (TREND_W - 8) / max(len(points) - 1, 1)
+    xy = [(4 + i * step, TREND_H - 4 - (TREND_H - 8) * value / top) for i, (_, value) in enumerate(points)]
+    body = [f'<polyline points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in xy)}" fill="none" stroke="{BAR}" '
+            'stroke-width="1.5"/>']
+    for (label, value), (x, y) in zip(points, xy, strict=True):
+        body.append(f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{BAR}">'
+                    f"<title>{escape(label)}: {value}</title></circle>")
+    label = f"Mismatches, last {len(points)} weekly runs: " + ", ".join(str(v) for _, v in points)
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {TREND_W} {TREND_H}" width="{TREND_W}" '
+            f'height="{TREND_H}" role="img" aria-label="{escape(label)}" class="icb-trend">'
+            f"<title>{escape(label)}</title>" + "".join(body) + "</svg>")

@@ -14,12 +14,14 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from icbridge.exports import safe_text, xlsx_text
 from icbridge.reconcile.compare import OUTCOME_LABELS
+from icbridge.state.balance_changes import Comparison
 from icbridge.state.reconcile import ITEM_COLUMNS, RunRow
 
 STATUS_LABELS = {
@@ -93,15 +95,34 @@ MONEY_FORMAT = '"$"#,##0.00;-"$"#,##0.00'
 """Money cells stay numbers, shown as $1,234.56 / -$25.00 (the pages' rule, icbridge.web.reader)."""
 
 
-def write_xlsx(path: Path, run: RunRow, rows: Iterable[dict[str, Any]]) -> int:
-    """Write the workbook (sheet "Summary", sheet "Items") to ``path``; returns the item count."""
+DATE_FORMAT = "mm/dd/yyyy hh:mm"
+"""Times (a still-open item's ``open_since``) stay dates, in the biller's zone (Excel has none)."""
+RESOLVED_COLUMNS = ("account_number", "invoice_number", "previous_outcome", "difference", "open_since")
+
+
+def _local(value: datetime, tz: tzinfo | None) -> datetime:
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)  # SQLite keeps UTC naive
+    return aware.astimezone(tz or UTC).replace(tzinfo=None)
+
+
+def write_xlsx(path: Path, run: RunRow, rows: Iterable[dict[str, Any]], *, comparison: Comparison | None = None,
+               resolved_rows: Iterable[dict[str, Any]] = (), tz: tzinfo | None = None) -> int:
+    """Write the workbook to ``path``: sheet "Summary" (with what changed against
+    ``comparison``'s previous weekly run), "Items" (each with its change mark) and "Resolved"
+    (reported by the previous weekly run, not by this one); returns the item count. Times are
+    in ``tz`` (the biller's zone; UTC when None)."""
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Font
 
     workbook = Workbook(write_only=True)
     summary = workbook.create_sheet("Summary")
-    for label, value in summary_rows(run):
+    changes: list[tuple[str, Any]] = []
+    if comparison is not None:
+        changes = [("Compared with run", comparison.previous_run_id or "none (the first weekly run)"),
+                   ("New since last week", comparison.new), ("Still open", comparison.still_open),
+                   ("Resolved since last week", comparison.resolved)]
+    for label, value in [*summary_rows(run), *changes]:
         if isinstance(value, Decimal):  # a number, shown as money
             money_cell = WriteOnlyCell(summary, value=value)
             money_cell.number_format = MONEY_FORMAT
@@ -126,13 +147,29 @@ def write_xlsx(path: Path, run: RunRow, rows: Iterable[dict[str, Any]]) -> int:
             if isinstance(value, dict):
                 value = json.dumps(value, sort_keys=True)
             values.append(value)
-        cells: list[Any] = [xlsx_text(items, v) if isinstance(v, str) else v for v in values]
-        for i in money_at:
-            if isinstance(values[i], Decimal):
-                cell = WriteOnlyCell(items, value=values[i])
-                cell.number_format = MONEY_FORMAT
-                cells[i] = cell
-        items.append(cells)
+        items.append(_cells(items, values, money_at, tz))
         count += 1
+    sheet = workbook.create_sheet("Resolved")
+    sheet.append(list(RESOLVED_COLUMNS))
+    resolved_money = [RESOLVED_COLUMNS.index("difference")]
+    for row in resolved_rows:
+        sheet.append(_cells(sheet, [row.get(c) for c in RESOLVED_COLUMNS], resolved_money, tz))
     workbook.save(path)
     return count
+
+
+def _cells(sheet: Any, values: list[Any], money_at: list[int], tz: tzinfo | None) -> list[Any]:
+    """One row's cells: text that can never run as a formula, money and times as numbers with
+    their formats."""
+    from openpyxl.cell import WriteOnlyCell
+
+    cells: list[Any] = [xlsx_text(sheet, v) if isinstance(v, str) else v for v in values]
+    for i, value in enumerate(values):
+        if isinstance(value, datetime):
+            cells[i] = WriteOnlyCell(sheet, value=_local(value, tz))
+            cells[i].number_format = DATE_FORMAT
+    for i in money_at:
+        if isinstance(values[i], Decimal):
+            cells[i] = WriteOnlyCell(sheet, value=values[i])
+            cells[i].number_format = MONEY_FORMAT
+    return cells

@@ -124,3 +124,11 @@ balance_items = Table(
     Index("ix_icb_balance_items_run_outcome", "run_id", "outcome"),
     Index("ix_icb_balance_items_run_account", "run_id", "account_number"),
 )
+
+
+def completed_weekly() -> tuple[Any, ...]:
+    """The clauses of a completed weekly run, the one analysts compare weeks by (the change
+    marks, the index's week against week, the health row): succeeded, not a dry run, started by
+    the schedule (Airflow's ``scheduled__`` run ids), not a manual run."""
+    return (balance_runs.c.status == SUCCEEDED, balance_runs.c.dry_run.is_(False),
+            balance_runs.c.dag_run_id.like("scheduled\\_\\_%", escape="\\"))

@@ -16,10 +16,10 @@ from sqlalchemy import Engine, func, select
 
 from icbridge.config.biller import BillerConfig
 from icbridge.flows.due import due_window
+from icbridge.state.balance_tables import balance_runs, completed_weekly
 from icbridge.state.db import invoice_uploads, source_files
 from icbridge.state.deliveries import deliveries
 from icbridge.state.payments import NEEDS_OPS, payment_posts
-from icbridge.state.reconcile import balance_runs
 from icbridge.state.schema import ensure_schema
 from icbridge.state.watermarks import utc, watermarks
 
@@ -110,8 +110,7 @@ def health_rows(engine: Engine, billers: Iterable[BillerConfig], now: datetime |
             .group_by(source_files.c.biller_id)).all())
         weekly_at: dict[str, datetime] = dict(conn.execute(
             select(balance_runs.c.biller_id, func.max(balance_runs.c.finished_at))
-            .where(balance_runs.c.status == "succeeded", balance_runs.c.dry_run.is_(False),
-                   balance_runs.c.dag_run_id.like("scheduled\\_\\_%", escape="\\"))
+            .where(*completed_weekly())
             .group_by(balance_runs.c.biller_id)).all())
         uploaded_at = dict(conn.execute(
             select(source_files.c.biller_id, func.max(source_files.c.updated_at))

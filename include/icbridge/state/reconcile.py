@@ -15,6 +15,7 @@ from sqlalchemy import Engine, asc, case, desc, func, select, update
 
 from icbridge.reconcile.compare import MISMATCHES, OUTCOMES, Item, Outcome
 from icbridge.reconcile.engine import Summary
+from icbridge.state.balance_changes import balance_changes, compare_with_previous
 from icbridge.state.balance_tables import (
     COUNT_COLUMNS,
     FAILED,
@@ -25,6 +26,7 @@ from icbridge.state.balance_tables import (
     Money,
     balance_items,
     balance_runs,
+    completed_weekly,
 )
 from icbridge.state.db import default_state_url, make_engine, now
 from icbridge.state.engine import inserted_id
@@ -39,6 +41,9 @@ ITEM_COLUMNS = (
     "account_number",
     "invoice_number",
     "outcome",
+    "change",  # against the previous completed weekly run: new | still_open (icbridge.state.balance_changes)
+    "open_since",
+    "previous_outcome",
     "ic_balance_due",
     "cis_balance",
     "difference",
@@ -211,6 +216,8 @@ class ReconcileStore:
                     corrections_failed=summary.corrections_failed,
                 )
             )
+        if status in (SUCCEEDED, FAILED_THRESHOLD):  # every account was checked: what changed since last week
+            compare_with_previous(self.engine, run_id)
 
     # reading --------------------------------------------------------------------------------
     def billers(self) -> list[str]:
@@ -247,22 +254,41 @@ class ReconcileStore:
         with self.engine.connect() as conn:
             return [_run_row(r) for r in conn.execute(query)][::-1]
 
-    def _items_query(self, run_id: int, outcome: str | None, sort: str, descending: bool) -> Any:
+    def weekly(self, biller_id: str, weeks: int = 12) -> list[RunRow]:
+        """The biller's last ``weeks`` completed weekly runs (balance_tables.completed_weekly),
+        oldest first: the index's week against week and its trend."""
+        query = (select(balance_runs).where(balance_runs.c.biller_id == biller_id, *completed_weekly())
+                 .order_by(balance_runs.c.started_at.desc(), balance_runs.c.id.desc()).limit(weeks))
+        with self.engine.connect() as conn:
+            return [_run_row(r) for r in conn.execute(query)][::-1]
+
+    def _items_query(self, run_id: int, outcome: str | None, sort: str, descending: bool,
+                     change: str | None = None, columns: bool = True) -> Any:
         if sort not in SORTABLE:
             raise ValueError(f"cannot sort by {sort!r}; one of {', '.join(SORTABLE)}")
-        column = balance_items.c[sort]
-        query = select(balance_items).where(balance_items.c.run_id == run_id)
+        mark = balance_changes
+        joined = balance_items.outerjoin(mark, (mark.c.run_id == balance_items.c.run_id)
+                                         & (mark.c.account_number == balance_items.c.account_number)
+                                         & (mark.c.change != "resolved"))
+        marks = (mark.c.change, mark.c.open_since, mark.c.previous_outcome)
+        query = (select(balance_items, *marks) if columns else select(func.count())).select_from(joined)
+        query = query.where(balance_items.c.run_id == run_id)
         if outcome:
             if outcome not in {str(o) for o in OUTCOMES}:
                 raise ValueError(f"unknown outcome {outcome!r}")
             query = query.where(balance_items.c.outcome == outcome)
+        if change:
+            if change not in ("new", "still_open"):
+                raise ValueError(f"unknown change {change!r}: new or still_open (resolved accounts are listed apart)")
+            query = query.where(mark.c.change == change)
+        if not columns:
+            return query
+        column = mark.c[sort] if sort in ("change", "open_since", "previous_outcome") else balance_items.c[sort]
         order = (desc(column) if descending else asc(column)).nulls_last()  # same on SQLite and PostgreSQL
         return query.order_by(order, balance_items.c.id)
 
-    def count_items(self, run_id: int, outcome: str | None = None) -> int:
-        query = select(func.count()).select_from(balance_items).where(balance_items.c.run_id == run_id)
-        if outcome:
-            query = query.where(balance_items.c.outcome == outcome)
+    def count_items(self, run_id: int, outcome: str | None = None, change: str | None = None) -> int:
+        query = self._items_query(run_id, outcome, "account_number", False, change, columns=False)
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
@@ -271,22 +297,24 @@ class ReconcileStore:
         run_id: int,
         *,
         outcome: str | None = None,
+        change: str | None = None,
         sort: str = "account_number",
         descending: bool = False,
         offset: int = 0,
         limit: int = 100,
     ) -> list[dict[str, Any]]:
-        """One page of a run's items (server-side sort, filter, paging)."""
-        query = self._items_query(run_id, outcome, sort, descending).offset(max(offset, 0)).limit(limit)
+        """One page of a run's items (server-side sort, filter, paging), each with its change
+        marks (``change``, ``open_since``, ``previous_outcome``; None when not compared)."""
+        query = self._items_query(run_id, outcome, sort, descending, change).offset(max(offset, 0)).limit(limit)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
     def iter_items(
-        self, run_id: int, *, outcome: str | None = None, sort: str = "account_number", descending: bool = False,
-        chunk: int = 2000,
+        self, run_id: int, *, outcome: str | None = None, change: str | None = None, sort: str = "account_number",
+        descending: bool = False, chunk: int = 2000,
     ) -> Iterator[dict[str, Any]]:
-        """Every item of a run, streamed from the database in chunks (downloads of 100k rows)."""
-        query = self._items_query(run_id, outcome, sort, descending)
+        """Every item of a run with its change marks, streamed in chunks (downloads of 100k rows)."""
+        query = self._items_query(run_id, outcome, sort, descending, change)
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=chunk).execute(query)
             for row in result:

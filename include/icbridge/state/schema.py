@@ -71,6 +71,7 @@ def _all_tables() -> None:
     """Import every module that defines state tables, so ``metadata`` holds them all."""
     from icbridge.state import (  # noqa: F401
         alerts,
+        balance_changes,
         deliveries,
         executions,
         payments,

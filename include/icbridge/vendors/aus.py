@@ -75,10 +75,14 @@ class Aus(CisVendor):
 
     def balance_all_lookup(self, biller: BillerConfig) -> tuple[CisLookup, Rules]:
         from icbridge.reconcile.cis import aus_lookup
-        from icbridge.reconcile.compare import Rules
 
         client = self.hook_class().for_biller(biller).get_conn()
-        return aus_lookup(client.lean()), Rules(cash_only=True)  # lean path: docs/balance-all.md
+        return aus_lookup(client.lean()), self.balance_rules(biller)  # lean path: docs/balance-all.md
+
+    def balance_rules(self, biller: BillerConfig) -> Rules:
+        from icbridge.reconcile.compare import Rules
+
+        return Rules(cash_only=True)  # rule 7: CashOnly against both IC payment blocks
 
     def balances_rules(self, cis: CisServiceConfig) -> tuple[str, str]:
         return "", "; CashOnly → BlockPaymentsCC and BlockPaymentsEFT (rule 7, `UpdateCustomerRecord`)"

@@ -129,8 +129,15 @@ class CisVendor(ABC):
 
     def balance_all_lookup(self, biller: BillerConfig) -> tuple[CisLookup, Rules]:
         """Balance All's CIS lookup for this biller (the client's lean template path) and the
-        comparisons that apply to it."""
+        comparisons that apply to it (:meth:`balance_rules`)."""
         raise ValueError(f"cis {self.name} has no balance to reconcile")
+
+    def balance_rules(self, biller: BillerConfig) -> Rules:
+        """The Balance All comparisons that apply to the biller (which report columns it has);
+        no connection is made. By default the balance alone."""
+        from icbridge.reconcile.compare import Rules
+
+        return Rules()
 
     def payment_type(self, cis: CisServiceConfig, ic_payment_type: str) -> str:
         """IC's payment type as this CIS is sent it (rule 5); by default unchanged."""

@@ -80,13 +80,18 @@ class Inhance(CisVendor):
 
     def balance_all_lookup(self, biller: BillerConfig) -> tuple[CisLookup, Rules]:
         from icbridge.reconcile.cis import inhance_lookup
+
+        rules = self.balance_rules(biller)
+        client = self.hook_class().for_biller(biller).get_conn()
+        return inhance_lookup(client.lean()), rules  # lean: docs/balance-all.md
+
+    def balance_rules(self, biller: BillerConfig) -> Rules:
         from icbridge.reconcile.compare import Rules
 
         cis = biller.cis_service
         if cis is None:
             raise ValueError(f"biller {biller.biller_id} has no cis_service section")
-        client = self.hook_class().for_biller(biller).get_conn()
-        return inhance_lookup(client.lean()), Rules(future_balance=cis.rtdr_version == 2)  # lean: docs/balance-all.md
+        return Rules(future_balance=cis.rtdr_version == 2)  # "version 2": TotalAmountDue vs FutureBalance
 
     def payment_type(self, cis: CisServiceConfig, ic_payment_type: str) -> str:
         """Rule 5: PayPal is sent as setting 116 (default "Credit Card"); other types as IC names them."""

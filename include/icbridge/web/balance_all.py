@@ -19,20 +19,27 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
-from icbridge.reconcile.charts import RatePoint, histogram_svg, mismatch_rate_svg
-from icbridge.reconcile.compare import OUTCOME_LABELS, OUTCOMES
+from icbridge.config.biller import BillerConfig, default_billers_dir, load_biller
+from icbridge.reconcile.charts import RatePoint, histogram_svg, mismatch_rate_svg, trend_svg
+from icbridge.reconcile.compare import OUTCOME_LABELS, OUTCOMES, Rules
 from icbridge.reconcile.export import MONEY_COLUMNS, csv_chunks, summary_rows, write_xlsx
+from icbridge.state.balance_changes import CHANGE_LABELS, Comparison, comparison, resolved
 from icbridge.state.reconcile import SORTABLE, ReconcileStore, RunRow
 from icbridge.web.auth import readable_billers, require_biller
 from icbridge.web.common import USER, biller_zones, cell, get_store, render, user_name
-from icbridge.web.reader import checked_none, money, run_kind, week_ending, when_local
+from icbridge.web.reader import checked_none, date_local, delta, money, run_kind, week_ending, when_local
 
 router = APIRouter()
 PER_PAGE_DEFAULT, PER_PAGE_MAX = 100, 1000
 OUTCOME_NAMES = [str(o) for o in OUTCOMES]
 STORED_OUTCOMES = [o for o in OUTCOME_NAMES if o != "match"]
+BALANCE_COLUMNS = ("account_number", "invoice_number", "outcome", "change", "ic_balance_due", "cis_balance",
+                   "difference")
+FUTURE_COLUMNS = ("ic_total_amount_due", "cis_future_balance", "total_difference")  # inHance version 2
+CASH_ONLY_COLUMNS = ("ic_block_cc", "ic_block_eft", "cis_cash_only")  # AUS rule 7
+RESOLVED_SHOWN = 200
 ITEM_HEADERS = {
-    "account_number": "Account", "invoice_number": "Invoice", "outcome": "Outcome",
+    "account_number": "Account", "invoice_number": "Invoice", "outcome": "Outcome", "change": "Since last week",
     "ic_balance_due": "IC balance", "cis_balance": "CIS balance", "difference": "Difference",
     "ic_total_amount_due": "IC total due", "cis_future_balance": "CIS future balance",
     "total_difference": "Total difference", "ic_block_cc": "IC blocks cards", "ic_block_eft": "IC blocks ACH",
@@ -49,10 +56,9 @@ def run_labels(runs: list) -> list[str]:
             for r in runs]
 
 
-
-READER = {"week_ending": week_ending, "run_kind": run_kind, "checked_none": checked_none, "as_money": money}
+READER = {"week_ending": week_ending, "run_kind": run_kind, "checked_none": checked_none, "as_money": money,
+          "delta": delta, "change_labels": CHANGE_LABELS}
 """The reader's-form helpers every Balance All page gets (icbridge.web.reader)."""
-
 
 
 def _summary_for_page(run: RunRow, zone: ZoneInfo | None) -> list[tuple[str, Any]]:
@@ -69,6 +75,24 @@ def _summary_for_page(run: RunRow, zone: ZoneInfo | None) -> list[tuple[str, Any
     return rows
 
 
+def _biller(biller_id: str) -> BillerConfig | None:
+    """The biller's file, None when it is gone or invalid (the report stays readable)."""
+    try:
+        return load_biller(default_billers_dir() / f"{biller_id}.yaml")
+    except Exception:
+        return None
+
+
+def item_columns(rules: Rules | None) -> list[str]:
+    """The run page's columns for a biller's comparisons: the total-due columns for inHance
+    version 2 only, the payment blocks for AUS only (all of them when the biller file is gone)."""
+    columns = list(BALANCE_COLUMNS)
+    if rules is None or rules.future_balance:
+        columns += FUTURE_COLUMNS
+    if rules is None or rules.cash_only:
+        columns += CASH_ONLY_COLUMNS
+    return [*columns, "corrected", "message"]
+
 
 def _run_or_404(store: ReconcileStore, run_id: int) -> RunRow:
     run = store.run(run_id)
@@ -77,29 +101,43 @@ def _run_or_404(store: ReconcileStore, run_id: int) -> RunRow:
     return run
 
 
-def _check_query(outcome: str | None, sort: str) -> str | None:
+def _check_query(outcome: str | None, sort: str, change: str | None = None) -> str | None:
     if outcome and outcome not in OUTCOME_NAMES:
         raise HTTPException(400, f"outcome must be one of {', '.join(OUTCOME_NAMES)}")
     if sort not in SORTABLE:
         raise HTTPException(400, f"sort must be one of {', '.join(SORTABLE)}")
+    if change and change not in ("new", "still_open"):
+        raise HTTPException(400, "change must be new or still_open (resolved accounts are listed apart)")
     return outcome or None
 
 
-def _run_items_query(run_id: int, outcome: str | None, sort: str, user: Any
+def _run_items_query(run_id: int, outcome: str | None, sort: str, user: Any, change: str | None = None
                      ) -> tuple[ReconcileStore, RunRow, str | None]:
     """What every run page and download starts with: the store, the run (404), the user's right
     to read its biller's Balance All DAG (403), the checked filter (400)."""
     store = get_store()
     run = _run_or_404(store, run_id)
     require_biller(user, run.biller_id, ("balance_all",))
-    return store, run, _check_query(outcome, sort)
+    return store, run, _check_query(outcome, sort, change)
 
+
+def week_against_week(store: ReconcileStore, biller_id: str) -> dict[str, Any] | None:
+    """The biller's latest completed weekly run against the one before, its change counts and
+    the mismatches of its last 12 weekly runs (the trend); None before the first weekly run."""
+    weekly = store.weekly(biller_id, weeks=12)
+    if not weekly:
+        return None
+    latest = weekly[-1]
+    return {"latest": latest, "previous": weekly[-2] if len(weekly) > 1 else None,
+            "changes": comparison(store.engine, latest.id),
+            "trend": trend_svg([(week_ending(r.week), r.mismatches) for r in weekly])}
 
 
 @router.get("/", include_in_schema=False)
 @router.get("/balance-all", include_in_schema=False)
 def to_index(request: Request) -> RedirectResponse:
     return RedirectResponse(request.scope.get("root_path", "") + "/balance-all/", status_code=307)
+
 
 @router.get("/balance-all/", response_class=HTMLResponse)
 def index(biller: str | None = None, user: Any = USER) -> HTMLResponse:
@@ -109,10 +147,12 @@ def index(biller: str | None = None, user: Any = USER) -> HTMLResponse:
     billers = [biller] if biller else store.billers()
     allowed = readable_billers(user, billers, ("balance_all",))
     groups = [(b, store.runs(b, limit=60)) for b in billers if b in allowed]
+    groups = [(b, runs) for b, runs in groups if runs]
     zones = biller_zones()
     return render(
         "index.html",
-        groups=[(b, runs) for b, runs in groups if runs],
+        groups=groups,
+        weeks=[(b, found) for b, _ in groups if (found := week_against_week(store, b)) is not None],
         outcomes=OUTCOME_NAMES,
         labels=OUTCOME_LABELS,
         run_url=lambda run_id: f"runs/{run_id}",
@@ -121,24 +161,36 @@ def index(biller: str | None = None, user: Any = USER) -> HTMLResponse:
         user_name=user_name(user),
     )
 
+
+def _change_text(zone: ZoneInfo | None) -> Callable[[dict[str, Any]], str]:
+    def text(row: dict[str, Any]) -> str:
+        if row.get("change") == "still_open" and row.get("open_since") is not None:
+            return f"still open since {date_local(row['open_since'], zone)}"
+        return CHANGE_LABELS.get(row.get("change") or "", "")
+    return text
+
+
 @router.get("/balance-all/runs/{run_id}", response_class=HTMLResponse)
 def run_page(
     request: Request,
     run_id: int,
     outcome: str | None = None,
+    change: str | None = None,
     sort: str = "account_number",
     desc: bool = False,
     page: int = Query(1, ge=1),
     per_page: int = Query(PER_PAGE_DEFAULT, ge=1, le=PER_PAGE_MAX),
     user: Any = USER,
 ) -> HTMLResponse:
-    store, run, outcome = _run_items_query(run_id, outcome, sort, user)
-    total = store.count_items(run_id, outcome)
+    store, run, outcome = _run_items_query(run_id, outcome, sort, user, change)
+    change = change or None
+    total = store.count_items(run_id, outcome, change)
     pages = max(1, math.ceil(total / per_page))
     page = min(page, pages)
-    rows = store.items(run_id, outcome=outcome, sort=sort, descending=desc, offset=(page - 1) * per_page,
-                       limit=per_page)
-    state = {"outcome": outcome or "", "sort": sort, "desc": int(desc), "page": page, "per_page": per_page}
+    rows = store.items(run_id, outcome=outcome, change=change, sort=sort, descending=desc,
+                       offset=(page - 1) * per_page, limit=per_page)
+    state = {"outcome": outcome or "", "change": change or "", "sort": sort, "desc": int(desc), "page": page,
+             "per_page": per_page}
 
     def query(**changes: Any) -> str:
         params = {**state, **changes}
@@ -148,7 +200,7 @@ def run_page(
         return query(sort=column, desc=int(not desc) if column == sort else 0, page=1)
 
     def download_url(kind: str) -> str:
-        params = {"outcome": outcome or "", "sort": sort, "desc": int(desc)}
+        params = {"outcome": outcome or "", "change": change or "", "sort": sort, "desc": int(desc)}
         return f"{run_id}/items.{kind}?" + urlencode({k: v for k, v in params.items() if v != ""})
 
     history = store.history(run.biller_id, before_or_at=run.started_at)
@@ -161,7 +213,9 @@ def run_page(
                   if r.accounts_checked else 0.0, current=r.id == run.id)
         for r, label in zip(history, run_labels(history), strict=True)
     ]
-    zone = biller_zones().get(run.biller_id)
+    biller = _biller(run.biller_id)
+    zone = biller.tz if biller is not None else None
+    found: Comparison | None = comparison(store.engine, run_id)
     return render(
         "run.html",
         run=run,
@@ -169,11 +223,17 @@ def run_page(
         histogram=histogram_svg(store.differences(run_id)),
         rate_chart=mismatch_rate_svg(points),
         outcome=outcome,
+        change=change,
         outcome_counts=[(name, run.counts[name]) for name in STORED_OUTCOMES],
         stored=sum(run.counts[name] for name in STORED_OUTCOMES),
+        comparison=found,
+        previous=store.run(found.previous_run_id) if found and found.previous_run_id else None,
+        resolved_rows=resolved(store.engine, run_id, limit=RESOLVED_SHOWN) if found else [],
+        local_date=lambda moment: date_local(moment, zone),
+        change_text=_change_text(zone),
         total=total,
         rows=rows,
-        columns=list(SORTABLE),
+        columns=item_columns(biller.vendor().balance_rules(biller) if biller is not None else None),
         headers=ITEM_HEADERS,
         labels=OUTCOME_LABELS,
         money=MONEY_COLUMNS,
@@ -191,17 +251,19 @@ def run_page(
         request=request,
     )
 
+
 def _download_name(run: RunRow, kind: str, outcome: str | None) -> str:
     suffix = f"_{outcome}" if outcome else ""
     return f"balance_all_{run.biller_id}_{run.week}_run{run.id}{suffix}.{kind}"
 
+
 @router.get("/balance-all/runs/{run_id}/items.csv")
 def items_csv(
-    run_id: int, outcome: str | None = None, sort: str = "account_number", desc: bool = False,
-    user: Any = USER,
+    run_id: int, outcome: str | None = None, change: str | None = None, sort: str = "account_number",
+    desc: bool = False, user: Any = USER,
 ) -> StreamingResponse:
-    store, run, outcome = _run_items_query(run_id, outcome, sort, user)
-    rows = store.iter_items(run_id, outcome=outcome, sort=sort, descending=desc)
+    store, run, outcome = _run_items_query(run_id, outcome, sort, user, change)
+    rows = store.iter_items(run_id, outcome=outcome, change=change or None, sort=sort, descending=desc)
     name = _download_name(run, "csv", outcome)
     return StreamingResponse(
         csv_chunks(rows),
@@ -209,16 +271,21 @@ def items_csv(
         headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
     )
 
+
 @router.get("/balance-all/runs/{run_id}/items.xlsx")
 def items_xlsx(
-    run_id: int, outcome: str | None = None, sort: str = "account_number", desc: bool = False,
-    user: Any = USER,
+    run_id: int, outcome: str | None = None, change: str | None = None, sort: str = "account_number",
+    desc: bool = False, user: Any = USER,
 ) -> FileResponse:
-    store, run, outcome = _run_items_query(run_id, outcome, sort, user)
+    store, run, outcome = _run_items_query(run_id, outcome, sort, user, change)
+    biller = _biller(run.biller_id)
     handle, path = tempfile.mkstemp(prefix="icb-balance-", suffix=".xlsx")
     os.close(handle)
     try:
-        write_xlsx(Path(path), run, store.iter_items(run_id, outcome=outcome, sort=sort, descending=desc))
+        write_xlsx(Path(path), run, store.iter_items(run_id, outcome=outcome, change=change or None, sort=sort,
+                                                     descending=desc),
+                   comparison=comparison(store.engine, run_id), resolved_rows=resolved(store.engine, run_id),
+                   tz=biller.tz if biller is not None else None)
     except BaseException:
         Path(path).unlink(missing_ok=True)
         raise

@@ -34,7 +34,6 @@ def state_url() -> str:
     return locate_state_db().url
 
 
-
 @functools.lru_cache(maxsize=4)
 def _store(url: str) -> ReconcileStore:
     return ReconcileStore(url)
@@ -44,10 +43,8 @@ def get_store() -> ReconcileStore:
     return _store(state_url())
 
 
-
 def biller_zones() -> dict[str, ZoneInfo]:
     return {b.biller_id: b.tz for b in load_billers(default_billers_dir()).billers}
-
 
 
 def cell(value: Any) -> str:
@@ -58,7 +55,6 @@ def cell(value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k}={cell(v)}" for k, v in value.items())
     return str(value)
-
 
 
 def render(template: str, **context: Any) -> HTMLResponse:

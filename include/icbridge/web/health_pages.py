@@ -43,6 +43,7 @@ def _readable_rows(user: Any) -> tuple[list[HealthRow], dict[str, ZoneInfo], dat
     allowed = readable_dag_ids(user, {f"{r.biller_id}__{r.flow}" for r in rows})
     return [r for r in rows if f"{r.biller_id}__{r.flow}" in allowed], {b.biller_id: b.tz for b in billers}, now
 
+
 @router.get("/health/rows.json")
 def health_json(user: Any = USER) -> JSONResponse:
     """The same rows as JSON, for a monitor: one object per (biller, flow), times ISO 8601 UTC,
@@ -50,6 +51,7 @@ def health_json(user: Any = USER) -> JSONResponse:
     rows, _, now = _readable_rows(user)
     return JSONResponse({"as_of": now.isoformat(), "counts": dict(Counter(r.status for r in rows)),
                          "rows": [_row_json(r) for r in rows]}, headers={"Cache-Control": "no-store"})
+
 
 @router.get("/health/", response_class=HTMLResponse)
 def health(sort: str = "worst", desc: bool = False, user: Any = USER) -> HTMLResponse:
@@ -78,6 +80,7 @@ def health(sort: str = "worst", desc: bool = False, user: Any = USER) -> HTMLRes
                  counts=[(s, counts[s]) for s in ("late", "behind", "failed", "attention", "never run", "ok")
                          if counts[s]], need=sum(counts[s] for s in NOT_OK), user_name=user_name(user))
 
+
 @router.get("/health/{biller_id}/doubts", response_class=HTMLResponse)
 def health_doubts(biller_id: str, user: Any = USER) -> HTMLResponse:
     """What of one biller waits for a person, and who settled what (icbridge.web.doubts)."""
@@ -87,9 +90,11 @@ def health_doubts(biller_id: str, user: Any = USER) -> HTMLResponse:
     return render("doubts.html", biller_id=biller_id, user_name=user_name(user),
                  **doubts(get_store().engine, biller_id))
 
+
 @router.get("/billers", include_in_schema=False)
 def to_billers(request: Request) -> RedirectResponse:
     return RedirectResponse(request.scope.get("root_path", "") + "/billers/", status_code=307)
+
 
 @router.get("/billers/", response_class=HTMLResponse)
 def billers(user: Any = USER) -> HTMLResponse:
@@ -111,12 +116,14 @@ def _check_target(biller_id: str, user: Any) -> Path:
         raise HTTPException(404, f"no biller file {biller_id}.yaml")
     return path
 
+
 @router.get("/billers/{biller_id}/check", response_class=HTMLResponse)
 def biller_check_page(biller_id: str, user: Any = USER) -> HTMLResponse:
     """The form that runs the onboarding preflight (a GET runs nothing)."""
     _check_target(biller_id, user)
     return render("check.html", biller_id=biller_id, checks=None, ok=False,
                  token=csrf_token(user, f"check:{biller_id}"), user_name=user_name(user))
+
 
 @router.post("/billers/{biller_id}/check", response_class=HTMLResponse)
 async def biller_check(request: Request, biller_id: str, user: Any = USER) -> HTMLResponse:

@@ -4,8 +4,9 @@ CSV keeps them plain.
 
 * money: ``$1,234.56``, a negative with a minus: ``-$25.00`` (None: blank, never $0.00);
 * a week: ``week ending 12/06/2026`` (the Sunday that ends the ISO week a run is filed under);
-* a time: the biller's zone, named: ``2026-12-07 06:00 EST``;
-* a run: ``weekly`` (scheduled), ``manual`` (triggered) or ``dry run`` (nothing corrected).
+* a time: the biller's zone, named: ``2026-12-07 06:00 EST``; a day alone: ``12/07/2026``;
+* a run: ``weekly`` (scheduled), ``manual`` (triggered) or ``dry run`` (nothing corrected);
+* a change against last week: ``+3`` / ``-2`` / ``±0``, money ``+$10.00`` / ``-$5.00``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-__all__ = ["checked_none", "money", "run_kind", "week_ending", "when_local"]
+__all__ = ["checked_none", "date_local", "delta", "money", "run_kind", "week_ending", "when_local"]
 
 
 def money(value: Decimal | int | float | None) -> str:
@@ -45,6 +46,14 @@ def when_local(moment: datetime | None, tz: ZoneInfo | None) -> str:
     return aware.astimezone(tz or UTC).strftime("%Y-%m-%d %H:%M %Z")
 
 
+def date_local(moment: datetime | None, tz: ZoneInfo | None) -> str:
+    """The day of a stored time in the biller's zone, ``MM/DD/YYYY`` (blank when None)."""
+    if moment is None:
+        return ""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return f"{aware.astimezone(tz or UTC):%m/%d/%Y}"
+
+
 def run_kind(run: Any) -> str:
     """``dry run``, ``weekly`` (the schedule's) or ``manual``, from the run's own record."""
     if getattr(run, "dry_run", False):
@@ -56,3 +65,15 @@ def checked_none(run: Any) -> bool:
     """A finished run that checked no account: a warning, never a plain success."""
     return getattr(run, "status", "") == "succeeded" and not getattr(run, "accounts_checked", 0)
 
+
+
+def delta(now: Decimal | int | None, before: Decimal | int | None, *, as_money: bool = False) -> str:
+    """This week against last week, signed: ``+3`` / ``-2`` / ``±0`` (``+$10.00`` with
+    ``as_money``); blank when either week has no value."""
+    if now is None or before is None:
+        return ""
+    change = Decimal(now) - Decimal(before)
+    if not change:
+        return "±0"
+    text = money(abs(change)) if as_money else f"{abs(change):,}"
+    return f"+{text}" if change > 0 else f"-{text}"

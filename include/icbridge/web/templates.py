@@ -31,6 +31,7 @@ BASE = """<!doctype html>
  table.health th{white-space:normal;vertical-align:bottom} table.health td{white-space:normal}
  table.health td.message{min-width:8em;max-width:22em;overflow-wrap:anywhere;font-size:12px}
  table.health td.when{white-space:nowrap} .health-counts{font-size:15px}
+ td.trend{padding:0 4px;line-height:0} .icb-trend{display:block}
  details summary{cursor:pointer;color:#1565c0} details pre{white-space:pre-wrap;margin:4px 0;font-size:12px}
 </style></head>
 <body>{% block body %}{% endblock %}</body></html>
@@ -42,6 +43,28 @@ INDEX = """{% extends "base.html" %}
 <h1>Balance All: weekly reconciliation runs</h1>
 <p class="muted">IC balances against the CIS (system of record). Logged in as {{ user_name }}.</p>
 {% if not groups %}<p>No Balance All run has been stored yet.</p>{% endif %}
+{% if weeks %}
+<h2 id="week-against-week">This week against last week</h2>
+<table class="runs index" id="weeks">
+<thead><tr><th>Biller</th><th>Latest weekly run</th><th>Mismatches</th><th>vs last week</th>
+<th>Net difference</th><th>vs last week</th><th>Sum of absolute differences</th><th>vs last week</th>
+<th>New</th><th>Still open</th><th>Resolved</th><th>Mismatches, last 12 weekly runs</th></tr></thead>
+<tbody>
+{% for biller, w in weeks %}{% set r, p, c = w.latest, w.previous, w.changes %}
+<tr data-biller="{{ biller }}"><td><a href="#biller-{{ biller }}">{{ biller }}</a></td>
+<td class="wrap"><a href="{{ run_url(r.id) }}">#{{ r.id }}</a> {{ week_ending(r.week) }}</td>
+<td class="num">{{ r.mismatches }}</td><td class="num">{{ delta(r.mismatches, p.mismatches if p else none) }}</td>
+<td class="num">{{ as_money(r.net_difference) }}</td>
+<td class="num">{{ delta(r.net_difference, p.net_difference if p else none, as_money=true) }}</td>
+<td class="num">{{ as_money(r.sum_abs_difference) }}</td>
+<td class="num">{{ delta(r.sum_abs_difference, p.sum_abs_difference if p else none, as_money=true) }}</td>
+<td class="num">{{ c.new if c else "" }}</td><td class="num">{{ c.still_open if c else "" }}</td>
+<td class="num">{{ c.resolved if c else "" }}</td><td class="trend">{{ w.trend | safe }}</td></tr>
+{% endfor %}
+</tbody></table>
+<p class="muted">Weekly runs only (scheduled, not dry): manual and dry runs are listed below but never
+compared. New, still open and resolved: the latest weekly run's accounts against the weekly run before.</p>
+{% endif %}
 {% for biller, runs in groups %}
 <h2 id="biller-{{ biller }}">{{ biller }}</h2>
 <table class="runs index">
@@ -80,13 +103,27 @@ invoice, or the list failed): it proves nothing about the balances.</p>{% endif 
 <figure id="chart-differences"><figcaption>Difference distribution</figcaption>{{ histogram | safe }}</figure>
 <figure id="chart-rate"><figcaption>Mismatch rate, past weeks</figcaption>{{ rate_chart | safe }}</figure>
 </div>
-<h2>Accounts that are not a match ({{ total }}{% if outcome %}: {{ labels.get(outcome, outcome) }}{% endif %})</h2>
+<h2 id="changes">What changed since last week</h2>
+{% if comparison is none %}<p class="muted">Not compared: the run did not check every account (or was stored
+before comparisons existed).</p>
+{% elif previous is none %}<p>No earlier completed weekly run to compare with: every account is new.</p>
+{% else %}<p>Against the weekly run <a href="{{ previous.id }}">#{{ previous.id }}</a>
+({{ week_ending(previous.week) }}): <b>{{ comparison.new }}</b> new, <b>{{ comparison.still_open }}</b> still open,
+<a href="#resolved"><b>{{ comparison.resolved }}</b> resolved</a>.</p>{% endif %}
+<h2>Accounts that are not a match ({{ total }}{% if outcome %}: {{ labels.get(outcome, outcome) }}{% endif %}
+{%- if change %}, {{ change_labels[change] }}{% endif %})</h2>
 <p>
 <a class="pill{% if not outcome %} on{% endif %}" href="{{ page_url(outcome='', page=1) }}">all ({{ stored }})</a>
 {% for name, count in outcome_counts %}
 <a class="pill{% if outcome == name %} on{% endif %}" href="{{ page_url(outcome=name, page=1) }}">
 {{- labels.get(name, name) }} ({{ count }})</a>
 {% endfor %}
+{% if comparison %}<span class="muted">·</span>
+{% for mark, count in (("new", comparison.new), ("still_open", comparison.still_open)) %}
+<a class="pill{% if change == mark %} on{% endif %}"
+ href="{{ page_url(change='' if change == mark else mark, page=1) }}">
+{{- change_labels[mark] }} ({{ count }})</a>
+{% endfor %}{% endif %}
 </p>
 <p>Download: <a id="download-csv" href="{{ download_url('csv') }}">CSV</a> ·
 <a id="download-xlsx" href="{{ download_url('xlsx') }}">XLSX</a>
@@ -101,6 +138,7 @@ invoice, or the list failed): it proves nothing about the balances.</p>{% endif 
 <tr>{% for column in columns %}<td
 {%- if column in money %} class="num"{% elif column == "message" %} class="msg"{% endif %}>
 {%- if column == "outcome" %}{{ labels.get(row[column], row[column]) }}
+{%- elif column == "change" %}<span title="{{ labels.get(row.previous_outcome, '') }}">{{ change_text(row) }}</span>
 {%- elif column in money %}{{ as_money(row[column]) }}{% else %}{{ cell(row[column]) }}{% endif %}</td>
 {%- endfor %}
 <td>{% if row["before"] or row["after"] %}<details><summary>before / after</summary>
@@ -115,6 +153,21 @@ after:  {{ cell(row["after"]) }}</pre></details>{% endif %}</td></tr>
 {% if page < pages %}<a href="{{ page_url(page=page + 1) }}">next ›</a>
 <a href="{{ page_url(page=pages) }}">last »</a>{% endif %}
 </div>
+{% if comparison and comparison.resolved %}
+<h2 id="resolved">Resolved since last week ({{ comparison.resolved }}
+{%- if comparison.resolved > resolved_rows|length %}, the {{ resolved_rows|length }} largest shown; all in the XLSX
+{%- endif %})</h2>
+<p class="muted">Reported by the weekly run #{{ comparison.previous_run_id }}, not by this run: the account matched,
+or IC no longer lists an open invoice for it.</p>
+<table class="items" id="resolved-items"><thead><tr><th>Account</th><th>Invoice</th><th>Last week</th>
+<th>Difference last week</th><th>Open since</th></tr></thead><tbody>
+{% for r in resolved_rows %}
+<tr><td>{{ r.account_number }}</td><td>{{ r.invoice_number }}</td>
+<td>{{ labels.get(r.previous_outcome, r.previous_outcome) }}</td>
+<td class="num">{{ as_money(r.difference) }}</td><td>{{ local_date(r.open_since) }}</td></tr>
+{% endfor %}
+</tbody></table>
+{% endif %}
 {% endblock %}
 """
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 import csv
 import io
 import re
+from datetime import UTC
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import jwt
 import pytest
@@ -82,10 +84,13 @@ def test_runs_page_lists_runs_per_biller_with_summary(api, state):
     assert "failed_threshold" in page and "analyst" in page
 
 
-def _rows(html: str) -> list[list[str]]:
+def _rows(html: str) -> list[dict[str, str]]:
+    """The item table's rows, each cell by its column's code name (the header's title)."""
     body = html.split('<table class="items" id="items">', 1)[1].split("</table>", 1)[0]
-    rows = re.findall(r"<tr>(.*?)</tr>", body.split("<tbody>", 1)[1], re.S)
-    return [re.findall(r"<td[^>]*>(.*?)</td>", row, re.S) for row in rows]
+    head, rows_html = body.split("<tbody>", 1)
+    names = re.findall(r'<th title="(\w+)">', head) + ["correction"]
+    rows = re.findall(r"<tr>(.*?)</tr>", rows_html, re.S)
+    return [dict(zip(names, re.findall(r"<td[^>]*>(.*?)</td>", row, re.S), strict=True)) for row in rows]
 
 
 def test_run_page_summary_charts_and_first_page(api, state):
@@ -98,7 +103,7 @@ def test_run_page_summary_charts_and_first_page(api, state):
     assert page.count("<svg") == 2 and 'class="bar"' in page
     assert "2026-W42" in page.split('id="chart-rate"', 1)[1]  # past weeks in the rate chart
     rows = _rows(page)
-    assert len(rows) == 100 and rows[0][0] == "100040"  # default: account order, matches not stored
+    assert len(rows) == 100 and rows[0]["account_number"] == "100040"  # default: account order, matches not stored
     assert "page 1 of 3" in page
     assert f"CIS errors ({store.run(run_id).counts['cis_error']})" in page  # labels people read
     assert ">cis_error" not in page and ">balance_mismatch" not in page  # code names only in URLs
@@ -108,13 +113,14 @@ def test_run_page_sort_filter_and_paging(api, state):
     store, run_id = state
     url = f"/icbridge/balance-all/runs/{run_id}"
     rows = _rows(api.get(url, params={"sort": "difference", "desc": 1}, headers=bearer()).text)
-    differences = [D(r[5].replace("$", "").replace(",", "")) for r in rows if r[5]]  # money as $1,234.56
+    # money as $1,234.56
+    differences = [D(r["difference"].replace("$", "").replace(",", "")) for r in rows if r["difference"]]
     assert differences == sorted(differences, reverse=True) and differences[0] == D(f"{50 + ITEMS + 39}.25") - 50
     only = api.get(url, params={"outcome": "missing_in_cis", "per_page": 10, "page": 2}, headers=bearer()).text
     rows = _rows(only)
-    assert len(rows) == 10 and {r[2] for r in rows} == {"Missing in the CIS"}
+    assert len(rows) == 10 and {r["outcome"] for r in rows} == {"Missing in the CIS"}
     expected = [r["account_number"] for r in store.items(run_id, outcome="missing_in_cis", offset=10, limit=10)]
-    assert [r[0] for r in rows] == expected
+    assert [r["account_number"] for r in rows] == expected
     last = api.get(url, params={"page": 99}, headers=bearer()).text  # past the end: the last page
     assert "page 3 of 3" in last and len(_rows(last)) == ITEMS - 200
     assert api.get(url, params={"sort": "id; drop table"}, headers=bearer()).status_code == 400
@@ -312,3 +318,77 @@ def test_balance_all_pages_speak_the_readers_form_and_one_name_per_outcome(api, 
     for outcome in ("balance_mismatch", "flags_mismatch", "missing_in_cis", "cis_error"):
         label = OUTCOME_LABELS[outcome]
         assert f"<th>{label}</th>" in index and label in run and label in sheet_labels, label
+
+
+# what changed since last week (issue 24) --------------------------------------------------------
+
+
+@pytest.fixture
+def two_weeks(tmp_path, monkeypatch):
+    """demo_inhance (version 2: total-due columns, no payment blocks): week 47 reports A (balance
+    +5.00), B (total due alone -25.00), C (missing in the CIS); a dry and a manual run between;
+    week 48 reports A (+7.00) and D (+2.00)."""
+    from icbridge.reconcile.compare import Outcome
+    from tests.support.web import store_run
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    monkeypatch.setenv("ICBRIDGE_STATE_DB_URL", url)
+    store = ReconcileStore(url)
+    bal, tot, miss = Outcome.BALANCE_MISMATCH, Outcome.TOTAL_MISMATCH, Outcome.MISSING_IN_CIS
+    first = store_run(store, "demo_inhance", "2026-W47", {"A": (bal, "5.00"), "B": (tot, "-25.00"), "C": (miss, None)})
+    store_run(store, "demo_inhance", "2026-W48", {"Z": (bal, "99.00")}, dry=True)
+    store_run(store, "demo_inhance", "2026-W48", {"Z": (bal, "99.00")}, kind="manual")
+    second = store_run(store, "demo_inhance", "2026-W48", {"A": (bal, "7.00"), "D": (bal, "2.00")})
+    yield store, first, second
+    store.dispose()
+
+
+def test_the_index_shows_this_week_against_last_week_and_a_trend(api, two_weeks):
+    store, first, second = two_weeks
+    page = api.get("/icbridge/balance-all/", headers=bearer()).text
+    table = page.split('id="weeks"', 1)[1].split("</table>", 1)[0]
+    cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", table, re.S)]
+    # latest weekly run (not the manual or dry one), mismatches 2 (±0), net $9.00 (+$29.00 from -$20.00),
+    # sum $9.00 (-$21.00 from $30.00: B's -25.00 counts), 1 new, 1 still open, 2 resolved
+    assert cells[:11] == ["demo_inhance", f"#{second} week ending 11/29/2026", "2", "±0", "$9.00", "+$29.00",
+                          "$9.00", "-$21.00", "1", "1", "2"]
+    assert table.count('class="point"') == 2 and "week ending 11/22/2026: 2" in table  # one point a weekly run
+
+
+def test_the_run_page_marks_each_item_and_lists_what_was_resolved(api, two_weeks):
+    store, first, second = two_weeks
+    url = f"/icbridge/balance-all/runs/{second}"
+    page = api.get(url, headers=bearer()).text
+    assert f'href="{first}"' in page and "<b>1</b> new, <b>1</b> still open" in page
+    rows = {r["account_number"]: r for r in _rows(page)}
+    opened = store.run(first).started_at.replace(tzinfo=UTC).astimezone(ZoneInfo("America/Chicago"))
+    assert re.sub("<[^>]+>", "", rows["A"]["change"]) == "still open since " + opened.strftime("%m/%d/%Y")
+    assert 'title="Balance mismatches"' in rows["A"]["change"] and re.sub("<[^>]+>", "", rows["D"]["change"]) == "new"
+    assert "ic_total_amount_due" in rows["A"] and "ic_block_cc" not in rows["A"]  # inHance v2: no payment blocks
+    resolved = page.split('id="resolved-items"', 1)[1].split("</table>", 1)[0]
+    assert "Total-due mismatches" in resolved and "-$25.00" in resolved and "Missing in the CIS" in resolved
+    only_new = _rows(api.get(url, params={"change": "new"}, headers=bearer()).text)
+    assert [r["account_number"] for r in only_new] == ["D"]
+    assert api.get(url, params={"change": "resolved"}, headers=bearer()).status_code == 400
+
+
+def test_the_downloads_carry_the_same_marks(api, two_weeks):
+    from datetime import datetime
+
+    from openpyxl import load_workbook
+
+    store, first, second = two_weeks
+    response = api.get(f"/icbridge/balance-all/runs/{second}/items.csv", headers=bearer())
+    marks = {r["account_number"]: (r["change"], r["previous_outcome"])
+             for r in csv.DictReader(io.StringIO(response.text))}
+    assert marks == {"A": ("still_open", "balance_mismatch"), "D": ("new", "")}
+    response = api.get(f"/icbridge/balance-all/runs/{second}/items.xlsx", headers=bearer())
+    workbook = load_workbook(io.BytesIO(response.content), read_only=True)
+    summary = {row[0]: row[1] for row in workbook["Summary"].iter_rows(values_only=True)}
+    assert (summary["Compared with run"], summary["Resolved since last week"], summary["New since last week"]) == (
+        first, 2, 1)
+    header, *items = list(workbook["Items"].iter_rows(values_only=True))
+    a = dict(zip(header, next(r for r in items if r[0] == "A"), strict=False))
+    assert a["change"] == "still_open" and isinstance(a["open_since"], datetime)
+    header, *gone = list(workbook["Resolved"].iter_rows(values_only=True))
+    assert {r[0]: (r[2], r[3]) for r in gone} == {"B": ("total_mismatch", -25), "C": ("missing_in_cis", None)}
