@@ -309,9 +309,35 @@ def test_the_balance_all_index_fits_1280_px_with_money_and_weeks_as_read(airflow
         wait.until(ec.url_contains("/icbridge/balance-all/"))
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "table.runs")))
     assert "week ending 11/08/2026" in browser.page_source and "$" in browser.page_source
+    # this week against last week: the latest weekly run (2026-W44, 2 mismatches) against 2026-W43 (5)
+    weeks = browser.find_element(By.CSS_SELECTOR, "#weeks tbody tr")
+    cells = [td.text for td in weeks.find_elements(By.CSS_SELECTOR, "td")]
+    assert cells[2:4] == ["2", "-3"] and cells[8:11] == ["0", "2", "3"], cells
+    assert len(weeks.find_elements(By.CSS_SELECTOR, "svg.icb-trend circle.point")) == 3  # one a weekly run
     width = browser.execute_script("return document.documentElement.clientWidth")
     assert browser.execute_script("return document.documentElement.scrollWidth") <= width
     for table in browser.find_elements(By.CSS_SELECTOR, "table.runs"):
         assert browser.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth", table)
     _shot(browser, "balance_all_index_1280.png")
+
+    # the latest weekly run's page: its marks, what was resolved, no sideways scroll either
+    weeks.find_element(By.PARTIAL_LINK_TEXT, "#").click()
+    wait.until(ec.presence_of_element_located((By.ID, "resolved-items")))
+    marks = {td.text for td in browser.find_elements(By.CSS_SELECTOR, "#items tbody tr td:nth-child(4)")}
+    assert marks == {"still open since " + _first_day()}, marks
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#resolved-items tbody tr")) == 3
+    headers = {th.get_attribute("title") for th in browser.find_elements(By.CSS_SELECTOR, "#items th[title]")}
+    assert "cis_future_balance" in headers and "ic_block_cc" not in headers  # inHance version 2 columns only
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= width
+    assert browser.execute_script("return document.getElementById('items').scrollWidth") <= width
+    browser.execute_script("document.getElementById('changes').scrollIntoView()")
+    _shot(browser, "balance_all_run_changes_1280.png")
     browser.set_window_size(1400, 1000)
+
+
+def _first_day() -> str:
+    """The day (MM/DD/YYYY, demo_inhance's America/New_York) the seeded runs started: today."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    return f"{datetime.now(ZoneInfo('America/New_York')):%m/%d/%Y}"

@@ -14,14 +14,18 @@ ITEMS = 260  # more than two pages of 100
 
 
 def seed_runs(store: ReconcileStore, biller: str = "demo_inhance", items: int = ITEMS) -> int:
-    """Three past weeks and one current run with `items` non-matching accounts (+ 40 matches)."""
+    """Three past weekly runs (3, 5 and 2 balance mismatches, P0000…) and one current dry run with
+    `items` non-matching accounts (+ 40 matches)."""
     for week, mismatches in (("2026-W42", 3), ("2026-W43", 5), ("2026-W44", 2)):
         run_id = store.start_run(biller, week, dag_run_id=f"scheduled__{week}", dry_run=False,
                                  corrections_allowed=True, error_threshold_pct=2)
         summary = Summary()
         for i in range(100):
             balance = "10.00" if i >= mismatches else "11.00"
-            summary.add(compare(IcAccount(f"P{i:04d}", "1", D(balance), D(balance)), CisAccount(D("10.00")), Rules()))
+            item = compare(IcAccount(f"P{i:04d}", "1", D(balance), D(balance)), CisAccount(D("10.00")), Rules())
+            summary.add(item)
+            if item.is_mismatch:  # stored, so each week is compared with the last (new / still open / resolved)
+                store.add_items(run_id, [item])
         store.finish_run(run_id, summary, SUCCEEDED)
     run_id = store.start_run(biller, "2026-W45", dag_run_id="scheduled__2026-W45", dry_run=True,
                              corrections_allowed=True, error_threshold_pct=2)

@@ -46,7 +46,8 @@ def _money(value: float) -> str:
 
 
 def histogram_svg(differences: Iterable[Decimal | float], bins: int = 24) -> str:
-    """Distribution of the balance differences (IC − CIS) of a run's mismatched accounts."""
+    """Distribution of a run's mismatches' own differences (IC − CIS: the balance's, the total
+    due's for a total-due mismatch; ReconcileStore.differences)."""
     values = array("d", (float(v) for v in differences))
     if not values:
         return _svg("Difference distribution: no differences", [
@@ -83,7 +84,25 @@ def histogram_svg(differences: Iterable[Decimal | float], bins: int = 24) -> str
         body.append(f'<text x="{zero_x:.1f}" y="{bottom + 16}" text-anchor="middle">0</text>')
     body.append(f'<text x="{LEFT + plot_w / 2}" y="{HEIGHT - 8}" text-anchor="middle">'
                 f"difference IC − CIS ({len(values)} accounts)</text>")
-    return _svg("Difference distribution (IC BalanceDue − CIS Balance)", body)
+    return _svg("Difference distribution: each mismatch's own difference, IC − CIS (BalanceDue − Balance; "
+                "TotalAmountDue − FutureBalance for a total-due mismatch)", body)
+
+
+CHAR_W = 6.5
+"""The widest a character of the charts' 11 px sans-serif labels runs, in px (label spacing)."""
+
+
+def label_slots(xs: Sequence[float], labels: Sequence[str], keep: Sequence[bool]) -> set[int]:
+    """Which axis labels to draw so none overlaps another: the ``keep`` ones (this run) always,
+    the others from the right while there is room (centres at least both half-widths apart)."""
+    def half(i: int) -> float:
+        return len(labels[i]) * CHAR_W / 2 + 4
+
+    shown = {i for i, k in enumerate(keep) if k}
+    for i in reversed(range(len(xs))):
+        if i not in shown and all(abs(xs[i] - xs[j]) >= half(i) + half(j) for j in shown):
+            shown.add(i)
+    return shown
 
 
 @dataclass(frozen=True)
@@ -107,7 +126,8 @@ def mismatch_rate_svg(points: Sequence[RatePoint]) -> str:
     body = _axes(f"{top:g} %", "% of accounts")
     line = []
     bottom = HEIGHT - BOTTOM
-    step = max(1, len(points) // 12)  # at most ~12 week labels
+    shown = label_slots([LEFT + i * slot + slot / 2 for i in range(len(points))], [p.label for p in points],
+                        [p.current for p in points])
     for i, point in enumerate(points):
         x = LEFT + i * slot
         h = plot_h * point.mismatch_pct / top
@@ -118,7 +138,7 @@ def mismatch_rate_svg(points: Sequence[RatePoint]) -> str:
             f"CIS errors {point.error_pct:.2f} %</title></rect>"
         )
         line.append(f"{x + slot / 2:.1f},{TOP + plot_h - plot_h * point.error_pct / top:.1f}")
-        if i % step == 0 or point.current:
+        if i in shown:
             body.append(f'<text x="{x + slot / 2:.1f}" y="{bottom + 14}" text-anchor="middle">'
                         f"{escape(point.label)}</text>")
     body.append(f'<polyline points="{" ".join(line)}" fill="none" stroke="{LINE}" stroke-width="1.5" '

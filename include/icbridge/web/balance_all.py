@@ -49,11 +49,15 @@ ITEM_HEADERS = {
 
 
 def run_labels(runs: list) -> list[str]:
-    """Chart labels that tell runs apart: the ISO week, and for a week with several runs
-    (a manual or dry run beside the scheduled one) each run's start, e.g. ``2026-W48 Sun 02:00``."""
+    """Chart labels as analysts read weeks: the Sunday that ends the run's week, ``11/22``; a week
+    with a second run (this run beside the weekly one) adds its kind, ``11/29 dry run``."""
     weeks = Counter(r.week for r in runs)
-    return [r.week if weeks[r.week] == 1 or r.started_at is None else f"{r.week} {r.started_at:%a %H:%M}"
-            for r in runs]
+    labels = []
+    for r in runs:
+        ending = week_ending(r.week).removeprefix("week ending ")
+        label = ending[:5] if ending != r.week else r.week  # MM/DD; a week it cannot read stays as stored
+        labels.append(label if weeks[r.week] == 1 else f"{label} {run_kind(r)}")
+    return labels
 
 
 READER = {"week_ending": week_ending, "run_kind": run_kind, "checked_none": checked_none, "as_money": money,

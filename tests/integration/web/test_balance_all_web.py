@@ -101,7 +101,7 @@ def test_run_page_summary_charts_and_first_page(api, state):
     page = response.text
     assert "<script" not in page and "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert page.count("<svg") == 2 and 'class="bar"' in page
-    assert "2026-W42" in page.split('id="chart-rate"', 1)[1]  # past weeks in the rate chart
+    assert ">10/18</text>" in page.split('id="chart-rate"', 1)[1]  # past weeks (ending 10/18/2026: 2026-W42)
     rows = _rows(page)
     assert len(rows) == 100 and rows[0]["account_number"] == "100040"  # default: account order, matches not stored
     assert "page 1 of 3" in page
@@ -220,16 +220,31 @@ def test_exports_never_carry_a_live_formula(tmp_path):
     assert summary["Message"].data_type == "s"
 
 
+@pytest.mark.parametrize("weeks", [3, 12, 26])
+def test_rate_chart_labels_never_overlap_and_this_run_is_always_labelled(weeks):
+    from icbridge.reconcile.charts import CHAR_W
+
+    points = [RatePoint(f"{(i % 12) + 1:02d}/{(i % 28) + 1:02d}", 1.0, 0.0) for i in range(weeks - 1)]
+    points.append(RatePoint("12/06 dry run", 2.0, 0.0, current=True))
+    svg = mismatch_rate_svg(points)
+    axis = re.findall(r'<text x="([\d.]+)" y="\d+" text-anchor="middle">([^<]+)</text>', svg)
+    labels = [(float(x), text) for x, text in axis if "/" in text]
+    assert labels[-1][1] == "12/06 dry run" and len(labels) >= min(weeks, 8)
+    for (x1, a), (x2, b) in zip(labels, labels[1:], strict=False):
+        assert x2 - x1 >= (len(a) + len(b)) * CHAR_W / 2, (a, b)  # no two labels overlap
+
+
 def test_chart_labels_tell_runs_of_the_same_week_apart():
     from datetime import datetime
     from types import SimpleNamespace
 
     from icbridge.web.balance_all import run_labels
 
-    runs = [SimpleNamespace(week="2026-W47", started_at=datetime(2026, 11, 22, 2, 0)),
-            SimpleNamespace(week="2026-W48", started_at=datetime(2026, 11, 29, 2, 0)),
-            SimpleNamespace(week="2026-W48", started_at=datetime(2026, 11, 29, 23, 41))]
-    assert run_labels(runs) == ["2026-W47", "2026-W48 Sun 02:00", "2026-W48 Sun 23:41"]
+    runs = [SimpleNamespace(week="2026-W47", started_at=datetime(2026, 11, 22, 2, 0), dag_run_id="scheduled__1"),
+            SimpleNamespace(week="2026-W48", started_at=datetime(2026, 11, 29, 2, 0), dag_run_id="scheduled__2"),
+            SimpleNamespace(week="2026-W48", started_at=datetime(2026, 11, 29, 23, 41), dag_run_id="manual__3",
+                            dry_run=True)]
+    assert run_labels(runs) == ["11/22", "11/29 weekly", "11/29 dry run"]
 
 
 def test_a_wrong_url_answers_a_page_and_blank_values_sort_last(api, state):
@@ -361,7 +376,7 @@ def test_the_run_page_marks_each_item_and_lists_what_was_resolved(api, two_weeks
     page = api.get(url, headers=bearer()).text
     assert f'href="{first}"' in page and "<b>1</b> new, <b>1</b> still open" in page
     rows = {r["account_number"]: r for r in _rows(page)}
-    opened = store.run(first).started_at.replace(tzinfo=UTC).astimezone(ZoneInfo("America/Chicago"))
+    opened = store.run(first).started_at.replace(tzinfo=UTC).astimezone(ZoneInfo("America/New_York"))
     assert re.sub("<[^>]+>", "", rows["A"]["change"]) == "still open since " + opened.strftime("%m/%d/%Y")
     assert 'title="Balance mismatches"' in rows["A"]["change"] and re.sub("<[^>]+>", "", rows["D"]["change"]) == "new"
     assert "ic_total_amount_due" in rows["A"] and "ic_block_cc" not in rows["A"]  # inHance v2: no payment blocks
