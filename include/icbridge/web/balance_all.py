@@ -27,7 +27,7 @@ from icbridge.state.balance_changes import CHANGE_LABELS, Comparison, comparison
 from icbridge.state.reconcile import SORTABLE, ReconcileStore, RunRow
 from icbridge.web.auth import readable_billers, require_biller
 from icbridge.web.common import USER, biller_zones, cell, get_store, render, user_name
-from icbridge.web.reader import checked_none, date_local, delta, money, run_kind, week_ending, when_local
+from icbridge.web.reader import coverage_warning, date_local, delta, money, run_kind, week_ending, when_local
 
 router = APIRouter()
 PER_PAGE_DEFAULT, PER_PAGE_MAX = 100, 1000
@@ -60,7 +60,7 @@ def run_labels(runs: list) -> list[str]:
     return labels
 
 
-READER = {"week_ending": week_ending, "run_kind": run_kind, "checked_none": checked_none, "as_money": money,
+READER = {"week_ending": week_ending, "run_kind": run_kind, "as_money": money,
           "delta": delta, "change_labels": CHANGE_LABELS}
 """The reader's-form helpers every Balance All page gets (icbridge.web.reader)."""
 
@@ -153,10 +153,16 @@ def index(biller: str | None = None, user: Any = USER) -> HTMLResponse:
     groups = [(b, store.runs(b, limit=60)) for b in billers if b in allowed]
     groups = [(b, runs) for b, runs in groups if runs]
     zones = biller_zones()
+    warnings: dict[int, str | None] = {}
+    for _, runs in groups:  # newest first: each run against the next older weekly run
+        for i, run in enumerate(runs):
+            older = next((r for r in runs[i + 1:] if run_kind(r) == "weekly" and r.status == "succeeded"), None)
+            warnings[run.id] = coverage_warning(run, older)
     return render(
         "index.html",
         groups=groups,
         weeks=[(b, found) for b, _ in groups if (found := week_against_week(store, b)) is not None],
+        warning=warnings.get,
         outcomes=OUTCOME_NAMES,
         labels=OUTCOME_LABELS,
         run_url=lambda run_id: f"runs/{run_id}",
@@ -220,6 +226,7 @@ def run_page(
     biller = _biller(run.biller_id)
     zone = biller.tz if biller is not None else None
     found: Comparison | None = comparison(store.engine, run_id)
+    previous = store.run(found.previous_run_id) if found and found.previous_run_id else None
     return render(
         "run.html",
         run=run,
@@ -231,7 +238,8 @@ def run_page(
         outcome_counts=[(name, run.counts[name]) for name in STORED_OUTCOMES],
         stored=sum(run.counts[name] for name in STORED_OUTCOMES),
         comparison=found,
-        previous=store.run(found.previous_run_id) if found and found.previous_run_id else None,
+        previous=previous,
+        warning=coverage_warning(run, previous),
         resolved_rows=resolved(store.engine, run_id, limit=RESOLVED_SHOWN) if found else [],
         local_date=lambda moment: date_local(moment, zone),
         change_text=_change_text(zone),

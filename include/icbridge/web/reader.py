@@ -5,7 +5,8 @@ CSV keeps them plain.
 * money: ``$1,234.56``, a negative with a minus: ``-$25.00`` (None: blank, never $0.00);
 * a week: ``week ending 12/06/2026`` (the Sunday that ends the ISO week a run is filed under);
 * a time: the biller's zone, named: ``2026-12-07 06:00 EST``; a day alone: ``12/07/2026``;
-* a run: ``weekly`` (scheduled), ``manual`` (triggered) or ``dry run`` (nothing corrected);
+* a run: ``weekly`` (scheduled), ``manual`` (triggered) or ``dry run`` (nothing corrected); one
+  that checked 0 accounts, or under half the weekly run before, is a warning (``coverage_warning``);
 * a change against last week: ``+3`` / ``-2`` / ``±0``, money ``+$10.00`` / ``-$5.00``.
 """
 
@@ -16,7 +17,8 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-__all__ = ["checked_none", "date_local", "delta", "money", "run_kind", "week_ending", "when_local"]
+__all__ = ["COVERAGE_FLOOR", "coverage_warning", "date_local", "delta", "money", "run_kind", "week_ending",
+           "when_local"]
 
 
 def money(value: Decimal | int | float | None) -> str:
@@ -61,10 +63,24 @@ def run_kind(run: Any) -> str:
     return "weekly" if str(getattr(run, "dag_run_id", "") or "").startswith("scheduled__") else "manual"
 
 
-def checked_none(run: Any) -> bool:
-    """A finished run that checked no account: a warning, never a plain success."""
-    return getattr(run, "status", "") == "succeeded" and not getattr(run, "accounts_checked", 0)
+COVERAGE_FLOOR = 0.5
+"""A finished run that checked fewer than this share of the accounts the weekly run before it
+checked is a warning (IC may have listed only part of its open invoices)."""
 
+
+def coverage_warning(run: Any, previous: Any | None = None) -> str | None:
+    """Why a finished run proves less than it seems, or None: it checked 0 accounts, or far
+    fewer (under :data:`COVERAGE_FLOOR`) than ``previous``, the biller's weekly run before it."""
+    if getattr(run, "status", "") not in ("succeeded", "failed_threshold"):
+        return None
+    checked = getattr(run, "accounts_checked", 0) or 0
+    if not checked:
+        return "0 accounts checked: IC listed no open invoice, or the list failed; it proves nothing"
+    before = getattr(previous, "accounts_checked", 0) or 0 if previous is not None else 0
+    if before and checked < COVERAGE_FLOOR * before:
+        return (f"{checked:,} accounts checked, {before:,} the weekly run before: IC may have listed only part "
+                "of its open invoices")
+    return None
 
 
 def delta(now: Decimal | int | None, before: Decimal | int | None, *, as_money: bool = False) -> str:

@@ -76,7 +76,8 @@ compared. New, still open and resolved: the latest weekly run's accounts against
 <tr><td><a href="{{ run_url(run.id) }}">#{{ run.id }}</a></td>
 <td class="wrap">{{ week_ending(run.week) }} <span class="muted">{{ run.week }}</span></td>
 <td class="wrap">{{ local(run.biller_id, run.started_at) }}</td>
-{% if checked_none(run) %}<td class="status-running wrap">warning: 0 accounts checked</td>
+{% if warning(run.id) %}<td class="status-running wrap" title="{{ warning(run.id) }}">{{ run.status }}: warning,
+{{ run.accounts_checked }} accounts checked</td>
 {% else %}<td class="status-{{ run.status }} wrap">{{ run.status }}</td>{% endif %}<td>{{ run_kind(run) }}</td>
 <td class="num">{{ run.accounts_checked }}</td>
 {% for outcome in outcomes %}<td class="num">{{ run.counts[outcome] }}</td>{% endfor %}
@@ -94,8 +95,7 @@ RUN = """{% extends "base.html" %}
 <nav class="crumbs"><a href="{{ index_url }}">Balance All</a> › {{ run.biller_id }} › run #{{ run.id }}</nav>
 <h1>{{ run.biller_id }} — {{ week_ending(run.week) }}
 <span class="muted">({{ run.week }}, {{ run_kind(run) }})</span></h1>
-{% if checked_none(run) %}<p class="status-running">Warning: this run checked 0 accounts (IC listed no open
-invoice, or the list failed): it proves nothing about the balances.</p>{% endif %}
+{% if warning %}<p class="status-running" id="coverage-warning">Warning: {{ warning }}.</p>{% endif %}
 <table class="summary">
 {% for label, value in summary %}<tr><td>{{ label }}</td><td>{{ value }}</td></tr>{% endfor %}
 </table>

@@ -407,3 +407,30 @@ def test_the_downloads_carry_the_same_marks(api, two_weeks):
     assert a["change"] == "still_open" and isinstance(a["open_since"], datetime)
     header, *gone = list(workbook["Resolved"].iter_rows(values_only=True))
     assert {r[0]: (r[2], r[3]) for r in gone} == {"B": ("total_mismatch", -25), "C": ("missing_in_cis", None)}
+
+
+def test_a_run_that_checked_none_or_far_fewer_accounts_is_a_warning_not_a_success(api, tmp_path, monkeypatch):
+    from icbridge.reconcile.compare import Outcome
+    from icbridge.reconcile.engine import Summary
+    from icbridge.state.reconcile import SUCCEEDED
+    from tests.support.web import store_run
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    monkeypatch.setenv("ICBRIDGE_STATE_DB_URL", url)
+    store = ReconcileStore(url)
+    bal = Outcome.BALANCE_MISMATCH
+    full = store_run(store, "demo_inhance", "2026-W47", {f"A{i}": (bal, "1.00") for i in range(10)})
+    few = store_run(store, "demo_inhance", "2026-W48", {"A1": (bal, "1.00"), "A2": (bal, "1.00")})  # 2 of 10
+    empty = store.start_run("demo_inhance", "2026-W49", dag_run_id="scheduled__2026-W49", dry_run=False,
+                            corrections_allowed=False, error_threshold_pct=2)
+    store.finish_run(empty, Summary(), SUCCEEDED)
+    index = api.get("/icbridge/balance-all/", headers=bearer()).text
+    rows = {int(m[0]): m[1] for m in re.findall(r'<a href="runs/(\d+)">#\d+</a></td>(.*?)</tr>', index, re.S)}
+    assert "warning" not in rows[full] and "succeeded: warning,\n2 accounts checked" in rows[few]
+    assert "succeeded: warning,\n0 accounts checked" in rows[empty]
+    page = api.get(f"/icbridge/balance-all/runs/{few}", headers=bearer()).text
+    assert 'id="coverage-warning"' in page and "2 accounts checked, 10 the weekly run before" in page
+    page = api.get(f"/icbridge/balance-all/runs/{empty}", headers=bearer()).text
+    assert "0 accounts checked: IC listed no open invoice" in page
+    assert 'id="coverage-warning"' not in api.get(f"/icbridge/balance-all/runs/{full}", headers=bearer()).text
+    store.dispose()
