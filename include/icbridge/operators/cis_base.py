@@ -30,9 +30,6 @@ import ast
 import json
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, is_dataclass
-from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator
@@ -41,11 +38,11 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from icbridge.calls import CallPolicy, Outcome, call_all, is_transport_error, never
 from icbridge.config.biller import BillerConfig
 from icbridge.errors import SoapError
-from icbridge.hooks.ftps import parse_bool
 from icbridge.hooks.invoice_cloud import InvoiceCloudHook
 from icbridge.masking import mask_account, mask_email
+from icbridge.operators.cis_values import BUSINESS, STATUSES, as_bool, as_datetime, as_money, jsonable, judge
 from icbridge.operators.common import final_errors, load_biller_file
-from icbridge.soap.cis import CisFault, CisResult, money
+from icbridge.soap.cis import CisFault
 from icbridge.soap.errors import is_not_sent
 from icbridge.soap.invoice_cloud import InvoiceCloudError
 from icbridge.vendors import vendor
@@ -64,13 +61,6 @@ __all__ = [
     "jsonable",
 ]
 
-STATUSES = ("ok", "not_found", "refused", "invalid", "error", "unknown")
-"""ok; not_found (the service does not know the account/bill); refused (a business failure:
-Success=false / ResponseCode != 0); invalid (bad input or bad payload, never sent or not
-stored); error (transport error after the allowed tries, or a money call not sent);
-unknown (a money call sent without a usable answer: it may have been applied)."""
-
-BUSINESS = ("not_found", "refused", "invalid")
 DEFAULT_IN_FLIGHT = 8
 DEFAULT_PER_SECOND = 20.0
 FAILED_LOG_LINES = 50  # failed items logged one by one (masked); the rest only counted
@@ -99,78 +89,6 @@ class CisOutcomeUnknown(CisOperatorError, AirflowFailException):
 
 class CisBatchFailed(CisOperatorError, AirflowFailException):
     """A batch finished with failures beyond what it was told to accept (summary in XCom "summary")."""
-
-
-# input coercion (templates render strings) --------------------------------------------------
-
-
-def as_bool(value: Any, name: str) -> bool:
-    if value is None or value == "":
-        _missing(name)
-    try:
-        return parse_bool(value, False, name)
-    except ValueError:
-        raise ValueError(f"{name} must be true or false, got {value!r}") from None
-
-
-def as_money(value: Any, name: str) -> Decimal:
-    if value is None or value == "":
-        _missing(name)
-    try:
-        amount = money(value)
-    except (InvalidOperation, TypeError):
-        raise ValueError(f"{name} must be an amount, got {value!r}") from None
-    if not amount.is_finite():
-        raise ValueError(f"{name} must be an amount, got {value!r}")
-    return amount
-
-
-def as_datetime(value: Any, name: str) -> datetime:
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day)
-    if value is None or value == "":
-        _missing(name)
-    try:
-        return datetime.fromisoformat(str(value).strip())
-    except ValueError:
-        raise ValueError(f"{name} must be an ISO date-time, got {value!r}") from None
-
-
-def _missing(name: str) -> Any:
-    raise ValueError(f"{name} is required")
-
-
-def jsonable(value: Any) -> Any:
-    """Decimal -> str (exact), datetime/date -> ISO text, dataclasses -> dicts; bytes never."""
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if is_dataclass(value) and not isinstance(value, type):
-        return jsonable(asdict(value))
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, bytes):
-        return f"<{len(value)} bytes>"
-    return value
-
-
-def judge(result: Any) -> tuple[str, str]:
-    """One status for any answer: CIS ``ok``/``message``, IC ``success``/``error_message``, None = not found."""
-    if result is None:
-        return "not_found", "not found"
-    if isinstance(result, CisResult):
-        if result.ok:
-            return "ok", result.message
-        return ("not_found" if result.not_found else "refused"), result.message or "refused"
-    success = getattr(result, "success", None)
-    if success is not None:
-        return ("ok", "") if success else ("refused", getattr(result, "error_message", "") or "refused")
-    return "ok", ""
 
 
 class CisCallOperator(BaseOperator):
