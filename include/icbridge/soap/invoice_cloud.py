@@ -17,16 +17,34 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from icbridge.errors import SoapError
 from icbridge.soap.client import BoundClient, make_client, soap_text
 from icbridge.soap.contract import Record, items
 from icbridge.soap.errors import MalformedAnswer
+from icbridge.soap.ic_records import (  # re-exported: the client's answers
+    ChangeLogEntry,
+    CustomerRecord,
+    Invoice,
+    InvoiceCloudError,
+    Listing,
+    OpenInvoicesPage,
+    OperationResult,
+    Payment,
+    UploadResult,
+    answered_list,
+    as_listing,
+    change_entry,
+    ic_money,
+    invoice,
+    iter_pages,
+    open_invoices_page,
+    operation_result,
+    payment,
+)
 from icbridge.soap.operation import SoapOperation
 from icbridge.soap.transport import DEFAULT_MAX_ANSWER_BYTES, HttpTransport
 
@@ -48,185 +66,6 @@ WSDL_DIR = Path(__file__).resolve().parent / "wsdl"
 SERVICES = ("CloudInvoicing", "CloudManagement", "CloudPayments")
 
 
-class InvoiceCloudError(SoapError):
-    """IC answered a SOAP fault (1.1 or 1.2, its reason text kept), e.g. invalid credentials."""
-
-    def __init__(self, operation: str, message: str, code: str | None = None) -> None:
-        super().__init__(f"{operation}: {message}")
-        self.operation = operation
-        self.message = message
-        self.code = code
-
-
-@dataclass(frozen=True)
-class OperationResult:
-    """Result of an update method: IC accepted it or says why not."""
-
-    success: bool
-    error_message: str
-
-
-@dataclass(frozen=True)
-class UploadResult:
-    """Result of UploadInvoiceFile (fields assumed, see the WSDL)."""
-
-    success: bool
-    error_message: str
-    file_id: str
-    invoices_accepted: int | None  # None: IC did not send it (never read as 0)
-    invoices_rejected: int | None
-
-
-@dataclass(frozen=True)
-class Invoice:
-    account_number: str
-    invoice_number: str
-    invoice_date: date | None
-    due_date: date | None
-    total_amount_due: Decimal
-    balance_due: Decimal
-    # the account's payment blocks (ASSUMED fields of the Invoice type, see CloudInvoicing.wsdl);
-    # None when IC sends none (no customer record, or an IC without these fields)
-    block_payments_cc: bool | None = None
-    block_payments_eft: bool | None = None
-
-
-@dataclass(frozen=True)
-class OpenInvoicesPage:
-    invoices: list[Invoice]
-    total_count: int
-    invalid: list[str] = field(default_factory=list)  # items left out: see Listing
-
-
-@dataclass(frozen=True)
-class CustomerRecord:
-    account_number: str
-    customer_name: str
-    email_address: str
-    phone: str
-    block_payments_cc: bool
-    block_payments_eft: bool
-    paperless: bool
-    auto_pay: bool
-
-
-@dataclass(frozen=True)
-class Payment:
-    payment_guid: str
-    account_number: str
-    invoice_number: str
-    payment_date: datetime | None
-    payment_amount: Decimal
-    convenience_fee: Decimal
-    payment_type: str
-    channel: str
-    cashier_name: str
-
-
-@dataclass(frozen=True)
-class ChangeLogEntry:
-    account_number: str
-    change_type: str
-    new_value: str
-    changed_at: datetime | None
-
-
-def _money(value: Decimal | int | str | float) -> Decimal:
-    """Money as Decimal; a float goes through str() so 0.1 stays 0.1."""
-    return value if isinstance(value, Decimal) else Decimal(str(value))
-
-
-class Listing(list):
-    """The items of a list answer that follow the contract, in IC's order. ``invalid``: one
-    line per item that did not (a required value nil or absent, a value of the wrong form),
-    naming the field and the masked account; such an item is left out — never passed on with
-    a 0 — and the flow fails its run after the rest (docs/cis-services.md). ``nil_items``: null
-    entries of the array (skipped)."""
-
-    def __init__(self, values: Any = (), invalid: list[str] | None = None, nil_items: int = 0) -> None:
-        super().__init__(values)
-        self.invalid = invalid or []
-        self.nil_items = nil_items
-
-
-def _listing(nodes: Any, build: Any, nil_items: int = 0) -> Listing:
-    built, invalid = [], []
-    for node in nodes:
-        try:
-            built.append(build(node))
-        except MalformedAnswer as exc:
-            invalid.append(str(exc))
-    return Listing(built, invalid, nil_items)
-
-
-def _invoice(node: Record) -> Invoice:
-    return Invoice(
-        account_number=node.AccountNumber,
-        invoice_number=node.InvoiceNumber,
-        invoice_date=node.InvoiceDate,
-        due_date=node.DueDate,
-        total_amount_due=node.TotalAmountDue,
-        balance_due=node.BalanceDue,
-        block_payments_cc=node.BlockPaymentsCC if node.declares("BlockPaymentsCC") else None,
-        block_payments_eft=node.BlockPaymentsEFT if node.declares("BlockPaymentsEFT") else None,
-    )
-
-
-def _payment(p: Record) -> Payment:
-    return Payment(
-        payment_guid=p.PaymentGUID,
-        account_number=p.AccountNumber,
-        invoice_number=soap_text(p.InvoiceNumber),
-        payment_date=p.PaymentDate,
-        payment_amount=p.PaymentAmount,
-        convenience_fee=p.ConvenienceFee,
-        payment_type=soap_text(p.PaymentType),
-        channel=soap_text(p.Channel),
-        cashier_name=soap_text(p.CashierName),
-    )
-
-
-def _change(c: Record) -> ChangeLogEntry:
-    return ChangeLogEntry(
-        account_number=c.AccountNumber,
-        change_type=c.ChangeType,
-        new_value=soap_text(c.NewValue),
-        changed_at=c.ChangedAt,
-    )
-
-
-def _operation_result(node: Record | None, operation: str) -> OperationResult:
-    """Success must have come; an empty answer cannot be judged (MalformedAnswer), never a refusal."""
-    if node is None:
-        raise MalformedAnswer("invoice_cloud", operation, "empty answer (no Result): the outcome is unknown")
-    return OperationResult(node.Success, soap_text(node.ErrorMessage))
-
-
-def _iter_pages(list_page: Any, page_size: int) -> Iterator[Invoice]:
-    page_number = 1
-    while True:
-        page = list_page(page_number, page_size)
-        if page.invalid:
-            raise MalformedAnswer("invoice_cloud", "ListOpenInvoices", f"page {page_number}: {page.invalid[0]}"
-                                  + (f" (and {len(page.invalid) - 1} more)" if len(page.invalid) > 1 else ""))
-        yield from page.invoices
-        if not page.invoices or page_number * page_size >= page.total_count:
-            return
-        page_number += 1
-
-
-def _answered_list(node: Record | None, operation: str) -> Record:
-    """A list answer must have come: an empty one (no body, no Result, a nil Result) is not an
-    empty list — a run that read "nothing" would move its watermark past what IC holds."""
-    if node is None:
-        raise MalformedAnswer("invoice_cloud", operation, "empty answer (no Result): what IC lists is unknown")
-    return node
-
-
-def _open_invoices_page(node: Record | None) -> OpenInvoicesPage:
-    node = _answered_list(node, "ListOpenInvoices")
-    listing = _listing(items(node, "Invoices", "Invoice"), _invoice)
-    return OpenInvoicesPage(listing, node.TotalCount, listing.invalid)
 
 
 class LeanOpenInvoices:
@@ -244,11 +83,11 @@ class LeanOpenInvoices:
         raise TypeError("LeanOpenInvoices holds credentials and cannot be pickled")
 
     def list_open_invoices(self, page_number: int = 1, page_size: int = 500) -> OpenInvoicesPage:
-        return _open_invoices_page(self._operation.call(PageNumber=page_number, PageSize=page_size))
+        return open_invoices_page(self._operation.call(PageNumber=page_number, PageSize=page_size))
 
     def iter_open_invoices(self, page_size: int = 500) -> Iterator[Invoice]:
         """Every open invoice, page by page (Balance All)."""
-        return _iter_pages(self.list_open_invoices, page_size)
+        return iter_pages(self.list_open_invoices, page_size)
 
     def close(self) -> None:
         self._client.close()
@@ -362,18 +201,18 @@ class InvoiceCloudClient:
     def view_invoice_by_invoice_number(self, invoice_number: str) -> Invoice | None:
         """One invoice, or None when IC has no invoice with that number."""
         node = self._call("CloudInvoicing", "ViewInvoiceByInvoiceNumber", InvoiceNumber=invoice_number)
-        return None if node is None else _invoice(node)
+        return None if node is None else invoice(node)
 
     def list_open_invoices(self, page_number: int = 1, page_size: int = 500) -> OpenInvoicesPage:
         """One page (1-based) of the invoices whose BalanceDue is not 0 (items that break the
         contract are left out and named in ``invalid``)."""
-        return _open_invoices_page(
+        return open_invoices_page(
             self._call("CloudInvoicing", "ListOpenInvoices", PageNumber=page_number, PageSize=page_size))
 
     def iter_open_invoices(self, page_size: int = 500) -> Iterator[Invoice]:
         """Every open invoice, page by page (Balance All); a page with an invalid item raises
         MalformedAnswer (a reconciliation must not silently skip an invoice)."""
-        return _iter_pages(self.list_open_invoices, page_size)
+        return iter_pages(self.list_open_invoices, page_size)
 
     def lean(self) -> LeanOpenInvoices:
         """ListOpenInvoices rendered from a template (Balance All at scale); same pages and errors."""
@@ -392,10 +231,10 @@ class InvoiceCloudClient:
             "UpdateInvoiceBalance",
             AccountNumber=account_number,
             InvoiceNumber=invoice_number,
-            BalanceDue=_money(balance_due),
-            TotalAmountDue=None if total_amount_due is None else _money(total_amount_due),
+            BalanceDue=ic_money(balance_due),
+            TotalAmountDue=None if total_amount_due is None else ic_money(total_amount_due),
         )
-        return _operation_result(node, "UpdateInvoiceBalance")
+        return operation_result(node, "UpdateInvoiceBalance")
 
     # CloudManagement ------------------------------------------------------------------------
 
@@ -438,14 +277,14 @@ class InvoiceCloudClient:
             Paperless=paperless,
             AutoPay=auto_pay,
         )
-        return _operation_result(node, "UpdateCustomerRecord")
+        return operation_result(node, "UpdateCustomerRecord")
 
     def list_change_log(self, from_date: datetime, to_date: datetime) -> Listing:
         """Customer changes (Paperless, AutoPay, Email, Phone) with from_date <= ChangedAt < to_date
         (entries that break the contract left out and named in ``invalid``)."""
-        node = _answered_list(self._call("CloudManagement", "ListChangeLog", FromDate=from_date, ToDate=to_date),
+        node = answered_list(self._call("CloudManagement", "ListChangeLog", FromDate=from_date, ToDate=to_date),
                               "ListChangeLog")
-        return _listing(items(node, "Changes", "ChangeLogEntry"), _change,
+        return as_listing(items(node, "Changes", "ChangeLogEntry"), change_entry,
                         node.get("Changes").nil_items if node.get("Changes") else 0)
 
     # CloudPayments --------------------------------------------------------------------------
@@ -453,7 +292,7 @@ class InvoiceCloudClient:
     def list_payments(self, from_date: datetime, to_date: datetime, channel: str | None = None) -> Listing:
         """Payments with from_date <= PaymentDate < to_date, optionally of one channel (payments
         that break the contract left out and named in ``invalid``: never posted with a 0)."""
-        node = _answered_list(self._call("CloudPayments", "ListPayments", FromDate=from_date, ToDate=to_date,
+        node = answered_list(self._call("CloudPayments", "ListPayments", FromDate=from_date, ToDate=to_date,
                                          Channel=channel), "ListPayments")
-        return _listing(items(node, "Payments", "Payment"), _payment,
+        return as_listing(items(node, "Payments", "Payment"), payment,
                         node.get("Payments").nil_items if node.get("Payments") else 0)
