@@ -28,16 +28,13 @@ No Airflow imports.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import functools
 import logging
-import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +42,9 @@ from lxml import etree
 
 from icbridge.masking import mask_account
 from icbridge.soap.errors import MalformedAnswer, MissingValue
+from icbridge.soap.xsd_values import CONVERTERS
 
-__all__ = ["Field", "OperationContract", "Record", "operation_contract", "parser", "reset_reports"]
+__all__ = ["CONVERTERS", "Field", "OperationContract", "Record", "operation_contract", "parser", "reset_reports"]
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +56,6 @@ XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
 
 VALUE_TYPES = frozenset({"decimal", "int", "long", "boolean", "date", "dateTime"})
 _ACCOUNT_FIELDS = ("AccountNumber", "Accountnumber")
-_FRACTION = re.compile(r"(\.\d{6})\d+")
-_TRUE, _FALSE = frozenset({"true", "1"}), frozenset({"false", "0"})
 
 
 def parser(*, huge: bool = False) -> etree.XMLParser:
@@ -69,69 +65,6 @@ def parser(*, huge: bool = False) -> etree.XMLParser:
     return etree.XMLParser(
         resolve_entities=False, no_network=True, load_dtd=False, huge_tree=huge, remove_comments=True
     )
-
-
-# values -------------------------------------------------------------------------------------
-
-
-def _boolean(text: str) -> bool:
-    word = text.strip().lower()
-    if word in _TRUE:
-        return True
-    if word in _FALSE:
-        return False
-    raise ValueError(text)
-
-
-_XSD_INTEGER = re.compile(r"[+-]?[0-9]+")
-_XSD_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
-"""xs:integer / xs:decimal lexical forms: ASCII digits only (Python's int() and Decimal() also
-take other scripts' digits, ``_`` and exponents, which no .NET service writes)."""
-
-
-def _decimal(text: str) -> Decimal:
-    text = text.strip()
-    if not _XSD_DECIMAL.fullmatch(text):
-        raise ValueError(text)
-    return Decimal(text)
-
-
-def _integer(text: str) -> int:
-    text = text.strip()
-    if not _XSD_INTEGER.fullmatch(text):
-        raise ValueError(text)
-    return int(text)
-
-
-def _date(text: str) -> date:
-    return date.fromisoformat(text.strip()[:10])  # a .NET DateTime where xs:date is declared: its date
-
-
-def _datetime(text: str) -> datetime:
-    text = _FRACTION.sub(r"\1", text.strip())  # .NET writes 7 fraction digits
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    return datetime.fromisoformat(text)
-
-
-def _base64(text: str) -> bytes:
-    return base64.b64decode(text)
-
-
-def _string(text: str) -> str:
-    return text
-
-
-CONVERTERS: dict[str, Callable[[str], Any]] = {
-    "decimal": _decimal,
-    "int": _integer,
-    "long": _integer,
-    "boolean": _boolean,
-    "date": _date,
-    "dateTime": _datetime,
-    "base64Binary": _base64,
-    "string": _string,
-}
 
 
 # the contract as data -----------------------------------------------------------------------
