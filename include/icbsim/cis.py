@@ -20,18 +20,35 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 
+from icbsim.cis_records import (  # re-exported: the simulators shared answers
+    ACCOUNT_NOT_FOUND,
+    CODE_BILL_NOT_FOUND,
+    CODE_CREDENTIALS,
+    CODE_INVALID,
+    CODE_NOT_FOUND,
+    CODE_OTHER,
+    INVALID_CREDENTIALS,
+    SCHEMA,
+    Endpoint,
+    Refusal,
+    make_pdf,
+)
 from icbsim.faults import Faults
 from icbsim.soapserver import SoapServer
 from icbsim.values import money, sim_pragmas, stamp
 
 __all__ = [
     "ACCOUNT_NOT_FOUND",
+    "CODE_BILL_NOT_FOUND",
+    "CODE_CREDENTIALS",
+    "CODE_INVALID",
+    "CODE_NOT_FOUND",
+    "CODE_OTHER",
     "INVALID_CREDENTIALS",
     "CisSimulator",
     "Endpoint",
@@ -39,84 +56,8 @@ __all__ = [
     "make_pdf",
 ]
 
-ACCOUNT_NOT_FOUND = "Account not found"
-INVALID_CREDENTIALS = "Invalid credentials"
-# Codes shared with icbridge.soap.aus (inHance has no codes; its simulator reports the message only).
-CODE_NOT_FOUND, CODE_CREDENTIALS, CODE_INVALID, CODE_BILL_NOT_FOUND, CODE_OTHER = 1, 2, 3, 4, 9
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS accounts (
-    biller TEXT NOT NULL, account_number TEXT NOT NULL, customer_name TEXT NOT NULL,
-    customer_number TEXT NOT NULL, location_number TEXT NOT NULL, balance TEXT NOT NULL,
-    future_balance TEXT NOT NULL, past_due TEXT NOT NULL, email TEXT NOT NULL, phone TEXT NOT NULL,
-    cash_only INTEGER NOT NULL, paperless INTEGER NOT NULL, autopay INTEGER NOT NULL,
-    PRIMARY KEY (biller, account_number));
-CREATE TABLE IF NOT EXISTS received (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, biller TEXT NOT NULL, endpoint TEXT NOT NULL,
-    method TEXT NOT NULL, account_number TEXT NOT NULL, args TEXT NOT NULL, ok INTEGER NOT NULL,
-    message TEXT NOT NULL, received_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS payments (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, biller TEXT NOT NULL, endpoint TEXT NOT NULL,
-    method TEXT NOT NULL, account_number TEXT NOT NULL, payment_date TEXT NOT NULL,
-    amount TEXT NOT NULL, convenience_fee TEXT NOT NULL, payment_type TEXT NOT NULL,
-    reference TEXT NOT NULL, document_number TEXT NOT NULL, received_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS changes (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, biller TEXT NOT NULL, endpoint TEXT NOT NULL,
-    method TEXT NOT NULL, account_number TEXT NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL,
-    received_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS bills (
-    biller TEXT NOT NULL, account_number TEXT NOT NULL, bill_number TEXT NOT NULL, content BLOB NOT NULL,
-    PRIMARY KEY (biller, account_number, bill_number));
-"""
-
 _FLAG_FIELDS = ("paperless", "autopay")
 _RECORD_BATCH = 256  # calls that changed nothing, recorded in one transaction (CisSimulator._record)
-
-
-class Refusal(Exception):  # noqa: N818 - a business answer, not an error
-    """Raised inside a handler's apply step: answer a business refusal (nothing applied)."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """One served URL path of one biller, with its own key."""
-
-    biller: str
-    name: str
-    path: str
-    key: str
-
-    def __repr__(self) -> str:
-        return f"Endpoint(biller={self.biller!r}, name={self.name!r}, path={self.path!r})"
-
-
-def make_pdf(text: str) -> bytes:
-    """A small valid one-page PDF showing ``text`` (the simulated bill image)."""
-    safe = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-    stream = f"BT /F1 14 Tf 72 720 Td ({safe}) Tj ET".encode("latin-1", "replace")
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
-        b" /Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream),
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
 
 
 def _now() -> str:
@@ -145,7 +86,7 @@ class CisSimulator:
         self._endpoints: dict[tuple[str, str], Endpoint] = {}
         self._unrecorded: list[tuple[Any, ...]] = []  # calls not yet in ``received`` (see _record)
         with self._tx() as db:
-            db.executescript(_SCHEMA)
+            db.executescript(SCHEMA)
 
     # to be defined by the vendor module ----------------------------------------------------
 
