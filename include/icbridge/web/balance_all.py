@@ -26,7 +26,7 @@ from icbridge.reconcile.export import MONEY_COLUMNS, csv_chunks, summary_rows, w
 from icbridge.state.balance_changes import CHANGE_LABELS, Comparison, comparison, resolved
 from icbridge.state.reconcile import SORTABLE, ReconcileStore, RunRow
 from icbridge.web.auth import readable_billers, require_biller
-from icbridge.web.common import USER, biller_zones, cell, get_store, render, user_name
+from icbridge.web.common import USER, cell, get_store, render, user_name
 from icbridge.web.reader import coverage_warning, date_local, delta, money, run_kind, week_ending, when_local
 
 router = APIRouter()
@@ -152,7 +152,8 @@ def index(biller: str | None = None, user: Any = USER) -> HTMLResponse:
     allowed = readable_billers(user, billers, ("balance_all",))
     groups = [(b, store.runs(b, limit=60)) for b in billers if b in allowed]
     groups = [(b, runs) for b, runs in groups if runs]
-    zones = biller_zones()
+    configs = {b: _biller(b) for b, _ in groups}  # the billers shown only: cost never grows with the fleet
+    zones = {b: c.tz for b, c in configs.items() if c is not None}
     warnings: dict[int, str | None] = {}
     for _, runs in groups:  # newest first: each run against the next older weekly run
         for i, run in enumerate(runs):

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import functools
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from fastapi import Depends
 from fastapi.responses import HTMLResponse
 
-from icbridge.config.biller import default_billers_dir, load_billers
 from icbridge.state.locate import locate_state_db
 from icbridge.state.reconcile import ReconcileStore
 from icbridge.web.auth import current_user
 from icbridge.web.templates import ENV
 
-__all__ = ["SECURITY_HEADERS", "USER", "biller_zones", "cell", "get_store", "render", "state_url", "user_name"]
+__all__ = ["SECURITY_HEADERS", "USER", "cell", "get_store", "render", "state_url", "user_name"]
 
 # Pages are framed by the Airflow UI (same origin) and load nothing from elsewhere.
 SECURITY_HEADERS = {
@@ -41,10 +39,6 @@ def _store(url: str) -> ReconcileStore:
 
 def get_store() -> ReconcileStore:
     return _store(state_url())
-
-
-def biller_zones() -> dict[str, ZoneInfo]:
-    return {b.biller_id: b.tz for b in load_billers(default_billers_dir()).billers}
 
 
 def cell(value: Any) -> str:
