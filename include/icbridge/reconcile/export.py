@@ -43,9 +43,14 @@ MONEY_COLUMNS = {
 
 
 def _text(value: Any) -> str:
-    """A CSV cell: money and counts as numbers, text neutralised (icbridge.exports)."""
+    """A CSV cell: money and counts as numbers, times as ISO 8601 in UTC with the offset
+    (``2026-12-07T23:56:42+00:00``, the same from SQLite and PostgreSQL), text neutralised
+    (icbridge.exports)."""
     if value is None:
         return ""
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)  # SQLite keeps UTC naive
+        return aware.astimezone(UTC).isoformat(timespec="seconds")
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict):

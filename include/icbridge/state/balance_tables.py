@@ -121,6 +121,10 @@ balance_items = Table(
     Column("corrected", Boolean, nullable=False, default=False),
     Column("before", JSON),  # IC values a correction replaced (or would have, in a dry run)
     Column("after", JSON),  # values written to IC
+    # against the run's baseline, set when stored (schema 5; icbridge.state.balance_changes): new | still_open
+    Column("change", String(16)),
+    Column("open_since", DateTime(timezone=True)),
+    Column("previous_outcome", String(24)),
     Index("ix_icb_balance_items_run_outcome", "run_id", "outcome"),
     Index("ix_icb_balance_items_run_account", "run_id", "account_number"),
 )

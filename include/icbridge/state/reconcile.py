@@ -11,11 +11,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, asc, case, desc, func, select, update
+from sqlalchemy import Connection, Engine, asc, case, desc, func, select, update
 
 from icbridge.reconcile.compare import MISMATCHES, OUTCOMES, Item, Outcome
 from icbridge.reconcile.engine import Summary
-from icbridge.state.balance_changes import balance_changes, compare_with_previous
+from icbridge.state.balance_changes import Baseline, load_baseline, record_comparison
 from icbridge.state.balance_tables import (
     COUNT_COLUMNS,
     FAILED,
@@ -143,6 +143,7 @@ class ReconcileStore:
     def __init__(self, url: str | None = None, *, engine: Engine | None = None) -> None:
         self.url = url or default_state_url()
         self.engine = engine or make_engine(self.url)
+        self._baselines: dict[int, Baseline] = {}  # runs being stored: each one's baseline (balance_changes)
         ensure_schema(self.engine)
 
     def dispose(self) -> None:
@@ -192,12 +193,21 @@ class ReconcileStore:
             )
             return inserted_id(result)
 
+    def _baseline(self, conn: Connection, run_id: int) -> Baseline:
+        if run_id not in self._baselines:
+            self._baselines[run_id] = load_baseline(conn, run_id)
+        return self._baselines[run_id]
+
     def add_items(self, run_id: int, items: Iterable[Item]) -> int:
-        rows = [{"run_id": run_id, **item_values(item)} for item in items]
-        if rows:
+        """Store a batch of the run's items, each marked against the run's baseline (new or
+        still open, since when: icbridge.state.balance_changes)."""
+        items = list(items)
+        if items:
             with self.engine.begin() as conn:
-                conn.execute(balance_items.insert(), rows)
-        return len(rows)
+                baseline = self._baseline(conn, run_id)
+                conn.execute(balance_items.insert(), [{"run_id": run_id, **item_values(item),
+                                                       **baseline.mark(item.account_number)} for item in items])
+        return len(items)
 
     def finish_run(self, run_id: int, summary: Summary, status: str, message: str | None = None) -> None:
         with self.engine.begin() as conn:
@@ -216,8 +226,9 @@ class ReconcileStore:
                     corrections_failed=summary.corrections_failed,
                 )
             )
-        if status in (SUCCEEDED, FAILED_THRESHOLD):  # every account was checked: what changed since last week
-            compare_with_previous(self.engine, run_id)
+            if status in (SUCCEEDED, FAILED_THRESHOLD):  # every account was checked: what was resolved, the counts
+                record_comparison(conn, run_id, self._baseline(conn, run_id))
+        self._baselines.pop(run_id, None)
 
     # reading --------------------------------------------------------------------------------
     def billers(self) -> list[str]:
@@ -255,23 +266,26 @@ class ReconcileStore:
             return [_run_row(r) for r in conn.execute(query)][::-1]
 
     def weekly(self, biller_id: str, weeks: int = 12) -> list[RunRow]:
-        """The biller's last ``weeks`` completed weekly runs (balance_tables.completed_weekly),
-        oldest first: the index's week against week and its trend."""
+        """The biller's completed weekly runs (balance_tables.completed_weekly) of its last
+        ``weeks`` weeks, one a week (the one that finished last), oldest first: the index's
+        week against week and its trend."""
         query = (select(balance_runs).where(balance_runs.c.biller_id == biller_id, *completed_weekly())
-                 .order_by(balance_runs.c.started_at.desc(), balance_runs.c.id.desc()).limit(weeks))
+                 .order_by(balance_runs.c.week.desc(), balance_runs.c.finished_at.desc(), balance_runs.c.id.desc()))
+        found: dict[str, RunRow] = {}
         with self.engine.connect() as conn:
-            return [_run_row(r) for r in conn.execute(query)][::-1]
+            for row in conn.execute(query):
+                run = _run_row(row)
+                if run.week not in found:
+                    if len(found) == weeks:
+                        break
+                    found[run.week] = run
+        return list(found.values())[::-1]
 
     def _items_query(self, run_id: int, outcome: str | None, sort: str, descending: bool,
                      change: str | None = None, columns: bool = True) -> Any:
         if sort not in SORTABLE:
             raise ValueError(f"cannot sort by {sort!r}; one of {', '.join(SORTABLE)}")
-        mark = balance_changes
-        joined = balance_items.outerjoin(mark, (mark.c.run_id == balance_items.c.run_id)
-                                         & (mark.c.account_number == balance_items.c.account_number)
-                                         & (mark.c.change != "resolved"))
-        marks = (mark.c.change, mark.c.open_since, mark.c.previous_outcome)
-        query = (select(balance_items, *marks) if columns else select(func.count())).select_from(joined)
+        query = select(balance_items) if columns else select(func.count()).select_from(balance_items)
         query = query.where(balance_items.c.run_id == run_id)
         if outcome:
             if outcome not in {str(o) for o in OUTCOMES}:
@@ -280,10 +294,10 @@ class ReconcileStore:
         if change:
             if change not in ("new", "still_open"):
                 raise ValueError(f"unknown change {change!r}: new or still_open (resolved accounts are listed apart)")
-            query = query.where(mark.c.change == change)
+            query = query.where(balance_items.c.change == change)
         if not columns:
             return query
-        column = mark.c[sort] if sort in ("change", "open_since", "previous_outcome") else balance_items.c[sort]
+        column = balance_items.c[sort]
         order = (desc(column) if descending else asc(column)).nulls_last()  # same on SQLite and PostgreSQL
         return query.order_by(order, balance_items.c.id)
 

@@ -23,8 +23,9 @@ version  what
 2        ``icb_executions`` (leases of running executions), ``icb_delivery_claims``
 3        ``icb_settlements`` (who settled what, when and why)
 4        ``icb_alert_incidents`` (one alert per incident)
-5        ``icb_balance_runs.total_mismatches``; ``icb_balance_changes`` and
-         ``icb_balance_comparisons`` (new / still open / resolved against the previous weekly run)
+5        ``icb_balance_runs.total_mismatches``, ``icb_balance_items.change/open_since/
+         previous_outcome``; ``icb_balance_resolved``, ``icb_balance_comparisons`` (what
+         changed against the previous weekly run)
 =======  ======================================================================
 """
 
@@ -46,9 +47,13 @@ __all__ = ["SCHEMA_VERSION", "SchemaTooNew", "ensure_schema", "schema_version"]
 SCHEMA_VERSION = 5
 
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("icb_balance_runs", "total_mismatches", "INTEGER NOT NULL DEFAULT 0"),  # 5
+    ("icb_balance_runs", "total_mismatches", "NOT NULL DEFAULT 0"),  # 5
+    ("icb_balance_items", "change", ""),  # 5
+    ("icb_balance_items", "open_since", ""),  # 5
+    ("icb_balance_items", "previous_outcome", ""),  # 5
 )
-"""Columns added to a table that already existed (table, column, its SQL type and default)."""
+"""Columns added to a table that already existed: (table, column, what follows its type, which
+is the metadata's, compiled for the state DB's dialect)."""
 
 schema_table = Table(
     "icb_schema",
@@ -114,9 +119,10 @@ def _add_columns(conn: Connection) -> None:
     """Each of :data:`ADDED_COLUMNS` a table created by an earlier version lacks (a table
     ``create_all`` just made has them already)."""
     found = inspect(conn)
-    for table, column, sql in ADDED_COLUMNS:
+    for table, column, rest in ADDED_COLUMNS:
         if column not in {c["name"] for c in found.get_columns(table)}:
-            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql}"))
+            kind = metadata.tables[table].c[column].type.compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {kind} {rest}".rstrip()))
 
 
 def schema_version(engine: Engine) -> int | None:

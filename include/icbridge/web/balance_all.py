@@ -87,13 +87,27 @@ def _biller(biller_id: str) -> BillerConfig | None:
         return None
 
 
-def item_columns(rules: Rules | None) -> list[str]:
+def _rules(biller: BillerConfig | None) -> Rules | None:
+    """The biller's Balance All comparisons, None when they cannot be told (file gone or
+    incomplete: every column is shown)."""
+    if biller is None:
+        return None
+    try:
+        return biller.vendor().balance_rules(biller)
+    except ValueError:
+        return None
+
+
+def item_columns(rules: Rules | None, run: RunRow | None = None) -> list[str]:
     """The run page's columns for a biller's comparisons: the total-due columns for inHance
-    version 2 only, the payment blocks for AUS only (all of them when the biller file is gone)."""
+    version 2, the payment blocks for AUS (all of them when the rules are unknown), and any
+    the run's own outcomes need whatever the biller file says now (a stored total-due or
+    payment-block mismatch always shows its values)."""
+    counts = run.counts if run is not None else {}
     columns = list(BALANCE_COLUMNS)
-    if rules is None or rules.future_balance:
+    if rules is None or rules.future_balance or counts.get("total_mismatch"):
         columns += FUTURE_COLUMNS
-    if rules is None or rules.cash_only:
+    if rules is None or rules.cash_only or counts.get("flags_mismatch"):
         columns += CASH_ONLY_COLUMNS
     return [*columns, "corrected", "message"]
 
@@ -126,14 +140,17 @@ def _run_items_query(run_id: int, outcome: str | None, sort: str, user: Any, cha
 
 
 def week_against_week(store: ReconcileStore, biller_id: str) -> dict[str, Any] | None:
-    """The biller's latest completed weekly run against the one before, its change counts and
+    """The biller's latest completed weekly run against its baseline (the weekly run of the
+    week before, icbridge.state.balance_changes), the change counts, a coverage warning, and
     the mismatches of its last 12 weekly runs (the trend); None before the first weekly run."""
     weekly = store.weekly(biller_id, weeks=12)
     if not weekly:
         return None
     latest = weekly[-1]
-    return {"latest": latest, "previous": weekly[-2] if len(weekly) > 1 else None,
-            "changes": comparison(store.engine, latest.id),
+    changes = comparison(store.engine, latest.id)
+    previous = store.run(changes.previous_run_id) if changes and changes.previous_run_id else None
+    return {"latest": latest, "previous": previous, "changes": changes,
+            "warning": coverage_warning(latest, previous),
             "trend": trend_svg([(week_ending(r.week), r.mismatches) for r in weekly])}
 
 
@@ -246,7 +263,7 @@ def run_page(
         change_text=_change_text(zone),
         total=total,
         rows=rows,
-        columns=item_columns(biller.vendor().balance_rules(biller) if biller is not None else None),
+        columns=item_columns(_rules(biller), run),
         headers=ITEM_HEADERS,
         labels=OUTCOME_LABELS,
         money=MONEY_COLUMNS,
@@ -265,8 +282,8 @@ def run_page(
     )
 
 
-def _download_name(run: RunRow, kind: str, outcome: str | None) -> str:
-    suffix = f"_{outcome}" if outcome else ""
+def _download_name(run: RunRow, kind: str, outcome: str | None, change: str | None = None) -> str:
+    suffix = "".join(f"_{part}" for part in (outcome, change) if part)
     return f"balance_all_{run.biller_id}_{run.week}_run{run.id}{suffix}.{kind}"
 
 
@@ -277,7 +294,7 @@ def items_csv(
 ) -> StreamingResponse:
     store, run, outcome = _run_items_query(run_id, outcome, sort, user, change)
     rows = store.iter_items(run_id, outcome=outcome, change=change or None, sort=sort, descending=desc)
-    name = _download_name(run, "csv", outcome)
+    name = _download_name(run, "csv", outcome, change)
     return StreamingResponse(
         csv_chunks(rows),
         media_type="text/csv; charset=utf-8",
@@ -306,7 +323,7 @@ def items_xlsx(
     return FileResponse(
         path,
         media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        filename=_download_name(run, "xlsx", outcome),
+        filename=_download_name(run, "xlsx", outcome, change),
         headers={"Cache-Control": "no-store"},
         background=BackgroundTask(cleanup),
     )

@@ -52,7 +52,9 @@ INDEX = """{% extends "base.html" %}
 <tbody>
 {% for biller, w in weeks %}{% set r, p, c = w.latest, w.previous, w.changes %}
 <tr data-biller="{{ biller }}"><td><a href="#biller-{{ biller }}">{{ biller }}</a></td>
-<td class="wrap"><a href="{{ run_url(r.id) }}">#{{ r.id }}</a> {{ week_ending(r.week) }}</td>
+<td class="wrap"><a href="{{ run_url(r.id) }}">#{{ r.id }}</a> {{ week_ending(r.week) }}
+{%- if w.warning %}<br><span class="status-running" title="{{ w.warning }}">warning: {{ r.accounts_checked }}
+accounts checked</span>{% endif %}</td>
 <td class="num">{{ r.mismatches }}</td><td class="num">{{ delta(r.mismatches, p.mismatches if p else none) }}</td>
 <td class="num">{{ as_money(r.net_difference) }}</td>
 <td class="num">{{ delta(r.net_difference, p.net_difference if p else none, as_money=true) }}</td>
@@ -62,8 +64,9 @@ INDEX = """{% extends "base.html" %}
 <td class="num">{{ c.resolved if c else "" }}</td><td class="trend">{{ w.trend | safe }}</td></tr>
 {% endfor %}
 </tbody></table>
-<p class="muted">Weekly runs only (scheduled, not dry): manual and dry runs are listed below but never
-compared. New, still open and resolved: the latest weekly run's accounts against the weekly run before.</p>
+<p class="muted">Weekly runs only (scheduled, not dry; of two runs of a week, the one that finished last):
+manual and dry runs are listed below but never compared with. New, still open and resolved: the latest weekly
+run's accounts against the weekly run of the week before (a run that checked no account is never that).</p>
 {% endif %}
 {% for biller, runs in groups %}
 <h2 id="biller-{{ biller }}">{{ biller }}</h2>

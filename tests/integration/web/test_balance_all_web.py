@@ -434,3 +434,40 @@ def test_a_run_that_checked_none_or_far_fewer_accounts_is_a_warning_not_a_succes
     assert "0 accounts checked: IC listed no open invoice" in page
     assert 'id="coverage-warning"' not in api.get(f"/icbridge/balance-all/runs/{full}", headers=bearer()).text
     store.dispose()
+
+
+@pytest.mark.parametrize("change", ["no cis_service", "rtdr_version 1"])
+def test_a_stored_total_due_mismatch_shows_its_values_whatever_the_biller_file_says_now(api, two_weeks, tmp_path,
+                                                                                     monkeypatch, change):
+    """The biller file changed after the run (version 2 turned off, or its cis_service gone): the
+    page still renders and still shows the total-due columns its total-due mismatch needs."""
+    import shutil
+
+    import yaml
+
+    from tests.support.services import REPO
+
+    store, first, _ = two_weeks
+    billers = tmp_path / "billers"
+    shutil.copytree(REPO / "include" / "billers", billers)
+    raw = yaml.safe_load((billers / "demo_inhance.yaml").read_text())
+    if change == "no cis_service":
+        for section in ("cis_service", "balance_all", "sync"):
+            raw.pop(section, None)
+    else:
+        raw["cis_service"]["rtdr_version"] = 1
+    (billers / "demo_inhance.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("ICBRIDGE_BILLERS_DIR", str(billers))
+    response = api.get(f"/icbridge/balance-all/runs/{first}", headers=bearer())
+    assert response.status_code == 200, response.text[:500]
+    rows = {r["account_number"]: r for r in _rows(response.text)}
+    assert rows["B"]["total_difference"] == "-$25.00" and rows["B"]["outcome"] == "Total-due mismatches"
+
+
+def test_the_csv_gives_times_in_utc_with_the_offset_and_the_filter_in_the_name(api, two_weeks):
+    store, _, second = two_weeks
+    response = api.get(f"/icbridge/balance-all/runs/{second}/items.csv", params={"change": "still_open"},
+                       headers=bearer())
+    assert f"run{second}_still_open.csv" in response.headers["content-disposition"]
+    [row] = list(csv.DictReader(io.StringIO(response.text)))
+    assert row["account_number"] == "A" and row["open_since"].endswith("+00:00") and "T" in row["open_since"]

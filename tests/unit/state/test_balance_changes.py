@@ -57,3 +57,33 @@ def test_new_still_open_since_and_resolved_against_the_previous_weekly_run(kind,
         store.finish_run(third, Summary(), SUCCEEDED)
         assert store.count_items(third) == 3 and comparison(store.engine, third).new == 1
         store.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_the_baseline_is_the_latest_earlier_week_never_a_rerun_a_later_week_or_an_empty_run(kind, tmp_path):
+    """Weeks order runs, not start times: a week cleared and run again after the next one is
+    compared with the week before it; a rerun of this week is never "last week"; a run that
+    checked 0 accounts is never a baseline."""
+    url = f"sqlite:///{tmp_path / 'state.db'}" if kind == "sqlite" else None
+    with (nullcontext(url) if url else postgres_schema()) as url:
+        store = ReconcileStore(url)
+        bal = Outcome.BALANCE_MISMATCH
+        w46 = _run(store, "2026-W46", {"A": (bal, "1.00")})
+        _run(store, "2026-W47", {"A": (bal, "1.00")}, status=FAILED)
+        w48 = _run(store, "2026-W48", {"A": (bal, "1.00"), "C": (bal, "3.00")})
+        w47 = _run(store, "2026-W47", {"A": (bal, "1.00"), "B": (bal, "2.00")})  # cleared late, after W48
+        assert comparison(store.engine, w47).previous_run_id == w46  # the week before it, not W48
+        w49 = _run(store, "2026-W49", {"A": (bal, "1.00"), "C": (bal, "3.00")})
+        assert comparison(store.engine, w49).previous_run_id == w48
+        assert _marks(store, w49)["C"][0] == "still_open" and resolved(store.engine, w49) == []
+        again = _run(store, "2026-W49", {"A": (bal, "1.00"), "N": (bal, "9.00")})  # a rerun of W49
+        assert comparison(store.engine, again).previous_run_id == w48 and _marks(store, again)["N"][0] == "new"
+        assert [r.week for r in store.weekly("b1")] == ["2026-W46", "2026-W47", "2026-W48", "2026-W49"]
+        assert store.weekly("b1")[-1].id == again  # of two runs of a week, the one that finished last
+        empty = _run(store, "2026-W50", {})
+        assert comparison(store.engine, empty).resolved == 2  # what it reports against W49 (a warning on the page)
+        w51 = _run(store, "2026-W51", {"A": (bal, "1.00")})
+        assert comparison(store.engine, w51).previous_run_id == again  # the empty W50 is no baseline
+        started = {r.id: r.started_at for r in store.runs("b1")}
+        assert _marks(store, w51)["A"] == ("still_open", started[w46])  # the chain from W46 on
+        store.dispose()
