@@ -26,19 +26,14 @@ Layout of ``state_dir`` (mode 0700)::
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
-import secrets
 import shutil
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncssh
-from cryptography import x509
 
 from icbridge.config.biller import BillerConfig, default_billers_dir, load_billers
 from icbsim.aus import AusSimulator
@@ -50,7 +45,8 @@ from icbsim.net import Lifecycle, is_loopback
 from icbsim.sftp import SFTPServer
 from icbsim.smtp import SMTPServer
 from icbsim.soapserver import SoapServer
-from icbsim.tls import Pki, make_test_pki
+from icbsim.stack_state import BillerAccess, Secrets, ensure_pki, env_var_name  # re-exported
+from icbsim.tls import Pki
 
 __all__ = ["BillerAccess", "SimStack", "default_billers_dir", "env_var_name"]
 
@@ -58,103 +54,12 @@ WILDCARD_HOSTS = ("0.0.0.0", "::")  # noqa: S104  # accepted only when passed ex
 FTPS_ADMIN = "sim-admin"
 SMTP_USER = "icbridge"
 SECRETS_FILE = "secrets.json"
-_PKI_MIN_VALIDITY = dt.timedelta(days=2)
 
 log = logging.getLogger(__name__)
 
 
 def _emails_export(biller: BillerConfig) -> bool:
     return biller.payment_export is not None and biller.payment_export.delivery == "email"
-
-
-def env_var_name(conn_id: str) -> str:
-    """The variable Airflow reads a connection from: ``AIRFLOW_CONN_<CONN_ID>``."""
-    return f"AIRFLOW_CONN_{conn_id.upper()}"
-
-
-@dataclass(frozen=True)
-class BillerAccess:
-    """What the stack set up for one biller (secrets included: do not log it)."""
-
-    biller: BillerConfig
-    biller_guid: str
-    web_service_key: str
-    protocol: str | None  # "ftps" | "sftp" | None (no invoices section)
-    user: str | None
-    password: str | None
-    client_key: str | None  # SFTP only: OpenSSH private key the server also accepts
-    home: Path | None  # the user's home (FTPS) or chroot (SFTP) on disk
-    inbox: Path | None  # the inbox on disk, inside home
-
-    @property
-    def biller_id(self) -> str:
-        return self.biller.biller_id
-
-
-class _Secrets:
-    """``state_dir/secrets.json``: created 0600, rewritten atomically, tightened if loosened."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.data: dict[str, Any] = {"billers": {}}
-        if path.is_file():
-            if path.stat().st_mode & 0o077:
-                path.chmod(0o600)
-            self.data = json.loads(path.read_text(encoding="utf-8"))
-            self.data.setdefault("billers", {})
-        self.changed = False
-
-    def biller(self, biller_id: str, protocol: str | None) -> dict[str, str]:
-        entry = self.data["billers"].setdefault(biller_id, {})
-        wanted: dict[str, Any] = {
-            "biller_guid": lambda: str(uuid.uuid4()).upper(),
-            "web_service_key": lambda: secrets.token_urlsafe(24),
-        }
-        if protocol is not None:
-            wanted["transfer_password"] = lambda: secrets.token_urlsafe(24)
-        if protocol == "sftp":
-            wanted["client_key"] = lambda: asyncssh.generate_private_key("ssh-ed25519").export_private_key().decode()
-        for name, make in wanted.items():
-            if not entry.get(name):
-                entry[name] = make()
-                self.changed = True
-        return entry
-
-    def value(self, name: str) -> str:
-        if not self.data.get(name):
-            self.data[name] = secrets.token_urlsafe(24)
-            self.changed = True
-        return str(self.data[name])
-
-    def save(self) -> None:
-        if not self.changed:
-            return
-        partial = self.path.with_name(f".{self.path.name}.partial")
-        partial.unlink(missing_ok=True)
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(self.data, out, indent=2, sort_keys=True)
-            out.write("\n")
-        os.replace(partial, self.path)
-        self.changed = False
-
-
-def _ensure_pki(directory: Path, dns_names: tuple[str, ...] = ()) -> Pki:
-    """The test PKI, remade when its certificates expire within two days (they live 30) or
-    the server certificate does not name every host clients dial."""
-    pki = Pki(directory / "ca.pem", directory / "server.pem", directory / "server.key")
-    if pki.ca_cert.is_file() and pki.server_cert.is_file():
-        limit = dt.datetime.now(dt.UTC) + _PKI_MIN_VALIDITY
-        server = x509.load_pem_x509_certificate(pki.server_cert.read_bytes())
-        named = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        stale = not set(dns_names) <= set(named.get_values_for_type(x509.DNSName))
-        for cert_path in (pki.ca_cert, pki.server_cert):
-            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-            stale = stale or cert.not_valid_after_utc < limit
-        if stale:
-            for path in (pki.ca_cert, pki.server_cert, pki.server_key):
-                path.unlink(missing_ok=True)
-    return make_test_pki(directory, dns_names)
 
 
 class SimStack(Lifecycle):
@@ -210,7 +115,7 @@ class SimStack(Lifecycle):
         if not self.state_dir.exists():  # a folder of the user's own keeps its mode
             self.state_dir.mkdir(parents=True)
             self.state_dir.chmod(0o700)
-        store = _Secrets(self.state_dir / SECRETS_FILE)
+        store = Secrets(self.state_dir / SECRETS_FILE)
         ftps_root, sftp_root = self.state_dir / "ftps", self.state_dir / "sftp"
         access: dict[str, BillerAccess] = {}
         for biller in loaded.billers:
@@ -277,7 +182,7 @@ class SimStack(Lifecycle):
                 item.inbox.mkdir(parents=True, exist_ok=True)
 
         public = () if is_loopback(self.public_host) else (self.public_host,)
-        self._pki = _ensure_pki(self.state_dir / "pki", public)
+        self._pki = ensure_pki(self.state_dir / "pki", public)
         ftps_users = {
             i.user: (i.password, i.home)
             for i in self._access.values()
