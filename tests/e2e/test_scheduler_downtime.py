@@ -109,15 +109,11 @@ def _set_paused(api: Api, paused: bool) -> None:
         api.call("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": paused})
 
 
-def _backfill(api: Api, dag_id: str, start: datetime) -> list[dict]:
-    body = {"dag_id": dag_id, "from_date": start.isoformat(), "to_date": datetime.now(UTC).isoformat(),
-            "reprocess_behavior": "completed", "max_active_runs": 1}
-    deadline = time.monotonic() + 2 * WAIT
+def _create_backfill(api: Api, body: dict, deadline: float) -> dict:
     locked = False
     while True:
         try:
-            backfill = api.call("POST", "/api/v2/backfills", json=body)
-            break
+            return api.call("POST", "/api/v2/backfills", json=body)
         except DemoError as exc:
             # SQLite: the api-server answers 503 "Database is locked" while the scheduler writes. Airflow commits
             # the backfill before its runs and removes it after a lock only at best effort, so after our own 503
@@ -131,8 +127,23 @@ def _backfill(api: Api, dag_id: str, start: datetime) -> list[dict]:
             if not retry or time.monotonic() > deadline:
                 raise
             time.sleep(3)
+
+
+def _backfill(api: Api, dag_id: str, start: datetime) -> list[dict]:
+    body = {"dag_id": dag_id, "from_date": start.isoformat(), "to_date": datetime.now(UTC).isoformat(),
+            "reprocess_behavior": "completed", "max_active_runs": 1}
+    deadline = time.monotonic() + 2 * WAIT
+    backfill = _create_backfill(api, body, deadline)
     while True:
-        state = api.call("GET", f"/api/v2/backfills/{backfill['id']}")
+        try:
+            state = api.call("GET", f"/api/v2/backfills/{backfill['id']}")
+        except DemoError as exc:
+            # SQLite reuses a rolled-back row id: the best-effort removal of a locked attempt's backfill can
+            # remove the one created next under the same id (seen in CI: created, then 404). Ask again.
+            if "HTTP 404" not in str(exc) or time.monotonic() > deadline:
+                raise
+            backfill = _create_backfill(api, body, deadline)
+            continue
         runs = api.call("GET", f"/api/v2/dags/{dag_id}/dagRuns", params={"run_type": "backfill", "limit": 100})[
             "dag_runs"]
         if state["completed_at"] and runs and all(r["state"] in TERMINAL_RUN_STATES for r in runs):
